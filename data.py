@@ -1,0 +1,590 @@
+"""Push-T world, data collection and on-disk datasets (FACTS sections 4 and 5).
+
+The Push-T world is the one the paper evaluated on: a 512 x 512 pymunk world (y down)
+with a kinematic disk agent driven by a PD controller toward ``agent + 100 * action`` and
+a T-shaped block that only moves while pushed (space damping 0). One env step is 10
+physics substeps of 0.01 s. Pixels are a pure function of the 7-d state, so every frame,
+and its ground-truth object-id map, can be rebuilt from the stored state.
+
+A dataset is a folder of ``.npy`` arrays plus ``meta.json`` (see ``save_dataset``); the
+torch datasets cut it into frame clips (encoder training) and history + future windows
+with a frameskip (world-model training).
+"""
+
+import dataclasses
+import json
+import math
+import multiprocessing as mp
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pymunk
+import torch
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from common import atomic_write_json, build_parser, config_from_args, config_to_dict
+
+# ---------------------------------------------------------------------------------------
+# The world's constants (FACTS section 4)
+# ---------------------------------------------------------------------------------------
+WORLD_SIZE = 512
+SUBSTEPS, DT = 10, 0.01          # 10 Hz control, 100 Hz physics
+K_P, K_V = 100.0, 20.0           # PD gains of the agent
+ACTION_SCALE = 100.0             # target = agent position + 100 * action
+AGENT_RADIUS = 15
+WALLS = [((5, 506), (5, 5)), ((5, 5), (506, 5)), ((506, 5), (506, 506)), ((5, 506), (506, 506))]
+WALL_RADIUS = 2
+BAR = [(-60, 30), (60, 30), (60, 0), (-60, 0)]                 # T-block, local coordinates
+STEM = [(-15, 30), (-15, 120), (15, 120), (15, 30)]
+TEE_OUTLINE = [(-60, 0), (60, 0), (60, 30), (15, 30), (15, 120), (-15, 120), (-15, 30), (-60, 30)]
+GOAL_POSE = (256.0, 256.0, math.pi / 4)                        # drawn in every frame
+DEFAULT_GOAL_STATE = np.array([256, 400, *GOAL_POSE, 0, 0], dtype=np.float64)
+SUCCESS_DIST, SUCCESS_ANGLE = 20.0, math.pi / 9
+
+COLORS = {
+    "background": (255, 255, 255), "goal": (144, 238, 144), "wall": (211, 211, 211),
+    "block": (142, 163, 183), "block_edge": (119, 136, 153),
+    "agent": (65, 105, 225), "agent_inner": (78, 126, 255),
+}
+# Ground-truth object ids of ``render_ids``; walls count as background.
+OBJECT_IDS = {"background": 0, "goal": 1, "block": 2, "agent": 3}
+
+STATE_DIM, PROPRIO_DIM, ACTION_DIM = 7, 4, 2
+
+
+def wrap_angle(a):
+    """Angle difference folded into [-pi, pi)."""
+    return (np.asarray(a) + np.pi) % (2 * np.pi) - np.pi
+
+
+def is_success(state, goal_state):
+    """FACTS section 4: ||(ax, ay, bx, by) - goal||_2 < 20 and |wrapped angle error| < pi/9.
+
+    state, goal_state: (..., 7) arrays that broadcast against each other. Returns bool (...).
+    """
+    state, goal_state = np.asarray(state, np.float64), np.asarray(goal_state, np.float64)
+    dist = np.linalg.norm(state[..., :4] - goal_state[..., :4], axis=-1)
+    angle = np.abs(wrap_angle(state[..., 4] - goal_state[..., 4]))
+    return (dist < SUCCESS_DIST) & (angle < SUCCESS_ANGLE)
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering: pillow on a supersampled canvas, box-filtered down (anti-aliased)
+# ---------------------------------------------------------------------------------------
+def _tee_polygon(x, y, angle, scale):
+    """World outline of the T-block whose body origin is at (x, y), in canvas pixels."""
+    c, s = math.cos(angle), math.sin(angle)
+    return [((x + c * px - s * py) * scale, (y + s * px + c * py) * scale) for px, py in TEE_OUTLINE]
+
+
+def _draw(draw, state, scale, palette, edge_width):
+    """Paint one frame: goal, walls, agent, block (the order pymunk created the bodies)."""
+    ax, ay, bx, by, angle = (float(v) for v in state[:5])
+    draw.polygon(_tee_polygon(*GOAL_POSE, scale), fill=palette["goal"])
+    for a, b in WALLS:
+        draw.line([(a[0] * scale, a[1] * scale), (b[0] * scale, b[1] * scale)],
+                  fill=palette["wall"], width=max(1, round(2 * WALL_RADIUS * scale)))
+
+    def disk(r, color):
+        draw.ellipse([(ax - r) * scale, (ay - r) * scale, (ax + r) * scale, (ay + r) * scale],
+                     fill=color)
+
+    disk(AGENT_RADIUS, palette["agent"])
+    disk(11, palette["agent_inner"])
+    draw.polygon(_tee_polygon(bx, by, angle, scale), fill=palette["block"],
+                 outline=palette["block_edge"], width=edge_width)
+
+
+def render_pixels(state, size=64, supersample=4):
+    """RGB frame of a 7-d state: uint8 (size, size, 3), anti-aliased by supersampling."""
+    canvas = size * supersample
+    img = Image.new("RGB", (canvas, canvas), COLORS["background"])
+    scale = canvas / WORLD_SIZE
+    _draw(ImageDraw.Draw(img), state, scale, COLORS, edge_width=max(1, round(4 * scale)))
+    return np.asarray(img.reduce(supersample))
+
+
+def render_ids(state, size=64, supersample=4):
+    """Ground-truth object ids of a 7-d state: uint8 (size, size), ids as in OBJECT_IDS.
+
+    Drawn on the same supersampled canvas as ``render_pixels`` and sampled at pixel
+    centres, so object boundaries agree with the RGB frame to within a pixel.
+    """
+    canvas = size * supersample
+    img = Image.new("L", (canvas, canvas), OBJECT_IDS["background"])
+    palette = {"goal": OBJECT_IDS["goal"], "wall": OBJECT_IDS["background"],
+               "agent": OBJECT_IDS["agent"], "agent_inner": OBJECT_IDS["agent"],
+               "block": OBJECT_IDS["block"], "block_edge": OBJECT_IDS["block"]}
+    scale = canvas / WORLD_SIZE
+    _draw(ImageDraw.Draw(img), state, scale, palette, edge_width=max(1, round(4 * scale)))
+    return np.asarray(img.resize((size, size), Image.NEAREST))
+
+
+# ---------------------------------------------------------------------------------------
+# The environment
+# ---------------------------------------------------------------------------------------
+class PushTEnv(gym.Env):
+    """Push-T as evaluated in the paper.
+
+    reset(seed, options): ``options={"state": 7-vector}`` starts from that state,
+    ``options={"goal_state": 7-vector}`` sets the goal (default: the drawn goal pose with
+    the agent at (256, 400)). Otherwise the state is drawn as in FACTS: agent U[50, 450]^2,
+    block U[100, 400]^2, angle U[-2 pi, 2 pi], at rest.
+    step(action in [-1, 1]^2) -> obs {"pixels": uint8 (H, W, 3), "proprio": float32 (4,)},
+    reward (1.0 on success), terminated (= success), truncated (False), info with the
+    7-d "state", "is_success" and "goal_state".
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, render_size=64, render_mode=None):
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        if int(render_size) < 8:
+            raise ValueError(f"render_size must be at least 8 pixels, got {render_size}")
+        self.render_size = int(render_size)
+        self.render_mode = render_mode
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        self.observation_space = gym.spaces.Dict({
+            "pixels": gym.spaces.Box(0, 255, (self.render_size, self.render_size, 3), np.uint8),
+            "proprio": gym.spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), np.float32),
+        })
+        self.goal_state = DEFAULT_GOAL_STATE.copy()
+        self._build_world()
+
+    def _build_world(self):
+        """A fresh pymunk space; bodies in the order walls, agent, block (bar, then stem)."""
+        self.space = pymunk.Space()
+        self.space.gravity = (0, 0)
+        self.space.damping = 0.0                  # dynamic bodies keep no velocity of their own
+        for a, b in WALLS:
+            self.space.add(pymunk.Segment(self.space.static_body, a, b, WALL_RADIUS))
+        self.agent = pymunk.Body(body_type=pymunk.Body.KINEMATIC)
+        self.space.add(self.agent, pymunk.Circle(self.agent, AGENT_RADIUS))
+        mass = 1.0
+        self.block = pymunk.Body(mass, 2 * pymunk.moment_for_poly(mass, BAR))
+        bar, stem = pymunk.Poly(self.block, BAR), pymunk.Poly(self.block, STEM)
+        self.block.center_of_gravity = (bar.center_of_gravity + stem.center_of_gravity) / 2
+        self.space.add(self.block, bar, stem)
+
+    def _set_state(self, state):
+        """Agent velocity, agent position, block angle, block position, then one substep."""
+        state = np.asarray(state, dtype=np.float64)
+        if state.shape != (STATE_DIM,) or not np.all(np.isfinite(state)):
+            raise ValueError(f"expected a finite state of shape (7,), got {state.shape}: {state}")
+        self.agent.velocity = (float(state[5]), float(state[6]))
+        self.agent.position = (float(state[0]), float(state[1]))
+        self.block.angle = float(state[4])        # angle first: position is the body origin
+        self.block.position = (float(state[2]), float(state[3]))
+        self.space.step(DT)
+
+    def get_state(self):
+        """The 7-d state (ax, ay, bx, by, angle mod 2 pi, avx, avy), float64."""
+        a, b, v = self.agent.position, self.block.position, self.agent.velocity
+        return np.array([a.x, a.y, b.x, b.y, self.block.angle % (2 * np.pi), v.x, v.y])
+
+    def _observe(self):
+        state = self.get_state()
+        obs = {"pixels": render_pixels(state, self.render_size),
+               "proprio": state[[0, 1, 5, 6]].astype(np.float32)}
+        info = {"state": state, "is_success": bool(is_success(state, self.goal_state)),
+                "goal_state": self.goal_state.copy()}
+        self._last_pixels = obs["pixels"]
+        return obs, info
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = sorted(set(options) - {"state", "goal_state"})
+        if unknown:
+            raise ValueError(f"unknown reset options {unknown}; expected 'state' and/or 'goal_state'")
+        if "goal_state" in options:
+            goal = np.asarray(options["goal_state"], dtype=np.float64)
+            if goal.shape != (STATE_DIM,):
+                raise ValueError(f"expected goal_state of shape (7,), got {goal.shape}")
+            self.goal_state = goal.copy()
+        else:
+            self.goal_state = DEFAULT_GOAL_STATE.copy()
+        if "state" in options:
+            state = options["state"]
+        else:
+            rng = self.np_random
+            state = np.concatenate([rng.uniform(50, 450, 2), rng.uniform(100, 400, 2),
+                                    rng.uniform(-2 * np.pi, 2 * np.pi, 1), np.zeros(2)])
+        self._build_world()
+        self._set_state(state)
+        return self._observe()
+
+    def step(self, action):
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (ACTION_DIM,) or not np.all(np.isfinite(action)):
+            raise ValueError(f"expected a finite action of shape (2,), got {action.shape}: {action}")
+        target = self.agent.position + pymunk.Vec2d(*(ACTION_SCALE * action))
+        for _ in range(SUBSTEPS):
+            accel = K_P * (target - self.agent.position) - K_V * self.agent.velocity
+            self.agent.velocity += accel * DT
+            self.space.step(DT)
+        obs, info = self._observe()
+        success = info["is_success"]
+        return obs, float(success), success, False, info
+
+    def render(self):
+        return self._last_pixels
+
+
+gym.register(id="PushT-cjepa-v0", entry_point=PushTEnv, max_episode_steps=300)
+
+
+# ---------------------------------------------------------------------------------------
+# Data collection with the weak-expert policy (FACTS section 4)
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PushTDataConfig:
+    """What a Push-T dataset is made of; two datasets with equal configs are identical."""
+    name: str = "pusht"
+    episodes: int = 1000
+    min_steps: int = 100          # episode length (env steps) drawn uniformly in [min, max]
+    max_steps: int = 100
+    render_size: int = 64
+    val_fraction: float = 0.1     # share of episodes held out as the validation split
+    seed: int = 0
+
+
+DATA_PRESETS = {
+    "paper": PushTDataConfig(episodes=2000, min_steps=100, max_steps=200, render_size=224),
+    "cpu": PushTDataConfig(),
+    "tiny": PushTDataConfig(episodes=12, min_steps=30, max_steps=40, val_fraction=0.25),
+}
+
+
+def weak_expert_action(state, rng):
+    """a ~ U[-1, 1]^2, its target clipped to the block's +/- 100 px box, back to [-1, 1]^2."""
+    agent, block = state[0:2], state[2:4]
+    target = np.clip(agent + ACTION_SCALE * rng.uniform(-1, 1, 2), block - 100, block + 100)
+    return np.clip((target - agent) / ACTION_SCALE, -1, 1)
+
+
+def collect_episode(n_steps, seed, render_size):
+    """Roll out the weak expert for ``n_steps`` env steps from a random start.
+
+    Returns arrays over the n_steps + 1 frames: pixels uint8 (L, H, W, 3), state float32
+    (L, 7), proprio float32 (L, 4), action float32 (L, 2) where action[i] is the action
+    taken at frame i and the last row, which has no action, is NaN.
+    """
+    rng = np.random.default_rng(seed)
+    env = PushTEnv(render_size)
+    obs, info = env.reset(seed=int(rng.integers(2**31)))
+    pixels, states, proprio, actions = [obs["pixels"]], [info["state"]], [obs["proprio"]], []
+    for _ in range(n_steps):
+        action = weak_expert_action(info["state"], rng)
+        obs, _, _, _, info = env.step(action)
+        actions.append(action)
+        pixels.append(obs["pixels"])
+        states.append(info["state"])
+        proprio.append(obs["proprio"])
+    actions.append(np.full(ACTION_DIM, np.nan))
+    return {"pixels": np.stack(pixels), "state": np.stack(states).astype(np.float32),
+            "proprio": np.stack(proprio).astype(np.float32),
+            "action": np.stack(actions).astype(np.float32)}
+
+
+def _collect_job(job):
+    return job[0], collect_episode(*job[1:])
+
+
+ARRAYS = {  # name -> (trailing shape given the render size, dtype)
+    "pixels": (lambda s: (s, s, 3), "uint8"),
+    "state": (lambda s: (STATE_DIM,), "float32"),
+    "proprio": (lambda s: (PROPRIO_DIM,), "float32"),
+    "action": (lambda s: (ACTION_DIM,), "float32"),
+}
+FORMAT = "cjepa-pusht/1"
+
+
+def collect(cfg: PushTDataConfig, out, workers=0, progress=True, overwrite=False):
+    """Collect a dataset into the folder ``out`` and return it loaded.
+
+    Episodes are collected in parallel (``workers`` processes, 0 = one per core) and
+    streamed into memory-mapped arrays inside ``out.partial``; only when everything,
+    ``meta.json`` last, is written is that folder renamed to ``out``. An interrupted
+    collection therefore never leaves a folder that loads as a dataset.
+    """
+    out = Path(out)
+    if out.exists():
+        if not overwrite:
+            raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+    if cfg.min_steps < 1 or cfg.max_steps < cfg.min_steps:
+        raise ValueError(f"need 1 <= min_steps <= max_steps, got {cfg.min_steps}, {cfg.max_steps}")
+    if cfg.episodes < 2 or not 0 < cfg.val_fraction < 1:
+        raise ValueError("need at least 2 episodes and 0 < val_fraction < 1")
+    master = np.random.default_rng(cfg.seed)
+    lengths = master.integers(cfg.min_steps, cfg.max_steps + 1, cfg.episodes) + 1  # frames
+    seeds = master.integers(2**63, size=cfg.episodes)
+    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    n_frames = int(starts[-1])
+
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    arrays = {name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype,
+                                              shape=(n_frames, *shape(cfg.render_size)))
+              for name, (shape, dtype) in ARRAYS.items()}
+    jobs = [(e, int(lengths[e]) - 1, int(seeds[e]), cfg.render_size) for e in range(cfg.episodes)]
+    workers = workers or os.cpu_count() or 1
+    bar = tqdm(total=cfg.episodes, desc=f"collect {out.name}", unit="ep", disable=not progress)
+    with mp.get_context("spawn").Pool(workers) as pool:
+        for e, episode in pool.imap_unordered(_collect_job, jobs, chunksize=4):
+            for name, values in episode.items():
+                arrays[name][starts[e]:starts[e + 1]] = values
+            bar.update()
+    bar.close()
+    for array in arrays.values():
+        array.flush()
+    np.save(tmp / "episode_starts.npy", starts)
+
+    val = np.sort(master.permutation(cfg.episodes)[:max(1, round(cfg.val_fraction * cfg.episodes))])
+    train = np.setdiff1d(np.arange(cfg.episodes), val)
+    rows = np.concatenate([np.arange(starts[e], starts[e + 1]) for e in train])
+    meta = {
+        "format": FORMAT,
+        "config": config_to_dict(cfg),
+        "n_frames": n_frames,
+        "n_episodes": cfg.episodes,
+        "splits": {"train": train.tolist(), "val": val.tolist()},
+        "stats": {  # z-scoring statistics over the train split
+            "action_mean": np.nanmean(arrays["action"][rows], 0).tolist(),
+            "action_std": np.nanstd(arrays["action"][rows], 0).tolist(),
+            "proprio_mean": arrays["proprio"][rows].mean(0).tolist(),
+            "proprio_std": arrays["proprio"][rows].std(0).tolist(),
+        },
+        "file_bytes": {p.name: p.stat().st_size for p in sorted(tmp.glob("*.npy"))},
+    }
+    del arrays
+    atomic_write_json(tmp / "meta.json", meta)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return load_dataset(out)
+
+
+# ---------------------------------------------------------------------------------------
+# Loading, with validation
+# ---------------------------------------------------------------------------------------
+class DatasetError(ValueError):
+    """A dataset folder that is missing, incomplete, corrupted or made for another config."""
+
+
+@dataclass
+class PushTData:
+    """A loaded dataset: memory-mapped arrays over all N frames of all E episodes.
+
+    pixels uint8 (N, H, W, 3); state float32 (N, 7); proprio float32 (N, 4);
+    action float32 (N, 2), NaN on each episode's last frame; episode_starts int64 (E + 1,);
+    splits {"train": episode ids, "val": episode ids}; stats: z-scoring statistics.
+    """
+    path: Path
+    config: PushTDataConfig
+    pixels: np.ndarray
+    state: np.ndarray
+    proprio: np.ndarray
+    action: np.ndarray
+    episode_starts: np.ndarray
+    splits: dict
+    stats: dict
+
+    def episodes(self, split):
+        if split not in self.splits:
+            raise KeyError(f"unknown split {split!r}; this dataset has {sorted(self.splits)}")
+        return np.asarray(self.splits[split], dtype=np.int64)
+
+
+def load_dataset(path, expect: PushTDataConfig | None = None):
+    """Load and validate a dataset folder written by ``collect``.
+
+    Raises DatasetError, saying what was expected and found, when meta.json is missing
+    (never finished, or not a dataset), an array is truncated or has the wrong shape or
+    dtype, or the dataset was made with another config than ``expect``.
+    """
+    path = Path(path)
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        hint = " (an interrupted collection leaves only a .partial folder)" if path.with_name(
+            path.name + ".partial").exists() else ""
+        raise DatasetError(f"{path} is not a dataset: {meta_path} is missing{hint}")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{meta_path} is not valid JSON: {err}") from err
+    if meta.get("format") != FORMAT:
+        raise DatasetError(f"{path}: expected format {FORMAT!r}, found {meta.get('format')!r}")
+    names = {f.name for f in dataclasses.fields(PushTDataConfig)}
+    if set(meta["config"]) != names:
+        raise DatasetError(f"{path}: config fields {sorted(meta['config'])}, expected {sorted(names)}")
+    cfg = PushTDataConfig(**meta["config"])
+    if expect is not None and cfg != expect:
+        diff = {k: (v, getattr(cfg, k)) for k, v in dataclasses.asdict(expect).items()
+                if getattr(cfg, k) != v}
+        raise DatasetError(f"{path} was made with another config; (expected, found): {diff}")
+
+    for name, size in meta["file_bytes"].items():
+        actual = (path / name).stat().st_size if (path / name).is_file() else None
+        if actual != size:
+            raise DatasetError(f"{path / name}: expected {size} bytes, found {actual} "
+                               "(truncated or replaced); collect the dataset again")
+    n = meta["n_frames"]
+    arrays = {}
+    for name, (shape, dtype) in ARRAYS.items():
+        try:
+            arrays[name] = np.load(path / f"{name}.npy", mmap_mode="r")
+        except (ValueError, OSError) as err:
+            raise DatasetError(f"{path / name}.npy cannot be read: {err}") from err
+        expected = (n, *shape(cfg.render_size))
+        if arrays[name].shape != expected or arrays[name].dtype != np.dtype(dtype):
+            raise DatasetError(f"{path / name}.npy: expected {dtype} {expected}, found "
+                               f"{arrays[name].dtype} {arrays[name].shape}")
+    starts = np.load(path / "episode_starts.npy")
+    if (starts.shape != (meta["n_episodes"] + 1,) or starts[0] != 0 or starts[-1] != n
+            or np.any(np.diff(starts) < 2)):
+        raise DatasetError(f"{path}/episode_starts.npy: expected {meta['n_episodes'] + 1} "
+                           f"increasing offsets from 0 to {n}, found {starts.shape}")
+    return PushTData(path=path, config=cfg, episode_starts=starts, splits=meta["splits"],
+                     stats={k: np.asarray(v, np.float32) for k, v in meta["stats"].items()},
+                     **arrays)
+
+
+# ---------------------------------------------------------------------------------------
+# Torch datasets: frame clips (encoder) and history + future windows (world model)
+# ---------------------------------------------------------------------------------------
+def window_starts(data: PushTData, split, n_frames_needed):
+    """Global frame indices t0 of every window of ``n_frames_needed`` consecutive frames
+    that fits inside one episode of ``split``. Returns int64 (K,)."""
+    out = []
+    for e in data.episodes(split):
+        begin, end = data.episode_starts[e], data.episode_starts[e + 1]
+        out.append(np.arange(begin, end - n_frames_needed + 1))
+    return np.concatenate(out).astype(np.int64)
+
+
+def frames_to_tensor(pixels):
+    """uint8 (..., H, W, 3) -> float32 (..., 3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(pixels)).movedim(-1, -3).float().div_(255)
+
+
+class FrameClips(torch.utils.data.Dataset):
+    """Clips of T frames, ``frameskip`` env steps apart, for training the slot encoder.
+
+    item: {"frames": float (T, 3, H, W) in [0, 1], "state": float (T, 7), "index": (T,)}.
+    """
+
+    def __init__(self, data: PushTData, split, clip_len, frameskip=5):
+        self.data, self.clip_len, self.frameskip = data, clip_len, frameskip
+        self.starts = window_starts(data, split, (clip_len - 1) * frameskip + 1)
+        if len(self.starts) == 0:
+            raise ValueError(f"no clip of {clip_len} frames at frameskip {frameskip} fits in "
+                             f"the {split!r} episodes of {data.path}")
+
+    def __len__(self):
+        return len(self.starts)
+
+    def __getitem__(self, i):
+        index = self.starts[i] + self.frameskip * np.arange(self.clip_len)
+        return {"frames": frames_to_tensor(self.data.pixels[index]),
+                "state": torch.from_numpy(self.data.state[index].copy()),
+                "index": torch.from_numpy(index)}
+
+
+class Windows(torch.utils.data.Dataset):
+    """History + future windows at a frameskip, the world model's training samples.
+
+    Frame k of a window is env step t0 + k * frameskip; its action is the concatenation of
+    the ``frameskip`` env actions taken from there (a (frameskip * 2)-vector), so every
+    window needs T * frameskip valid actions. Actions and proprio are z-scored with the
+    dataset's train statistics.
+
+    With ``slots`` (float (N, S, D), one row per dataset frame) items carry "slots"
+    (T, S, D) instead of "frames" (T, 3, H, W). Every item also has "actions" (T, fs * 2),
+    "proprio" (T, 4), "state" (T, 7) and "index" (T,).
+    """
+
+    def __init__(self, data: PushTData, split, n_history, n_future, frameskip=5, slots=None):
+        self.data, self.frameskip = data, frameskip
+        self.n_frames = n_history + n_future
+        if slots is not None and len(slots) != len(data.state):
+            raise ValueError(f"expected slots for all {len(data.state)} frames, got {len(slots)}")
+        self.slots = slots
+        self.starts = window_starts(data, split, self.n_frames * frameskip + 1)
+        if len(self.starts) == 0:
+            raise ValueError(f"no window of {self.n_frames} frames at frameskip {frameskip} "
+                             f"fits in the {split!r} episodes of {data.path}")
+        stats = data.stats
+        self.action_mean = np.tile(stats["action_mean"], frameskip)
+        self.action_std = np.tile(stats["action_std"], frameskip)
+
+    def __len__(self):
+        return len(self.starts)
+
+    def __getitem__(self, i):
+        t0 = self.starts[i]
+        index = t0 + self.frameskip * np.arange(self.n_frames)
+        steps = self.data.action[t0:t0 + self.n_frames * self.frameskip]
+        actions = steps.reshape(self.n_frames, self.frameskip * ACTION_DIM)  # (T, fs * 2)
+        item = {
+            "actions": torch.from_numpy((actions - self.action_mean) / self.action_std).float(),
+            "proprio": torch.from_numpy(normalize_proprio(self.data.proprio[index], self.data.stats)),
+            "state": torch.from_numpy(self.data.state[index].copy()),
+            "index": torch.from_numpy(index),
+        }
+        if self.slots is None:
+            item["frames"] = frames_to_tensor(self.data.pixels[index])
+        else:
+            item["slots"] = torch.as_tensor(np.asarray(self.slots[index]), dtype=torch.float32)
+        return item
+
+
+def normalize_proprio(proprio, stats):
+    """z-score proprio (..., 4) with the dataset statistics; returns float32."""
+    return ((proprio - stats["proprio_mean"]) / stats["proprio_std"]).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------
+# Evaluation protocol (FACTS section 5)
+# ---------------------------------------------------------------------------------------
+def sample_eval_pairs(data: PushTData, split="val", n_episodes=50, seed=0, goal_offset=25):
+    """Draw (start, goal) frame pairs for planning, as the paper's protocol does.
+
+    Starts are drawn uniformly, without replacement, with ``np.random.default_rng(seed)``
+    over the frames of ``split`` whose frame ``goal_offset`` steps later is in the same
+    episode; the goal is that later frame. Returns int64 (n_episodes, 2) global indices.
+    """
+    candidates = window_starts(data, split, goal_offset + 1)
+    if len(candidates) < n_episodes:
+        raise ValueError(f"only {len(candidates)} start frames in split {split!r} leave room "
+                         f"for a goal {goal_offset} steps later; asked for {n_episodes}")
+    rng = np.random.default_rng(seed)
+    starts = np.sort(rng.choice(candidates, size=n_episodes, replace=False))
+    return np.stack([starts, starts + goal_offset], axis=1)
+
+
+# ---------------------------------------------------------------------------------------
+# Command line: python data.py --preset cpu --out data/pusht-cpu
+# ---------------------------------------------------------------------------------------
+def main(argv=None):
+    parser = build_parser(PushTDataConfig, DATA_PRESETS, "Collect a Push-T dataset.")
+    parser.add_argument("--out", default=None, help="dataset folder (default data/pusht-<preset>)")
+    parser.add_argument("--workers", type=int, default=0, help="processes (0 = one per core)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    args = parser.parse_args(argv)
+    cfg = config_from_args(PushTDataConfig, DATA_PRESETS, args, default_preset="cpu")
+    out = args.out or f"data/pusht-{args.preset or 'cpu'}"
+    data = collect(cfg, out, workers=args.workers, overwrite=args.overwrite)
+    print(f"wrote {data.path}: {len(data.state)} frames in {len(data.episode_starts) - 1} "
+          f"episodes, {data.pixels.nbytes / 2**20:.0f} MiB of pixels")
+
+
+if __name__ == "__main__":
+    main()
