@@ -1,0 +1,330 @@
+"""The C-JEPA predictor, its loss and its rollout (paper, method section: predictor and objective).
+
+Each frame t contributes S slot tokens and, on Push-T, one action token and one proprio token
+("nodes"). All T x (S + 2) tokens go through one bidirectional pre-LN transformer. A hidden slot
+token is replaced by the identity query `mask_token + time_pos[t] + Linear(slot at t = 0)`, so the
+model is told *which* object to predict but not its state. There is no slot-index embedding:
+slots are a set and permuting them permutes the outputs.
+
+Loss (weights 1:1:1, each term mean-reduced): MSE on the hidden history slots + MSE on all future
+slots + MSE on the future proprio. The action node is never a target.
+
+Two baselines are options of the same module:
+- causal=True (OC-DINO-WM): block-causal attention, a token at frame t sees frames <= t.
+  Targets are formed exactly as in the bidirectional model: the output at a hidden token of
+  frame t is the prediction of frame t. With future frames hidden, a prediction of frame t sees
+  the real inputs of frames < t, the actions up to t, and the identity queries of frame t, so
+  the same loss and rollout code serve both modes.
+- aux="concat" (the paper's concatenation ablation): no action / proprio tokens; the action and
+  proprio embeddings of frame t are concatenated to every slot token of frame t and projected back
+  to the model width. Future proprio is then read from the mean of the frame's slot outputs.
+"""
+
+import einops
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SLOT, ACTION, PROPRIO = 0, 1, 2  # rows of the token-type embedding
+
+
+class Attention(nn.Module):
+    """Pre-LN multi-head self-attention with `heads` heads of size `dim_head` each."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.norm = nn.LayerNorm(dim)
+        self.to_qkv = nn.Linear(dim, 3 * heads * dim_head, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(heads * dim_head, dim), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+        """x: (B, L, dim); allowed: (L, L) bool, True where query i may attend key j, or None."""
+        qkv = self.to_qkv(self.norm(x))  # (B, L, 3 * heads * dim_head)
+        q, k, v = einops.rearrange(qkv, "b l (three h e) -> three b h l e", three=3, h=self.heads)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, heads, L, dim_head)
+        return self.to_out(einops.rearrange(out, "b h l e -> b l (h e)"))
+
+
+class FeedForward(nn.Module):
+    """Pre-LN MLP: dim -> mlp_dim -> dim."""
+
+    def __init__(self, dim: int, mlp_dim: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(dim),
+            nn.Linear(dim, mlp_dim),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(mlp_dim, dim),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Block(nn.Module):
+    """One transformer layer: x + attention(x), then x + mlp(x)."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int, mlp_dim: int, dropout: float):
+        super().__init__()
+        self.attn = Attention(dim, heads, dim_head, dropout)
+        self.ff = FeedForward(dim, mlp_dim, dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(x, allowed)
+        return x + self.ff(x)
+
+
+class Predictor(nn.Module):
+    """Masked slot predictor over T frames of S slots plus action / proprio inputs.
+
+    action_dim = 0 or proprio_dim = 0 means the dataset has no such input (CLEVRER has neither).
+    aux: "nodes" (one action and one proprio token per frame) or "concat" (see module docstring).
+    """
+
+    def __init__(
+        self,
+        n_slots: int,
+        slot_dim: int = 128,
+        action_dim: int = 10,
+        proprio_dim: int = 4,
+        dim: int | None = None,
+        depth: int = 6,
+        heads: int = 16,
+        dim_head: int = 64,
+        mlp_dim: int = 2048,
+        dropout: float = 0.1,
+        max_frames: int = 32,
+        aux: str = "nodes",
+        causal: bool = False,
+    ):
+        super().__init__()
+        if aux not in ("nodes", "concat"):
+            raise ValueError(f"expected aux in ('nodes', 'concat'), got {aux!r}")
+        for name, value in (("n_slots", n_slots), ("slot_dim", slot_dim), ("max_frames", max_frames)):
+            if value < 1:
+                raise ValueError(f"expected {name} >= 1, got {value}")
+        if action_dim < 0 or proprio_dim < 0:
+            raise ValueError(f"expected action_dim, proprio_dim >= 0, got {action_dim}, {proprio_dim}")
+        dim = slot_dim if dim is None else dim
+        self.n_slots, self.slot_dim, self.dim = n_slots, slot_dim, dim
+        self.action_dim, self.proprio_dim = action_dim, proprio_dim
+        self.max_frames, self.aux, self.causal = max_frames, aux, causal
+
+        self.slot_in = nn.Linear(slot_dim, dim)
+        self.anchor_in = nn.Linear(slot_dim, dim)  # identity query from the slot at t = 0
+        self.action_in = nn.Linear(action_dim, dim) if action_dim else None
+        self.proprio_in = nn.Linear(proprio_dim, dim) if proprio_dim else None
+        self.mask_token = nn.Parameter(0.02 * torch.randn(dim))
+        self.proprio_mask_token = nn.Parameter(0.02 * torch.randn(dim))
+        self.time_pos = nn.Parameter(0.02 * torch.randn(max_frames, dim))
+        self.type_emb = nn.Parameter(0.02 * torch.randn(3, dim))
+        n_aux = int(action_dim > 0) + int(proprio_dim > 0)
+        self.fuse = nn.Linear((1 + n_aux) * dim, dim) if aux == "concat" and n_aux else None
+
+        self.blocks = nn.ModuleList(Block(dim, heads, dim_head, mlp_dim, dropout) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.slot_out = nn.Linear(dim, slot_dim)
+        self.proprio_out = nn.Linear(dim, proprio_dim) if proprio_dim else None
+
+    def _check_inputs(self, slots, mask, actions, proprio, n_history) -> None:
+        S, D, A, P = self.n_slots, self.slot_dim, self.action_dim, self.proprio_dim
+        if slots.ndim != 4 or slots.shape[2:] != (S, D):
+            raise ValueError(f"expected slots of shape (B, T, {S}, {D}), got {tuple(slots.shape)}")
+        B, T = slots.shape[:2]
+        if not 1 <= T <= self.max_frames:
+            raise ValueError(f"expected 1 <= T <= max_frames = {self.max_frames}, got T = {T}")
+        if mask.shape != (B, T, S) or mask.dtype != torch.bool:
+            got = f"{mask.dtype} {tuple(mask.shape)}"
+            raise ValueError(f"expected a bool mask of shape ({B}, {T}, {S}), got {got}")
+        if not 1 <= n_history <= T:
+            raise ValueError(f"expected 1 <= n_history <= T = {T}, got n_history = {n_history}")
+        if not mask[:, n_history:].all():
+            raise ValueError("future slots (t >= n_history) are targets and must all be hidden in the mask")
+        for name, x, size in (("actions", actions, A), ("proprio", proprio, P)):
+            if size == 0 and x is not None:
+                got = tuple(x.shape)
+                raise ValueError(f"model was built with {name} dim 0, expected {name}=None, got {got}")
+            if size > 0 and (x is None or x.shape != (B, T, size)):
+                got = None if x is None else tuple(x.shape)
+                raise ValueError(f"expected {name} of shape ({B}, {T}, {size}), got {got}")
+
+    def _embed(self, slots, mask, actions, proprio, n_history) -> torch.Tensor:
+        """Build the token sequence (B, T * tokens_per_frame, dim); frame-major, slots first."""
+        T = slots.shape[1]
+        time = self.time_pos[:T]  # (T, dim)
+
+        visible = self.slot_in(slots)  # (B, T, S, dim)
+        anchor_seen = ~mask[:, 0, :, None]  # (B, S, 1): no anchor from a slot hidden at t = 0 (tube mask)
+        anchor = torch.where(anchor_seen, self.anchor_in(slots[:, 0]), 0.0)  # (B, S, dim)
+        query = self.mask_token + anchor[:, None]  # (B, 1, S, dim)
+        slot_tok = torch.where(mask[..., None], query, visible)  # (B, T, S, dim)
+
+        aux = []  # (embedding (B, T, dim), token type) per auxiliary input
+        if self.action_in is not None:
+            aux.append((self.action_in(actions), ACTION))
+        if self.proprio_in is not None:
+            future = (torch.arange(T, device=slots.device) >= n_history)[None, :, None]  # (1, T, 1)
+            aux.append((torch.where(future, self.proprio_mask_token, self.proprio_in(proprio)), PROPRIO))
+
+        if self.aux == "concat":
+            if aux:
+                per_slot = [einops.repeat(a, "b t d -> b t s d", s=self.n_slots) for a, _ in aux]
+                slot_tok = self.fuse(torch.cat([slot_tok, *per_slot], dim=-1))  # (B, T, S, dim)
+            tokens = slot_tok + time[:, None] + self.type_emb[SLOT]  # (B, T, S, dim)
+        else:
+            slot_tok = slot_tok + self.type_emb[SLOT]
+            aux_tok = [(a + self.type_emb[kind])[:, :, None] for a, kind in aux]  # each (B, T, 1, dim)
+            tokens = torch.cat([slot_tok, *aux_tok], dim=2)  # (B, T, S + n_aux, dim)
+            tokens = tokens + time[:, None]
+        return einops.rearrange(tokens, "b t n d -> b (t n) d")
+
+    def _attention_mask(self, T: int, per_frame: int, device: torch.device) -> torch.Tensor | None:
+        """(L, L) bool, True where a token may attend: frames <= its own frame. None if bidirectional."""
+        if not self.causal:
+            return None
+        frame = torch.arange(T, device=device).repeat_interleave(per_frame)  # (L,)
+        return frame[:, None] >= frame[None, :]
+
+    def forward(
+        self,
+        slots: torch.Tensor,
+        mask: torch.Tensor,
+        actions: torch.Tensor | None,
+        proprio: torch.Tensor | None,
+        n_history: int,
+    ) -> dict:
+        """Predict every frame from the visible tokens.
+
+        slots: (B, T, S, D); mask: (B, T, S) bool, True = hidden (every future slot must be hidden);
+        actions: (B, T, A) or None; proprio: (B, T, P) or None; frames >= n_history are the future.
+        Returns {"slots": (B, T, S, D), "proprio": (B, T, P) or None}. Only hidden positions (and
+        future proprio) are meaningful predictions; the others are whatever the model outputs.
+        """
+        self._check_inputs(slots, mask, actions, proprio, n_history)
+        T, S = slots.shape[1], self.n_slots
+        x = self._embed(slots, mask, actions, proprio, n_history)  # (B, L, dim)
+        per_frame = x.shape[1] // T
+        allowed = self._attention_mask(T, per_frame, x.device)
+        for block in self.blocks:
+            x = block(x, allowed)
+        x = einops.rearrange(self.norm(x), "b (t n) d -> b t n d", t=T)  # (B, T, tokens per frame, dim)
+
+        pred_slots = self.slot_out(x[:, :, :S])  # (B, T, S, D)
+        pred_proprio = None
+        if self.proprio_out is not None:
+            if self.aux == "concat":
+                pred_proprio = self.proprio_out(x.mean(dim=2))  # (B, T, P), from the mean slot output
+            else:
+                pred_proprio = self.proprio_out(x[:, :, -1])  # (B, T, P), from the proprio token
+        return {"slots": pred_slots, "proprio": pred_proprio}
+
+
+def _masked_mse(pred: torch.Tensor, target: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the entries where `select` is True; 0 (not NaN) if none are.
+
+    pred, target: (..., F); select: bool, broadcastable to pred without its last axis.
+    """
+    weight = select[..., None].expand_as(pred).to(pred.dtype)
+    return ((pred - target) ** 2 * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def cjepa_loss(
+    pred: dict, slots: torch.Tensor, proprio: torch.Tensor | None, mask: torch.Tensor, n_history: int
+) -> tuple[torch.Tensor, dict]:
+    """C-JEPA loss, weights 1:1:1, each term mean-reduced.
+
+    pred: output of Predictor.forward; slots: target slots (B, T, S, D); proprio: target proprio
+    (B, T, P) or None; mask: (B, T, S) bool, the mask the prediction was made with.
+    Returns (loss, terms) with terms {"history", "future", "proprio"} (detached 0-d tensors) and
+    loss == history + future + proprio.
+    """
+    if pred["slots"].shape != slots.shape:
+        expected = tuple(pred["slots"].shape)
+        raise ValueError(f"expected target slots of shape {expected}, got {tuple(slots.shape)}")
+    if mask.shape != slots.shape[:3] or mask.dtype != torch.bool:
+        got = f"{mask.dtype} {tuple(mask.shape)}"
+        raise ValueError(f"expected a bool mask of shape {tuple(slots.shape[:3])}, got {got}")
+    if (pred["proprio"] is None) != (proprio is None):
+        raise ValueError("expected proprio targets exactly when the model predicts proprio")
+    T = slots.shape[1]
+    future = torch.arange(T, device=slots.device) >= n_history  # (T,)
+
+    history = _masked_mse(pred["slots"], slots, mask & ~future[None, :, None])
+    future_slots = _masked_mse(pred["slots"], slots, future[None, :, None].expand_as(mask))
+    if proprio is None:
+        proprio_term = torch.zeros((), device=slots.device)
+    else:
+        if pred["proprio"].shape != proprio.shape:
+            expected = tuple(pred["proprio"].shape)
+            raise ValueError(f"expected target proprio of shape {expected}, got {tuple(proprio.shape)}")
+        proprio_term = _masked_mse(pred["proprio"], proprio, future[None, :].expand(proprio.shape[:2]))
+
+    loss = history + future_slots + proprio_term
+    terms = {"history": history.detach(), "future": future_slots.detach(), "proprio": proprio_term.detach()}
+    return loss, terms
+
+
+def rollout(
+    model: Predictor,
+    slots: torch.Tensor,
+    actions: torch.Tensor | None,
+    proprio: torch.Tensor | None,
+    n_future: int,
+    history: int,
+) -> dict:
+    """Predict `n_future` frames autoregressively, one frame per call of the model.
+
+    slots: (..., T0, S, D) observed slots; actions: (..., T0 + K, A) or None, where actions[..., t]
+    is taken at frame t; proprio: (..., T0, P) or None; K = n_future. Each step feeds the last
+    min(history, frames so far) frames, all visible, plus one hidden frame to predict.
+    Leading axes (e.g. episodes x candidates) are flattened into the batch. Runs under the
+    caller's grad mode and train / eval mode.
+    Returns {"slots": (..., K, S, D), "proprio": (..., K, P) or None}.
+    """
+    if n_future < 1:
+        raise ValueError(f"expected n_future >= 1, got {n_future}")
+    if not 1 <= history <= model.max_frames - 1:
+        raise ValueError(f"expected 1 <= history <= max_frames - 1 = {model.max_frames - 1}, got {history}")
+    if slots.ndim < 3:
+        raise ValueError(f"expected slots of shape (..., T0, S, D), got {tuple(slots.shape)}")
+    lead = slots.shape[:-3]
+    T0 = slots.shape[-3]
+    slots, packed = einops.pack([slots], "* t s d")  # (B, T0, S, D)
+    if actions is not None:
+        if actions.shape[:-1] != (*lead, T0 + n_future):
+            expected = (*lead, T0 + n_future, model.action_dim)
+            raise ValueError(f"expected actions of shape {expected}, got {tuple(actions.shape)}")
+        actions, _ = einops.pack([actions], "* t a")  # (B, T0 + K, A)
+    if proprio is not None:
+        if proprio.shape[:-1] != (*lead, T0):
+            expected = (*lead, T0, model.proprio_dim)
+            raise ValueError(f"expected proprio of shape {expected}, got {tuple(proprio.shape)}")
+        proprio, _ = einops.pack([proprio], "* t p")  # (B, T0, P)
+
+    B, _, S, D = slots.shape
+    for _ in range(n_future):
+        now = slots.shape[1]  # frames known so far; predict frame `now`
+        start = max(0, now - history)
+        window = torch.cat([slots[:, start:], slots.new_zeros(B, 1, S, D)], dim=1)  # (B, W + 1, S, D)
+        W = now - start
+        mask = torch.zeros(B, W + 1, S, dtype=torch.bool, device=slots.device)
+        mask[:, W] = True
+        act = None if actions is None else actions[:, start : now + 1]  # (B, W + 1, A)
+        prop = None
+        if proprio is not None:
+            prop = torch.cat([proprio[:, start:], proprio.new_zeros(B, 1, proprio.shape[-1])], dim=1)
+        out = model(window, mask, act, prop, n_history=W)
+        slots = torch.cat([slots, out["slots"][:, W:]], dim=1)  # (B, now + 1, S, D)
+        if proprio is not None:
+            proprio = torch.cat([proprio, out["proprio"][:, W:]], dim=1)  # (B, now + 1, P)
+
+    result = {"slots": einops.unpack(slots[:, T0:], packed, "* k s d")[0], "proprio": None}
+    if proprio is not None:
+        result["proprio"] = einops.unpack(proprio[:, T0:], packed, "* k p")[0]
+    return result

@@ -1,0 +1,203 @@
+"""Tests for predictor.py: no leakage of hidden inputs, slot-permutation equivariance, loss identity,
+causal masking, head size, rollout, and a tiny training run on a synthetic dynamical system."""
+
+import math
+
+import einops
+import pytest
+import torch
+
+from masking import make_mask
+from predictor import Attention, Predictor, cjepa_loss, rollout
+
+S, D, A, P = 4, 8, 3, 2
+N_HISTORY, N_FUTURE = 3, 2
+T = N_HISTORY + N_FUTURE
+
+
+def tiny(**kwargs) -> Predictor:
+    torch.manual_seed(0)
+    config = dict(n_slots=S, slot_dim=D, action_dim=A, proprio_dim=P, dim=16, depth=2, heads=2,
+                  dim_head=8, mlp_dim=32, dropout=0.0, max_frames=8)
+    return Predictor(**{**config, **kwargs}).eval()
+
+
+def inputs(B: int = 6, seed: int = 1, kind: str = "object", n_masked: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    slots = torch.randn(B, T, S, D, generator=g)
+    actions = torch.randn(B, T, A, generator=g)
+    proprio = torch.randn(B, T, P, generator=g)
+    mask = make_mask(kind, B, N_HISTORY, N_FUTURE, S, n_masked, g)
+    return slots, mask, actions, proprio
+
+
+@pytest.mark.parametrize("aux", ["nodes", "concat"])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("kind", ["object", "tube", "token"])
+def test_hidden_inputs_do_not_leak(aux, causal, kind):
+    model = tiny(aux=aux, causal=causal)
+    slots, mask, actions, proprio = inputs(kind=kind, n_masked=2)
+    out = model(slots, mask, actions, proprio, N_HISTORY)
+    noise = 100 * torch.randn_like(slots)
+    slots2 = torch.where(mask[..., None], slots + noise, slots)  # change every hidden slot value
+    proprio2 = proprio.clone()
+    proprio2[:, N_HISTORY:] += 100.0  # future proprio is a target too
+    out2 = model(slots2, mask, actions, proprio2, N_HISTORY)
+    assert torch.equal(out["slots"], out2["slots"])
+    assert torch.equal(out["proprio"], out2["proprio"])
+
+
+@pytest.mark.parametrize("aux", ["nodes", "concat"])
+def test_permuting_slots_permutes_outputs(aux):
+    model = tiny(aux=aux)
+    slots, mask, actions, proprio = inputs()
+    perm = torch.tensor([2, 0, 3, 1])
+    out = model(slots, mask, actions, proprio, N_HISTORY)
+    out_perm = model(slots[:, :, perm], mask[:, :, perm], actions, proprio, N_HISTORY)
+    torch.testing.assert_close(out_perm["slots"], out["slots"][:, :, perm])
+    torch.testing.assert_close(out_perm["proprio"], out["proprio"])
+
+
+def test_loss_is_the_sum_of_its_terms_and_only_counts_targets():
+    model = tiny()
+    slots, mask, actions, proprio = inputs()
+    pred = model(slots, mask, actions, proprio, N_HISTORY)
+    loss, terms = cjepa_loss(pred, slots, proprio, mask, N_HISTORY)
+    assert loss.item() == (terms["history"] + terms["future"] + terms["proprio"]).item()
+    assert all(terms[k] > 0 for k in ("history", "future", "proprio"))
+
+    exact = {"slots": torch.where(mask[..., None], slots, slots + 1.0), "proprio": proprio.clone()}
+    exact["proprio"][:, :N_HISTORY] += 1.0  # errors only where nothing is a target
+    loss, terms = cjepa_loss(exact, slots, proprio, mask, N_HISTORY)
+    assert loss.item() == 0.0
+
+    none = make_mask("none", 6, N_HISTORY, N_FUTURE, S, 0, torch.Generator().manual_seed(0))
+    loss, terms = cjepa_loss(model(slots, none, actions, proprio, N_HISTORY), slots, proprio, none, N_HISTORY)
+    assert terms["history"].item() == 0.0 and torch.isfinite(loss)
+    loss.backward()
+    assert model.slot_out.weight.grad.abs().sum() > 0
+
+
+def test_actions_change_the_predicted_future():
+    model = tiny()
+    slots, mask, actions, proprio = inputs()
+    actions2 = actions.clone()
+    actions2[:, N_HISTORY - 1] += 1.0  # the action leading into the first future frame
+    out = model(slots, mask, actions, proprio, N_HISTORY)
+    out2 = model(slots, mask, actions2, proprio, N_HISTORY)
+    assert (out["slots"][:, N_HISTORY:] - out2["slots"][:, N_HISTORY:]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("aux", ["nodes", "concat"])
+def test_causal_model_does_not_see_later_frames(aux):
+    slots, mask, actions, proprio = inputs()
+    t = 1  # change every input of frame t + 1
+    slots2, actions2, proprio2 = slots.clone(), actions.clone(), proprio.clone()
+    slots2[:, t + 1] += 1.0
+    actions2[:, t + 1] += 1.0
+    proprio2[:, t + 1] += 1.0
+    for causal in (True, False):
+        model = tiny(aux=aux, causal=causal)
+        out = model(slots, mask, actions, proprio, N_HISTORY)
+        out2 = model(slots2, mask, actions2, proprio2, N_HISTORY)
+        past_change = (out["slots"][:, : t + 1] - out2["slots"][:, : t + 1]).abs().max()
+        assert (past_change < 1e-6) == causal
+        assert (out["slots"][:, t + 1 :] - out2["slots"][:, t + 1 :]).abs().max() > 1e-3
+
+
+def test_head_size_is_dim_head():
+    dim, heads, dim_head = 16, 4, 12  # dim / heads = 4 would be the wrong head size
+    attn = Attention(dim, heads, dim_head, dropout=0.0).eval()
+    assert attn.to_qkv.weight.shape == (3 * heads * dim_head, dim)
+    assert attn.to_out[0].weight.shape == (dim, heads * dim_head)
+
+    x = torch.randn(2, 5, dim)
+    q, k, v = attn.to_qkv(attn.norm(x)).split(heads * dim_head, dim=-1)  # each (B, L, heads * dim_head)
+    q, k, v = (einops.rearrange(z, "b l (h e) -> b h l e", e=dim_head) for z in (q, k, v))
+    weights = torch.softmax(torch.einsum("bhie,bhje->bhij", q, k) / math.sqrt(dim_head), dim=-1)
+    manual = attn.to_out(einops.rearrange(weights @ v, "b h l e -> b l (h e)"))
+    torch.testing.assert_close(attn(x, None), manual)
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = tiny()
+    slots, mask, actions, proprio = inputs()
+    with pytest.raises(ValueError, match=r"expected slots of shape \(B, T, 4, 8\), got \(6, 5, 3, 8\)"):
+        model(slots[:, :, :3], mask, actions, proprio, N_HISTORY)
+    with pytest.raises(ValueError, match="must all be hidden"):
+        model(slots, torch.zeros_like(mask), actions, proprio, N_HISTORY)
+    with pytest.raises(ValueError, match="expected actions of shape"):
+        model(slots, mask, None, proprio, N_HISTORY)
+    with pytest.raises(ValueError, match="aux"):
+        Predictor(n_slots=S, aux="sum")
+
+
+def test_model_without_actions_or_proprio():
+    model = tiny(action_dim=0, proprio_dim=0)
+    slots, mask, _, _ = inputs()
+    pred = model(slots, mask, None, None, N_HISTORY)
+    loss, terms = cjepa_loss(pred, slots, None, mask, N_HISTORY)
+    assert pred["proprio"] is None and terms["proprio"].item() == 0.0
+    assert rollout(model, slots[:, :2], None, None, n_future=3, history=2)["slots"].shape == (6, 3, S, D)
+
+
+def test_rollout_shapes_and_one_step_equals_forward():
+    model = tiny()
+    E, N, T0, K = 2, 3, 1, 4
+    g = torch.Generator().manual_seed(0)
+    slots = torch.randn(E, N, T0, S, D, generator=g)
+    actions = torch.randn(E, N, T0 + K, A, generator=g)
+    proprio = torch.randn(E, N, T0, P, generator=g)
+    out = rollout(model, slots, actions, proprio, n_future=K, history=N_HISTORY)
+    assert out["slots"].shape == (E, N, K, S, D) and out["proprio"].shape == (E, N, K, P)
+    single = rollout(model, slots[1, 2], actions[1, 2], proprio[1, 2], n_future=K, history=N_HISTORY)
+    torch.testing.assert_close(single["slots"], out["slots"][1, 2])
+
+    slots, _, actions, proprio = inputs()
+    T0 = 3
+    step = rollout(model, slots[:, :T0], actions[:, : T0 + 1], proprio[:, :T0], n_future=1, history=N_HISTORY)
+    mask = torch.zeros(6, T0 + 1, S, dtype=torch.bool)
+    mask[:, T0] = True
+    manual = model(slots[:, : T0 + 1], mask, actions[:, : T0 + 1], proprio[:, : T0 + 1], n_history=T0)
+    torch.testing.assert_close(step["slots"], manual["slots"][:, T0:])
+    torch.testing.assert_close(step["proprio"], manual["proprio"][:, T0:])
+
+
+def test_rollout_window_keeps_only_the_last_history_frames():
+    model = tiny()
+    slots, _, actions, proprio = inputs()
+    old = slots.clone()
+    old[:, 0] += 10.0  # frame 0 is outside a window of 2 frames when predicting frame 3
+    a = rollout(model, slots[:, :3], actions[:, :4], proprio[:, :3], n_future=1, history=2)
+    b = rollout(model, old[:, :3], actions[:, :4], proprio[:, :3], n_future=1, history=2)
+    torch.testing.assert_close(a["slots"], b["slots"])
+
+
+def synthetic_batch(B: int, g: torch.Generator):
+    """Slots = (x, y, gain, identity...): each object moves by gain * action; proprio = the action."""
+    gain = torch.rand(B, 1, S, 1, generator=g) + 0.5  # (B, 1, S, 1)
+    identity = torch.randn(B, 1, S, D - 3, generator=g)
+    actions = 0.5 * torch.randn(B, T, 2, generator=g)
+    start = torch.randn(B, 1, S, 2, generator=g)
+    steps = torch.cumsum(actions[:, :-1], dim=1)[:, :, None] * gain  # (B, T - 1, S, 2)
+    position = torch.cat([start, start + steps], dim=1)  # (B, T, S, 2)
+    slots = torch.cat([position, gain.expand(B, T, S, 1), identity.expand(B, T, S, D - 3)], dim=-1)
+    return slots, actions, actions.clone()
+
+
+def test_tiny_model_learns_a_synthetic_dynamical_system():
+    torch.manual_seed(0)
+    model = Predictor(n_slots=S, slot_dim=D, action_dim=2, proprio_dim=2, dim=32, depth=2, heads=4,
+                      dim_head=8, mlp_dim=64, dropout=0.0, max_frames=8)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(100):
+        slots, actions, proprio = synthetic_batch(64, g)
+        mask = make_mask("object", 64, N_HISTORY, N_FUTURE, S, 1, g)
+        loss, _ = cjepa_loss(model(slots, mask, actions, proprio, N_HISTORY), slots, proprio, mask, N_HISTORY)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-10:]) / 10 < 0.2 * losses[0]
