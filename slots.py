@@ -1,0 +1,427 @@
+"""Object-centric slot encoders: the frozen encoder that turns each frame into S slots.
+
+C-JEPA never trains its encoder: it reads slots from a video slot model trained beforehand
+(FACTS.md sections 2 and 6). This file holds that model and the tools around it:
+- `SlotAttention`: Locatello et al. 2020, Algorithm 1. Slots compete for inputs (softmax
+  over the SLOT axis), then each slot takes the attention-weighted mean of the inputs and
+  is updated by a GRU (and optionally a residual MLP).
+- `SlotEncoder`: the video model (SAVi / VideoSAUR). Frame 0 starts from a learned,
+  noisy initialisation; frame t+1 starts from a transformer block applied to frame t's
+  slots, so slot k keeps following the same object across the clip. Two backbones:
+  "cnn" (small CNN, pixels reconstructed by a spatial broadcast decoder) and "dinov2"
+  (frozen DINOv2 ViT-S/14 patch features reconstructed by an MLP decoder, as VideoSAUR).
+- Metrics (FG-ARI, mBO) and `load_official_slots` for the C-JEPA release's slot pickles.
+"""
+
+import pickle
+import re
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import einsum, rearrange, repeat
+from torch import nn
+
+from dinov2 import DinoV2, load_dinov2, normalize_imagenet
+
+
+def norm_mlp(d_in, d_hidden, d_out):
+    """LayerNorm -> Linear -> ReLU -> Linear, applied to the last axis."""
+    return nn.Sequential(nn.LayerNorm(d_in), nn.Linear(d_in, d_hidden), nn.ReLU(), nn.Linear(d_hidden, d_out))
+
+
+class SlotAttention(nn.Module):
+    """Iterative slot attention: inputs (B, N, Din) -> slots (B, S, D), attention (B, S, N)."""
+
+    def __init__(self, dim, n_slots, n_iters, input_dim, hidden_dim, eps=1e-8, use_mlp=True):
+        super().__init__()
+        self.dim, self.n_slots, self.n_iters, self.input_dim, self.eps = dim, n_slots, n_iters, input_dim, eps
+        self.scale = dim**-0.5
+        self.norm_inputs = nn.LayerNorm(input_dim)
+        self.norm_slots = nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(input_dim, dim, bias=False)
+        self.to_v = nn.Linear(input_dim, dim, bias=False)
+        self.gru = nn.GRUCell(dim, dim)
+        self.mlp = None
+        if use_mlp:
+            self.mlp = norm_mlp(dim, hidden_dim, dim)
+        # One learned mean per slot (so slots differ even without noise) and a shared spread.
+        self.mu = nn.Parameter(torch.randn(1, n_slots, dim) * dim**-0.5)
+        self.log_sigma = nn.Parameter(torch.full((1, 1, dim), -2.0))
+
+    def init_slots(self, batch_size, generator=None, noise=True):
+        """Initial slots (B, S, D) = mu + exp(log_sigma) * eps, eps ~ N(0, 1) drawn from `generator`."""
+        mu = self.mu.expand(batch_size, -1, -1)
+        if not noise:
+            return mu
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + self.log_sigma.exp() * eps
+
+    def forward(self, inputs, slots=None, n_iters=None, generator=None):
+        """inputs (B, N, Din), slots (B, S, D) or None (learned init) -> slots (B, S, D), attn (B, S, N).
+
+        `attn` is the last iteration's attention, a distribution over slots for every input.
+        """
+        if inputs.ndim != 3 or inputs.shape[-1] != self.input_dim:
+            raise ValueError(f"expected inputs of shape (B, N, {self.input_dim}), got {tuple(inputs.shape)}")
+        B = inputs.shape[0]
+        if slots is None:
+            slots = self.init_slots(B, generator)
+        if slots.ndim != 3 or slots.shape[0] != B or slots.shape[-1] != self.dim:
+            raise ValueError(f"expected slots of shape ({B}, S, {self.dim}), got {tuple(slots.shape)}")
+        n_iters = self.n_iters if n_iters is None else n_iters
+        if n_iters < 1:
+            raise ValueError(f"expected at least 1 iteration, got {n_iters}")
+        inputs = self.norm_inputs(inputs)
+        k, v = self.to_k(inputs), self.to_v(inputs)  # (B, N, D)
+        for _ in range(n_iters):
+            q = self.to_q(self.norm_slots(slots))  # (B, S, D)
+            logits = einsum(q, k, "b s d, b n d -> b s n") * self.scale
+            attn = logits.softmax(dim=1)  # slots compete for each input
+            weights = (attn + self.eps) / (attn + self.eps).sum(dim=-1, keepdim=True)  # mean over inputs
+            updates = einsum(weights, v, "b s n, b n d -> b s d")
+            slots = self.gru(rearrange(updates, "b s d -> (b s) d"), rearrange(slots, "b s d -> (b s) d"))
+            slots = rearrange(slots, "(b s) d -> b s d", b=B)
+            if self.mlp is not None:
+                slots = slots + self.mlp(slots)
+        return slots, attn
+
+
+def position_grid(h, w, device=None):
+    """(h, w, 4) grid of [x, y, 1 - x, 1 - y] with x, y in [0, 1] across the image."""
+    y, x = torch.meshgrid(torch.linspace(0, 1, h, device=device), torch.linspace(0, 1, w, device=device), indexing="ij")
+    return torch.stack([x, y, 1 - x, 1 - y], dim=-1)
+
+
+class SoftPositionEmbedding(nn.Module):
+    """Adds Linear([x, y, 1-x, 1-y]) to channel-last features (..., h, w, D)."""
+
+    def __init__(self, dim, h, w):
+        super().__init__()
+        self.proj = nn.Linear(4, dim)
+        self.register_buffer("grid", position_grid(h, w), persistent=False)
+
+    def forward(self, x):
+        return x + self.proj(self.grid)
+
+
+class CNNBackbone(nn.Module):
+    """Frames (B, 3, H, W) -> features (B, N, out_dim), N = H*W (or H*W/4 with a stride-2 first conv)."""
+
+    def __init__(self, image_size, channels=64, out_dim=64, stride2_first=False):
+        super().__init__()
+        layers, c_in = [], 3
+        for i in range(4):
+            stride = 2 if (i == 0 and stride2_first) else 1
+            layers += [nn.Conv2d(c_in, channels, 5, stride=stride, padding=2), nn.ReLU()]
+            c_in = channels
+        self.convs = nn.Sequential(*layers)
+        self.grid_size = image_size // 2 if stride2_first else image_size
+        self.pos = SoftPositionEmbedding(channels, self.grid_size, self.grid_size)
+        self.mlp = norm_mlp(channels, channels, out_dim)
+
+    def forward(self, frames):
+        x = rearrange(self.convs(frames), "b c h w -> b h w c")
+        x = rearrange(self.pos(x), "b h w c -> b (h w) c")  # (B, N, C)
+        return self.mlp(x)
+
+
+class BroadcastDecoder(nn.Module):
+    """Spatial broadcast decoder: slots (B, S, D) -> image, per-slot RGB and masks (softmax over S)."""
+
+    def __init__(self, slot_dim, image_size, channels=64):
+        super().__init__()
+        n_up = (image_size // 8).bit_length() - 1
+        if image_size % 8 or image_size != 8 * 2**n_up or n_up < 1:
+            raise ValueError(f"expected image_size = 8 * 2^k with k >= 1 (16, 32, 64, 128, ...), got {image_size}")
+        self.pos = SoftPositionEmbedding(slot_dim, 8, 8)
+        layers, c_in = [], slot_dim
+        for _ in range(n_up):
+            layers += [nn.ConvTranspose2d(c_in, channels, 5, stride=2, padding=2, output_padding=1), nn.ReLU()]
+            c_in = channels
+        layers += [nn.Conv2d(channels, channels, 5, padding=2), nn.ReLU(), nn.Conv2d(channels, 4, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, slots):
+        """slots (B, S, D) -> recon (B, 3, H, W), rgb (B, S, 3, H, W), masks (B, S, 1, H, W)."""
+        B = slots.shape[0]
+        x = self.pos(repeat(slots, "b s d -> (b s) h w d", h=8, w=8))  # (B*S, 8, 8, D)
+        out = self.net(rearrange(x, "bs h w d -> bs d h w"))  # (B*S, 4, H, W)
+        out = rearrange(out, "(b s) c h w -> b s c h w", b=B)
+        rgb, masks = out[:, :, :3], out[:, :, 3:].softmax(dim=1)  # alpha competes across slots
+        return (rgb * masks).sum(dim=1), rgb, masks
+
+
+class FeatureDecoder(nn.Module):
+    """MLP decoder: slots (B, S, D) -> features (B, N, Dfeat) and masks (B, S, N) (softmax over S).
+
+    Each slot is broadcast to the N patch positions, a learned position embedding is added
+    and a shared MLP predicts Dfeat features plus one alpha logit per position.
+    """
+
+    def __init__(self, slot_dim, feat_dim, n_patches, hidden_dim=1024, n_layers=4):
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(1, 1, n_patches, slot_dim) * 0.02)
+        layers, d_in = [], slot_dim
+        for _ in range(n_layers - 1):
+            layers += [nn.Linear(d_in, hidden_dim), nn.ReLU()]
+            d_in = hidden_dim
+        self.mlp = nn.Sequential(*layers, nn.Linear(d_in, feat_dim + 1))
+
+    def forward(self, slots):
+        x = slots.unsqueeze(2) + self.pos  # (B, S, N, D)
+        out = self.mlp(x)  # (B, S, N, Dfeat + 1)
+        feats, masks = out[..., :-1], out[..., -1].softmax(dim=1)  # masks (B, S, N)
+        return einsum(feats, masks, "b s n d, b s n -> b n d"), masks
+
+
+class SlotTransition(nn.Module):
+    """One pre-LN transformer block over slots: slots of frame t (B, S, D) -> initial slots of t+1.
+
+    No position or slot-index embedding, so it is permutation-equivariant: slot k stays slot k.
+    """
+
+    def __init__(self, dim, n_heads=4, mlp_ratio=4):
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"expected slot_dim divisible by {n_heads} heads, got {dim}")
+        self.n_heads = n_heads
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+
+    def forward(self, slots):
+        q, k, v = rearrange(self.qkv(self.norm1(slots)), "b s (three h e) -> three b h s e", three=3, h=self.n_heads)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, S, D/heads)
+        slots = slots + self.proj(rearrange(out, "b h s e -> b s (h e)"))
+        return slots + self.mlp(self.norm2(slots))
+
+
+class SlotEncoder(nn.Module):
+    """Video slot model: frames (B, T, 3, H, W) in [0, 1] -> slots (B, T, S, D).
+
+    backbone="cnn": CNN features, pixel reconstruction (MSE). backbone="dinov2": frozen
+    DINOv2 ViT-S/14 patch features (image_size a multiple of 14, e.g. 196), an MLP
+    384 -> 768 -> input_dim with LayerNorm, and DINOv2-feature reconstruction (MSE).
+    `dinov2_weights` is a local `dinov2_vits14_pretrain.pth`; without it the frozen
+    backbone keeps its random initialisation, which is only useful for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone="cnn",
+        image_size=64,
+        n_slots=7,
+        slot_dim=128,
+        n_iters_first=3,
+        n_iters=2,
+        input_dim=128,
+        slot_mlp=None,
+        cnn_channels=64,
+        cnn_stride2=False,
+        decoder_channels=64,
+        decoder_hidden=1024,
+        dinov2_weights=None,
+    ):
+        super().__init__()
+        if backbone not in ("cnn", "dinov2"):
+            raise ValueError(f"expected backbone 'cnn' or 'dinov2', got {backbone!r}")
+        self.backbone, self.image_size = backbone, image_size
+        self.n_iters_first, self.n_iters = n_iters_first, n_iters
+        use_mlp = backbone == "cnn" if slot_mlp is None else slot_mlp  # VideoSAUR: GRU only
+        self.slot_attention = SlotAttention(slot_dim, n_slots, n_iters_first, input_dim, 2 * slot_dim, use_mlp=use_mlp)
+        self.transition = SlotTransition(slot_dim)
+        if backbone == "cnn":
+            self.cnn = CNNBackbone(image_size, cnn_channels, input_dim, cnn_stride2)
+            self.decoder = BroadcastDecoder(slot_dim, image_size, decoder_channels)
+        else:
+            if image_size % 14:
+                raise ValueError(f"expected an image_size that is a multiple of 14 for dinov2, got {image_size}")
+            self.grid_size = image_size // 14
+            self.dinov2 = (load_dinov2(dinov2_weights) if dinov2_weights else DinoV2()).requires_grad_(False).eval()
+            dim = self.dinov2.dim
+            self.feature_mlp = norm_mlp(dim, 2 * dim, input_dim)  # 384 -> 768 -> input_dim
+            self.decoder = FeatureDecoder(slot_dim, dim, self.grid_size**2, decoder_hidden)
+
+    def train(self, mode=True):
+        """Switch train/eval mode; the frozen DINOv2 backbone always stays in eval mode."""
+        super().train(mode)
+        if self.backbone == "dinov2":
+            self.dinov2.eval()
+        return self
+
+    def _check_frames(self, frames):
+        size = self.image_size
+        if frames.ndim != 5 or tuple(frames.shape[2:]) != (3, size, size) or not frames.is_floating_point():
+            raise ValueError(
+                f"expected float frames of shape (B, T, 3, {size}, {size}), got {tuple(frames.shape)} {frames.dtype}"
+            )
+
+    def _features(self, frames):
+        """frames (B, T, 3, H, W) -> slot-attention inputs (B, T, N, Din) and DINOv2 targets (B, T, N, 384) or None."""
+        B = frames.shape[0]
+        flat = rearrange(frames, "b t c h w -> (b t) c h w")
+        if self.backbone == "cnn":
+            return rearrange(self.cnn(flat), "(b t) n d -> b t n d", b=B), None
+        with torch.no_grad():
+            targets = self.dinov2.forward_features(normalize_imagenet(flat))  # (B*T, N, 384)
+        targets = rearrange(targets, "(b t) n d -> b t n d", b=B)
+        return self.feature_mlp(targets), targets
+
+    def _encode(self, frames, generator=None, noise=True):
+        self._check_frames(frames)
+        inputs, targets = self._features(frames)  # (B, T, N, Din)
+        all_slots, all_attn = [], []
+        slots = None
+        for t in range(frames.shape[1]):
+            if t == 0:
+                init, n_iters = self.slot_attention.init_slots(frames.shape[0], generator, noise), self.n_iters_first
+            else:
+                init, n_iters = self.transition(slots), self.n_iters
+            slots, attn = self.slot_attention(inputs[:, t], init, n_iters=n_iters)
+            all_slots.append(slots)
+            all_attn.append(attn)
+        return torch.stack(all_slots, dim=1), torch.stack(all_attn, dim=1), targets  # (B, T, S, D), (B, T, S, N)
+
+    def encode(self, frames, generator=None, noise=True):
+        """frames (B, T, 3, H, W) in [0, 1] -> {'slots': (B, T, S, D), 'attn': (B, T, S, N)}.
+
+        `generator` draws frame 0's initial noise; noise=False starts from the learned means.
+        """
+        slots, attn, _ = self._encode(frames, generator, noise)
+        return {"slots": slots, "attn": attn}
+
+    def forward(self, frames, generator=None):
+        """frames (B, T, 3, H, W) in [0, 1] -> dict with 'slots' (B, T, S, D), 'attn' (B, T, S, N),
+        'recon', 'masks', 'loss'.
+
+        cnn: recon (B, T, 3, H, W), masks (B, T, S, H, W), loss = pixel MSE.
+        dinov2: recon (B, T, N, 384), masks (B, T, S, h, w) over the h x w patch grid,
+        'features' (B, T, N, 384) the DINOv2 targets, loss = feature MSE.
+        """
+        slots, attn, targets = self._encode(frames, generator)
+        B = frames.shape[0]
+        flat = rearrange(slots, "b t s d -> (b t) s d")
+        out = {"slots": slots, "attn": attn}
+        if self.backbone == "cnn":
+            recon, _, masks = self.decoder(flat)  # (B*T, 3, H, W), (B*T, S, 1, H, W)
+            out["recon"] = rearrange(recon, "(b t) c h w -> b t c h w", b=B)
+            out["masks"] = rearrange(masks, "(b t) s 1 h w -> b t s h w", b=B)
+            out["loss"] = F.mse_loss(out["recon"], frames)
+        else:
+            recon, masks = self.decoder(flat)  # (B*T, N, 384), (B*T, S, N)
+            out["recon"] = rearrange(recon, "(b t) n d -> b t n d", b=B)
+            out["masks"] = rearrange(masks, "(b t) s (h w) -> b t s h w", b=B, h=self.grid_size)
+            out["features"] = targets
+            out["loss"] = F.mse_loss(out["recon"], targets)
+        return out
+
+
+def masks_to_segmentation(masks, size=None):
+    """Soft masks (B, T, S, h, w) -> segment ids (B, T, H, W): argmax over slots.
+
+    With size=(H, W) the masks are first upsampled bilinearly (e.g. DINOv2 patch masks to pixels).
+    """
+    if masks.ndim != 5:
+        raise ValueError(f"expected masks of shape (B, T, S, H, W), got {tuple(masks.shape)}")
+    if size is not None and tuple(size) != tuple(masks.shape[-2:]):
+        flat = F.interpolate(rearrange(masks, "b t s h w -> (b t) s h w"), size=tuple(size), mode="bilinear")
+        masks = rearrange(flat, "(b t) s h w -> b t s h w", b=masks.shape[0])
+    return masks.argmax(dim=2)
+
+
+def _contingency(true_ids, pred_ids):
+    """Flattened id arrays (P,) -> (table (n_true, n_pred) of pixel counts, sorted true ids)."""
+    true_values, true_idx = np.unique(true_ids, return_inverse=True)
+    pred_values, pred_idx = np.unique(pred_ids, return_inverse=True)
+    n_pred = len(pred_values)
+    table = np.bincount(true_idx * n_pred + pred_idx, minlength=len(true_values) * n_pred)
+    return table.reshape(len(true_values), n_pred).astype(np.float64), true_values
+
+
+def _as_flat_pair(true_ids, pred_ids):
+    true_ids, pred_ids = np.asarray(true_ids), np.asarray(pred_ids)
+    if true_ids.shape != pred_ids.shape:
+        raise ValueError(f"expected true and predicted ids of one shape, got {true_ids.shape} and {pred_ids.shape}")
+    return true_ids.ravel(), pred_ids.ravel()
+
+
+def _pairs(counts):
+    """Number of unordered pixel pairs within each count: n (n - 1) / 2."""
+    return counts * (counts - 1) / 2
+
+
+def fg_ari(true_ids, pred_ids, background_ids=(0,)):
+    """Adjusted Rand index over foreground pixels (true id not in background_ids).
+
+    Ids of any shape: (H, W) for one frame, (T, H, W) for a video taken as one set (an
+    object whose predicted id changes over time then counts as split). Returns 1.0 when the
+    index is degenerate (e.g. one true and one predicted segment) and nan without foreground.
+    """
+    true_ids, pred_ids = _as_flat_pair(true_ids, pred_ids)
+    fg = ~np.isin(true_ids, background_ids)
+    if not fg.any():
+        return float("nan")
+    table, _ = _contingency(true_ids[fg], pred_ids[fg])
+    index = _pairs(table).sum()
+    true_pairs, pred_pairs, all_pairs = _pairs(table.sum(1)).sum(), _pairs(table.sum(0)).sum(), _pairs(table.sum())
+    expected = true_pairs * pred_pairs / all_pairs if all_pairs > 0 else 0.0
+    maximum = (true_pairs + pred_pairs) / 2
+    if maximum == expected:
+        return 1.0
+    return float((index - expected) / (maximum - expected))
+
+
+def mbo(true_ids, pred_ids, background_ids=(0,)):
+    """Mean best overlap: mean over true foreground objects of the best IoU with any predicted segment.
+
+    Ids of any shape, as in `fg_ari`; predicted segments include the one covering the
+    background. Returns nan when there is no foreground object.
+    """
+    true_ids, pred_ids = _as_flat_pair(true_ids, pred_ids)
+    table, true_values = _contingency(true_ids, pred_ids)  # intersections (n_true, n_pred)
+    union = table.sum(1, keepdims=True) + table.sum(0, keepdims=True) - table
+    best = (table / union).max(axis=1)  # (n_true,)
+    fg = ~np.isin(true_values, background_ids)
+    return float(best[fg].mean()) if fg.any() else float("nan")
+
+
+def _video_index(split, key):
+    """The integer prefix of a video key: '12_pixels.mp4' -> 12."""
+    match = re.match(r"(\d+)_", str(key))
+    if match is None:
+        raise ValueError(f"expected video keys like '12_pixels.mp4' in split {split!r}, got {key!r}")
+    return int(match.group(1))
+
+
+def load_official_slots(path):
+    """Read the C-JEPA release's slot pickle -> {split: [float32 array (T, S, D), ...]}.
+
+    The pickle holds {'train': {'0_pixels.mp4': array (T, S, D), ...}, 'val': ..., 'test': ...};
+    videos are ordered by the integer before the first '_' ('10_...' after '2_...'), and all
+    must share S and D. Unpickling can run arbitrary code: only load files from a trusted source.
+    """
+    with open(path, "rb") as f:
+        data = pickle.load(f)
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a dict of splits in {path}, got {type(data).__name__}")
+    out, shape = {}, None
+    for split, videos in data.items():
+        if not isinstance(videos, dict):
+            raise ValueError(f"expected split {split!r} to map video names to arrays, got {type(videos).__name__}")
+        out[split] = []
+        for key in sorted(videos, key=lambda k: _video_index(split, k)):
+            slots = np.asarray(videos[key], dtype=np.float32)
+            if slots.ndim != 3:
+                raise ValueError(f"expected slots of shape (T, S, D) for {split}/{key}, got {slots.shape}")
+            if shape is None:
+                shape = slots.shape[1:]
+            if slots.shape[1:] != shape:
+                raise ValueError(
+                    f"expected slots of shape (T, {shape[0]}, {shape[1]}) like the first video, "
+                    f"got {slots.shape} for {split}/{key}"
+                )
+            out[split].append(slots)
+    return out

@@ -1,0 +1,180 @@
+"""Tests for slots.py: slot attention invariants, decoders, the video encoder, metrics, loading."""
+
+import contextlib
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from slots import (
+    BroadcastDecoder,
+    FeatureDecoder,
+    SlotAttention,
+    SlotEncoder,
+    fg_ari,
+    load_official_slots,
+    masks_to_segmentation,
+    mbo,
+)
+
+
+def tiny_encoder(**kwargs):
+    """A 16 px CNN slot encoder small enough to train for a few steps in a test."""
+    config = dict(backbone="cnn", image_size=16, n_slots=3, slot_dim=32, input_dim=32, cnn_channels=16)
+    return SlotEncoder(**(config | dict(decoder_channels=16) | kwargs))
+
+
+def squares(batch, time, generator):
+    """Frames (B, T, 3, 16, 16): two coloured 6 x 6 squares on black, moving one pixel per frame."""
+    frames = torch.zeros(batch, time, 3, 16, 16)
+    colours = torch.rand(batch, 2, 3, generator=generator)
+    corners = torch.randint(0, 16 - 6 - time, (batch, 2, 2), generator=generator)
+    for b in range(batch):
+        for k in range(2):
+            for t in range(time):
+                y, x = corners[b, k] + t
+                frames[b, t, :, y : y + 6, x : x + 6] = colours[b, k, :, None, None]
+    return frames
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run on one thread: tiny models gain nothing from more, and stall when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_slot_attention_is_permutation_equivariant_over_slots():
+    g = torch.Generator().manual_seed(0)
+    attention = SlotAttention(dim=16, n_slots=4, n_iters=3, input_dim=8, hidden_dim=32)
+    inputs, slots = torch.randn(2, 10, 8, generator=g), torch.randn(2, 4, 16, generator=g)
+    perm = torch.tensor([2, 0, 3, 1])
+    out, attn = attention(inputs, slots)
+    out_perm, attn_perm = attention(inputs, slots[:, perm])
+    torch.testing.assert_close(out_perm, out[:, perm])
+    torch.testing.assert_close(attn_perm, attn[:, perm])
+    torch.testing.assert_close(attn.sum(dim=1), torch.ones(2, 10))  # softmax over slots
+    with pytest.raises(ValueError, match=r"expected inputs of shape \(B, N, 8\), got \(2, 10, 9\)"):
+        attention(torch.zeros(2, 10, 9))
+
+
+def test_init_slots_uses_the_generator():
+    attention = SlotAttention(dim=16, n_slots=4, n_iters=1, input_dim=8, hidden_dim=32)
+    a = attention.init_slots(2, torch.Generator().manual_seed(5))
+    b = attention.init_slots(2, torch.Generator().manual_seed(5))
+    c = attention.init_slots(2, torch.Generator().manual_seed(6))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    torch.testing.assert_close(attention.init_slots(2, noise=False), attention.mu.expand(2, -1, -1))
+
+
+def test_decoders_alpha_sums_to_one():
+    g = torch.Generator().manual_seed(0)
+    slots = torch.randn(2, 3, 16, generator=g)
+    recon, rgb, masks = BroadcastDecoder(16, 32, channels=8)(slots)
+    assert recon.shape == (2, 3, 32, 32) and rgb.shape == (2, 3, 3, 32, 32) and masks.shape == (2, 3, 1, 32, 32)
+    torch.testing.assert_close(masks.sum(dim=1), torch.ones(2, 1, 32, 32))
+    torch.testing.assert_close(recon, (rgb * masks).sum(dim=1))
+    features, patch_masks = FeatureDecoder(16, 24, n_patches=9, hidden_dim=32)(slots)
+    assert features.shape == (2, 9, 24)
+    torch.testing.assert_close(patch_masks.sum(dim=1), torch.ones(2, 9))
+    with pytest.raises(ValueError, match="got 48"):
+        BroadcastDecoder(16, 48)
+
+
+def test_encode_shapes_and_slots_carry_over_time():
+    g = torch.Generator().manual_seed(0)
+    model = tiny_encoder().eval()
+    frames = torch.rand(2, 4, 3, 16, 16, generator=g)
+    with torch.no_grad():
+        out = model.encode(frames, torch.Generator().manual_seed(1))
+        assert out["slots"].shape == (2, 4, 3, 32) and out["attn"].shape == (2, 4, 3, 16 * 16)
+        # Same frames, different initial noise: frame 0's slots differ, and so do later
+        # frames' slots, which can only happen if frame t+1 starts from frame t's slots.
+        other = model.encode(frames, torch.Generator().manual_seed(2))["slots"]
+        assert not torch.allclose(other[:, 3], out["slots"][:, 3], atol=1e-5)
+        again = model.encode(frames, torch.Generator().manual_seed(1))["slots"]
+    assert torch.equal(again, out["slots"])
+    with pytest.raises(ValueError, match=r"expected float frames of shape \(B, T, 3, 16, 16\), got \(2, 3, 16, 16\)"):
+        model.encode(frames[:, 0])
+
+
+def test_forward_outputs_and_segmentation():
+    model = tiny_encoder(cnn_stride2=True)
+    out = model(torch.rand(1, 2, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    assert out["recon"].shape == (1, 2, 3, 16, 16) and out["masks"].shape == (1, 2, 3, 16, 16)
+    assert out["attn"].shape == (1, 2, 3, 8 * 8) and out["loss"].ndim == 0
+    masks = torch.zeros(1, 1, 3, 2, 2)
+    masks[0, 0, 2, 0, :], masks[0, 0, 1, 1, :] = 1, 1  # top row slot 2, bottom row slot 1
+    ids = masks_to_segmentation(masks, size=(4, 4))
+    assert ids.shape == (1, 1, 4, 4) and ids[0, 0, 0, 0] == 2 and ids[0, 0, 3, 3] == 1
+
+
+def test_dinov2_encoder_keeps_backbone_frozen():
+    model = SlotEncoder(backbone="dinov2", image_size=28, n_slots=3, slot_dim=32, input_dim=32, decoder_hidden=64)
+    out = model.train()(torch.rand(1, 2, 3, 28, 28, generator=torch.Generator().manual_seed(0)))
+    assert out["recon"].shape == out["features"].shape == (1, 2, 4, 384) and out["masks"].shape == (1, 2, 3, 2, 2)
+    out["loss"].backward()
+    assert not model.dinov2.training and all(p.grad is None for p in model.dinov2.parameters())
+    assert model.slot_attention.to_k.weight.grad is not None
+
+
+def test_fg_ari_perfect_random_and_video():
+    true = np.zeros((40, 40), dtype=int)
+    true[2:20, 2:20], true[22:38, 5:30], true[5:15, 25:38] = 1, 2, 3
+    relabelled = np.array([7, 4, 9, 0])[true]  # predicted ids are arbitrary labels
+    assert fg_ari(true, true) == 1.0 and fg_ari(true, relabelled) == 1.0
+    random_pred = np.random.default_rng(0).integers(0, 4, size=true.shape)
+    assert abs(fg_ari(true, random_pred)) < 0.05
+    assert fg_ari([[0, 1, 1]], [[3, 5, 5]]) == 1.0  # one true and one predicted segment
+    assert fg_ari([0, 0, 1, 1], [0, 0, 1, 2], background_ids=()) == pytest.approx(4 / 7)
+    video_true = np.stack([true, true])
+    video_pred = np.stack([true, np.array([0, 2, 1, 3])[true]])  # objects 1 and 2 swap ids in frame 1
+    assert fg_ari(video_true[1], video_pred[1]) == 1.0
+    assert fg_ari(video_true, video_pred) < 0.9
+
+
+def test_mbo_perfect_and_hand_made():
+    true = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 2, 2], [0, 0, 2, 2]])
+    pred = np.array([[5, 5, 5, 0], [5, 5, 5, 0], [0, 0, 7, 8], [0, 0, 7, 8]])
+    assert mbo(true, true) == 1.0
+    # object 1: segment 5 covers it plus 2 background pixels -> 4/6; object 2 is split in halves -> 2/4
+    assert mbo(true, pred) == pytest.approx((4 / 6 + 2 / 4) / 2)
+
+
+def test_load_official_slots(tmp_path):
+    videos = {f"{i}_pixels.mp4": np.full((5, 4, 8), i, dtype=np.float64) for i in (10, 2, 0, 1)}
+    path = tmp_path / "slots.pkl"
+    path.write_bytes(pickle.dumps({"train": videos, "val": {"3_pixels.mp4": np.zeros((6, 4, 8))}}))
+    data = load_official_slots(path)
+    assert [a[0, 0, 0] for a in data["train"]] == [0, 1, 2, 10]
+    assert data["train"][0].dtype == np.float32 and data["val"][0].shape == (6, 4, 8)
+    path.write_bytes(pickle.dumps({"train": videos, "val": {"3_pixels.mp4": np.zeros((6, 4, 7))}}))
+    with pytest.raises(ValueError, match=r"expected slots of shape \(T, 4, 8\) .*got \(6, 4, 7\) for val/3_pixels.mp4"):
+        load_official_slots(path)
+    path.write_bytes(pickle.dumps({"train": {"clip.mp4": np.zeros((6, 4, 8))}}))
+    with pytest.raises(ValueError, match="expected video keys like '12_pixels.mp4'"):
+        load_official_slots(path)
+
+
+def test_a_few_training_steps_lower_the_loss():
+    torch.manual_seed(0)  # parameter initialisation
+    model = tiny_encoder()
+    g = torch.Generator().manual_seed(0)
+    frames = squares(8, 2, g)
+    mean_image_loss = (frames - frames.mean(dim=(0, 1))).pow(2).mean().item()  # what a blurry model gets
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    losses = []
+    with one_thread():
+        for _ in range(150):
+            loss = model(frames, generator=g)["loss"]
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.5 * losses[0]
+    assert np.mean(losses[-5:]) < 0.8 * mean_image_loss
