@@ -1,0 +1,62 @@
+"""Predictor training throughput (samples per second) for the presets of train.py.
+
+    python benchmarks/bench_train.py --presets cpu paper --steps 20
+
+Times forward + backward + AdamW step of the predictor on random slot windows of the
+preset's shape (no data loading), after a few warm-up steps.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from train import PRESETS, build_predictor, predictor_loss  # noqa: E402
+
+
+def throughput(cfg, steps, device, warmup=3):
+    torch.manual_seed(0)
+    model = build_predictor(cfg).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    T = cfg.n_history + cfg.n_future
+    B = cfg.batch_size
+    batch = {"slots": torch.randn(B, T, cfg.n_slots, cfg.slot_dim, device=device),
+             "actions": torch.randn(B, T, 2 * cfg.frameskip, device=device),
+             "proprio": torch.randn(B, T, 4, device=device)}
+    loss_fn = predictor_loss(cfg)
+    for i in range(warmup + steps):
+        if i == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        loss, _ = loss_fn(model, batch, torch.Generator().manual_seed(i))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    n_params = sum(p.numel() for p in model.parameters())
+    return B * steps / seconds, seconds / steps, n_params
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--presets", nargs="+", default=["cpu", "paper"], choices=sorted(PRESETS))
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for name in args.presets:
+        cfg = PRESETS[name]
+        rate, per_step, n_params = throughput(cfg, args.steps, device)
+        print(f"preset {name}: {n_params / 1e6:.2f} M parameters, batch {cfg.batch_size}: "
+              f"{rate:.0f} samples/s ({per_step * 1000:.0f} ms/step)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from train import PRESETS, Context, load_checkpoint, run
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = PRESETS["tiny"]
+
+
+def read_log(path, stage):
+    return [r for r in map(json.loads, Path(path).read_text().splitlines()) if r["stage"] == stage]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    out = run(TINY, root / "runs" / "tiny", progress=False, root=root, workers=2)
+    return root, out
+
+
+def test_tiny_pipeline_runs_end_to_end_and_learns(tiny_run):
+    root, out = tiny_run
+    info = json.loads((out / "config.json").read_text())
+    enc_dir = Path(info["encoder"])
+    for name in ("encoder.pt", "slots.npy", "slots.json", "metrics.json", "encoder.png"):
+        assert (enc_dir / name).is_file(), name
+    ckpt = torch.load(out / "predictor.pt", weights_only=True)
+    assert set(ckpt) >= {"model", "optimizer", "config", "step"} and ckpt["done"]
+    assert ckpt["config"] == dataclasses.asdict(TINY)
+    log = read_log(out / "log.jsonl", "predictor")
+    assert [r["step"] for r in log] == list(range(1, ckpt["step"] + 1))
+    val = [r["val_loss"] for r in log if "val_loss" in r]
+    assert val[-1] < val[0]
+    for r in log:  # the loss is the sum of its logged terms
+        assert r["loss"] == pytest.approx(r["history"] + r["future"] + r["proprio"], rel=1e-5)
+    metrics = json.loads((enc_dir / "metrics.json").read_text())
+    assert set(metrics) == {"fg_ari_frame", "fg_ari_video", "mbo"}
+
+
+def test_finished_stages_are_skipped(tiny_run):
+    root, out = tiny_run
+    data_meta = next((root / "data").glob("pusht-*/meta.json"))
+    encoder = next((root / "runs" / "encoders").glob("*/encoder.pt"))
+    stamps = (data_meta.stat().st_mtime_ns, encoder.stat().st_mtime_ns,
+              (out / "predictor.pt").stat().st_mtime_ns)
+    run(TINY, out, progress=False, root=root)
+    assert stamps == (data_meta.stat().st_mtime_ns, encoder.stat().st_mtime_ns,
+                      (out / "predictor.pt").stat().st_mtime_ns)
+
+
+def test_checkpoint_for_another_config_fails_clearly(tiny_run, tmp_path):
+    _, out = tiny_run
+    other = dataclasses.asdict(dataclasses.replace(TINY, masked=0))
+    with pytest.raises(ValueError, match="another config; differing fields: \\['masked'\\]"):
+        load_checkpoint(out / "predictor.pt", other)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_resume_continues_with_the_same_losses(tiny_run, tmp_path, monkeypatch):
+    root, out = tiny_run
+    info = json.loads((out / "config.json").read_text())
+    data = train.load_dataset(info["data"])
+    slots = train.load_slots(Path(info["encoder"]), TINY, len(data.state))
+    ctx = Context(rank=0, world=1, device=torch.device("cpu"), progress=False)
+    reference = read_log(out / "log.jsonl", "predictor")
+
+    real_loss = train.predictor_loss
+
+    def interrupted_loss(cfg):
+        inner, calls = real_loss(cfg), {"train": 0}
+
+        def loss_fn(model, batch, generator):
+            if model.training:
+                calls["train"] += 1
+                if calls["train"] == 10:  # dies during step 10; the checkpoint is at step 8
+                    raise KeyboardInterrupt
+            return inner(model, batch, generator)
+        return loss_fn
+
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    monkeypatch.setattr(train, "predictor_loss", interrupted_loss)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_predictor(TINY, data, slots, killed, redo=False, resume=False, ctx=ctx)
+    assert load_checkpoint(killed / "predictor.pt")["step"] == 8
+    monkeypatch.setattr(train, "predictor_loss", real_loss)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train.train_predictor(TINY, data, slots, killed, redo=False, resume=False, ctx=ctx)
+    train.train_predictor(TINY, data, slots, killed, redo=False, resume=True, ctx=ctx)
+    resumed = read_log(killed / "log.jsonl", "predictor")
+    assert [r["step"] for r in resumed] == [r["step"] for r in reference]
+    for a, b in zip(resumed, reference):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6, abs=1e-7)
+
+
+def test_runs_under_torchrun_ddp(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           str(ROOT / "train.py"), "--preset", "tiny", "--out", "runs/ddp", "--no-progress",
+           "--workers", "1"]
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    ckpt = torch.load(tmp_path / "runs" / "ddp" / "predictor.pt", weights_only=True)
+    assert ckpt["done"] and ckpt["step"] > 0
+    steps = [r["step"] for r in read_log(tmp_path / "runs" / "ddp" / "log.jsonl", "predictor")]
+    assert steps == list(range(1, ckpt["step"] + 1))  # one log, written by rank 0 only

@@ -1,0 +1,596 @@
+"""End-to-end C-JEPA training: data -> slot encoder -> slot extraction -> predictor.
+
+    python train.py --dataset pusht --masked 1                # the CPU preset
+    python train.py --preset paper --dinov2-path dinov2_vits14_pretrain.pth
+    torchrun --nproc_per_node=2 train.py --preset tiny        # the same script under DDP
+
+Stages (paper: frozen object-centric encoder, then the masked predictor of the method
+section; FACTS sections 1, 2 and 6):
+1. data: collect the Push-T dataset (``data.py``) into ``data/<name>-<hash>``.
+2. encoder: train the video slot encoder (``slots.py``) into ``runs/encoders/<hash>``.
+3. slots: write the frozen encoder's slots of every frame next to it (``slots.npy``).
+4. predictor: train the C-JEPA predictor (``predictor.py``) on those slots into ``--out``.
+
+Each stage's output is named by a hash of the config fields it depends on, so runs that
+differ only in the predictor (``--masked 0`` and ``--masked 1``) share data and encoder.
+A finished stage is skipped; ``--redo STAGE`` runs it again. Checkpoints are plain dicts
+``{"model", "optimizer", "config", "step", "done", "rng"}`` written atomically and loadable
+with ``torch.load(weights_only=True)``; ``--resume`` continues an interrupted stage at the
+same step with the same batches and masks.
+"""
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from common import atomic_write_bytes, atomic_write_json, build_parser, config_from_args, config_to_dict
+from data import (DatasetError, FrameClips, PushTDataConfig, Windows, collect,
+                  load_dataset, render_ids)
+from masking import MASK_KINDS, make_mask
+from predictor import Predictor, cjepa_loss
+from slots import SlotEncoder, fg_ari, masks_to_segmentation, mbo
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of the pipeline; defaults are the CPU preset."""
+    dataset: str = "pusht"
+    masked: int = 1               # M, object slots hidden per sample (0 = OC-JEPA)
+    mask_kind: str = "object"     # object | token | tube | none
+    seed: int = 0                 # predictor seed (data and encoder have their own)
+    # -- data (data.PushTDataConfig)
+    episodes: int = 1000
+    min_steps: int = 100
+    max_steps: int = 100
+    render_size: int = 64
+    val_fraction: float = 0.1
+    data_seed: int = 0
+    # -- slot encoder (slots.SlotEncoder)
+    backbone: str = "cnn"         # cnn | dinov2
+    dinov2_path: str = ""         # local dinov2_vits14_pretrain.pth for backbone dinov2
+    image_size: int = 64          # frames are resized to this before the encoder
+    n_slots: int = 4
+    slot_dim: int = 128
+    cnn_channels: int = 32
+    cnn_stride2: bool = True
+    n_iters_first: int = 3
+    n_iters: int = 2
+    encoder_clip_len: int = 3
+    encoder_steps: int = 3000
+    encoder_batch: int = 32
+    encoder_lr: float = 4e-4
+    encoder_warmup: int = 200
+    encoder_seed: int = 0
+    # -- predictor (predictor.Predictor); frames are frameskip env steps apart
+    n_history: int = 3
+    n_future: int = 1
+    frameskip: int = 5
+    depth: int = 4
+    heads: int = 4
+    dim_head: int = 32
+    mlp_dim: int = 512
+    dropout: float = 0.1
+    aux: str = "nodes"            # nodes (the paper) | concat (the DINO-WM ablation)
+    causal: bool = False          # True: block-causal over time (OC-DINO-WM)
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 5e-4              # AdamW, constant
+    action_lr: float = 5e-4
+    proprio_lr: float = 1e-4
+    # -- bookkeeping
+    val_every: int = 500
+    val_batches: int = 20
+    ckpt_every: int = 500
+
+
+PRESETS = {
+    "cpu": TrainConfig(),
+    "paper": TrainConfig(
+        episodes=2000, min_steps=100, max_steps=200, render_size=224, backbone="dinov2",
+        image_size=196, slot_dim=128, n_iters=2, encoder_steps=100_000, encoder_batch=64,
+        depth=6, heads=16, dim_head=64, mlp_dim=2048, epochs=30, batch_size=256,
+        val_every=2000, ckpt_every=2000),
+    "tiny": TrainConfig(
+        episodes=12, min_steps=30, max_steps=40, val_fraction=0.25, image_size=32, cnn_channels=16,
+        slot_dim=32, encoder_clip_len=2, encoder_steps=6, encoder_batch=4, encoder_warmup=2,
+        depth=1, heads=2, dim_head=8, mlp_dim=32, epochs=1, batch_size=8, val_every=4,
+        val_batches=2, ckpt_every=4),
+}
+STAGES = ("data", "encoder", "slots", "predictor")
+
+
+def data_config(cfg: TrainConfig) -> PushTDataConfig:
+    return PushTDataConfig(name=cfg.dataset, episodes=cfg.episodes, min_steps=cfg.min_steps,
+                           max_steps=cfg.max_steps, render_size=cfg.render_size,
+                           val_fraction=cfg.val_fraction, seed=cfg.data_seed)
+
+
+ENCODER_FIELDS = ("backbone", "dinov2_path", "image_size", "n_slots", "slot_dim", "cnn_channels",
+                  "cnn_stride2", "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps",
+                  "encoder_batch", "encoder_lr", "encoder_warmup", "encoder_seed", "frameskip")
+
+
+def encoder_config(cfg: TrainConfig) -> dict:
+    """The settings the encoder stage depends on (the data's included)."""
+    return {"data": config_to_dict(data_config(cfg)),
+            **{name: getattr(cfg, name) for name in ENCODER_FIELDS}}
+
+
+def short_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
+
+
+# ---------------------------------------------------------------------------------------
+# Processes and devices: plain python, or one process per device under torchrun (DDP)
+# ---------------------------------------------------------------------------------------
+@dataclass
+class Context:
+    rank: int
+    world: int
+    device: torch.device
+    progress: bool
+
+    @property
+    def main(self):
+        return self.rank == 0
+
+    def barrier(self):
+        if self.world > 1:
+            dist.barrier()
+
+
+def setup(device_flag: str, progress: bool) -> Context:
+    """Start DDP when launched by torchrun (gloo on CPU, nccl on GPUs) and pick the device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_flag == "auto":
+        device_flag = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(f"cuda:{local}" if device_flag == "cuda" else device_flag)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                timeout=timedelta(hours=12))
+    return Context(rank, world, device, progress and rank == 0)
+
+
+# ---------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------
+def save_checkpoint(path, model, optimizer, config, step, done):
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": config,
+             "step": step, "done": done, "rng": torch.get_rng_state()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path, config=None):
+    """Load a checkpoint; with ``config``, fail clearly if it was made for another config."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file
+        raise ValueError(f"{path} is not a readable checkpoint: {err}") from err
+    if not isinstance(ckpt, dict) or not {"model", "config", "step"} <= set(ckpt):
+        raise ValueError(f"{path} is not a checkpoint of this project (expected keys model, "
+                         "config, step)")
+    if config is not None and ckpt["config"] != config:
+        theirs, ours = ckpt["config"], config
+        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        raise ValueError(f"{path} was made for another config; differing fields: {diff}")
+    return ckpt
+
+
+# ---------------------------------------------------------------------------------------
+# The training loop shared by the encoder and predictor stages
+# ---------------------------------------------------------------------------------------
+def batch_indices(n_items, batch_size, step, seed, ctx: Context):
+    """This process's item indices for global ``step``: a pure function of its arguments.
+
+    Epoch e shuffles the items with a generator seeded by (seed, e); each process takes
+    every world-th item; step k is batch k mod (steps per epoch) of epoch k // (steps
+    per epoch). Resuming at a step therefore replays exactly the batches that would follow.
+    """
+    per_rank = batch_size // ctx.world
+    steps_per_epoch = (n_items // ctx.world) // per_rank
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch size {batch_size} is larger than the {n_items} training items")
+    epoch, k = divmod(step, steps_per_epoch)
+    order = torch.randperm(n_items, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    mine = order[ctx.rank::ctx.world]
+    return mine[k * per_rank:(k + 1) * per_rank].tolist()
+
+
+def collate(dataset, indices, device):
+    items = [dataset[i] for i in indices]
+    return {key: torch.stack([item[key] for item in items]).to(device) for key in items[0]}
+
+
+def step_generator(seed, step, rank):
+    """The generator of one training step (mask and slot-init noise), reproducible on resume."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0]))
+
+
+@torch.no_grad()
+def validate(model, loss_fn, dataset, n_batches, batch_size, ctx):
+    """Mean loss terms over the first ``n_batches`` of a fixed shuffle of ``dataset``."""
+    model.eval()
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(1234))
+    totals = {}
+    n = 0
+    for b in range(min(n_batches, len(dataset) // batch_size or 1)):
+        batch = collate(dataset, order[b * batch_size:(b + 1) * batch_size].tolist(), ctx.device)
+        loss, terms = loss_fn(model, batch, torch.Generator().manual_seed(b))
+        for key, value in {"loss": loss, **terms}.items():
+            totals[key] = totals.get(key, 0.0) + float(value)
+        n += 1
+    model.train()
+    return {f"val_{k}": v / n for k, v in totals.items()}
+
+
+def drop_log_after(log_path, stage, step):
+    """Forget the log records of ``stage`` past ``step`` (written after the last checkpoint)."""
+    if not Path(log_path).is_file():
+        return
+    records = [json.loads(line) for line in Path(log_path).read_text().splitlines()]
+    kept = [r for r in records if r["stage"] != stage or r["step"] <= step]
+    atomic_write_bytes(log_path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+
+def fit(name, model, optimizer, lr_factor, loss_fn, train_set, val_set, total_steps, batch_size,
+        seed, ckpt_path, config, resume, cfg: TrainConfig, ctx: Context, log_path):
+    """Train ``model`` for ``total_steps`` steps; checkpoint, validate, log, resume."""
+    step = 0
+    if resume and Path(ckpt_path).is_file():
+        ckpt = load_checkpoint(ckpt_path, config)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"])
+        step = ckpt["step"]
+        if ctx.main:
+            print(f"[{name}] resumed from {ckpt_path} at step {step}")
+            drop_log_after(log_path, name, step)
+    elif Path(ckpt_path).is_file():
+        raise FileExistsError(f"{ckpt_path} holds an unfinished {name} run: pass --resume to "
+                              f"continue it or --redo {name} to start over")
+    net = model
+    if ctx.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    bar = tqdm(total=total_steps, initial=step, desc=name, disable=not ctx.progress,
+               dynamic_ncols=True)
+    model.train()
+    while step < total_steps:
+        for group, lr in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = lr * lr_factor(step)
+        batch = collate(train_set, batch_indices(len(train_set), batch_size, step, seed, ctx),
+                        ctx.device)
+        loss, terms = loss_fn(net, batch, step_generator(seed, step, ctx.rank))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        record = {"step": step, "loss": loss.item(), **{k: float(v) for k, v in terms.items()}}
+        bar.set_postfix(loss=f"{record['loss']:.4f}")
+        bar.update()
+        if step % cfg.val_every == 0 or step == total_steps:
+            record.update(validate(model, loss_fn, val_set, cfg.val_batches, batch_size, ctx))
+            if ctx.main:
+                bar.write(f"[{name}] step {step}: " + ", ".join(
+                    f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_")))
+        if ctx.main:
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps({"stage": name, **record}) + "\n")
+            if step % cfg.ckpt_every == 0 or step == total_steps:
+                save_checkpoint(ckpt_path, model, optimizer, config, step, step == total_steps)
+    bar.close()
+    ctx.barrier()
+    return model
+
+
+# ---------------------------------------------------------------------------------------
+# Stage 1 and 2: data and slot encoder
+# ---------------------------------------------------------------------------------------
+def build_encoder(cfg: TrainConfig) -> SlotEncoder:
+    if cfg.backbone == "dinov2" and not cfg.dinov2_path:
+        raise ValueError("backbone dinov2 needs the frozen ViT-S/14 weights: pass --dinov2-path "
+                         "/path/to/dinov2_vits14_pretrain.pth (or use --backbone cnn)")
+    return SlotEncoder(backbone=cfg.backbone, image_size=cfg.image_size, n_slots=cfg.n_slots,
+                       slot_dim=cfg.slot_dim, n_iters_first=cfg.n_iters_first,
+                       n_iters=cfg.n_iters, cnn_channels=cfg.cnn_channels,
+                       cnn_stride2=cfg.cnn_stride2, decoder_channels=cfg.cnn_channels,
+                       dinov2_weights=cfg.dinov2_path or None)
+
+
+def resize_frames(frames, size):
+    """(B, T, 3, H, W) -> (B, T, 3, size, size), antialiased, if the sizes differ."""
+    if frames.shape[-1] == size:
+        return frames
+    B = frames.shape[0]
+    flat = F.interpolate(frames.flatten(0, 1), size=(size, size), mode="bilinear", antialias=True)
+    return flat.unflatten(0, (B, -1))
+
+
+def encoder_loss(cfg):
+    def loss_fn(model, batch, generator):
+        out = model(resize_frames(batch["frames"], cfg.image_size), generator=generator)
+        return out["loss"], {}
+    return loss_fn
+
+
+def train_encoder(cfg, data, enc_dir, redo, resume, ctx):
+    """Stage 2: train the slot encoder unless a finished one with this config exists."""
+    ckpt_path = enc_dir / "encoder.pt"
+    config = encoder_config(cfg)
+    if ckpt_path.is_file() and not redo:
+        ckpt = load_checkpoint(ckpt_path, config)
+        if ckpt["done"]:
+            model = build_encoder(cfg)
+            model.load_state_dict(ckpt["model"])
+            return model.to(ctx.device).eval()
+    elif ckpt_path.is_file() and redo and ctx.main:
+        ckpt_path.unlink()
+    ctx.barrier()
+    torch.manual_seed(cfg.encoder_seed)
+    model = build_encoder(cfg).to(ctx.device)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
+                                 lr=cfg.encoder_lr)
+
+    def lr_factor(step):  # linear warmup, then cosine decay to 10 %
+        if step < cfg.encoder_warmup:
+            return (step + 1) / cfg.encoder_warmup
+        progress = (step - cfg.encoder_warmup) / max(1, cfg.encoder_steps - cfg.encoder_warmup)
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
+
+    train_set = FrameClips(data, "train", cfg.encoder_clip_len, cfg.frameskip)
+    val_set = FrameClips(data, "val", cfg.encoder_clip_len, cfg.frameskip)
+    fit("encoder", model, optimizer, lr_factor, encoder_loss(cfg), train_set, val_set,
+        cfg.encoder_steps, cfg.encoder_batch, cfg.encoder_seed, ckpt_path, config,
+        resume, cfg, ctx, enc_dir / "log.jsonl")
+    return model.eval()
+
+
+@torch.no_grad()
+def evaluate_encoder(model, data, cfg, device, figure_path, n_clips=64, clip_len=8):
+    """FG-ARI (per frame and per video) and mBO on validation clips, and a picture."""
+    model.eval()
+    longest = max(np.diff(data.episode_starts)[data.episodes("val")])
+    clips = FrameClips(data, "val", min(clip_len, (longest - 1) // cfg.frameskip + 1), cfg.frameskip)
+    order = np.random.default_rng(0).permutation(len(clips))[:n_clips]
+    scores = {"fg_ari_frame": [], "fg_ari_video": [], "mbo": []}
+    for start in range(0, len(order), 16):
+        batch = collate(clips, order[start:start + 16].tolist(), device)
+        frames = resize_frames(batch["frames"], cfg.image_size)
+        out = model(frames)
+        H = batch["frames"].shape[-1]
+        seg = masks_to_segmentation(out["masks"], size=(H, H)).cpu().numpy()  # (B, T, H, W)
+        for b, states in enumerate(batch["state"].cpu().numpy()):
+            truth = np.stack([render_ids(s, H) for s in states])  # (T, H, W)
+            scores["fg_ari_video"].append(fg_ari(truth, seg[b]))
+            scores["fg_ari_frame"].append(np.nanmean([fg_ari(t, p) for t, p in zip(truth, seg[b])]))
+            scores["mbo"].append(mbo(truth, seg[b]))
+        if start == 0:
+            save_encoder_figure(frames[0], out, figure_path)
+    return {k: float(np.nanmean(v)) for k, v in scores.items()}
+
+
+def save_encoder_figure(frames, out, path):
+    """A PNG: frames, reconstructions (CNN backbone) and each slot's mask, one column a frame."""
+    T, _, H, W = frames.shape
+    rows = [frames]
+    if out["recon"].ndim == 5:
+        rows.append(out["recon"][0].clamp(0, 1))
+    masks = F.interpolate(out["masks"][0], size=(H, W), mode="nearest")  # (T, S, H, W)
+    for s in range(masks.shape[1]):
+        rows.append(frames * masks[:, s, None] + (1 - masks[:, s, None]))
+    grid = torch.cat([torch.cat(list(row), dim=-1) for row in rows], dim=-2)  # (3, rows*H, T*W)
+    image = (grid.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(image).resize((image.shape[1] * 2, image.shape[0] * 2), Image.NEAREST).save(
+        buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+# ---------------------------------------------------------------------------------------
+# Stage 3: slots of every frame
+# ---------------------------------------------------------------------------------------
+@torch.no_grad()
+def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64):
+    """Write the frozen encoder's slots of every dataset frame to ``enc_dir/slots.npy``.
+
+    Format: float32 (N, S, D), row i the slots of dataset frame i; ``slots.json`` records
+    the encoder config. The encoder runs in video mode over the frames that the world
+    model sees together: for each episode and each phase r < frameskip, the chain of
+    frames r, r + frameskip, ... (chains are padded with their last frame to a common
+    length; the encoder is causal in time, so padding changes no real frame's slots).
+    Slot-initialisation noise is off, so extraction is deterministic.
+    """
+    model.eval()
+    fs = cfg.frameskip
+    chains = []
+    for e in range(len(data.episode_starts) - 1):
+        begin, end = data.episode_starts[e], data.episode_starts[e + 1]
+        chains += [np.arange(begin + r, end, fs) for r in range(min(fs, end - begin))]
+    out_path = enc_dir / "slots.npy"
+    tmp = enc_dir / "slots.npy.partial"
+    slots = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                      shape=(len(data.state), cfg.n_slots, cfg.slot_dim))
+    bar = tqdm(total=len(chains), desc="slots", unit="chain", disable=not progress)
+    for start in range(0, len(chains), batch_chains):
+        group = chains[start:start + batch_chains]
+        length = max(len(c) for c in group)
+        index = np.stack([np.concatenate([c, np.full(length - len(c), c[-1])]) for c in group])
+        frames = torch.from_numpy(np.ascontiguousarray(data.pixels[index]))  # (B, T, H, W, 3)
+        frames = frames.to(device).permute(0, 1, 4, 2, 3).float().div_(255)
+        z = model.encode(resize_frames(frames, cfg.image_size), noise=False)["slots"].cpu().numpy()
+        for b, chain in enumerate(group):
+            slots[chain] = z[b, :len(chain)]
+        bar.update(len(group))
+    bar.close()
+    slots.flush()
+    del slots
+    os.replace(tmp, out_path)
+    atomic_write_json(enc_dir / "slots.json", {"encoder": encoder_config(cfg),
+                                               "shape": [len(data.state), cfg.n_slots, cfg.slot_dim]})
+
+
+def load_slots(enc_dir, cfg, n_frames):
+    """Memory-map ``slots.npy`` after checking it belongs to this encoder and dataset."""
+    meta_path = enc_dir / "slots.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"no extracted slots in {enc_dir}")
+    meta = json.loads(meta_path.read_text())
+    expected = [n_frames, cfg.n_slots, cfg.slot_dim]
+    if meta["encoder"] != encoder_config(cfg) or meta["shape"] != expected:
+        raise ValueError(f"{enc_dir}/slots.npy was extracted with another encoder or dataset")
+    slots = np.load(enc_dir / "slots.npy", mmap_mode="r")
+    if list(slots.shape) != expected:
+        raise ValueError(f"{enc_dir}/slots.npy: expected shape {expected}, found {slots.shape}")
+    return np.ascontiguousarray(slots)
+
+
+# ---------------------------------------------------------------------------------------
+# Stage 4: the C-JEPA predictor
+# ---------------------------------------------------------------------------------------
+def build_predictor(cfg: TrainConfig) -> Predictor:
+    return Predictor(n_slots=cfg.n_slots, slot_dim=cfg.slot_dim, action_dim=2 * cfg.frameskip,
+                     proprio_dim=4, depth=cfg.depth, heads=cfg.heads, dim_head=cfg.dim_head,
+                     mlp_dim=cfg.mlp_dim, dropout=cfg.dropout,
+                     max_frames=max(16, cfg.n_history + cfg.n_future), aux=cfg.aux,
+                     causal=cfg.causal)
+
+
+def predictor_loss(cfg):
+    def loss_fn(model, batch, generator):
+        slots = batch["slots"]  # (B, T, S, D)
+        mask = make_mask(cfg.mask_kind, slots.shape[0], cfg.n_history, cfg.n_future,
+                         cfg.n_slots, cfg.masked, generator).to(slots.device)
+        pred = model(slots, mask, batch["actions"], batch["proprio"], cfg.n_history)
+        return cjepa_loss(pred, slots, batch["proprio"], mask, cfg.n_history)
+    return loss_fn
+
+
+def train_predictor(cfg, data, slots, out, redo, resume, ctx):
+    ckpt_path = out / "predictor.pt"
+    config = config_to_dict(cfg)
+    if ckpt_path.is_file() and not redo and not resume:
+        ckpt = load_checkpoint(ckpt_path, config)
+        if ckpt["done"]:
+            print(f"[predictor] {ckpt_path} is finished; pass --redo predictor to train again")
+            return
+    if ckpt_path.is_file() and redo and ctx.main:
+        ckpt_path.unlink()
+    ctx.barrier()
+    torch.manual_seed(cfg.seed)
+    model = build_predictor(cfg).to(ctx.device)
+    aux_params = {"action": list(model.action_in.parameters()),
+                  "proprio": list(model.proprio_in.parameters())}
+    special = {id(p) for group in aux_params.values() for p in group}
+    optimizer = torch.optim.AdamW([
+        {"params": [p for p in model.parameters() if id(p) not in special], "lr": cfg.lr},
+        {"params": aux_params["action"], "lr": cfg.action_lr},
+        {"params": aux_params["proprio"], "lr": cfg.proprio_lr},
+    ])
+    train_set = Windows(data, "train", cfg.n_history, cfg.n_future, cfg.frameskip, slots=slots)
+    val_set = Windows(data, "val", cfg.n_history, cfg.n_future, cfg.frameskip, slots=slots)
+    total = cfg.epochs * (len(train_set) // cfg.batch_size)
+    if ctx.main:
+        n_params = sum(p.numel() for p in model.parameters())
+        print(f"[predictor] {n_params / 1e6:.2f} M parameters, {len(train_set)} training windows, "
+              f"{total} steps")
+    fit("predictor", model, optimizer, lambda step: 1.0, predictor_loss(cfg), train_set, val_set,
+        total, cfg.batch_size, cfg.seed, ckpt_path, config, resume, cfg, ctx, out / "log.jsonl")
+
+
+# ---------------------------------------------------------------------------------------
+# The pipeline
+# ---------------------------------------------------------------------------------------
+def check_config(cfg: TrainConfig):
+    if cfg.dataset != "pusht":
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; available: pusht")
+    if cfg.mask_kind not in MASK_KINDS:
+        raise ValueError(f"mask kind must be one of {MASK_KINDS}, got {cfg.mask_kind!r}")
+    if not 0 <= cfg.masked <= cfg.n_slots:
+        raise ValueError(f"--masked must be between 0 and n_slots = {cfg.n_slots}, got {cfg.masked}")
+    if cfg.mask_kind == "none" and cfg.masked:
+        raise ValueError("--mask-kind none hides no slot: use --masked 0")
+    if cfg.aux not in ("nodes", "concat") or cfg.backbone not in ("cnn", "dinov2"):
+        raise ValueError(f"aux must be nodes|concat and backbone cnn|dinov2, got {cfg.aux}, {cfg.backbone}")
+
+
+def run(cfg: TrainConfig, out, redo=(), resume=False, device="auto", workers=0, progress=True,
+        root="."):
+    """Run every stage that is missing (or named in ``redo``) and return the run folder."""
+    check_config(cfg)
+    ctx = setup(device, progress)
+    root, out = Path(root), Path(out)
+    data_cfg = data_config(cfg)
+    data_dir = root / "data" / f"{cfg.dataset}-{short_hash(config_to_dict(data_cfg))}"
+    enc_dir = root / "runs" / "encoders" / f"{cfg.dataset}-{short_hash(encoder_config(cfg))}"
+    if ctx.main:
+        out.mkdir(parents=True, exist_ok=True)
+        enc_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", {"config": config_to_dict(cfg),
+                                                "data": str(data_dir), "encoder": str(enc_dir)})
+        if "data" in redo or not (data_dir / "meta.json").is_file():
+            collect(data_cfg, data_dir, workers=workers, progress=ctx.progress, overwrite=True)
+    ctx.barrier()
+    data = load_dataset(data_dir, expect=data_cfg)
+
+    encoder = train_encoder(cfg, data, enc_dir, "encoder" in redo, resume, ctx)
+    if ctx.main and ("encoder" in redo or not (enc_dir / "metrics.json").is_file()):
+        metrics = evaluate_encoder(encoder, data, cfg, ctx.device, enc_dir / "encoder.png")
+        atomic_write_json(enc_dir / "metrics.json", metrics)
+        print("[encoder] validation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    if ctx.main and ({"encoder", "slots"} & set(redo) or not (enc_dir / "slots.json").is_file()):
+        extract_slots(encoder, data, cfg, enc_dir, ctx.device, ctx.progress)
+    ctx.barrier()
+    slots = load_slots(enc_dir, cfg, len(data.state))
+    train_predictor(cfg, data, slots, out, "predictor" in redo, resume, ctx)
+    if ctx.world > 1:
+        dist.destroy_process_group()
+    return out
+
+
+def main(argv=None):
+    parser = build_parser(TrainConfig, PRESETS, "Train C-JEPA end to end.")
+    parser.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<preset>-m<M>)")
+    parser.add_argument("--redo", nargs="+", choices=STAGES, default=(), help="stages to rerun")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted stage")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--workers", type=int, default=0, help="data collection processes")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    cfg = config_from_args(TrainConfig, PRESETS, args, default_preset="cpu")
+    out = args.out or f"runs/{cfg.dataset}-{args.preset or 'cpu'}-m{cfg.masked}"
+    start = time.time()
+    try:
+        run(cfg, out, redo=tuple(args.redo), resume=args.resume, device=args.device,
+            workers=args.workers, progress=not args.no_progress)
+    except (DatasetError, ValueError, FileExistsError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    print(f"done in {time.time() - start:.0f} s: {out}")
+
+
+if __name__ == "__main__":
+    main()
