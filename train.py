@@ -67,6 +67,7 @@ class TrainConfig:
     n_slots: int = 4
     slot_dim: int = 128
     cnn_channels: int = 32
+    decoder_channels: int = 16
     cnn_stride2: bool = True
     n_iters_first: int = 3
     n_iters: int = 2
@@ -107,6 +108,7 @@ PRESETS = {
         val_every=2000, ckpt_every=2000),
     "tiny": TrainConfig(
         episodes=12, min_steps=30, max_steps=40, val_fraction=0.25, image_size=32, cnn_channels=16,
+        decoder_channels=8,
         slot_dim=32, encoder_clip_len=2, encoder_steps=6, encoder_batch=4, encoder_warmup=2,
         depth=1, heads=2, dim_head=8, mlp_dim=32, epochs=1, batch_size=8, val_every=4,
         val_batches=2, ckpt_every=4),
@@ -121,7 +123,7 @@ def data_config(cfg: TrainConfig) -> PushTDataConfig:
 
 
 ENCODER_FIELDS = ("backbone", "dinov2_path", "image_size", "n_slots", "slot_dim", "cnn_channels",
-                  "cnn_stride2", "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps",
+                  "decoder_channels", "cnn_stride2", "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps",
                   "encoder_batch", "encoder_lr", "encoder_warmup", "encoder_seed", "frameskip")
 
 
@@ -318,7 +320,7 @@ def build_encoder(cfg: TrainConfig) -> SlotEncoder:
     return SlotEncoder(backbone=cfg.backbone, image_size=cfg.image_size, n_slots=cfg.n_slots,
                        slot_dim=cfg.slot_dim, n_iters_first=cfg.n_iters_first,
                        n_iters=cfg.n_iters, cnn_channels=cfg.cnn_channels,
-                       cnn_stride2=cfg.cnn_stride2, decoder_channels=cfg.cnn_channels,
+                       cnn_stride2=cfg.cnn_stride2, decoder_channels=cfg.decoder_channels,
                        dinov2_weights=cfg.dinov2_path or None)
 
 

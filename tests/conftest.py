@@ -13,3 +13,13 @@ def tiny_dataset(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("data") / "pusht-tiny"
     return collect(DATA_PRESETS["tiny"], out, workers=2, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The whole pipeline at the tiny preset: (root folder, run folder)."""
+    from train import PRESETS, run
+
+    root = tmp_path_factory.mktemp("pipeline")
+    out = run(PRESETS["tiny"], root / "runs" / "tiny", progress=False, root=root, workers=2)
+    return root, out

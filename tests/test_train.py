@@ -19,13 +19,6 @@ def read_log(path, stage):
     return [r for r in map(json.loads, Path(path).read_text().splitlines()) if r["stage"] == stage]
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipeline")
-    out = run(TINY, root / "runs" / "tiny", progress=False, root=root, workers=2)
-    return root, out
-
-
 def test_tiny_pipeline_runs_end_to_end_and_learns(tiny_run):
     root, out = tiny_run
     info = json.loads((out / "config.json").read_text())

@@ -1,0 +1,308 @@
+"""CEM model-predictive control on Push-T with a trained C-JEPA (FACTS section 5).
+
+    python plan.py --ckpt runs/pusht-cpu-m1 --seeds 0 1 2 --episodes 50 --out plan.json
+
+The paper's protocol: for each seed, 50 (start, goal) pairs drawn from the validation
+split with the goal 25 env steps after the start; the env is set to the start state, the
+goal is that later frame (image for the model, state for the success test); the agent
+has exactly 50 env steps and succeeds if any step meets the criterion. MPC: the plan is
+5 blocks of 5 env actions (one world-model step each), all 25 executed before solving
+again, with 1 frame of history. CEM in z-scored action space: mean 0, std 1, 300
+candidates (candidate 0 is the mean), 30 elites, 30 iterations; the plan is the final mean.
+The cost compares the predicted slots of the last planned frame with the goal's slots
+after the best matching of slots (all S! permutations at once) plus the proprio error.
+
+All episodes of a seed are solved together as one (episodes x candidates) batch;
+``--sequential`` solves them one at a time, with the same per-episode random streams,
+so both give the same plans up to floating-point rounding.
+"""
+
+import dataclasses
+import io
+import itertools
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from common import atomic_write_bytes, atomic_write_json, build_parser, config_from_args, config_from_dict
+from data import PushTEnv, is_success, load_dataset, normalize_proprio, sample_eval_pairs
+from predictor import rollout
+from train import (TrainConfig, build_encoder, build_predictor, data_config, encoder_config,
+                   load_checkpoint, resize_frames)
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """The evaluation protocol; defaults are the paper's."""
+    ckpt: str = ""                # run folder of train.py, or its predictor.pt
+    policy: str = "cem"           # cem | random | replay (the dataset's own actions)
+    split: str = "val"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    episodes: int = 50
+    goal_offset: int = 25         # env steps from start to goal
+    budget: int = 50              # env steps per episode
+    horizon: int = 5              # planned world-model steps
+    receding: int = 5             # planned steps executed before solving again
+    history: int = 1              # world-model frames of history while planning
+    samples: int = 300
+    topk: int = 30
+    iterations: int = 30
+    init_std: float = 1.0
+    proprio_weight: float = 1.0
+    sequential: bool = False      # solve one episode at a time (for the speed comparison)
+    gifs: int = 3                 # episodes of the first seed saved as GIFs
+    out: str = ""                 # JSON of results (GIFs beside it); default <run>/plan-<policy>.json
+    device: str = "auto"
+
+
+PRESETS = {"paper": PlanConfig(), "quick": PlanConfig(seeds=(0,), episodes=10, samples=100,
+                                                      iterations=10, gifs=1)}
+
+
+# ---------------------------------------------------------------------------------------
+# Slot matching and CEM
+# ---------------------------------------------------------------------------------------
+def matched_slot_cost(pred, goal):
+    """Mean squared error between slot sets under their best one-to-one matching.
+
+    pred: (..., S, D), goal: (..., S, D) broadcastable to pred. Returns (...,): the minimum
+    over all S! permutations p of mean_{s, d} (pred[p(s)] - goal[s])^2, computed for all
+    permutations at once (exact; meant for a handful of slots).
+    """
+    S = pred.shape[-2]
+    pairwise = (pred[..., :, None, :] - goal[..., None, :, :]).pow(2).mean(-1)  # (..., S, S)
+    perms = torch.tensor(list(itertools.permutations(range(S))), device=pred.device)  # (P, S)
+    # cost of permutation p: sum_s pairwise[p(s), s]
+    picked = pairwise[..., perms, torch.arange(S, device=pred.device)]  # (..., P, S)
+    return picked.mean(-1).amin(-1)
+
+
+def cem(cost_fn, n_problems, horizon, action_dim, generators, cfg: PlanConfig, device):
+    """Cross-entropy method over action sequences of E independent problems at once.
+
+    cost_fn: candidates (E, N, horizon, A) -> costs (E, N). generators: one torch.Generator
+    per problem, so a problem's samples do not depend on which others share its batch.
+    Returns the final means (E, horizon, A).
+    """
+    E, N = n_problems, cfg.samples
+    mean = torch.zeros(E, horizon, action_dim, device=device)
+    std = torch.full((E, horizon, action_dim), cfg.init_std, device=device)
+    for _ in range(cfg.iterations):
+        noise = torch.stack([torch.randn(N, horizon, action_dim, generator=g) for g in generators])
+        noise[:, 0] = 0.0                                           # candidate 0 is the mean
+        candidates = mean[:, None] + std[:, None] * noise.to(device)  # (E, N, H, A)
+        costs = cost_fn(candidates)                                 # (E, N)
+        elite = costs.topk(cfg.topk, dim=1, largest=False).indices  # (E, K)
+        elites = torch.gather(candidates, 1, elite[:, :, None, None].expand(
+            -1, -1, horizon, action_dim))                           # (E, K, H, A)
+        mean, std = elites.mean(1), elites.std(1, unbiased=False)
+    return mean
+
+
+# ---------------------------------------------------------------------------------------
+# The world model as a planner sees it
+# ---------------------------------------------------------------------------------------
+class WorldModel:
+    """A trained encoder + predictor: encodes frames, rolls out candidate plans, scores them."""
+
+    def __init__(self, run_cfg: TrainConfig, encoder, predictor, stats, device):
+        self.cfg, self.encoder, self.predictor = run_cfg, encoder.eval(), predictor.eval()
+        self.stats, self.device = stats, device
+        self.action_dim = 2 * run_cfg.frameskip
+
+    @torch.no_grad()
+    def encode(self, pixels):
+        """uint8 (E, H, W, 3) frames -> slots (E, S, D), each frame encoded on its own."""
+        frames = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
+        frames = frames.permute(0, 3, 1, 2).float().div(255)[:, None]  # (E, 1, 3, H, W)
+        frames = resize_frames(frames, self.cfg.image_size)
+        return self.encoder.encode(frames, noise=False)["slots"][:, 0]
+
+    def proprio(self, proprio):
+        return torch.from_numpy(normalize_proprio(np.asarray(proprio), self.stats)).to(self.device)
+
+    @torch.no_grad()
+    def costs(self, slots, proprio, goal_slots, goal_proprio, candidates, history, proprio_weight):
+        """Score candidates (E, N, H, A) from the current slots (E, S, D) / proprio (E, P).
+
+        The rollout needs one action per frame, the predicted ones included; the action at
+        the last predicted frame is not part of the plan and is set to the dataset mean (0).
+        """
+        E, N, H, A = candidates.shape
+        actions = torch.cat([candidates, candidates.new_zeros(E, N, 1, A)], dim=2)  # (E, N, H+1, A)
+        start = slots[:, None, None].expand(E, N, 1, *slots.shape[1:])   # (E, N, 1, S, D)
+        start_proprio = proprio[:, None, None].expand(E, N, 1, proprio.shape[-1])
+        out = rollout(self.predictor, start, actions, start_proprio, n_future=H, history=history)
+        cost = matched_slot_cost(out["slots"][:, :, -1], goal_slots[:, None])  # (E, N)
+        if out["proprio"] is not None:
+            cost = cost + proprio_weight * (out["proprio"][:, :, -1] - goal_proprio[:, None]).pow(2).mean(-1)
+        return cost
+
+    def to_env_actions(self, plan):
+        """z-scored plan (E, H, A) -> env actions (E, H * frameskip, 2), clipped to [-1, 1]."""
+        fs = self.cfg.frameskip
+        mean = np.tile(self.stats["action_mean"], fs)
+        std = np.tile(self.stats["action_std"], fs)
+        actions = plan.cpu().numpy() * std + mean
+        return np.clip(actions.reshape(plan.shape[0], -1, 2), -1.0, 1.0)
+
+
+def load_world_model(ckpt, device):
+    """Rebuild encoder and predictor from a run folder (or its predictor.pt)."""
+    ckpt = Path(ckpt)
+    run_dir = ckpt if ckpt.is_dir() else ckpt.parent
+    info_path = run_dir / "config.json"
+    if not info_path.is_file():
+        raise FileNotFoundError(f"{info_path} is missing: --ckpt must name a run folder of "
+                                "train.py or the predictor.pt inside one")
+    info = json.loads(info_path.read_text())
+    cfg = config_from_dict(TrainConfig, info["config"])
+    predictor_ckpt = load_checkpoint(run_dir / "predictor.pt", dataclasses.asdict(cfg))
+    if not predictor_ckpt["done"]:
+        print(f"warning: {run_dir / 'predictor.pt'} is from an unfinished run "
+              f"(step {predictor_ckpt['step']})")
+    encoder_ckpt = load_checkpoint(Path(info["encoder"]) / "encoder.pt", encoder_config(cfg))
+    data = load_dataset(info["data"], expect=data_config(cfg))
+    encoder, predictor = build_encoder(cfg), build_predictor(cfg)
+    encoder.load_state_dict(encoder_ckpt["model"])
+    predictor.load_state_dict(predictor_ckpt["model"])
+    return WorldModel(cfg, encoder.to(device), predictor.to(device), data.stats, device), data
+
+
+# ---------------------------------------------------------------------------------------
+# Episodes
+# ---------------------------------------------------------------------------------------
+def episode_generators(seed, n_episodes, solve):
+    return [torch.Generator().manual_seed(int(np.random.SeedSequence([seed, e, solve]).generate_state(1)[0]))
+            for e in range(n_episodes)]
+
+
+def run_seed(cfg: PlanConfig, model: WorldModel, data, seed, record_frames=0):
+    """Evaluate one seed. Returns (success flags (E,), seconds spent solving, number of
+    solves, frames of the first ``record_frames`` episodes as (obs, goal) image pairs)."""
+    pairs = sample_eval_pairs(data, cfg.split, cfg.episodes, seed, cfg.goal_offset)
+    E = len(pairs)
+    envs = [PushTEnv(data.config.render_size) for _ in range(E)]
+    observations = [env.reset(options={"state": data.state[s].astype(np.float64),
+                                       "goal_state": data.state[g].astype(np.float64)})
+                    for env, (s, g) in zip(envs, pairs)]
+    pixels = np.stack([obs["pixels"] for obs, _ in observations])
+    proprio = np.stack([obs["proprio"] for obs, _ in observations])
+    success = np.array([info["is_success"] for _, info in observations])
+    frames = [[(pixels[e], data.pixels[pairs[e, 1]])] for e in range(record_frames)]
+    rng = np.random.default_rng(seed)
+    solve_seconds, n_solves, solve = 0.0, 0, 0
+    if cfg.policy == "cem":
+        goal_slots = model.encode(data.pixels[pairs[:, 1]])
+        goal_proprio = model.proprio(data.proprio[pairs[:, 1]])
+    steps = 0
+    while steps < cfg.budget:
+        if cfg.policy == "random":
+            actions = rng.uniform(-1, 1, (E, cfg.budget, 2))
+        elif cfg.policy == "replay":
+            actions = np.zeros((E, cfg.budget, 2))
+            for e, (s, g) in enumerate(pairs):
+                actions[e, :g - s] = data.action[s:g]
+        else:
+            start = time.perf_counter()
+            plan = solve_all(cfg, model, pixels, proprio, goal_slots, goal_proprio, seed, solve)
+            solve_seconds += time.perf_counter() - start
+            n_solves += 1
+            actions = model.to_env_actions(plan[:, :cfg.receding])
+        solve += 1
+        for k in range(min(actions.shape[1], cfg.budget - steps)):
+            for e, env in enumerate(envs):
+                obs, _, _, _, info = env.step(actions[e, k])
+                pixels[e], proprio[e] = obs["pixels"], obs["proprio"]
+                success[e] |= info["is_success"]
+            for e in range(record_frames):
+                frames[e].append((pixels[e].copy(), data.pixels[pairs[e, 1]]))
+            steps += 1
+    return success, solve_seconds, n_solves, frames
+
+
+def solve_all(cfg, model, pixels, proprio, goal_slots, goal_proprio, seed, solve):
+    """One CEM solve for every episode: batched, or one episode at a time."""
+    E = len(pixels)
+    generators = episode_generators(seed, E, solve)
+    slots, prop = model.encode(pixels), model.proprio(proprio)
+    groups = [range(e, e + 1) for e in range(E)] if cfg.sequential else [range(E)]
+    plans = []
+    for group in groups:
+        idx = list(group)
+
+        def cost_fn(candidates):
+            return model.costs(slots[idx], prop[idx], goal_slots[idx], goal_proprio[idx],
+                               candidates, cfg.history, cfg.proprio_weight)
+        plans.append(cem(cost_fn, len(idx), cfg.horizon, model.action_dim,
+                         [generators[i] for i in idx], cfg, model.device))
+    return torch.cat(plans)
+
+
+def save_gif(frames, path, scale=3):
+    """Side-by-side (observation | goal) frames as an animated GIF, written atomically."""
+    images = [Image.fromarray(np.concatenate([obs, np.full_like(obs[:, :2], 255), goal], axis=1))
+              for obs, goal in frames]
+    images = [im.resize((im.width * scale, im.height * scale), Image.NEAREST) for im in images]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=100,
+                   loop=0)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def evaluate(cfg: PlanConfig, progress=True):
+    if cfg.policy not in ("cem", "random", "replay"):
+        raise ValueError(f"policy must be cem, random or replay, got {cfg.policy!r}")
+    if not cfg.ckpt:
+        raise ValueError("--ckpt is required: a run folder of train.py or its predictor.pt")
+    if not 1 <= cfg.receding <= cfg.horizon or cfg.topk > cfg.samples:
+        raise ValueError("need 1 <= receding <= horizon and topk <= samples")
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
+                          if cfg.device == "auto" else cfg.device)
+    model, data = load_world_model(cfg.ckpt, device)
+    run_dir = Path(cfg.ckpt) if Path(cfg.ckpt).is_dir() else Path(cfg.ckpt).parent
+    out = Path(cfg.out) if cfg.out else run_dir / f"plan-{cfg.policy}.json"
+    results = {"config": json.loads(json.dumps(dataclasses.asdict(cfg))), "seeds": {}}
+    start = time.perf_counter()
+    for i, seed in enumerate(tqdm(cfg.seeds, desc=f"plan {cfg.policy}", disable=not progress)):
+        success, seconds, n_solves, frames = run_seed(cfg, model, data, seed,
+                                                      cfg.gifs if i == 0 else 0)
+        results["seeds"][str(seed)] = {"success_rate": float(success.mean()),
+                                       "successes": success.astype(int).tolist(),
+                                       "solve_seconds": seconds, "solves": n_solves}
+        for e, episode in enumerate(frames):
+            save_gif(episode, out.with_name(f"{out.stem}-seed{seed}-episode{e}.gif"))
+    rates = [r["success_rate"] for r in results["seeds"].values()]
+    solve_total = sum(r["solve_seconds"] for r in results["seeds"].values())
+    n_solves = sum(r["solves"] for r in results["seeds"].values())
+    results.update(success_mean=float(np.mean(rates)), success_std=float(np.std(rates)),
+                   wall_seconds=time.perf_counter() - start, solve_seconds=solve_total,
+                   seconds_per_solve=solve_total / n_solves if n_solves else 0.0)
+    atomic_write_json(out, results)
+    return results, out
+
+
+def main(argv=None):
+    parser = build_parser(PlanConfig, PRESETS, "Plan on Push-T with a trained C-JEPA.")
+    args = parser.parse_args(argv)
+    cfg = config_from_args(PlanConfig, PRESETS, args, default_preset="paper")
+    try:
+        results, out = evaluate(cfg)
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    for seed, r in results["seeds"].items():
+        print(f"seed {seed}: success {100 * r['success_rate']:.1f} %")
+    print(f"success {100 * results['success_mean']:.1f} +/- {100 * results['success_std']:.1f} % "
+          f"over {len(results['seeds'])} seeds; wall {results['wall_seconds']:.0f} s, "
+          f"{results['seconds_per_solve']:.2f} s per solve; wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

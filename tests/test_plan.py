@@ -1,0 +1,94 @@
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from data import DatasetError, PushTDataConfig, collect
+from plan import PlanConfig, cem, evaluate, load_world_model, matched_slot_cost, solve_all
+
+
+def test_matcher_equals_brute_force_and_ignores_slot_order():
+    g = torch.Generator().manual_seed(0)
+    pred, goal = torch.randn(6, 4, 5, generator=g), torch.randn(6, 4, 5, generator=g)
+    fast = matched_slot_cost(pred, goal)
+    for b in range(6):
+        brute = min(((pred[b, list(p)] - goal[b]) ** 2).mean()
+                    for p in itertools.permutations(range(4)))
+        assert fast[b] == pytest.approx(float(brute), rel=1e-6)
+    shuffled = pred[:, torch.randperm(4, generator=g)]
+    assert torch.allclose(matched_slot_cost(shuffled, goal), fast)
+    assert torch.allclose(matched_slot_cost(goal, goal), torch.zeros(6))
+
+
+def test_cem_finds_the_minimum_of_a_quadratic():
+    target = torch.tensor([[[0.5, -1.0], [1.5, 0.2], [-0.3, 0.8]]])  # (E=1, H=3, A=2)
+
+    def cost_fn(candidates):  # (E, N, H, A) -> (E, N)
+        return (candidates - target[:, None]).pow(2).sum((-1, -2))
+
+    cfg = PlanConfig(samples=200, topk=20, iterations=25)
+    plan = cem(cost_fn, 1, 3, 2, [torch.Generator().manual_seed(0)], cfg, torch.device("cpu"))
+    assert torch.allclose(plan, target, atol=0.05)
+
+
+class QuadraticModel:
+    """A mock world model: the cost of a plan is its distance to a goal-dependent target."""
+    device = torch.device("cpu")
+    action_dim = 4
+
+    def encode(self, pixels):
+        return torch.as_tensor(pixels, dtype=torch.float32).reshape(len(pixels), 2, -1)[:, :, :3]
+
+    def proprio(self, proprio):
+        return torch.as_tensor(proprio, dtype=torch.float32)
+
+    def costs(self, slots, proprio, goal_slots, goal_proprio, candidates, history, weight):
+        target = (goal_slots - slots).mean((1, 2))[:, None, None, None] + proprio[:, None, None, :]
+        return (candidates - target).pow(2).mean((-1, -2))
+
+
+def test_batched_and_one_at_a_time_planning_agree():
+    rng = np.random.default_rng(0)
+    pixels = rng.uniform(0, 1, (5, 2, 3))
+    proprio = rng.uniform(-1, 1, (5, 4))
+    model = QuadraticModel()
+    goals = model.encode(rng.uniform(0, 1, (5, 2, 3)))
+    goal_proprio = torch.zeros(5, 4)
+    cfg = PlanConfig(samples=50, topk=5, iterations=6, horizon=3)
+    batched = solve_all(cfg, model, pixels, proprio, goals, goal_proprio, seed=1, solve=0)
+    one_by_one = solve_all(PlanConfig(**{**cfg.__dict__, "sequential": True}), model, pixels,
+                           proprio, goals, goal_proprio, seed=1, solve=0)
+    assert batched.shape == (5, 3, 4)
+    assert torch.allclose(batched, one_by_one, atol=1e-6)
+    other_seed = solve_all(cfg, model, pixels, proprio, goals, goal_proprio, seed=2, solve=0)
+    assert not torch.allclose(batched, other_seed)
+
+
+def test_replay_reaches_every_goal_and_cem_runs(tiny_run):
+    _, out = tiny_run
+    replay, _ = evaluate(PlanConfig(ckpt=str(out), policy="replay", seeds=(0,), episodes=4,
+                                    gifs=0), progress=False)
+    assert replay["success_mean"] == 1.0   # the dataset's own actions reach its own goal
+    cem_cfg = PlanConfig(ckpt=str(out), seeds=(0, 1), episodes=2, samples=12, topk=3,
+                         iterations=2, gifs=1, out=str(out / "cem.json"))
+    results, path = evaluate(cem_cfg, progress=False)
+    assert json.loads(path.read_text())["seeds"]["0"]["solves"] == 2   # 50 steps / 25 per solve
+    assert set(results["seeds"]) == {"0", "1"} and results["seconds_per_solve"] > 0
+    assert (out / "cem-seed0-episode0.gif").is_file()
+
+
+def test_checkpoint_whose_data_differs_fails_clearly(tiny_run, tmp_path):
+    _, out = tiny_run
+    info = json.loads((out / "config.json").read_text())
+    other = collect(PushTDataConfig(episodes=3, min_steps=30, max_steps=30, seed=9),
+                    tmp_path / "other", workers=1, progress=False)
+    moved = tmp_path / "run"
+    moved.mkdir()
+    (moved / "predictor.pt").write_bytes((out / "predictor.pt").read_bytes())
+    (moved / "config.json").write_text(json.dumps({**info, "data": str(other.path)}))
+    with pytest.raises(DatasetError, match="another config"):
+        load_world_model(moved, torch.device("cpu"))
+    with pytest.raises(FileNotFoundError, match="run folder"):
+        load_world_model(tmp_path, torch.device("cpu"))
