@@ -222,6 +222,7 @@ class SlotEncoder(nn.Module):
         cnn_channels=64,
         cnn_stride2=False,
         decoder_channels=64,
+        decoder_size=None,
         decoder_hidden=1024,
         dinov2_weights=None,
     ):
@@ -235,7 +236,12 @@ class SlotEncoder(nn.Module):
         self.transition = SlotTransition(slot_dim)
         if backbone == "cnn":
             self.cnn = CNNBackbone(image_size, cnn_channels, input_dim, cnn_stride2)
-            self.decoder = BroadcastDecoder(slot_dim, image_size, decoder_channels)
+            self.decoder_size = decoder_size or image_size
+            self.decoder = BroadcastDecoder(slot_dim, self.decoder_size, decoder_channels)
+            # Frames are centred on the data's mean colour before the CNN and the decoder
+            # predicts centred colours: with a bright background left at 1, the slots stay
+            # alike (no object is ever singled out) for thousands of steps.
+            self.register_buffer("pixel_mean", torch.full((3,), 0.5))
         else:
             if image_size % 14:
                 raise ValueError(f"expected an image_size that is a multiple of 14 for dinov2, got {image_size}")
@@ -264,7 +270,8 @@ class SlotEncoder(nn.Module):
         B = frames.shape[0]
         flat = rearrange(frames, "b t c h w -> (b t) c h w")
         if self.backbone == "cnn":
-            return rearrange(self.cnn(flat), "(b t) n d -> b t n d", b=B), None
+            centred = flat - self.pixel_mean[:, None, None]
+            return rearrange(self.cnn(centred), "(b t) n d -> b t n d", b=B), None
         with torch.no_grad():
             targets = self.dinov2.forward_features(normalize_imagenet(flat))  # (B*T, N, 384)
         targets = rearrange(targets, "(b t) n d -> b t n d", b=B)
@@ -297,7 +304,8 @@ class SlotEncoder(nn.Module):
         """frames (B, T, 3, H, W) in [0, 1] -> dict with 'slots' (B, T, S, D), 'attn' (B, T, S, N),
         'recon', 'masks', 'loss'.
 
-        cnn: recon (B, T, 3, H, W), masks (B, T, S, H, W), loss = pixel MSE.
+        cnn: recon (B, T, 3, h, w), masks (B, T, S, h, w) with h = w = decoder_size (the
+        frame size unless set), loss = pixel MSE against the frames averaged down to h x w.
         dinov2: recon (B, T, N, 384), masks (B, T, S, h, w) over the h x w patch grid,
         'features' (B, T, N, 384) the DINOv2 targets, loss = feature MSE.
         """
@@ -306,10 +314,16 @@ class SlotEncoder(nn.Module):
         flat = rearrange(slots, "b t s d -> (b t) s d")
         out = {"slots": slots, "attn": attn}
         if self.backbone == "cnn":
-            recon, _, masks = self.decoder(flat)  # (B*T, 3, H, W), (B*T, S, 1, H, W)
+            recon, _, masks = self.decoder(flat)  # (B*T, 3, h, w), (B*T, S, 1, h, w) at decoder_size
+            recon = recon + self.pixel_mean[:, None, None]
             out["recon"] = rearrange(recon, "(b t) c h w -> b t c h w", b=B)
             out["masks"] = rearrange(masks, "(b t) s 1 h w -> b t s h w", b=B)
-            out["loss"] = F.mse_loss(out["recon"], frames)
+            target = frames
+            if self.decoder_size != self.image_size:  # compare with the frames averaged down
+                small = F.interpolate(rearrange(frames, "b t c h w -> (b t) c h w"),
+                                      size=(self.decoder_size, self.decoder_size), mode="area")
+                target = rearrange(small, "(b t) c h w -> b t c h w", b=B)
+            out["loss"] = F.mse_loss(out["recon"], target)
         else:
             recon, masks = self.decoder(flat)  # (B*T, N, 384), (B*T, S, N)
             out["recon"] = rearrange(recon, "(b t) n d -> b t n d", b=B)

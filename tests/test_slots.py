@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from slots import (
     BroadcastDecoder,
@@ -178,3 +179,18 @@ def test_a_few_training_steps_lower_the_loss():
             losses.append(loss.item())
     assert np.mean(losses[-5:]) < 0.5 * losses[0]
     assert np.mean(losses[-5:]) < 0.8 * mean_image_loss
+
+
+def test_cnn_decoder_can_work_at_a_smaller_size_on_centred_frames():
+    torch.manual_seed(0)
+    model = SlotEncoder(backbone="cnn", image_size=32, n_slots=3, slot_dim=16, input_dim=16,
+                        cnn_channels=8, decoder_channels=8, decoder_size=16)
+    model.pixel_mean.copy_(torch.tensor([0.9, 0.8, 0.7]))
+    frames = torch.rand(2, 2, 3, 32, 32)
+    out = model(frames)
+    assert out["recon"].shape == (2, 2, 3, 16, 16) and out["masks"].shape == (2, 2, 3, 16, 16)
+    target = F.avg_pool2d(frames.flatten(0, 1), 2).unflatten(0, (2, 2))
+    assert torch.allclose(out["loss"], F.mse_loss(out["recon"], target))
+    # the decoder predicts colours relative to the data's mean colour
+    decoded, _, _ = model.decoder(out["slots"].flatten(0, 1))
+    assert torch.allclose(out["recon"].flatten(0, 1), decoded + model.pixel_mean[:, None, None])
