@@ -67,13 +67,14 @@ class TrainConfig:
     n_slots: int = 4
     slot_dim: int = 128
     cnn_channels: int = 32
-    decoder_channels: int = 16
+    decoder_channels: int = 32
+    decoder_size: int = 32        # the CNN decoder reconstructs frames averaged down to this
     cnn_stride2: bool = True
     n_iters_first: int = 3
     n_iters: int = 2
-    encoder_clip_len: int = 3
-    encoder_steps: int = 3000
-    encoder_batch: int = 32
+    encoder_clip_len: int = 2
+    encoder_steps: int = 4000
+    encoder_batch: int = 16
     encoder_lr: float = 4e-4
     encoder_warmup: int = 200
     encoder_seed: int = 0
@@ -81,14 +82,15 @@ class TrainConfig:
     n_history: int = 3
     n_future: int = 1
     frameskip: int = 5
-    depth: int = 4
+    predictor_dim: int = 64       # transformer width (the paper: 128, the slot size)
+    depth: int = 3
     heads: int = 4
-    dim_head: int = 32
-    mlp_dim: int = 512
+    dim_head: int = 16
+    mlp_dim: int = 256
     dropout: float = 0.1
     aux: str = "nodes"            # nodes (the paper) | concat (the DINO-WM ablation)
     causal: bool = False          # True: block-causal over time (OC-DINO-WM)
-    epochs: int = 3
+    epochs: int = 10
     batch_size: int = 64
     lr: float = 5e-4              # AdamW, constant
     action_lr: float = 5e-4
@@ -104,13 +106,14 @@ PRESETS = {
     "paper": TrainConfig(
         episodes=2000, min_steps=100, max_steps=200, render_size=224, backbone="dinov2",
         image_size=196, slot_dim=128, n_iters=2, encoder_steps=100_000, encoder_batch=64,
-        depth=6, heads=16, dim_head=64, mlp_dim=2048, epochs=30, batch_size=256,
+        predictor_dim=128, depth=6, heads=16, dim_head=64, mlp_dim=2048, epochs=30,
+        batch_size=256,
         val_every=2000, ckpt_every=2000),
     "tiny": TrainConfig(
         episodes=12, min_steps=30, max_steps=40, val_fraction=0.25, image_size=32, cnn_channels=16,
-        decoder_channels=8,
+        decoder_channels=8, decoder_size=16,
         slot_dim=32, encoder_clip_len=2, encoder_steps=6, encoder_batch=4, encoder_warmup=2,
-        depth=1, heads=2, dim_head=8, mlp_dim=32, epochs=1, batch_size=8, val_every=4,
+        predictor_dim=16, depth=1, heads=2, dim_head=8, mlp_dim=32, epochs=1, batch_size=8, val_every=4,
         val_batches=2, ckpt_every=4),
 }
 STAGES = ("data", "encoder", "slots", "predictor")
@@ -123,7 +126,7 @@ def data_config(cfg: TrainConfig) -> PushTDataConfig:
 
 
 ENCODER_FIELDS = ("backbone", "dinov2_path", "image_size", "n_slots", "slot_dim", "cnn_channels",
-                  "decoder_channels", "cnn_stride2", "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps",
+                  "decoder_channels", "decoder_size", "cnn_stride2", "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps",
                   "encoder_batch", "encoder_lr", "encoder_warmup", "encoder_seed", "frameskip")
 
 
@@ -321,6 +324,7 @@ def build_encoder(cfg: TrainConfig) -> SlotEncoder:
                        slot_dim=cfg.slot_dim, n_iters_first=cfg.n_iters_first,
                        n_iters=cfg.n_iters, cnn_channels=cfg.cnn_channels,
                        cnn_stride2=cfg.cnn_stride2, decoder_channels=cfg.decoder_channels,
+                       decoder_size=cfg.decoder_size,
                        dinov2_weights=cfg.dinov2_path or None)
 
 
@@ -331,6 +335,14 @@ def resize_frames(frames, size):
     B = frames.shape[0]
     flat = F.interpolate(frames.flatten(0, 1), size=(size, size), mode="bilinear", antialias=True)
     return flat.unflatten(0, (B, -1))
+
+
+def mean_colour(data, split, n_frames=2000):
+    """Mean RGB in [0, 1] over up to ``n_frames`` evenly spread frames of ``split``: (3,)."""
+    rows = np.concatenate([np.arange(data.episode_starts[e], data.episode_starts[e + 1])
+                           for e in data.episodes(split)])
+    rows = rows[np.linspace(0, len(rows) - 1, min(n_frames, len(rows))).astype(int)]
+    return (np.asarray(data.pixels[rows]).reshape(-1, 3).mean(0) / 255).astype(np.float32)
 
 
 def encoder_loss(cfg):
@@ -355,6 +367,8 @@ def train_encoder(cfg, data, enc_dir, redo, resume, ctx):
     ctx.barrier()
     torch.manual_seed(cfg.encoder_seed)
     model = build_encoder(cfg).to(ctx.device)
+    if cfg.backbone == "cnn":
+        model.pixel_mean.copy_(torch.from_numpy(mean_colour(data, "train")))
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
                                  lr=cfg.encoder_lr)
 
@@ -400,8 +414,8 @@ def save_encoder_figure(frames, out, path):
     """A PNG: frames, reconstructions (CNN backbone) and each slot's mask, one column a frame."""
     T, _, H, W = frames.shape
     rows = [frames]
-    if out["recon"].ndim == 5:
-        rows.append(out["recon"][0].clamp(0, 1))
+    if out["recon"].ndim == 5:  # pixels (CNN backbone), at the decoder's size
+        rows.append(F.interpolate(out["recon"][0], size=(H, W), mode="nearest").clamp(0, 1))
     masks = F.interpolate(out["masks"][0], size=(H, W), mode="nearest")  # (T, S, H, W)
     for s in range(masks.shape[1]):
         rows.append(frames * masks[:, s, None] + (1 - masks[:, s, None]))
@@ -476,7 +490,7 @@ def load_slots(enc_dir, cfg, n_frames):
 # ---------------------------------------------------------------------------------------
 def build_predictor(cfg: TrainConfig) -> Predictor:
     return Predictor(n_slots=cfg.n_slots, slot_dim=cfg.slot_dim, action_dim=2 * cfg.frameskip,
-                     proprio_dim=4, depth=cfg.depth, heads=cfg.heads, dim_head=cfg.dim_head,
+                     proprio_dim=4, dim=cfg.predictor_dim, depth=cfg.depth, heads=cfg.heads, dim_head=cfg.dim_head,
                      mlp_dim=cfg.mlp_dim, dropout=cfg.dropout,
                      max_frames=max(16, cfg.n_history + cfg.n_future), aux=cfg.aux,
                      causal=cfg.causal)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -110,3 +111,24 @@ def test_runs_under_torchrun_ddp(tmp_path):
     assert ckpt["done"] and ckpt["step"] > 0
     steps = [r["step"] for r in read_log(tmp_path / "runs" / "ddp" / "log.jsonl", "predictor")]
     assert steps == list(range(1, ckpt["step"] + 1))  # one log, written by rank 0 only
+
+
+def test_extracted_slots_round_trip(tiny_run):
+    root, out = tiny_run
+    info = json.loads((out / "config.json").read_text())
+    enc_dir = Path(info["encoder"])
+    data = train.load_dataset(info["data"])
+    slots = train.load_slots(enc_dir, TINY, len(data.state))
+    encoder = train.build_encoder(TINY)
+    encoder.load_state_dict(load_checkpoint(enc_dir / "encoder.pt")["model"])
+    encoder.eval()
+    begin, end = data.episode_starts[1], data.episode_starts[2]
+    chain = np.arange(begin + 2, end, TINY.frameskip)   # the frames one window can hold
+    frames = torch.from_numpy(np.asarray(data.pixels[chain])).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        expected = encoder.encode(train.resize_frames(frames[None], TINY.image_size),
+                                  noise=False)["slots"][0]
+    assert torch.allclose(torch.from_numpy(slots[chain]), expected, atol=1e-5)
+    assert encoder.pixel_mean.tolist() != [0.5, 0.5, 0.5]   # centred on the data's colours
+    with pytest.raises(ValueError, match="another encoder or dataset"):
+        train.load_slots(enc_dir, dataclasses.replace(TINY, n_iters=1), len(data.state))
