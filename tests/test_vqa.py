@@ -1,0 +1,212 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from collision import CollideConfig, build_answer_vocab, build_vocab, generate, load_questions
+from predictor import Predictor, rollout
+from vqa import (PRESETS, Choice, Descriptive, VQAModel, build_examples, evaluate, main, score,
+                 train_vqa, video_slots)
+
+
+def tiny_model(**kw):
+    args = dict(slot_dim=8, vocab_size=20, n_answers=5, dim=32, depth=2, heads=2, max_frames=4,
+                max_words=10, dropout=0.0)
+    return VQAModel(**{**args, **kw})
+
+
+def test_score_per_option_and_per_question_by_hand():
+    examples = {
+        "descriptive": [Descriptive(0, q, (1,), answer=2) for q in range(3)],
+        "choice": [
+            *[Choice(0, 3, "explanatory", (1,), c, (2,), label) for c, label in enumerate([1, 0, 1])],
+            *[Choice(1, 0, "explanatory", (1,), c, (2,), label) for c, label in enumerate([1, 0])],
+            *[Choice(1, 1, "counterfactual", (1,), c, (2,), label) for c, label in enumerate([0, 0, 1, 1])],
+        ],
+    }
+    predictions = {"descriptive": [2, 0, 2],                 # 2 of 3 right
+                   "choice": [1, 0, 1,                        # explanatory q A: all 3 right
+                              1, 1,                           # explanatory q B: 1 of 2 right
+                              0, 0, 1, 0]}                    # counterfactual: 3 of 4 right
+    s = score(predictions, examples)
+    assert s["descriptive"]["question"] == pytest.approx(2 / 3)
+    assert s["explanatory"]["option"] == pytest.approx(4 / 5)
+    assert s["explanatory"]["question"] == pytest.approx(1 / 2)
+    assert s["counterfactual"]["option"] == pytest.approx(3 / 4)
+    assert s["counterfactual"]["question"] == 0.0
+    assert s["predictive"]["option"] is None and s["predictive"]["questions"] == 0
+    # all: questions (2 desc + 1 expl + 0 cf right) / 6; options (2 + 4 + 3) / (3 + 5 + 4)
+    assert s["all"]["question"] == pytest.approx(3 / 6) and s["all"]["questions"] == 6
+    assert s["all"]["option"] == pytest.approx(9 / 12) and s["all"]["options"] == 12
+    with pytest.raises(ValueError, match="expected 9 choice predictions, got 8"):
+        score({"descriptive": [2, 0, 2], "choice": [1] * 8}, examples)
+
+
+def random_inputs(g, B=3, T=3, S=4, Lq=5, Lc=3):
+    slots = torch.randn(B, T, S, 8, generator=g)
+    words = lambda L: torch.randint(1, 20, (B, L), generator=g)
+    return slots, words(Lq), torch.ones(B, Lq, dtype=torch.bool), words(Lc), torch.ones(B, Lc, dtype=torch.bool)
+
+
+def test_permuting_slots_leaves_outputs_unchanged():
+    torch.manual_seed(0)
+    model = tiny_model(dropout=0.1).eval()
+    g = torch.Generator().manual_seed(1)
+    slots, q, qm, c, cm = random_inputs(g)
+    perm = torch.argsort(torch.rand(*slots.shape[:3], generator=g), dim=-1)  # (B, T, S), one per frame
+    permuted = torch.gather(slots, 2, perm[..., None].expand_as(slots))
+    assert not torch.equal(permuted, slots)
+    a, b = model(slots, q, qm, c, cm), model(permuted, q, qm, c, cm)
+    for key in ("answer_logits", "choice_logit"):
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-5)
+
+
+def test_padded_words_do_not_change_outputs():
+    torch.manual_seed(0)
+    model = tiny_model().eval()
+    g = torch.Generator().manual_seed(2)
+    slots, q, qm, c, cm = random_inputs(g)
+    extra = lambda x: torch.cat([x, torch.randint(1, 20, (x.shape[0], 3), generator=g)], dim=1)
+    off = lambda m: torch.cat([m, torch.zeros(m.shape[0], 3, dtype=torch.bool)], dim=1)
+    a = model(slots, q, qm, c, cm)
+    b = model(slots, extra(q), off(qm), extra(c), off(cm))
+    for key in ("answer_logits", "choice_logit"):
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-5)
+    longer = extra(q)
+    shown = model(slots, longer, torch.ones_like(longer, dtype=torch.bool), c, cm)
+    assert not torch.allclose(a["answer_logits"], shown["answer_logits"])  # shown, the words matter
+
+
+def test_model_rejects_bad_shapes():
+    model = tiny_model()
+    slots, q, qm, c, cm = random_inputs(torch.Generator().manual_seed(3))
+    with pytest.raises(ValueError, match=r"expected slots of shape \(B, T, S, 8\), got \(3, 3, 4, 7\)"):
+        model(slots[..., :7], q, qm)
+    with pytest.raises(ValueError, match="T <= max_frames = 4, got T = 5"):
+        model(torch.zeros(3, 5, 4, 8), q, qm)
+    with pytest.raises(ValueError, match=r"bool question_mask of shape \(3, 5\)"):
+        model(slots, q, qm[:, :4])
+    with pytest.raises(ValueError, match="both given or both None"):
+        model(slots, q, qm, c)
+
+
+def write_question_file(path):
+    scenes = [{"scene_index": 7, "video_filename": "video_00007", "questions": [
+        {"question_id": 0, "question_type": "descriptive", "question": "What shape is the red object?",
+         "answer": "cube"},
+        {"question_id": 1, "question_type": "explanatory",
+         "question": "Which of the following is responsible for the collision?",
+         "choices": [{"choice_id": 0, "choice": "The red cube", "answer": "correct"},
+                     {"choice_id": 1, "choice": "The blue cube", "answer": "wrong"},
+                     {"choice_id": 2, "choice": "The red sphere", "answer": "correct"}]},
+        {"question_id": 2, "question_type": "counterfactual",
+         "question": "Without the red cube, what will happen?",
+         "choices": [{"choice_id": 0, "choice": "The blue cube collides", "answer": "wrong"},
+                     {"choice_id": 1, "choice": "The red sphere collides", "answer": "correct"}]},
+    ]}]
+    path.write_text(json.dumps(scenes))
+    return load_questions(path)
+
+
+def test_build_examples_one_per_choice_with_labels(tmp_path):
+    scenes = write_question_file(tmp_path / "questions.json")
+    vocab = build_vocab(scenes)
+    ex = build_examples(scenes, vocab, ["cube", "sphere"])
+    (d,) = ex["descriptive"]
+    assert (d.video, d.question_id, d.answer) == (7, 0, 0)
+    assert [vocab["what"], vocab["?"]] == [d.question[0], d.question[-1]]
+    assert [(e.question_type, e.question_id, e.choice_id, e.label) for e in ex["choice"]] == [
+        ("explanatory", 1, 0, 1), ("explanatory", 1, 1, 0), ("explanatory", 1, 2, 1),
+        ("counterfactual", 2, 0, 0), ("counterfactual", 2, 1, 1)]
+    assert ex["choice"][1].choice == tuple(vocab[w] for w in ("the", "blue", "cube"))
+    assert all(e.video == 7 for e in ex["choice"])
+
+    with pytest.raises(ValueError, match="answer 'cube' is not one of the 1 answers"):
+        build_examples(scenes, vocab, ["sphere"])
+    assert build_examples(scenes, vocab, ["sphere"], unknown_answers="skip")["descriptive"] == []
+    assert build_examples(scenes, vocab, ["sphere"], unknown_answers="wrong")["descriptive"][0].answer == -1
+    del vocab["collision"]
+    with pytest.raises(ValueError, match="word 'collision' .* is not in the vocabulary"):
+        build_examples(scenes, vocab, ["cube"])
+
+
+def synthetic_task(n_videos, seed):
+    """Videos of 2 frames x 3 slots x 8 features. Descriptive "what color is marked?": a marked
+    slot (feature 0 = 1, at a random index) holds +-1 in feature 1 -> "red" / "blue". Predictive,
+    two choices: "one positive" is correct iff feature 2 of every slot is > 0, "two positive" iff
+    feature 3 is."""
+    g = torch.Generator().manual_seed(seed)
+    slots = 0.1 * torch.randn(n_videos, 2, 3, 8, generator=g)
+    marked = torch.randint(3, (n_videos,), generator=g)
+    color = torch.randint(2, (n_videos,), generator=g)
+    signs = torch.randint(2, (n_videos, 2), generator=g)
+    scenes = []
+    for v in range(n_videos):
+        slots[v, :, marked[v], 0] = 1.0
+        slots[v, :, marked[v], 1] = 2.0 * color[v] - 1
+        slots[v, :, :, 2:4] += 2.0 * signs[v] - 1
+        choices = [{"choice_id": k, "choice": f"{name} positive",
+                    "answer": "correct" if signs[v, k] else "wrong"} for k, name in enumerate(["one", "two"])]
+        scenes.append({"scene_index": v, "video_filename": f"video_{v}", "questions": [
+            {"question_id": 0, "question_type": "descriptive", "question": "What color is marked?",
+             "answer": ["blue", "red"][color[v]]},
+            {"question_id": 1, "question_type": "predictive", "question": "Which is positive?",
+             "choices": choices}]})
+    return slots, scenes
+
+
+def test_tiny_model_learns_a_function_of_the_slots():
+    slots, scenes = synthetic_task(160, seed=0)
+    vocab, answers = build_vocab(scenes), build_answer_vocab(scenes)
+    train = build_examples(scenes[:96], vocab, answers)
+    held_out = build_examples(scenes[96:], vocab, answers)
+
+    def fit(steps, seed):
+        torch.manual_seed(seed)
+        model = VQAModel(8, len(vocab), len(answers), dim=32, depth=2, heads=2, max_frames=2,
+                         max_words=6, dropout=0.1)
+        return train_vqa(model, slots, train, held_out, steps, batch_size=32, lr=3e-3,
+                         generator=torch.Generator().manual_seed(seed), device="cpu", progress=False,
+                         val_every=2)
+
+    model, log = fit(60, seed=0)
+    s = evaluate(model, slots, held_out, batch_size=64, device="cpu")
+    assert s["descriptive"]["question"] >= 0.85, s        # chance 0.5
+    assert s["predictive"]["option"] >= 0.85, s           # chance 0.5
+    assert s["predictive"]["question"] >= 0.7, s          # chance 0.25
+    assert log[-1]["val"] == s
+    assert {"descriptive_loss", "choice_loss"} <= set(log[0])
+    assert fit(4, seed=1)[1] == fit(4, seed=1)[1]         # fixed by the generator, dropout included
+
+
+def test_video_slots_appends_rollout_and_keeps_observed():
+    torch.manual_seed(0)
+    predictor = Predictor(3, 8, action_dim=0, proprio_dim=0, depth=1, heads=2, dim_head=8, mlp_dim=16,
+                          max_frames=4)
+    observed = torch.randn(5, 6, 3, 8, generator=torch.Generator().manual_seed(1))
+    out = video_slots(observed, predictor, n_future=2, history=3, batch_size=2)
+    assert out.shape == (5, 8, 3, 8)
+    assert torch.equal(out[:, :6], observed)
+    assert predictor.training                            # its mode is restored
+    with torch.no_grad():
+        expected = rollout(predictor.eval(), observed, None, None, 2, 3)["slots"]
+    torch.testing.assert_close(out[:, 6:], expected)
+
+
+def test_command_line_on_a_tiny_collide_dataset(tmp_path, capsys):
+    cfg = CollideConfig(videos=6, n_observed=6, n_future=2, frame_substeps=10, render_size=16,
+                        val_fraction=0.2, test_fraction=0.2, seed=3)
+    generate(cfg, tmp_path / "collide", workers=1, progress=False)
+    slots = np.random.default_rng(0).standard_normal((6, 8, 3, 4)).astype(np.float32)
+    np.save(tmp_path / "slots.npy", slots)
+    main(["--preset", "tiny", "--steps", "2", "--data", str(tmp_path / "collide"),
+          "--slots", str(tmp_path / "slots.npy"), "--out", str(tmp_path / "vqa.json"), "--device", "cpu"])
+    result = json.loads((tmp_path / "vqa.json").read_text())
+    assert result["config"]["steps"] == 2 and result["config"]["dim"] == PRESETS["tiny"].dim
+    assert set(result["test"]) == {"descriptive", "explanatory", "predictive", "counterfactual", "all"}
+    assert "per question" in capsys.readouterr().out
+    np.save(tmp_path / "slots.npy", slots[:, :7])
+    with pytest.raises(ValueError, match=r"expected float32 slots of shape \(6, 8, S, D\)"):
+        main(["--preset", "tiny", "--data", str(tmp_path / "collide"), "--slots", str(tmp_path / "slots.npy"),
+              "--out", str(tmp_path / "vqa.json")])

@@ -1,0 +1,497 @@
+"""Video question answering over slots: a light ALOE-style head (paper, VQA experiments; FACTS section 7).
+
+    python vqa.py --data data/collide-cpu --slots runs/collide/video_slots.npy --out runs/collide/vqa.json
+
+The paper answers CLEVRER questions from the frozen encoder's slots of the observed frames,
+rolled forward by the trained C-JEPA predictor over the held-out future (no masking at rollout),
+so predictive and counterfactual questions can look at predicted slots. The answering model is
+one transformer over the sequence
+
+    [CLS] + frames x slots + question words (+ choice words)
+
+Two things a reader must know:
+- Slots are a set: a slot token is Linear(slot) + time embedding + type embedding, with no
+  slot-index embedding, so permuting the slots of a frame leaves every answer unchanged.
+- A multiple-choice question (explanatory, predictive, counterfactual) becomes one sequence per
+  (question, choice) pair with a yes / no logit (BCE); a descriptive question is one sequence
+  whose CLS output is classified over the answers seen in training (cross-entropy).
+Scores follow CLEVRER's: per option (share of choices right) and per question (every choice of
+the question right); ``score`` documents how the pooled "all" numbers are formed.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import einops
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from collision import QUESTION_TYPES, build_answer_vocab, build_vocab, encode, load_collide
+from common import atomic_write_json, build_parser, config_from_args, config_to_dict
+from predictor import Block, rollout
+
+MULTIPLE_CHOICE = QUESTION_TYPES[1:]      # explanatory, predictive, counterfactual
+CLS, SLOT, QUESTION, CHOICE = 0, 1, 2, 3  # rows of the token-type embedding
+GRAD_CLIP = 1.0
+
+
+# ---------------------------------------------------------------------------------------
+# Slots of a whole video: observed frames, then the predictor's rollout
+# ---------------------------------------------------------------------------------------
+@torch.no_grad()
+def video_slots(observed, predictor, n_future, history, batch_size=64):
+    """Append ``n_future`` predicted frames to the observed slots of every video.
+
+    observed: (V, T_obs, S, D) slots of the frozen encoder; predictor: a trained
+    ``predictor.Predictor`` without actions or proprio (CLEVRER and collide have neither).
+    Videos go through ``rollout`` ``batch_size`` at a time, with the predictor in eval mode
+    (its mode is restored afterwards) and on its own device.
+    Returns (V, T_obs + n_future, S, D) on observed's device; the first T_obs frames are
+    ``observed`` itself.
+    """
+    if observed.ndim != 4:
+        raise ValueError(f"expected observed slots of shape (V, T_obs, S, D), got {tuple(observed.shape)}")
+    device = next(predictor.parameters()).device
+    was_training = predictor.training
+    predictor.eval()
+    try:
+        future = [rollout(predictor, chunk.to(device), None, None, n_future, history)["slots"]
+                  for chunk in observed.split(batch_size)]  # each (chunk, K, S, D)
+    finally:
+        predictor.train(was_training)
+    return torch.cat([observed, torch.cat(future).to(observed.device)], dim=1)  # (V, T_obs + K, S, D)
+
+
+# ---------------------------------------------------------------------------------------
+# The answering model
+# ---------------------------------------------------------------------------------------
+class VQAModel(nn.Module):
+    """One pre-LN transformer over [CLS] + T x S slot tokens + question words (+ choice words).
+
+    The CLS output feeds two heads: ``answer_logits`` (B, n_answers), a classifier over the
+    descriptive answers, and ``choice_logit`` (B,), whether the given choice is correct.
+    Padded words (mask False) are hidden from every query by a key padding mask.
+    """
+
+    def __init__(self, slot_dim: int, vocab_size: int, n_answers: int, dim: int = 128, depth: int = 4,
+                 heads: int = 4, max_frames: int = 160, max_words: int = 64, dropout: float = 0.1):
+        super().__init__()
+        for name, value in (("slot_dim", slot_dim), ("vocab_size", vocab_size), ("dim", dim),
+                            ("heads", heads), ("max_frames", max_frames), ("max_words", max_words)):
+            if value < 1:
+                raise ValueError(f"expected {name} >= 1, got {value}")
+        if dim % heads:
+            raise ValueError(f"expected dim divisible by heads, got dim {dim} and {heads} heads")
+        self.slot_dim, self.vocab_size, self.n_answers = slot_dim, vocab_size, n_answers
+        self.max_frames, self.max_words = max_frames, max_words
+
+        self.cls = nn.Parameter(0.02 * torch.randn(dim))
+        self.slot_in = nn.Linear(slot_dim, dim)
+        self.word_emb = nn.Embedding(vocab_size, dim)
+        self.time_pos = nn.Parameter(0.02 * torch.randn(max_frames, dim))
+        self.word_pos = nn.Parameter(0.02 * torch.randn(max_words, dim))  # shared by question and choice
+        self.type_emb = nn.Parameter(0.02 * torch.randn(4, dim))
+        self.blocks = nn.ModuleList(Block(dim, heads, dim // heads, 4 * dim, dropout) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.answer_head = nn.Linear(dim, n_answers)
+        self.choice_head = nn.Linear(dim, 1)
+
+    def _check_words(self, name, words, mask, batch):
+        if words.ndim != 2 or words.dtype != torch.long:
+            raise ValueError(f"expected {name} word ids long (B, L), got {words.dtype} {tuple(words.shape)}")
+        if words.shape[0] != batch or words.shape[1] > self.max_words:
+            raise ValueError(f"expected {name} of shape ({batch}, L <= max_words = {self.max_words}), "
+                             f"got {tuple(words.shape)}")
+        if mask is None or mask.shape != words.shape or mask.dtype != torch.bool:
+            got = None if mask is None else f"{mask.dtype} {tuple(mask.shape)}"
+            raise ValueError(f"expected a bool {name}_mask of shape {tuple(words.shape)}, got {got}")
+        if words.numel() and not 0 <= int(words.min()) <= int(words.max()) < self.vocab_size:
+            raise ValueError(f"expected {name} word ids in [0, {self.vocab_size}), got ids "
+                             f"from {int(words.min())} to {int(words.max())}")
+
+    def _words(self, words, kind):
+        """Word tokens (B, L, dim): embedding + position in its own text + type."""
+        return self.word_emb(words) + self.word_pos[:words.shape[1]] + self.type_emb[kind]
+
+    def forward(self, slots, question, question_mask, choice=None, choice_mask=None) -> dict:
+        """slots: (B, T, S, D); question: (B, Lq) long word ids; question_mask: (B, Lq) bool, True
+        at real words; choice, choice_mask: (B, Lc), or None for descriptive questions.
+        Returns {"answer_logits": (B, n_answers), "choice_logit": (B,)}."""
+        if slots.ndim != 4 or slots.shape[-1] != self.slot_dim:
+            raise ValueError(f"expected slots of shape (B, T, S, {self.slot_dim}), got {tuple(slots.shape)}")
+        B, T, S, _ = slots.shape
+        if not 1 <= T <= self.max_frames:
+            raise ValueError(f"expected 1 <= T <= max_frames = {self.max_frames}, got T = {T}")
+        self._check_words("question", question, question_mask, B)
+        if (choice is None) != (choice_mask is None):
+            raise ValueError("expected choice and choice_mask both given or both None")
+        if choice is not None:
+            self._check_words("choice", choice, choice_mask, B)
+
+        cls = einops.repeat(self.cls + self.type_emb[CLS], "d -> b 1 d", b=B)
+        slot_tok = self.slot_in(slots) + self.time_pos[:T, None] + self.type_emb[SLOT]  # (B, T, S, dim)
+        tokens = [cls, einops.rearrange(slot_tok, "b t s d -> b (t s) d"), self._words(question, QUESTION)]
+        keep = [question_mask.new_ones(B, 1 + T * S), question_mask]
+        if choice is not None:
+            tokens.append(self._words(choice, CHOICE))
+            keep.append(choice_mask)
+        x = torch.cat(tokens, dim=1)  # (B, L, dim), L = 1 + T * S + Lq (+ Lc)
+        keep = torch.cat(keep, dim=1)  # (B, L), True at keys any token may attend
+        allowed = einops.rearrange(keep, "b l -> b 1 1 l")  # broadcast over heads and queries
+        for block in self.blocks:
+            x = block(x, allowed)
+        out = self.norm(x[:, 0])  # (B, dim), the CLS token
+        return {"answer_logits": self.answer_head(out), "choice_logit": self.choice_head(out)[:, 0]}
+
+
+# ---------------------------------------------------------------------------------------
+# Examples: question files -> (video, words, target)
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Descriptive:
+    """One descriptive question; answer indexes the answer vocabulary, -1 = outside it."""
+    video: int
+    question_id: int
+    question: tuple
+    answer: int
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One (question, choice) pair of a multiple-choice question; label 1 = correct, 0 = wrong."""
+    video: int
+    question_id: int
+    question_type: str
+    question: tuple
+    choice_id: int
+    choice: tuple
+    label: int
+
+
+def build_examples(question_scenes, vocab, answer_vocab, unknown_answers="raise"):
+    """Flatten question files (``collision.load_questions``) into {"descriptive": [Descriptive],
+    "choice": [Choice]}, one Choice per choice of every multiple-choice question.
+
+    The video of a question is its scene's "scene_index" (the row of the slots array).
+    Words go through ``collision.encode``, so an unknown word raises its error. A descriptive
+    question whose answer is missing or not in ``answer_vocab``, or a multiple-choice question
+    with a choice lacking a "correct" / "wrong" answer, is handled by ``unknown_answers``:
+    "raise" (an error), "skip" (left out) or "wrong" (a descriptive question is kept with answer
+    -1, which no prediction matches: the honest choice for scoring held-out splits).
+    """
+    if unknown_answers not in ("raise", "skip", "wrong"):
+        raise ValueError(f"expected unknown_answers in ('raise', 'skip', 'wrong'), got {unknown_answers!r}")
+    answer_index = {a: i for i, a in enumerate(answer_vocab)}
+    examples = {"descriptive": [], "choice": []}
+    for scene in question_scenes:
+        video = int(scene["scene_index"])
+        for q in scene["questions"]:
+            where = f"scene {video} question {q['question_id']}"
+            if q["question_type"] == "descriptive":
+                answer = q.get("answer")
+                if answer not in answer_index:
+                    if unknown_answers == "skip":
+                        continue
+                    if answer is None:
+                        raise ValueError(f"{where} has no answer; pass unknown_answers='skip'")
+                    if unknown_answers == "raise":
+                        raise ValueError(f"{where}: answer {answer!r} is not one of the {len(answer_vocab)} "
+                                         "answers of the classifier (built from the training questions); "
+                                         "pass unknown_answers='skip', or 'wrong' to score it as a miss")
+                words = tuple(encode(q["question"], vocab))
+                examples["descriptive"].append(Descriptive(video, q["question_id"], words,
+                                                           answer_index.get(answer, -1)))
+                continue
+            answers = [c.get("answer") for c in q["choices"]]
+            if any(a not in ("correct", "wrong") for a in answers):
+                if unknown_answers == "skip":
+                    continue
+                raise ValueError(f"{where}: expected every choice answered 'correct' or 'wrong', "
+                                 f"found {answers}; pass unknown_answers='skip'")
+            words = tuple(encode(q["question"], vocab))
+            for c in q["choices"]:
+                examples["choice"].append(Choice(
+                    video, q["question_id"], q["question_type"], words, c["choice_id"],
+                    tuple(encode(c["choice"], vocab)), int(c["answer"] == "correct")))
+    return examples
+
+
+def _pad(texts, device):
+    """Word ids long (B, L) padded with 0 and mask bool (B, L), L = the longest text."""
+    ids = torch.zeros(len(texts), max(map(len, texts)), dtype=torch.long)
+    for i, text in enumerate(texts):
+        ids[i, :len(text)] = torch.tensor(text, dtype=torch.long)
+    mask = torch.arange(ids.shape[1])[None] < torch.tensor([len(t) for t in texts])[:, None]
+    return ids.to(device), mask.to(device)
+
+
+def collate(batch, slots_per_video, device):
+    """(inputs, target) of a list of Descriptive or of Choice examples: inputs are the keyword
+    arguments of VQAModel.forward, target (B,) the answer ids (long) or the labels (float).
+    Both kinds in one batch is an error."""
+    kinds = {type(e) for e in batch}
+    if len(kinds) != 1:
+        raise ValueError(f"expected a batch of one example kind, got {sorted(k.__name__ for k in kinds)}")
+    videos = torch.tensor([e.video for e in batch])
+    inputs = {"slots": slots_per_video[videos].to(device)}  # (B, T, S, D)
+    inputs["question"], inputs["question_mask"] = _pad([e.question for e in batch], device)
+    if kinds == {Choice}:
+        inputs["choice"], inputs["choice_mask"] = _pad([e.choice for e in batch], device)
+        target = torch.tensor([e.label for e in batch], dtype=torch.float)
+    else:
+        target = torch.tensor([e.answer for e in batch], dtype=torch.long)
+    return inputs, target.to(device)
+
+
+def _check_videos(slots_per_video, examples):
+    if slots_per_video.ndim != 4:
+        raise ValueError("expected slots per video of shape (V, T, S, D), "
+                         f"got {tuple(slots_per_video.shape)}")
+    videos = [e.video for kind in examples.values() for e in kind]
+    if videos and not 0 <= min(videos) <= max(videos) < len(slots_per_video):
+        raise ValueError(f"questions refer to videos {min(videos)} to {max(videos)}, but the slots "
+                         f"hold {len(slots_per_video)} videos")
+
+
+# ---------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------
+def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch_size, lr, generator,
+              device, progress=True, weight_decay=0.01, val_every=0):
+    """Train both heads with AdamW; returns (model, log).
+
+    slots_per_video: (V, T, S, D), indexed by the examples' video; train / val examples:
+    ``build_examples`` output (val may be None). Every step draws ``batch_size`` descriptive and
+    ``batch_size`` (question, choice) examples with replacement from ``generator`` (a CPU
+    torch.Generator) and minimises cross-entropy (descriptive) + BCE with logits (choice), one
+    forward pass per kind; a kind with no examples contributes no term. Dropout draws from the
+    global RNG reseeded from ``generator`` inside a fork, so a run is fixed by the generator and
+    the caller's RNG state is untouched. log: one {"step", "loss", "descriptive_loss",
+    "choice_loss"} per step, plus {"step", "val": score(...)} every ``val_every`` steps
+    (0 = never) and after the last step, when val examples are given.
+    """
+    _check_videos(slots_per_video, train_examples)
+    pools = {kind: train_examples[kind] for kind in ("descriptive", "choice") if train_examples[kind]}
+    if not pools:
+        raise ValueError("expected training examples, got no descriptive and no choice examples")
+    if any(e.answer < 0 for e in train_examples["descriptive"]):
+        raise ValueError("training examples include answers outside the answer vocabulary (answer "
+                         "-1); build them with unknown_answers='raise' or 'skip'")
+    device = torch.device(device)
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    log = []
+    fork = []  # the devices whose RNG dropout uses
+    if device.type == "cuda":
+        fork = [torch.cuda.current_device() if device.index is None else device.index]
+    with torch.random.fork_rng(devices=fork):
+        torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+        for step in tqdm(range(1, steps + 1), desc="vqa", disable=not progress, dynamic_ncols=True):
+            terms = {}
+            for kind, pool in pools.items():
+                picks = torch.randint(len(pool), (batch_size,), generator=generator)
+                inputs, target = collate([pool[i] for i in picks], slots_per_video, device)
+                out = model(**inputs)
+                if kind == "descriptive":
+                    terms[kind] = F.cross_entropy(out["answer_logits"], target)
+                else:
+                    terms[kind] = F.binary_cross_entropy_with_logits(out["choice_logit"], target)
+            loss = sum(terms.values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+            optimizer.step()
+            log.append({"step": step, "loss": loss.item(),
+                        **{f"{kind}_loss": term.item() for kind, term in terms.items()}})
+            if val_examples is not None and (step == steps or val_every and step % val_every == 0):
+                log.append({"step": step, "val": evaluate(model, slots_per_video, val_examples,
+                                                          batch_size, device)})
+                model.train()
+    return model, log
+
+
+# ---------------------------------------------------------------------------------------
+# Prediction and CLEVRER-style scores
+# ---------------------------------------------------------------------------------------
+@torch.no_grad()
+def predict(model, slots_per_video, examples, batch_size, device):
+    """{"descriptive": [answer id], "choice": [0 / 1]}, in the order of ``examples``; eval mode."""
+    _check_videos(slots_per_video, examples)
+    model.to(device).eval()
+    predictions = {"descriptive": [], "choice": []}
+    for kind, pool in examples.items():
+        for start in range(0, len(pool), batch_size):
+            inputs, _ = collate(pool[start:start + batch_size], slots_per_video, device)
+            out = model(**inputs)
+            guess = out["answer_logits"].argmax(-1) if kind == "descriptive" else out["choice_logit"] > 0
+            predictions[kind] += guess.long().tolist()
+    return predictions
+
+
+def _share(hits):
+    return sum(hits) / len(hits) if hits else None
+
+
+def score(predictions, examples):
+    """Accuracies (fractions in [0, 1], None where a type has no questions), as CLEVRER scores them.
+
+    predictions: {"descriptive": [answer id], "choice": [0 / 1]} aligned with ``examples``
+    (``build_examples`` output). A multiple-choice question is the group of its Choice examples
+    with the same (video, question_id).
+    - descriptive: {"question"}: share of questions answered right.
+    - explanatory, predictive, counterfactual: {"option"}: share of choices right;
+      {"question"}: share of questions with every choice right.
+    - all: {"question"}: share of all questions right, pooled over the four types (a descriptive
+      question right, a multiple-choice question with every choice right), so each type weighs by
+      its number of questions. This is how the "avg" column of the paper's CLEVRER table pools:
+      its five rows are fit exactly by one weighting of the four per-question columns (about
+      72 / 12 / 4.5 / 12 %), the shares of the four types among the questions.
+      {"option"}: share right over every descriptive question and every choice, pooled.
+    Every entry also carries its counts ("questions", and "options" for multiple choice).
+    """
+    for kind in ("descriptive", "choice"):
+        if len(predictions[kind]) != len(examples[kind]):
+            raise ValueError(f"expected {len(examples[kind])} {kind} predictions, "
+                             f"got {len(predictions[kind])}")
+    descriptive = [int(p) == e.answer for p, e in zip(predictions["descriptive"], examples["descriptive"])]
+    options = {t: [] for t in MULTIPLE_CHOICE}
+    questions = {}  # (video, question_id) -> (question type, every choice so far right)
+    for p, e in zip(predictions["choice"], examples["choice"]):
+        right = int(p) == e.label
+        options[e.question_type].append(right)
+        kind, all_right = questions.get((e.video, e.question_id), (e.question_type, True))
+        if kind != e.question_type:
+            raise ValueError(f"video {e.video} question {e.question_id} has choices of types "
+                             f"{kind!r} and {e.question_type!r}")
+        questions[(e.video, e.question_id)] = (kind, all_right and right)
+
+    result = {"descriptive": {"question": _share(descriptive), "questions": len(descriptive)}}
+    for t in MULTIPLE_CHOICE:
+        whole = [right for kind, right in questions.values() if kind == t]
+        result[t] = {"option": _share(options[t]), "question": _share(whole),
+                     "options": len(options[t]), "questions": len(whole)}
+    every_question = descriptive + [right for _, right in questions.values()]
+    every_option = descriptive + [right for t in MULTIPLE_CHOICE for right in options[t]]
+    result["all"] = {"question": _share(every_question), "option": _share(every_option),
+                     "questions": len(every_question), "options": len(every_option)}
+    return result
+
+
+def evaluate(model, slots_per_video, examples, batch_size, device):
+    """``score`` of the model's predictions on ``examples``."""
+    return score(predict(model, slots_per_video, examples, batch_size, device), examples)
+
+
+def format_table(scores):
+    """The scores as a text table in percent: type, per option, per question, questions."""
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.2f}"
+    lines = [f"{'type':<16}{'per option':>12}{'per question':>14}{'questions':>11}"]
+    for t in (*QUESTION_TYPES, "all"):
+        s = scores[t]
+        lines.append(f"{t:<16}{pct(s.get('option')):>12}{pct(s['question']):>14}{s['questions']:>11}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# Config and command line
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VQAConfig:
+    """The answering model and its training; defaults are the light CPU head (FACTS section 7)."""
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    dropout: float = 0.1
+    max_words: int = 64          # longest question or choice, in words
+    frame_stride: int = 1        # keep every n-th frame of the slots
+    steps: int = 3000
+    batch_size: int = 32         # per kind: descriptive and (question, choice) examples each
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    val_every: int = 500
+    seed: int = 0
+
+
+PRESETS = {
+    "cpu": VQAConfig(),
+    # ALOE as the paper uses it: 12 layers, 8 heads, width 144 (FACTS section 7); the steps,
+    # batch and learning rate are not given there and are our choice.
+    "paper": VQAConfig(dim=144, depth=12, heads=8, steps=100_000, batch_size=64, lr=1e-4, val_every=5000),
+    "tiny": VQAConfig(dim=32, depth=1, heads=2, dropout=0.0, steps=20, batch_size=8, lr=1e-3, val_every=10),
+}
+
+
+def build_model(cfg: VQAConfig, slot_dim, vocab_size, n_answers, max_frames):
+    """A VQAModel from the config, initialised from ``cfg.seed`` (the caller's RNG is untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return VQAModel(slot_dim, vocab_size, n_answers, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
+                        max_frames=max_frames, max_words=cfg.max_words, dropout=cfg.dropout)
+
+
+def load_video_slots(path, n_videos, n_frames, frame_stride):
+    """float32 (V, T, S, D) slots from a .npy file, checked against the dataset, every
+    ``frame_stride``-th frame kept: a tensor (V, ceil(T / frame_stride), S, D)."""
+    slots = np.load(path, mmap_mode="r")
+    if slots.dtype != np.float32 or slots.ndim != 4 or slots.shape[:2] != (n_videos, n_frames):
+        raise ValueError(f"{path}: expected float32 slots of shape ({n_videos}, {n_frames}, S, D) "
+                         f"(every video, observed + future frames), found {slots.dtype} {slots.shape}")
+    if frame_stride < 1:
+        raise ValueError(f"expected frame_stride >= 1, got {frame_stride}")
+    return torch.from_numpy(np.array(slots[:, ::frame_stride]))  # a writable copy in memory
+
+
+def run_vqa(cfg: VQAConfig, slots_path, data_path, device="cpu", progress=True):
+    """Train on the train questions, score val and test; returns a JSON-friendly result dict.
+
+    The word vocabulary covers the question and choice texts of every split (texts are inputs,
+    not labels); the answer vocabulary holds the training answers only, and a held-out
+    descriptive question with another answer counts as wrong (``unknown_answers="wrong"``).
+    """
+    data = load_collide(data_path)
+    slots = load_video_slots(slots_path, len(data.scenes), data.n_observed + data.n_future,
+                             cfg.frame_stride)
+    vocab = build_vocab([s for split in data.questions.values() for s in split])
+    answers = build_answer_vocab(data.questions["train"])
+    examples = {split: build_examples(scenes, vocab, answers, "raise" if split == "train" else "wrong")
+                for split, scenes in data.questions.items()}
+    longest = max(len(text) for ex in examples.values() for e in ex["descriptive"] + ex["choice"]
+                  for text in (e.question, getattr(e, "choice", ())))
+    if longest > cfg.max_words:
+        raise ValueError(f"the longest question or choice has {longest} words; expected at most "
+                         f"max_words = {cfg.max_words} (pass --max-words {longest})")
+    model = build_model(cfg, slots.shape[-1], len(vocab), len(answers), slots.shape[1])
+    generator = torch.Generator().manual_seed(cfg.seed)
+    model, log = train_vqa(model, slots, examples["train"], examples["val"], cfg.steps, cfg.batch_size,
+                           cfg.lr, generator, device, progress, cfg.weight_decay, cfg.val_every)
+    return {"config": config_to_dict(cfg), "data": str(data_path), "slots": str(slots_path),
+            "answers": answers, "n_examples": {split: {k: len(v) for k, v in ex.items()}
+                                               for split, ex in examples.items()},
+            "val": evaluate(model, slots, examples["val"], cfg.batch_size, device),
+            "test": evaluate(model, slots, examples["test"], cfg.batch_size, device),
+            "log": log}
+
+
+def main(argv=None):
+    parser = build_parser(VQAConfig, PRESETS, "Train and score the VQA head on slots of a collide dataset.")
+    parser.add_argument("--data", required=True, help="collide dataset folder (collision.py)")
+    parser.add_argument("--slots", required=True,
+                        help="float32 .npy (V, T, S, D): slots of every video, observed + future frames")
+    parser.add_argument("--out", required=True, help="JSON file for the scores and the training log")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    args = parser.parse_args(argv)
+    cfg = config_from_args(VQAConfig, PRESETS, args, default_preset="cpu")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    result = run_vqa(cfg, Path(args.slots), Path(args.data), device)
+    atomic_write_json(args.out, result)
+    for split in ("val", "test"):
+        print(f"{split}:\n{format_table(result[split])}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
