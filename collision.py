@@ -22,7 +22,6 @@ Question files follow the schema of CLEVRER's question files (without "program" 
 so ``load_questions`` reads both.
 """
 
-import dataclasses
 import json
 import math
 import multiprocessing as mp
@@ -38,7 +37,8 @@ import pymunk
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from common import atomic_write_json, build_parser, config_from_args, config_to_dict
+from common import (DatasetError, atomic_write_json, build_parser, config_from_args, config_to_dict,
+                    load_array, read_dataset_meta)
 
 # ---------------------------------------------------------------------------------------
 # The world's constants
@@ -620,10 +620,6 @@ def generate(cfg: CollideConfig, out, workers=0, progress=True, overwrite=False)
 # ---------------------------------------------------------------------------------------
 # Loading, with validation
 # ---------------------------------------------------------------------------------------
-class DatasetError(ValueError):
-    """A dataset folder that is missing, incomplete, corrupted or made for another config."""
-
-
 @dataclass
 class CollideData:
     """A loaded dataset. pixels uint8 (N, H, W, 3) and ids uint8 (N, H, W) are memory-mapped
@@ -645,40 +641,10 @@ class CollideData:
 def load_collide(path, expect: CollideConfig | None = None):
     """Load and validate a folder written by ``generate``; DatasetError says what is wrong."""
     path = Path(path)
-    meta_path = path / "meta.json"
-    if not meta_path.is_file():
-        hint = " (an interrupted generation leaves only a .partial folder)" if path.with_name(
-            path.name + ".partial").exists() else ""
-        raise DatasetError(f"{path} is not a collide dataset: {meta_path} is missing{hint}")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"{meta_path} is not valid JSON: {err}") from err
-    if meta.get("format") != FORMAT:
-        raise DatasetError(f"{path}: expected format {FORMAT!r}, found {meta.get('format')!r}")
-    names = {f.name for f in dataclasses.fields(CollideConfig)}
-    if set(meta["config"]) != names:
-        raise DatasetError(f"{path}: config fields {sorted(meta['config'])}, expected {sorted(names)}")
-    cfg = CollideConfig(**meta["config"])
-    if expect is not None and cfg != expect:
-        diff = {k: (v, getattr(cfg, k)) for k, v in dataclasses.asdict(expect).items()
-                if getattr(cfg, k) != v}
-        raise DatasetError(f"{path} was made with another config; (expected, found): {diff}")
-    for name, size in meta["file_bytes"].items():
-        actual = (path / name).stat().st_size if (path / name).is_file() else None
-        if actual != size:
-            raise DatasetError(f"{path / name}: expected {size} bytes, found {actual} "
-                               "(truncated or replaced); generate the dataset again")
+    meta, cfg = read_dataset_meta(path, FORMAT, CollideConfig, expect)
     n, s = meta["n_frames"], cfg.render_size
-    arrays = {}
-    for name, shape in (("pixels", (n, s, s, 3)), ("ids", (n, s, s))):
-        try:
-            arrays[name] = np.load(path / f"{name}.npy", mmap_mode="r")
-        except (ValueError, OSError) as err:
-            raise DatasetError(f"{path / name}.npy cannot be read: {err}") from err
-        if arrays[name].shape != shape or arrays[name].dtype != np.uint8:
-            raise DatasetError(f"{path / name}.npy: expected uint8 {shape}, found "
-                               f"{arrays[name].dtype} {arrays[name].shape}")
+    arrays = {"pixels": load_array(path / "pixels.npy", (n, s, s, 3), np.uint8),
+              "ids": load_array(path / "ids.npy", (n, s, s), np.uint8)}
     starts = np.load(path / "episode_starts.npy")
     length = cfg.n_observed + cfg.n_future
     if not np.array_equal(starts, np.arange(meta["n_videos"] + 1) * length):

@@ -14,6 +14,8 @@ import tempfile
 import typing
 from pathlib import Path
 
+import numpy as np
+
 
 def build_parser(cls, presets, description=None):
     """An argparse parser with ``--preset`` plus one ``--flag`` per field of ``cls``.
@@ -102,3 +104,55 @@ def atomic_write_bytes(path, data: bytes):
 
 def atomic_write_json(path, obj):
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+class DatasetError(ValueError):
+    """A dataset folder that is missing, incomplete, corrupted or made for another config."""
+
+
+def read_dataset_meta(path, fmt, config_cls, expect=None):
+    """Read and check ``path/meta.json`` of a dataset folder; returns (meta, config).
+
+    A folder is complete only once its ``meta.json`` exists (it is written last). Checks
+    the format tag, that the recorded config is a ``config_cls`` (and equals ``expect``
+    when given) and the byte size of every file in ``meta["file_bytes"]``; raises
+    DatasetError saying what was expected and what was found.
+    """
+    path = Path(path)
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        hint = " (an interrupted run leaves only a .partial folder)" if path.with_name(
+            path.name + ".partial").exists() else ""
+        raise DatasetError(f"{path} is not a dataset: {meta_path} is missing{hint}")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{meta_path} is not valid JSON: {err}") from err
+    if meta.get("format") != fmt:
+        raise DatasetError(f"{path}: expected format {fmt!r}, found {meta.get('format')!r}")
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    if set(meta["config"]) != names:
+        raise DatasetError(f"{path}: config fields {sorted(meta['config'])}, expected {sorted(names)}")
+    cfg = config_from_dict(config_cls, meta["config"])
+    if expect is not None and cfg != expect:
+        diff = {k: (v, getattr(cfg, k)) for k, v in dataclasses.asdict(expect).items()
+                if getattr(cfg, k) != v}
+        raise DatasetError(f"{path} was made with another config; (expected, found): {diff}")
+    for name, size in meta["file_bytes"].items():
+        actual = (path / name).stat().st_size if (path / name).is_file() else None
+        if actual != size:
+            raise DatasetError(f"{path / name}: expected {size} bytes, found {actual} "
+                               "(truncated or replaced); make the dataset again")
+    return meta, cfg
+
+
+def load_array(file, shape, dtype):
+    """Memory-map one ``.npy`` file and check its shape and dtype (DatasetError otherwise)."""
+    try:
+        array = np.load(file, mmap_mode="r")
+    except (ValueError, OSError) as err:
+        raise DatasetError(f"{file} cannot be read: {err}") from err
+    if array.shape != tuple(shape) or array.dtype != np.dtype(dtype):
+        raise DatasetError(f"{file}: expected {np.dtype(dtype)} {tuple(shape)}, found "
+                           f"{array.dtype} {array.shape}")
+    return array

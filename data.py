@@ -6,13 +6,11 @@ a T-shaped block that only moves while pushed (space damping 0). One env step is
 physics substeps of 0.01 s. Pixels are a pure function of the 7-d state, so every frame,
 and its ground-truth object-id map, can be rebuilt from the stored state.
 
-A dataset is a folder of ``.npy`` arrays plus ``meta.json`` (see ``save_dataset``); the
+A dataset is a folder of ``.npy`` arrays plus ``meta.json`` (see ``collect``); the
 torch datasets cut it into frame clips (encoder training) and history + future windows
 with a frameskip (world-model training).
 """
 
-import dataclasses
-import json
 import math
 import multiprocessing as mp
 import os
@@ -27,7 +25,8 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from common import atomic_write_json, build_parser, config_from_args, config_to_dict
+from common import (DatasetError, atomic_write_json, build_parser, config_from_args, config_to_dict,
+                    load_array, read_dataset_meta)
 
 # ---------------------------------------------------------------------------------------
 # The world's constants (FACTS section 4)
@@ -375,10 +374,6 @@ def collect(cfg: PushTDataConfig, out, workers=0, progress=True, overwrite=False
 # ---------------------------------------------------------------------------------------
 # Loading, with validation
 # ---------------------------------------------------------------------------------------
-class DatasetError(ValueError):
-    """A dataset folder that is missing, incomplete, corrupted or made for another config."""
-
-
 @dataclass
 class PushTData:
     """A loaded dataset: memory-mapped arrays over all N frames of all E episodes.
@@ -411,42 +406,10 @@ def load_dataset(path, expect: PushTDataConfig | None = None):
     dtype, or the dataset was made with another config than ``expect``.
     """
     path = Path(path)
-    meta_path = path / "meta.json"
-    if not meta_path.is_file():
-        hint = " (an interrupted collection leaves only a .partial folder)" if path.with_name(
-            path.name + ".partial").exists() else ""
-        raise DatasetError(f"{path} is not a dataset: {meta_path} is missing{hint}")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"{meta_path} is not valid JSON: {err}") from err
-    if meta.get("format") != FORMAT:
-        raise DatasetError(f"{path}: expected format {FORMAT!r}, found {meta.get('format')!r}")
-    names = {f.name for f in dataclasses.fields(PushTDataConfig)}
-    if set(meta["config"]) != names:
-        raise DatasetError(f"{path}: config fields {sorted(meta['config'])}, expected {sorted(names)}")
-    cfg = PushTDataConfig(**meta["config"])
-    if expect is not None and cfg != expect:
-        diff = {k: (v, getattr(cfg, k)) for k, v in dataclasses.asdict(expect).items()
-                if getattr(cfg, k) != v}
-        raise DatasetError(f"{path} was made with another config; (expected, found): {diff}")
-
-    for name, size in meta["file_bytes"].items():
-        actual = (path / name).stat().st_size if (path / name).is_file() else None
-        if actual != size:
-            raise DatasetError(f"{path / name}: expected {size} bytes, found {actual} "
-                               "(truncated or replaced); collect the dataset again")
+    meta, cfg = read_dataset_meta(path, FORMAT, PushTDataConfig, expect)
     n = meta["n_frames"]
-    arrays = {}
-    for name, (shape, dtype) in ARRAYS.items():
-        try:
-            arrays[name] = np.load(path / f"{name}.npy", mmap_mode="r")
-        except (ValueError, OSError) as err:
-            raise DatasetError(f"{path / name}.npy cannot be read: {err}") from err
-        expected = (n, *shape(cfg.render_size))
-        if arrays[name].shape != expected or arrays[name].dtype != np.dtype(dtype):
-            raise DatasetError(f"{path / name}.npy: expected {dtype} {expected}, found "
-                               f"{arrays[name].dtype} {arrays[name].shape}")
+    arrays = {name: load_array(path / f"{name}.npy", (n, *shape(cfg.render_size)), dtype)
+              for name, (shape, dtype) in ARRAYS.items()}
     starts = np.load(path / "episode_starts.npy")
     if (starts.shape != (meta["n_episodes"] + 1,) or starts[0] != 0 or starts[-1] != n
             or np.any(np.diff(starts) < 2)):

@@ -32,7 +32,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from common import atomic_write_bytes, atomic_write_json, build_parser, config_from_args, config_from_dict
-from data import PushTEnv, is_success, load_dataset, normalize_proprio, sample_eval_pairs
+from data import PushTEnv, load_dataset, normalize_proprio, sample_eval_pairs
 from predictor import rollout
 from train import (TrainConfig, build_encoder, build_predictor, data_config, encoder_config,
                    load_checkpoint, resize_frames)
@@ -276,12 +276,13 @@ def evaluate(cfg: PlanConfig, progress=True):
                                                       cfg.gifs if i == 0 else 0)
         results["seeds"][str(seed)] = {"success_rate": float(success.mean()),
                                        "successes": success.astype(int).tolist(),
-                                       "solve_seconds": seconds, "solves": n_solves}
+                                       "solve_seconds": seconds, "solves": n_solves}  # per episode
         for e, episode in enumerate(frames):
             save_gif(episode, out.with_name(f"{out.stem}-seed{seed}-episode{e}.gif"))
     rates = [r["success_rate"] for r in results["seeds"].values()]
     solve_total = sum(r["solve_seconds"] for r in results["seeds"].values())
-    n_solves = sum(r["solves"] for r in results["seeds"].values())
+    # one "solve" is one CEM optimisation for one episode
+    n_solves = sum(r["solves"] for r in results["seeds"].values()) * cfg.episodes
     results.update(success_mean=float(np.mean(rates)), success_std=float(np.std(rates)),
                    wall_seconds=time.perf_counter() - start, solve_seconds=solve_total,
                    seconds_per_solve=solve_total / n_solves if n_solves else 0.0)
@@ -301,7 +302,7 @@ def main(argv=None):
         print(f"seed {seed}: success {100 * r['success_rate']:.1f} %")
     print(f"success {100 * results['success_mean']:.1f} +/- {100 * results['success_std']:.1f} % "
           f"over {len(results['seeds'])} seeds; wall {results['wall_seconds']:.0f} s, "
-          f"{results['seconds_per_solve']:.2f} s per solve; wrote {out}")
+          f"{results['seconds_per_solve']:.2f} s per episode solve; wrote {out}")
 
 
 if __name__ == "__main__":

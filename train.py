@@ -19,7 +19,6 @@ with ``torch.load(weights_only=True)``; ``--resume`` continues an interrupted st
 same step with the same batches and masks.
 """
 
-import dataclasses
 import hashlib
 import io
 import json
