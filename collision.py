@@ -38,7 +38,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from common import (DatasetError, atomic_write_json, build_parser, config_from_args, config_to_dict,
-                    load_array, read_dataset_meta)
+                    load_array, publish_dataset, read_dataset_meta)
 
 # ---------------------------------------------------------------------------------------
 # The world's constants
@@ -608,12 +608,8 @@ def generate(cfg: CollideConfig, out, workers=0, progress=True, overwrite=False)
         "n_observed": cfg.n_observed,
         "n_future": cfg.n_future,
         "splits": {split: splits[split].tolist() for split in SPLITS},
-        "file_bytes": {p.name: p.stat().st_size for p in sorted(tmp.iterdir())},
     }
-    atomic_write_json(tmp / "meta.json", meta)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    publish_dataset(tmp, out, meta)
     return load_collide(out)
 
 

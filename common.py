@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import typing
 from pathlib import Path
@@ -156,3 +157,14 @@ def load_array(file, shape, dtype):
         raise DatasetError(f"{file}: expected {np.dtype(dtype)} {tuple(shape)}, found "
                            f"{array.dtype} {array.shape}")
     return array
+
+
+def publish_dataset(tmp, out, meta):
+    """Finish a dataset folder: record every file's byte size in ``meta``, write
+    ``meta.json`` last, then move the finished ``tmp`` folder to ``out`` (replacing it)."""
+    tmp, out = Path(tmp), Path(out)
+    files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+    atomic_write_json(tmp / "meta.json", {**meta, "file_bytes": files})
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)

@@ -25,8 +25,8 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from common import (DatasetError, atomic_write_json, build_parser, config_from_args, config_to_dict,
-                    load_array, read_dataset_meta)
+from common import (DatasetError, build_parser, config_from_args, config_to_dict, load_array,
+                    publish_dataset, read_dataset_meta)
 
 # ---------------------------------------------------------------------------------------
 # The world's constants (FACTS section 4)
@@ -361,13 +361,9 @@ def collect(cfg: PushTDataConfig, out, workers=0, progress=True, overwrite=False
             "proprio_mean": arrays["proprio"][rows].mean(0).tolist(),
             "proprio_std": arrays["proprio"][rows].std(0).tolist(),
         },
-        "file_bytes": {p.name: p.stat().st_size for p in sorted(tmp.glob("*.npy"))},
     }
     del arrays
-    atomic_write_json(tmp / "meta.json", meta)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    publish_dataset(tmp, out, meta)
     return load_dataset(out)
 
 

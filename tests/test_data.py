@@ -194,12 +194,12 @@ def test_truncated_or_corrupted_dataset_fails_clearly(tiny_dataset, tmp_path):
 
 
 def test_interrupted_collection_leaves_nothing_loadable(tmp_path, monkeypatch):
-    import data as data_module
+    import common
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data_module, "atomic_write_json", boom)
+    monkeypatch.setattr(common, "atomic_write_json", boom)  # dies writing meta.json
     out = tmp_path / "ds"
     with pytest.raises(KeyboardInterrupt):
         collect(PushTDataConfig(episodes=2, min_steps=3, max_steps=3), out, workers=1,
