@@ -633,6 +633,17 @@ class CollideData:
     scenes: list
     questions: dict
 
+    def episodes(self, split):
+        """Video ids of ``split`` (train, val or test): int64 (K,)."""
+        if split not in self.splits:
+            raise KeyError(f"unknown split {split!r}; this dataset has {sorted(self.splits)}")
+        return np.asarray(self.splits[split], dtype=np.int64)
+
+    def id_maps(self, index):
+        """Ground-truth object ids of frames ``index`` (0 = background, k + 1 = object k):
+        uint8 (*index.shape, H, W)."""
+        return np.asarray(self.ids[np.asarray(index)])
+
 
 def load_collide(path, expect: CollideConfig | None = None):
     """Load and validate a folder written by ``generate``; DatasetError says what is wrong."""

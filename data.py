@@ -393,6 +393,13 @@ class PushTData:
             raise KeyError(f"unknown split {split!r}; this dataset has {sorted(self.splits)}")
         return np.asarray(self.splits[split], dtype=np.int64)
 
+    def id_maps(self, index):
+        """Ground-truth object ids (OBJECT_IDS) of frames ``index``: uint8 (*index.shape, H, W)."""
+        index = np.asarray(index)
+        size = self.config.render_size
+        maps = [render_ids(s, size) for s in self.state[index.ravel()]]
+        return np.stack(maps).reshape(*index.shape, size, size)
+
 
 def load_dataset(path, expect: PushTDataConfig | None = None):
     """Load and validate a dataset folder written by ``collect``.
@@ -419,7 +426,7 @@ def load_dataset(path, expect: PushTDataConfig | None = None):
 # ---------------------------------------------------------------------------------------
 # Torch datasets: frame clips (encoder) and history + future windows (world model)
 # ---------------------------------------------------------------------------------------
-def window_starts(data: PushTData, split, n_frames_needed):
+def window_starts(data, split, n_frames_needed):
     """Global frame indices t0 of every window of ``n_frames_needed`` consecutive frames
     that fits inside one episode of ``split``. Returns int64 (K,)."""
     out = []
@@ -435,12 +442,14 @@ def frames_to_tensor(pixels):
 
 
 class FrameClips(torch.utils.data.Dataset):
-    """Clips of T frames, ``frameskip`` env steps apart, for training the slot encoder.
+    """Clips of T frames, ``frameskip`` frames apart, for training the slot encoder.
 
-    item: {"frames": float (T, 3, H, W) in [0, 1], "state": float (T, 7), "index": (T,)}.
+    item: {"frames": float (T, 3, H, W) in [0, 1], "index": int64 (T,) dataset frame rows}.
+    ``data`` is any dataset with ``pixels``, ``episode_starts`` and ``episodes(split)``:
+    Push-T's ``PushTData`` or the collide world's ``CollideData``.
     """
 
-    def __init__(self, data: PushTData, split, clip_len, frameskip=5):
+    def __init__(self, data, split, clip_len, frameskip=5):
         self.data, self.clip_len, self.frameskip = data, clip_len, frameskip
         self.starts = window_starts(data, split, (clip_len - 1) * frameskip + 1)
         if len(self.starts) == 0:
@@ -452,9 +461,7 @@ class FrameClips(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         index = self.starts[i] + self.frameskip * np.arange(self.clip_len)
-        return {"frames": frames_to_tensor(self.data.pixels[index]),
-                "state": torch.from_numpy(self.data.state[index].copy()),
-                "index": torch.from_numpy(index)}
+        return {"frames": frames_to_tensor(self.data.pixels[index]), "index": torch.from_numpy(index)}
 
 
 class Windows(torch.utils.data.Dataset):
@@ -467,22 +474,27 @@ class Windows(torch.utils.data.Dataset):
 
     With ``slots`` (float (N, S, D), one row per dataset frame) items carry "slots"
     (T, S, D) instead of "frames" (T, 3, H, W). Every item also has "actions" (T, fs * 2),
-    "proprio" (T, 4), "state" (T, 7) and "index" (T,).
+    "proprio" (T, 4), "state" (T, 7) and "index" (T,). A dataset without actions (the
+    collide world's ``CollideData``) gives only "frames" or "slots" and "index", and its
+    windows need only (T - 1) * frameskip + 1 frames.
     """
 
-    def __init__(self, data: PushTData, split, n_history, n_future, frameskip=5, slots=None):
+    def __init__(self, data, split, n_history, n_future, frameskip=5, slots=None):
         self.data, self.frameskip = data, frameskip
         self.n_frames = n_history + n_future
-        if slots is not None and len(slots) != len(data.state):
-            raise ValueError(f"expected slots for all {len(data.state)} frames, got {len(slots)}")
+        self.controlled = hasattr(data, "action")
+        if slots is not None and len(slots) != len(data.pixels):
+            raise ValueError(f"expected slots for all {len(data.pixels)} frames, got {len(slots)}")
         self.slots = slots
-        self.starts = window_starts(data, split, self.n_frames * frameskip + 1)
+        span = self.n_frames * frameskip + 1 if self.controlled else (self.n_frames - 1) * frameskip + 1
+        self.starts = window_starts(data, split, span)
         if len(self.starts) == 0:
             raise ValueError(f"no window of {self.n_frames} frames at frameskip {frameskip} "
                              f"fits in the {split!r} episodes of {data.path}")
-        stats = data.stats
-        self.action_mean = np.tile(stats["action_mean"], frameskip)
-        self.action_std = np.tile(stats["action_std"], frameskip)
+        if self.controlled:
+            stats = data.stats
+            self.action_mean = np.tile(stats["action_mean"], frameskip)
+            self.action_std = np.tile(stats["action_std"], frameskip)
 
     def __len__(self):
         return len(self.starts)
@@ -490,14 +502,13 @@ class Windows(torch.utils.data.Dataset):
     def __getitem__(self, i):
         t0 = self.starts[i]
         index = t0 + self.frameskip * np.arange(self.n_frames)
-        steps = self.data.action[t0:t0 + self.n_frames * self.frameskip]
-        actions = steps.reshape(self.n_frames, self.frameskip * ACTION_DIM)  # (T, fs * 2)
-        item = {
-            "actions": torch.from_numpy((actions - self.action_mean) / self.action_std).float(),
-            "proprio": torch.from_numpy(normalize_proprio(self.data.proprio[index], self.data.stats)),
-            "state": torch.from_numpy(self.data.state[index].copy()),
-            "index": torch.from_numpy(index),
-        }
+        item = {"index": torch.from_numpy(index)}
+        if self.controlled:
+            steps = self.data.action[t0:t0 + self.n_frames * self.frameskip]
+            actions = steps.reshape(self.n_frames, self.frameskip * ACTION_DIM)  # (T, fs * 2)
+            item["actions"] = torch.from_numpy((actions - self.action_mean) / self.action_std).float()
+            item["proprio"] = torch.from_numpy(normalize_proprio(self.data.proprio[index], self.data.stats))
+            item["state"] = torch.from_numpy(self.data.state[index].copy())
         if self.slots is None:
             item["frames"] = frames_to_tensor(self.data.pixels[index])
         else:

@@ -1,12 +1,14 @@
 """End-to-end C-JEPA training: data -> slot encoder -> slot extraction -> predictor.
 
     python train.py --dataset pusht --masked 1                # the CPU preset
+    python train.py --dataset collide --masked 4              # the collide world, for vqa.py
     python train.py --preset paper --dinov2-path dinov2_vits14_pretrain.pth
     torchrun --nproc_per_node=2 train.py --preset tiny        # the same script under DDP
 
 Stages (paper: frozen object-centric encoder, then the masked predictor of the method
 section; FACTS sections 1, 2 and 6):
-1. data: collect the Push-T dataset (``data.py``) into ``data/<name>-<hash>``.
+1. data: collect the Push-T dataset (``data.py``) or generate the collide world
+   (``collision.py``) into ``data/<name>-<hash>``.
 2. encoder: train the video slot encoder (``slots.py``) into ``runs/encoders/<hash>``.
 3. slots: write the frozen encoder's slots of every frame next to it (``slots.npy``).
 4. predictor: train the C-JEPA predictor (``predictor.py``) on those slots into ``--out``.
@@ -19,6 +21,7 @@ with ``torch.load(weights_only=True)``; ``--resume`` continues an interrupted st
 same step with the same batches and masks.
 """
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -37,9 +40,9 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from collision import CollideConfig, generate, load_collide
 from common import atomic_write_bytes, atomic_write_json, build_parser, config_from_args, config_to_dict
-from data import (DatasetError, FrameClips, PushTDataConfig, Windows, collect,
-                  load_dataset, render_ids)
+from data import DatasetError, FrameClips, PushTDataConfig, Windows, collect, load_dataset
 from masking import MASK_KINDS, make_mask
 from predictor import Predictor, cjepa_loss
 from slots import SlotEncoder, fg_ari, masks_to_segmentation, mbo
@@ -48,16 +51,19 @@ from slots import SlotEncoder, fg_ari, masks_to_segmentation, mbo
 @dataclass(frozen=True)
 class TrainConfig:
     """Every setting of the pipeline; defaults are the CPU preset."""
-    dataset: str = "pusht"
+    dataset: str = "pusht"        # pusht | collide
     masked: int = 1               # M, object slots hidden per sample (0 = OC-JEPA)
     mask_kind: str = "object"     # object | token | tube | none
     seed: int = 0                 # predictor seed (data and encoder have their own)
-    # -- data (data.PushTDataConfig)
-    episodes: int = 1000
-    min_steps: int = 100
+    # -- data (data.PushTDataConfig or collision.CollideConfig)
+    episodes: int = 1000          # Push-T episodes, or collide videos
+    min_steps: int = 100          # Push-T episode length
     max_steps: int = 100
+    video_observed: int = 32      # collide: observed frames per video
+    video_future: int = 8         # collide: held-out frames after them
+    frame_substeps: int = 4       # collide: physics steps per frame
     render_size: int = 64
-    val_fraction: float = 0.1
+    val_fraction: float = 0.1     # (collide: test split the same size)
     data_seed: int = 0
     # -- slot encoder (slots.SlotEncoder)
     backbone: str = "cnn"         # cnn | dinov2
@@ -115,13 +121,43 @@ PRESETS = {
         predictor_dim=16, depth=1, heads=2, dim_head=8, mlp_dim=32, epochs=1, batch_size=8, val_every=4,
         val_batches=2, ckpt_every=4),
 }
+# The collide world (collision.py), CLEVRER's settings where they carry over (FACTS section 2):
+# 7 slots, history 6, frameskip 2; 4 predicted frames cover the 8 held-out frames.
+COLLIDE_PRESETS = {
+    "cpu": dataclasses.replace(PRESETS["cpu"], dataset="collide", episodes=2000, n_slots=7,
+                               frameskip=2, n_history=6, n_future=4),
+    "paper": dataclasses.replace(PRESETS["paper"], dataset="collide", episodes=20000,
+                                 video_observed=128, video_future=32, render_size=128,
+                                 val_fraction=0.25, n_slots=7, frameskip=2, n_history=6, n_future=10),
+    "tiny": dataclasses.replace(PRESETS["tiny"], dataset="collide", episodes=16, video_observed=12,
+                                video_future=4, frame_substeps=10, n_slots=4, frameskip=2,
+                                n_history=2, n_future=2),
+}
+DATASETS = {"pusht": PRESETS, "collide": COLLIDE_PRESETS}
 STAGES = ("data", "encoder", "slots", "predictor")
 
 
-def data_config(cfg: TrainConfig) -> PushTDataConfig:
+def data_config(cfg: TrainConfig) -> PushTDataConfig | CollideConfig:
+    if cfg.dataset == "collide":
+        return CollideConfig(name=cfg.dataset, videos=cfg.episodes, n_observed=cfg.video_observed,
+                             n_future=cfg.video_future, frame_substeps=cfg.frame_substeps,
+                             render_size=cfg.render_size, val_fraction=cfg.val_fraction,
+                             test_fraction=cfg.val_fraction, seed=cfg.data_seed)
     return PushTDataConfig(name=cfg.dataset, episodes=cfg.episodes, min_steps=cfg.min_steps,
                            max_steps=cfg.max_steps, render_size=cfg.render_size,
                            val_fraction=cfg.val_fraction, seed=cfg.data_seed)
+
+
+def make_dataset(cfg: TrainConfig, path, workers=0, progress=True):
+    """Collect (Push-T) or generate (collide) the dataset of ``cfg`` into ``path``."""
+    make = generate if cfg.dataset == "collide" else collect
+    return make(data_config(cfg), path, workers=workers, progress=progress, overwrite=True)
+
+
+def open_dataset(cfg: TrainConfig, path):
+    """Load the dataset of ``cfg`` from ``path``, checking it was made with that config."""
+    load = load_collide if cfg.dataset == "collide" else load_dataset
+    return load(path, expect=data_config(cfg))
 
 
 ENCODER_FIELDS = ("backbone", "dinov2_path", "image_size", "n_slots", "slot_dim", "cnn_channels",
@@ -399,8 +435,8 @@ def evaluate_encoder(model, data, cfg, device, figure_path, n_clips=64, clip_len
         out = model(frames)
         H = batch["frames"].shape[-1]
         seg = masks_to_segmentation(out["masks"], size=(H, H)).cpu().numpy()  # (B, T, H, W)
-        for b, states in enumerate(batch["state"].cpu().numpy()):
-            truth = np.stack([render_ids(s, H) for s in states])  # (T, H, W)
+        for b, index in enumerate(batch["index"].cpu().numpy()):
+            truth = data.id_maps(index)  # (T, H, W)
             scores["fg_ari_video"].append(fg_ari(truth, seg[b]))
             scores["fg_ari_frame"].append(np.nanmean([fg_ari(t, p) for t, p in zip(truth, seg[b])]))
             scores["mbo"].append(mbo(truth, seg[b]))
@@ -449,7 +485,7 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64):
     out_path = enc_dir / "slots.npy"
     tmp = enc_dir / "slots.npy.partial"
     slots = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                      shape=(len(data.state), cfg.n_slots, cfg.slot_dim))
+                                      shape=(len(data.pixels), cfg.n_slots, cfg.slot_dim))
     bar = tqdm(total=len(chains), desc="slots", unit="chain", disable=not progress)
     for start in range(0, len(chains), batch_chains):
         group = chains[start:start + batch_chains]
@@ -466,7 +502,7 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64):
     del slots
     os.replace(tmp, out_path)
     atomic_write_json(enc_dir / "slots.json", {"encoder": encoder_config(cfg),
-                                               "shape": [len(data.state), cfg.n_slots, cfg.slot_dim]})
+                                               "shape": [len(data.pixels), cfg.n_slots, cfg.slot_dim]})
 
 
 def load_slots(enc_dir, cfg, n_frames):
@@ -488,8 +524,11 @@ def load_slots(enc_dir, cfg, n_frames):
 # Stage 4: the C-JEPA predictor
 # ---------------------------------------------------------------------------------------
 def build_predictor(cfg: TrainConfig) -> Predictor:
-    return Predictor(n_slots=cfg.n_slots, slot_dim=cfg.slot_dim, action_dim=2 * cfg.frameskip,
-                     proprio_dim=4, dim=cfg.predictor_dim, depth=cfg.depth, heads=cfg.heads, dim_head=cfg.dim_head,
+    """The predictor of ``cfg``; on collide there are no action or proprio nodes."""
+    controlled = cfg.dataset == "pusht"
+    return Predictor(n_slots=cfg.n_slots, slot_dim=cfg.slot_dim,
+                     action_dim=2 * cfg.frameskip if controlled else 0,
+                     proprio_dim=4 if controlled else 0, dim=cfg.predictor_dim, depth=cfg.depth, heads=cfg.heads, dim_head=cfg.dim_head,
                      mlp_dim=cfg.mlp_dim, dropout=cfg.dropout,
                      max_frames=max(16, cfg.n_history + cfg.n_future), aux=cfg.aux,
                      causal=cfg.causal)
@@ -500,8 +539,9 @@ def predictor_loss(cfg):
         slots = batch["slots"]  # (B, T, S, D)
         mask = make_mask(cfg.mask_kind, slots.shape[0], cfg.n_history, cfg.n_future,
                          cfg.n_slots, cfg.masked, generator).to(slots.device)
-        pred = model(slots, mask, batch["actions"], batch["proprio"], cfg.n_history)
-        return cjepa_loss(pred, slots, batch["proprio"], mask, cfg.n_history)
+        proprio = batch.get("proprio")  # None on collide
+        pred = model(slots, mask, batch.get("actions"), proprio, cfg.n_history)
+        return cjepa_loss(pred, slots, proprio, mask, cfg.n_history)
     return loss_fn
 
 
@@ -518,8 +558,8 @@ def train_predictor(cfg, data, slots, out, redo, resume, ctx):
     ctx.barrier()
     torch.manual_seed(cfg.seed)
     model = build_predictor(cfg).to(ctx.device)
-    aux_params = {"action": list(model.action_in.parameters()),
-                  "proprio": list(model.proprio_in.parameters())}
+    aux_params = {name: list(layer.parameters()) if layer is not None else []
+                  for name, layer in (("action", model.action_in), ("proprio", model.proprio_in))}
     special = {id(p) for group in aux_params.values() for p in group}
     optimizer = torch.optim.AdamW([
         {"params": [p for p in model.parameters() if id(p) not in special], "lr": cfg.lr},
@@ -541,8 +581,8 @@ def train_predictor(cfg, data, slots, out, redo, resume, ctx):
 # The pipeline
 # ---------------------------------------------------------------------------------------
 def check_config(cfg: TrainConfig):
-    if cfg.dataset != "pusht":
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; available: pusht")
+    if cfg.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; available: {', '.join(DATASETS)}")
     if cfg.mask_kind not in MASK_KINDS:
         raise ValueError(f"mask kind must be one of {MASK_KINDS}, got {cfg.mask_kind!r}")
     if not 0 <= cfg.masked <= cfg.n_slots:
@@ -568,9 +608,9 @@ def run(cfg: TrainConfig, out, redo=(), resume=False, device="auto", workers=0, 
         atomic_write_json(out / "config.json", {"config": config_to_dict(cfg),
                                                 "data": str(data_dir), "encoder": str(enc_dir)})
         if "data" in redo or not (data_dir / "meta.json").is_file():
-            collect(data_cfg, data_dir, workers=workers, progress=ctx.progress, overwrite=True)
+            make_dataset(cfg, data_dir, workers=workers, progress=ctx.progress)
     ctx.barrier()
-    data = load_dataset(data_dir, expect=data_cfg)
+    data = open_dataset(cfg, data_dir)
 
     encoder = train_encoder(cfg, data, enc_dir, "encoder" in redo, resume, ctx)
     if ctx.main and ("encoder" in redo or not (enc_dir / "metrics.json").is_file()):
@@ -580,7 +620,7 @@ def run(cfg: TrainConfig, out, redo=(), resume=False, device="auto", workers=0, 
     if ctx.main and ({"encoder", "slots"} & set(redo) or not (enc_dir / "slots.json").is_file()):
         extract_slots(encoder, data, cfg, enc_dir, ctx.device, ctx.progress)
     ctx.barrier()
-    slots = load_slots(enc_dir, cfg, len(data.state))
+    slots = load_slots(enc_dir, cfg, len(data.pixels))
     train_predictor(cfg, data, slots, out, "predictor" in redo, resume, ctx)
     if ctx.world > 1:
         dist.destroy_process_group()
@@ -588,7 +628,8 @@ def run(cfg: TrainConfig, out, redo=(), resume=False, device="auto", workers=0, 
 
 
 def main(argv=None):
-    parser = build_parser(TrainConfig, PRESETS, "Train C-JEPA end to end.")
+    parser = build_parser(TrainConfig, PRESETS, "Train C-JEPA end to end. Presets are per "
+                          "dataset: --dataset collide --preset cpu is the collide world's.")
     parser.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<preset>-m<M>)")
     parser.add_argument("--redo", nargs="+", choices=STAGES, default=(), help="stages to rerun")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted stage")
@@ -596,7 +637,9 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=0, help="data collection processes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    cfg = config_from_args(TrainConfig, PRESETS, args, default_preset="cpu")
+    if args.dataset is not None and args.dataset not in DATASETS:
+        parser.error(f"unknown --dataset {args.dataset!r}; available: {', '.join(DATASETS)}")
+    cfg = config_from_args(TrainConfig, DATASETS[args.dataset or "pusht"], args, default_preset="cpu")
     out = args.out or f"runs/{cfg.dataset}-{args.preset or 'cpu'}-m{cfg.masked}"
     start = time.time()
     try:

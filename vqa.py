@@ -1,6 +1,8 @@
 """Video question answering over slots: a light ALOE-style head (paper, VQA experiments; FACTS section 7).
 
-    python vqa.py --data data/collide-cpu --slots runs/collide/video_slots.npy --out runs/collide/vqa.json
+    python train.py --dataset collide --masked 4          # encoder, slots and predictor
+    python vqa.py --run runs/collide-cpu-m4 --seed 0      # -> runs/collide-cpu-m4/vqa-seed0.json
+    python vqa.py --data DATA_DIR --slots SLOTS.npy --out FILE.json   # slots made elsewhere
 
 The paper answers CLEVRER questions from the frozen encoder's slots of the observed frames,
 rolled forward by the trained C-JEPA predictor over the held-out future (no masking at rollout),
@@ -19,6 +21,7 @@ Scores follow CLEVRER's: per option (share of choices right) and per question (e
 the question right); ``score`` documents how the pooled "all" numbers are formed.
 """
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +33,9 @@ from torch import nn
 from tqdm import tqdm
 
 from collision import QUESTION_TYPES, build_answer_vocab, build_vocab, encode, load_collide
-from common import atomic_write_json, build_parser, config_from_args, config_to_dict
+from common import atomic_write_json, build_parser, config_from_args, config_from_dict, config_to_dict
 from predictor import Block, rollout
+from train import TrainConfig, build_predictor, load_checkpoint, load_slots, open_dataset
 
 MULTIPLE_CHOICE = QUESTION_TYPES[1:]      # explanatory, predictive, counterfactual
 CLS, SLOT, QUESTION, CHOICE = 0, 1, 2, 3  # rows of the token-type embedding
@@ -433,28 +437,59 @@ def build_model(cfg: VQAConfig, slot_dim, vocab_size, n_answers, max_frames):
                         max_frames=max_frames, max_words=cfg.max_words, dropout=cfg.dropout)
 
 
-def load_video_slots(path, n_videos, n_frames, frame_stride):
-    """float32 (V, T, S, D) slots from a .npy file, checked against the dataset, every
-    ``frame_stride``-th frame kept: a tensor (V, ceil(T / frame_stride), S, D)."""
+def load_video_slots(path, n_videos, n_frames):
+    """float32 (V, T, S, D) slots from a .npy file, checked against the dataset: a tensor."""
     slots = np.load(path, mmap_mode="r")
     if slots.dtype != np.float32 or slots.ndim != 4 or slots.shape[:2] != (n_videos, n_frames):
         raise ValueError(f"{path}: expected float32 slots of shape ({n_videos}, {n_frames}, S, D) "
                          f"(every video, observed + future frames), found {slots.dtype} {slots.shape}")
-    if frame_stride < 1:
-        raise ValueError(f"expected frame_stride >= 1, got {frame_stride}")
-    return torch.from_numpy(np.array(slots[:, ::frame_stride]))  # a writable copy in memory
+    return torch.from_numpy(np.array(slots))  # a writable copy in memory
 
 
-def run_vqa(cfg: VQAConfig, slots_path, data_path, device="cpu", progress=True):
+def run_slots(run_dir, device="cpu"):
+    """Slots of every video of a ``train.py --dataset collide`` run, and its dataset.
+
+    The frozen encoder's slots of the observed frames 0, fs, 2 fs, ... (fs = the run's
+    frameskip) are rolled forward by the run's trained predictor over the held-out frames,
+    ``n_history`` frames of context at a time, as the paper does for CLEVRER. Returns
+    (slots float32 (V, T_obs + T_future, S, D) in model frames, CollideData).
+    """
+    run_dir = Path(run_dir)
+    info_path = run_dir / "config.json"
+    if not info_path.is_file():
+        raise FileNotFoundError(f"no run at {run_dir} (expected {info_path}, written by train.py)")
+    info = json.loads(info_path.read_text())
+    cfg = config_from_dict(TrainConfig, info["config"])
+    if cfg.dataset != "collide":
+        raise ValueError(f"{run_dir} was trained on {cfg.dataset!r}; vqa.py needs a collide run")
+    ckpt = load_checkpoint(run_dir / "predictor.pt", config_to_dict(cfg))
+    if not ckpt.get("done"):
+        raise ValueError(f"{run_dir}/predictor.pt is unfinished: finish it with train.py --resume")
+    data = open_dataset(cfg, info["data"])
+    frame_slots = load_slots(Path(info["encoder"]), cfg, len(data.pixels))  # (N, S, D)
+    fs, length = cfg.frameskip, data.n_observed + data.n_future
+    observed_frames = np.arange(0, data.n_observed, fs)
+    n_future = len(range(len(observed_frames) * fs, length, fs))
+    index = data.episode_starts[:-1, None] + observed_frames  # (V, T_obs)
+    predictor = build_predictor(cfg)
+    predictor.load_state_dict(ckpt["model"])
+    observed = torch.from_numpy(frame_slots[index])
+    return video_slots(observed, predictor.to(device), n_future, cfg.n_history).cpu(), data
+
+
+def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True):
     """Train on the train questions, score val and test; returns a JSON-friendly result dict.
+
+    slots: float (V, T, S, D), every video's slots (observed and future frames, at any
+    frame rate); data: the collide dataset (``load_collide``) the questions come from.
 
     The word vocabulary covers the question and choice texts of every split (texts are inputs,
     not labels); the answer vocabulary holds the training answers only, and a held-out
     descriptive question with another answer counts as wrong (``unknown_answers="wrong"``).
     """
-    data = load_collide(data_path)
-    slots = load_video_slots(slots_path, len(data.scenes), data.n_observed + data.n_future,
-                             cfg.frame_stride)
+    if cfg.frame_stride < 1:
+        raise ValueError(f"expected frame_stride >= 1, got {cfg.frame_stride}")
+    slots = slots[:, ::cfg.frame_stride]
     vocab = build_vocab([s for split in data.questions.values() for s in split])
     answers = build_answer_vocab(data.questions["train"])
     examples = {split: build_examples(scenes, vocab, answers, "raise" if split == "train" else "wrong")
@@ -468,7 +503,7 @@ def run_vqa(cfg: VQAConfig, slots_path, data_path, device="cpu", progress=True):
     generator = torch.Generator().manual_seed(cfg.seed)
     model, log = train_vqa(model, slots, examples["train"], examples["val"], cfg.steps, cfg.batch_size,
                            cfg.lr, generator, device, progress, cfg.weight_decay, cfg.val_every)
-    return {"config": config_to_dict(cfg), "data": str(data_path), "slots": str(slots_path),
+    return {"config": config_to_dict(cfg), "data": str(data.path),
             "answers": answers, "n_examples": {split: {k: len(v) for k, v in ex.items()}
                                                for split, ex in examples.items()},
             "val": evaluate(model, slots, examples["val"], cfg.batch_size, device),
@@ -478,19 +513,34 @@ def run_vqa(cfg: VQAConfig, slots_path, data_path, device="cpu", progress=True):
 
 def main(argv=None):
     parser = build_parser(VQAConfig, PRESETS, "Train and score the VQA head on slots of a collide dataset.")
-    parser.add_argument("--data", required=True, help="collide dataset folder (collision.py)")
-    parser.add_argument("--slots", required=True,
+    parser.add_argument("--run", help="a train.py --dataset collide run folder: its encoder's "
+                        "slots rolled forward by its predictor")
+    parser.add_argument("--data", help="collide dataset folder (collision.py), with --slots")
+    parser.add_argument("--slots",
                         help="float32 .npy (V, T, S, D): slots of every video, observed + future frames")
-    parser.add_argument("--out", required=True, help="JSON file for the scores and the training log")
+    parser.add_argument("--out", help="JSON file for the scores and the training log "
+                        "(default RUN/vqa-seed<seed>.json with --run)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     args = parser.parse_args(argv)
+    if bool(args.run) == bool(args.data or args.slots) or (not args.run and not (args.data and args.slots)):
+        parser.error("pass either --run RUN_DIR or both --data DIR and --slots FILE.npy")
     cfg = config_from_args(VQAConfig, PRESETS, args, default_preset="cpu")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    result = run_vqa(cfg, Path(args.slots), Path(args.data), device)
-    atomic_write_json(args.out, result)
+    if args.run:
+        slots, data = run_slots(args.run, device)
+        out = args.out or str(Path(args.run) / f"vqa-seed{cfg.seed}.json")
+    else:
+        data = load_collide(args.data)
+        slots = load_video_slots(args.slots, len(data.scenes), data.n_observed + data.n_future)
+        if not args.out:
+            parser.error("--out is required with --data and --slots")
+        out = args.out
+    result = run_vqa(cfg, slots, data, device)
+    result["slots"] = args.run or args.slots
+    atomic_write_json(out, result)
     for split in ("val", "test"):
         print(f"{split}:\n{format_table(result[split])}")
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -23,3 +23,14 @@ def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     out = run(PRESETS["tiny"], root / "runs" / "tiny", progress=False, root=root, workers=2)
     return root, out
+
+
+@pytest.fixture(scope="session")
+def tiny_collide_run(tmp_path_factory):
+    """The pipeline on the collide world at its tiny preset: (root folder, run folder)."""
+    from train import COLLIDE_PRESETS, run
+
+    root = tmp_path_factory.mktemp("collide-pipeline")
+    out = run(COLLIDE_PRESETS["tiny"], root / "runs" / "collide-tiny", progress=False, root=root,
+              workers=2)
+    return root, out

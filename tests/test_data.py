@@ -253,3 +253,22 @@ def test_eval_pairs_reproducible_and_inside_episodes(tiny_dataset):
     assert np.all(a[:, 1] - a[:, 0] == 25)
     with pytest.raises(ValueError, match="leave room"):
         sample_eval_pairs(data, "val", n_episodes=10_000, seed=0)
+
+
+def test_id_maps_and_windows_of_both_worlds(tiny_dataset, tmp_path):
+    from collision import CollideConfig, generate
+    index = np.array([[0, 5], [7, 9]])
+    maps = tiny_dataset.id_maps(index)
+    assert maps.shape == (2, 2, 64, 64)
+    assert np.array_equal(maps[1, 0], render_ids(tiny_dataset.state[7], 64))
+    collide = generate(CollideConfig(videos=4, n_observed=6, n_future=3, frame_substeps=10, render_size=16,
+                                     val_fraction=0.25, test_fraction=0.25), tmp_path / "c", workers=1,
+                       progress=False)
+    assert np.array_equal(collide.id_maps(index), collide.ids[index])
+    windows = Windows(collide, "train", n_history=2, n_future=1, frameskip=4)  # spans 9 frames: 1 per video
+    assert len(windows) == len(collide.episodes("train"))
+    item = windows[0]
+    assert set(item) == {"frames", "index"} and item["frames"].shape == (3, 3, 16, 16)
+    assert np.array_equal(np.diff(item["index"].numpy()), [4, 4])
+    clips = FrameClips(collide, "val", clip_len=2, frameskip=3)
+    assert set(clips[0]) == {"frames", "index"}

@@ -132,3 +132,29 @@ def test_extracted_slots_round_trip(tiny_run):
     assert encoder.pixel_mean.tolist() != [0.5, 0.5, 0.5]   # centred on the data's colours
     with pytest.raises(ValueError, match="another encoder or dataset"):
         train.load_slots(enc_dir, dataclasses.replace(TINY, n_iters=1), len(data.state))
+
+
+def test_collide_pipeline_trains_a_predictor_without_action_nodes(tiny_collide_run):
+    from collision import load_collide
+    _, out = tiny_collide_run
+    info = json.loads((out / "config.json").read_text())
+    cfg = train.COLLIDE_PRESETS["tiny"]
+    data = load_collide(info["data"], expect=train.data_config(cfg))
+    assert len(data.scenes) == cfg.episodes and data.n_observed == cfg.video_observed
+    slots = np.load(Path(info["encoder"]) / "slots.npy")
+    assert slots.shape == (len(data.pixels), cfg.n_slots, cfg.slot_dim)
+    ckpt = load_checkpoint(out / "predictor.pt", dataclasses.asdict(cfg))
+    assert ckpt["done"]
+    assert not any(k.startswith(("action_in", "proprio_in", "proprio_out")) for k in ckpt["model"])
+    log = read_log(out / "log.jsonl", "predictor")
+    assert all(r["proprio"] == 0.0 for r in log)
+    metrics = json.loads((Path(info["encoder"]) / "metrics.json").read_text())
+    assert 0.0 <= metrics["mbo"] <= 1.0  # scored against the world's stored id maps
+
+
+def test_unknown_dataset_fails_clearly(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--dataset", "clevrer"])
+    assert "unknown --dataset 'clevrer'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown dataset 'clevrer'"):
+        train.check_config(dataclasses.replace(TINY, dataset="clevrer"))

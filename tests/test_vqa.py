@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,8 +7,8 @@ import torch
 
 from collision import CollideConfig, build_answer_vocab, build_vocab, generate, load_questions
 from predictor import Predictor, rollout
-from vqa import (PRESETS, Choice, Descriptive, VQAModel, build_examples, evaluate, main, score,
-                 train_vqa, video_slots)
+from vqa import (PRESETS, Choice, Descriptive, VQAModel, build_examples, evaluate, main, run_slots,
+                 score, train_vqa, video_slots)
 
 
 def tiny_model(**kw):
@@ -210,3 +211,37 @@ def test_command_line_on_a_tiny_collide_dataset(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"expected float32 slots of shape \(6, 8, S, D\)"):
         main(["--preset", "tiny", "--data", str(tmp_path / "collide"), "--slots", str(tmp_path / "slots.npy"),
               "--out", str(tmp_path / "vqa.json")])
+
+
+def test_run_slots_roll_a_collide_run_forward(tiny_collide_run, tmp_path):
+    from train import COLLIDE_PRESETS
+    _, out = tiny_collide_run
+    cfg = COLLIDE_PRESETS["tiny"]
+    slots, data = run_slots(out)
+    fs = cfg.frameskip
+    n_obs = len(range(0, cfg.video_observed, fs))
+    n_all = len(range(0, cfg.video_observed + cfg.video_future, fs))
+    assert slots.shape == (cfg.episodes, n_all, cfg.n_slots, cfg.slot_dim)
+    info = json.loads((out / "config.json").read_text())
+    frame_slots = np.load(Path(info["encoder"]) / "slots.npy")
+    v = 3  # the observed part is the encoder's slots of frames 0, fs, 2 fs, ... of the video
+    start = data.episode_starts[v]
+    np.testing.assert_array_equal(slots[v, :n_obs].numpy(), frame_slots[start:start + cfg.video_observed:fs])
+    assert not np.allclose(slots[v, n_obs:].numpy(), frame_slots[start + n_obs * fs::fs][:n_all - n_obs])
+    main(["--preset", "tiny", "--steps", "2", "--run", str(out), "--out", str(tmp_path / "vqa.json"),
+          "--device", "cpu"])
+    result = json.loads((tmp_path / "vqa.json").read_text())
+    assert result["slots"] == str(out) and set(result["val"]) >= {"counterfactual", "all"}
+
+
+def test_run_slots_refuse_a_push_t_run(tiny_run):
+    _, out = tiny_run
+    with pytest.raises(ValueError, match="needs a collide run"):
+        run_slots(out)
+
+
+def test_command_line_needs_a_run_or_data_and_slots(capsys):
+    for argv in ([], ["--data", "d"], ["--run", "r", "--slots", "s.npy"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert "either --run RUN_DIR or both --data DIR and --slots FILE.npy" in capsys.readouterr().err
