@@ -137,17 +137,23 @@ class PushTEnv(gym.Env):
     step(action in [-1, 1]^2) -> obs {"pixels": uint8 (H, W, 3), "proprio": float32 (4,)},
     reward (1.0 on success), terminated (= success), truncated (False), info with the
     7-d "state", "is_success" and "goal_state".
+
+    restore_substep: setting a state runs one physics substep afterwards, as SWM does and
+    the paper's protocol therefore did (FACTS section 4); the agent then starts v * 0.01 s
+    ahead of the state given. False sets the state exactly (``benchmarks/replay_check.py``
+    measures what that substep does to replaying a dataset's actions).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
-    def __init__(self, render_size=64, render_mode=None):
+    def __init__(self, render_size=64, render_mode=None, restore_substep=True):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if int(render_size) < 8:
             raise ValueError(f"render_size must be at least 8 pixels, got {render_size}")
         self.render_size = int(render_size)
         self.render_mode = render_mode
+        self.restore_substep = restore_substep
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
         self.observation_space = gym.spaces.Dict({
             "pixels": gym.spaces.Box(0, 255, (self.render_size, self.render_size, 3), np.uint8),
@@ -172,7 +178,8 @@ class PushTEnv(gym.Env):
         self.space.add(self.block, bar, stem)
 
     def _set_state(self, state):
-        """Agent velocity, agent position, block angle, block position, then one substep."""
+        """Agent velocity, agent position, block angle, block position, then one substep
+        (unless ``restore_substep`` is off)."""
         state = np.asarray(state, dtype=np.float64)
         if state.shape != (STATE_DIM,) or not np.all(np.isfinite(state)):
             raise ValueError(f"expected a finite state of shape (7,), got {state.shape}: {state}")
@@ -180,7 +187,8 @@ class PushTEnv(gym.Env):
         self.agent.position = (float(state[0]), float(state[1]))
         self.block.angle = float(state[4])        # angle first: position is the body origin
         self.block.position = (float(state[2]), float(state[3]))
-        self.space.step(DT)
+        if self.restore_substep:
+            self.space.step(DT)
 
     def get_state(self):
         """The 7-d state (ax, ay, bx, by, angle mod 2 pi, avx, avy), float64."""

@@ -272,3 +272,12 @@ def test_id_maps_and_windows_of_both_worlds(tiny_dataset, tmp_path):
     assert np.array_equal(np.diff(item["index"].numpy()), [4, 4])
     clips = FrameClips(collide, "val", clip_len=2, frameskip=3)
     assert set(clips[0]) == {"frames", "index"}
+
+
+def test_restore_substep_moves_the_agent_by_its_velocity_unless_off():
+    state = np.array([200.0, 300.0, 350.0, 150.0, 1.0, 120.0, -80.0])
+    _, exact = PushTEnv(restore_substep=False).reset(options={"state": state})
+    assert np.array_equal(exact["state"], state)
+    _, swm = PushTEnv().reset(options={"state": state})
+    assert swm["state"][:2] == pytest.approx(state[:2] + 0.01 * state[5:7], abs=1e-9)
+    assert np.array_equal(swm["state"][2:5], state[2:5])  # the block, untouched, stays put
