@@ -164,6 +164,8 @@ def load_world_model(ckpt, device):
                                 "train.py or the predictor.pt inside one")
     info = json.loads(info_path.read_text())
     cfg = config_from_dict(TrainConfig, info["config"])
+    if cfg.dataset != "pusht":
+        raise ValueError(f"plan.py plans on Push-T; {run_dir} was trained on {cfg.dataset!r}")
     predictor_ckpt = load_checkpoint(run_dir / "predictor.pt", dataclasses.asdict(cfg))
     if not predictor_ckpt["done"]:
         print(f"warning: {run_dir / 'predictor.pt'} is from an unfinished run "
@@ -189,6 +191,7 @@ def run_seed(cfg: PlanConfig, model: WorldModel, data, seed, record_frames=0):
     solves, frames of the first ``record_frames`` episodes as (obs, goal) image pairs)."""
     pairs = sample_eval_pairs(data, cfg.split, cfg.episodes, seed, cfg.goal_offset)
     E = len(pairs)
+    record_frames = min(record_frames, E)
     envs = [PushTEnv(data.config.render_size) for _ in range(E)]
     observations = [env.reset(options={"state": data.state[s].astype(np.float64),
                                        "goal_state": data.state[g].astype(np.float64)})

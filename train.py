@@ -233,10 +233,15 @@ def load_checkpoint(path, config=None):
     if not isinstance(ckpt, dict) or not {"model", "config", "step"} <= set(ckpt):
         raise ValueError(f"{path} is not a checkpoint of this project (expected keys model, "
                          "config, step)")
-    if config is not None and ckpt["config"] != config:
-        theirs, ours = ckpt["config"], config
-        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
-        raise ValueError(f"{path} was made for another config; differing fields: {diff}")
+    if config is not None:
+        # A field added to TrainConfig after the checkpoint was written counts as equal
+        # while our value is still the field's default (the checkpoint ran with it).
+        defaults = config_to_dict(TrainConfig())
+        theirs = {**{k: defaults[k] for k in set(config) - set(ckpt["config"]) if k in defaults},
+                  **ckpt["config"]}
+        diff = sorted(k for k in set(theirs) | set(config) if theirs.get(k, "-") != config.get(k, "-"))
+        if diff:
+            raise ValueError(f"{path} was made for another config; differing fields: {diff}")
     return ckpt
 
 

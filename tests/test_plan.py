@@ -72,11 +72,12 @@ def test_replay_reaches_every_goal_and_cem_runs(tiny_run):
                                     gifs=0), progress=False)
     assert replay["success_mean"] == 1.0   # the dataset's own actions reach its own goal
     cem_cfg = PlanConfig(ckpt=str(out), seeds=(0, 1), episodes=2, samples=12, topk=3,
-                         iterations=2, gifs=1, out=str(out / "cem.json"))
+                         iterations=2, gifs=3, out=str(out / "cem.json"))
     results, path = evaluate(cem_cfg, progress=False)
     assert json.loads(path.read_text())["seeds"]["0"]["solves"] == 2   # 50 steps / 25 per solve
     assert set(results["seeds"]) == {"0", "1"} and results["seconds_per_solve"] > 0
-    assert (out / "cem-seed0-episode0.gif").is_file()
+    assert (out / "cem-seed0-episode1.gif").is_file()              # at most one GIF per episode
+    assert not (out / "cem-seed0-episode2.gif").exists()
 
 
 def test_checkpoint_whose_data_differs_fails_clearly(tiny_run, tmp_path):
@@ -92,3 +93,9 @@ def test_checkpoint_whose_data_differs_fails_clearly(tiny_run, tmp_path):
         load_world_model(moved, torch.device("cpu"))
     with pytest.raises(FileNotFoundError, match="run folder"):
         load_world_model(tmp_path, torch.device("cpu"))
+
+
+def test_a_collide_run_is_refused(tiny_collide_run):
+    _, out = tiny_collide_run
+    with pytest.raises(ValueError, match="plans on Push-T"):
+        evaluate(PlanConfig(ckpt=str(out), seeds=(0,), episodes=1, gifs=0), progress=False)

@@ -57,6 +57,14 @@ def test_checkpoint_for_another_config_fails_clearly(tiny_run, tmp_path):
         load_checkpoint(out / "predictor.pt", other)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
+    # a checkpoint from before a field existed matches while that field keeps its default
+    older = torch.load(out / "predictor.pt", weights_only=True)
+    del older["config"]["video_observed"]
+    torch.save(older, tmp_path / "older.pt")
+    assert load_checkpoint(tmp_path / "older.pt", dataclasses.asdict(TINY))["done"]
+    changed = dataclasses.asdict(dataclasses.replace(TINY, video_observed=5))
+    with pytest.raises(ValueError, match="differing fields: \\['video_observed'\\]"):
+        load_checkpoint(tmp_path / "older.pt", changed)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
