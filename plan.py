@@ -31,11 +31,11 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from common import atomic_write_bytes, atomic_write_json, build_parser, config_from_args, config_from_dict
+from common import atomic_write_bytes, atomic_write_json, build_parser, config_from_args
 from data import PushTEnv, load_dataset, normalize_proprio, sample_eval_pairs
 from predictor import rollout
 from train import (TrainConfig, build_encoder, build_predictor, data_config, encoder_config,
-                   load_checkpoint, resize_frames)
+                   load_checkpoint, open_run, resize_frames)
 
 
 @dataclass(frozen=True)
@@ -156,17 +156,7 @@ class WorldModel:
 
 def load_world_model(ckpt, device):
     """Rebuild encoder and predictor from a run folder (or its predictor.pt)."""
-    ckpt = Path(ckpt)
-    run_dir = ckpt if ckpt.is_dir() else ckpt.parent
-    info_path = run_dir / "config.json"
-    if not info_path.is_file():
-        raise FileNotFoundError(f"{info_path} is missing: --ckpt must name a run folder of "
-                                "train.py or the predictor.pt inside one")
-    info = json.loads(info_path.read_text())
-    cfg = config_from_dict(TrainConfig, info["config"])
-    if cfg.dataset != "pusht":
-        raise ValueError(f"plan.py plans on Push-T; {run_dir} was trained on {cfg.dataset!r}")
-    predictor_ckpt = load_checkpoint(run_dir / "predictor.pt", dataclasses.asdict(cfg))
+    cfg, info, run_dir, predictor_ckpt = open_run(ckpt, "pusht", "plan.py plans on Push-T")
     if not predictor_ckpt["done"]:
         print(f"warning: {run_dir / 'predictor.pt'} is from an unfinished run "
               f"(step {predictor_ckpt['step']})")

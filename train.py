@@ -41,7 +41,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from collision import CollideConfig, generate, load_collide
-from common import atomic_write_bytes, atomic_write_json, build_parser, config_from_args, config_to_dict
+from common import (atomic_write_bytes, atomic_write_json, build_parser, config_from_args, config_from_dict,
+                    config_to_dict)
 from data import DatasetError, FrameClips, PushTDataConfig, Windows, collect, load_dataset
 from masking import MASK_KINDS, make_mask
 from predictor import Predictor, cjepa_loss
@@ -239,10 +240,31 @@ def load_checkpoint(path, config=None):
         defaults = config_to_dict(TrainConfig())
         theirs = {**{k: defaults[k] for k in set(config) - set(ckpt["config"]) if k in defaults},
                   **ckpt["config"]}
-        diff = sorted(k for k in set(theirs) | set(config) if theirs.get(k, "-") != config.get(k, "-"))
+        absent = object()
+        diff = sorted(k for k in set(theirs) | set(config) if theirs.get(k, absent) != config.get(k, absent))
         if diff:
             raise ValueError(f"{path} was made for another config; differing fields: {diff}")
     return ckpt
+
+
+def open_run(path, dataset, purpose):
+    """Read a finished or unfinished run of this script: a run folder or the predictor.pt in it.
+
+    Returns (cfg, info, run_dir, predictor checkpoint); ``info`` is the run's config.json
+    (its "data" and "encoder" folders). Fails clearly when the run is missing or was trained
+    on another dataset than ``dataset`` (the message starts with ``purpose``).
+    """
+    path = Path(path)
+    run_dir = path.parent if path.is_file() else path
+    info_path = run_dir / "config.json"
+    if not info_path.is_file():
+        raise FileNotFoundError(f"{info_path} is missing: expected a run folder of train.py or the "
+                                "predictor.pt inside one")
+    info = json.loads(info_path.read_text())
+    cfg = config_from_dict(TrainConfig, info["config"])
+    if cfg.dataset != dataset:
+        raise ValueError(f"{purpose}; {run_dir} was trained on {cfg.dataset!r}")
+    return cfg, info, run_dir, load_checkpoint(run_dir / "predictor.pt", config_to_dict(cfg))
 
 
 # ---------------------------------------------------------------------------------------

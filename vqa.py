@@ -21,7 +21,6 @@ Scores follow CLEVRER's: per option (share of choices right) and per question (e
 the question right); ``score`` documents how the pooled "all" numbers are formed.
 """
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +32,9 @@ from torch import nn
 from tqdm import tqdm
 
 from collision import QUESTION_TYPES, build_answer_vocab, build_vocab, encode, load_collide
-from common import atomic_write_json, build_parser, config_from_args, config_from_dict, config_to_dict
+from common import atomic_write_json, build_parser, config_from_args, config_to_dict
 from predictor import Block, rollout
-from train import TrainConfig, build_predictor, load_checkpoint, load_slots, open_dataset
+from train import build_predictor, load_slots, open_dataset, open_run
 
 MULTIPLE_CHOICE = QUESTION_TYPES[1:]      # explanatory, predictive, counterfactual
 CLS, SLOT, QUESTION, CHOICE = 0, 1, 2, 3  # rows of the token-type embedding
@@ -451,18 +450,11 @@ def run_slots(run_dir, device="cpu"):
 
     The frozen encoder's slots of the observed frames 0, fs, 2 fs, ... (fs = the run's
     frameskip) are rolled forward by the run's trained predictor over the held-out frames,
-    ``n_history`` frames of context at a time, as the paper does for CLEVRER. Returns
+    ``n_history`` frames of context at a time, as the paper does for CLEVRER (its 128
+    observed frames rolled out to 160; FACTS section 2). Returns
     (slots float32 (V, T_obs + T_future, S, D) in model frames, CollideData).
     """
-    run_dir = Path(run_dir)
-    info_path = run_dir / "config.json"
-    if not info_path.is_file():
-        raise FileNotFoundError(f"no run at {run_dir} (expected {info_path}, written by train.py)")
-    info = json.loads(info_path.read_text())
-    cfg = config_from_dict(TrainConfig, info["config"])
-    if cfg.dataset != "collide":
-        raise ValueError(f"{run_dir} was trained on {cfg.dataset!r}; vqa.py needs a collide run")
-    ckpt = load_checkpoint(run_dir / "predictor.pt", config_to_dict(cfg))
+    cfg, info, run_dir, ckpt = open_run(run_dir, "collide", "vqa.py needs a collide run")
     if not ckpt.get("done"):
         raise ValueError(f"{run_dir}/predictor.pt is unfinished: finish it with train.py --resume")
     data = open_dataset(cfg, info["data"])
@@ -522,7 +514,9 @@ def main(argv=None):
                         "(default RUN/vqa-seed<seed>.json with --run)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     args = parser.parse_args(argv)
-    if bool(args.run) == bool(args.data or args.slots) or (not args.run and not (args.data and args.slots)):
+    by_run = args.run and not (args.data or args.slots)
+    by_files = args.data and args.slots and not args.run
+    if not (by_run or by_files):
         parser.error("pass either --run RUN_DIR or both --data DIR and --slots FILE.npy")
     cfg = config_from_args(VQAConfig, PRESETS, args, default_preset="cpu")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
