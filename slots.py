@@ -128,28 +128,45 @@ class CNNBackbone(nn.Module):
 
 
 class BroadcastDecoder(nn.Module):
-    """Spatial broadcast decoder: slots (B, S, D) -> image, per-slot RGB and masks (softmax over S)."""
+    """Spatial broadcast decoder: slots (B, S, D) -> image, per-slot RGB and masks (softmax over S).
 
-    def __init__(self, slot_dim, image_size, channels=64):
+    rgb="pixel" (Locatello et al.): the convolutions paint RGB and alpha at every pixel.
+    rgb="slot": they paint only alpha and each slot has one colour, an MLP of the slot.
+    A slot can then no longer paint the whole scene, which on flat-coloured worlds with
+    few degrees of freedom (Push-T: 5 numbers) is what keeps the slots alike: every slot
+    learns to draw everything and the masks stay uniform for thousands of steps.
+    """
+
+    def __init__(self, slot_dim, image_size, channels=64, rgb="pixel"):
         super().__init__()
         n_up = (image_size // 8).bit_length() - 1
         if image_size % 8 or image_size != 8 * 2**n_up or n_up < 1:
             raise ValueError(f"expected image_size = 8 * 2^k with k >= 1 (16, 32, 64, 128, ...), got {image_size}")
+        if rgb not in ("pixel", "slot"):
+            raise ValueError(f"expected rgb 'pixel' or 'slot', got {rgb!r}")
+        self.rgb = rgb
         self.pos = SoftPositionEmbedding(slot_dim, 8, 8)
         layers, c_in = [], slot_dim
         for _ in range(n_up):
             layers += [nn.ConvTranspose2d(c_in, channels, 5, stride=2, padding=2, output_padding=1), nn.ReLU()]
             c_in = channels
-        layers += [nn.Conv2d(channels, channels, 5, padding=2), nn.ReLU(), nn.Conv2d(channels, 4, 3, padding=1)]
+        n_out = 4 if rgb == "pixel" else 1
+        layers += [nn.Conv2d(channels, channels, 5, padding=2), nn.ReLU(), nn.Conv2d(channels, n_out, 3, padding=1)]
         self.net = nn.Sequential(*layers)
+        if rgb == "slot":
+            self.colour = nn.Sequential(nn.Linear(slot_dim, slot_dim), nn.ReLU(), nn.Linear(slot_dim, 3))
 
     def forward(self, slots):
         """slots (B, S, D) -> recon (B, 3, H, W), rgb (B, S, 3, H, W), masks (B, S, 1, H, W)."""
         B = slots.shape[0]
         x = self.pos(repeat(slots, "b s d -> (b s) h w d", h=8, w=8))  # (B*S, 8, 8, D)
-        out = self.net(rearrange(x, "bs h w d -> bs d h w"))  # (B*S, 4, H, W)
+        out = self.net(rearrange(x, "bs h w d -> bs d h w"))  # (B*S, 4 or 1, H, W)
         out = rearrange(out, "(b s) c h w -> b s c h w", b=B)
-        rgb, masks = out[:, :, :3], out[:, :, 3:].softmax(dim=1)  # alpha competes across slots
+        if self.rgb == "pixel":
+            rgb, logits = out[:, :, :3], out[:, :, 3:]
+        else:
+            rgb, logits = self.colour(slots)[..., None, None].expand(-1, -1, -1, *out.shape[-2:]), out
+        masks = logits.softmax(dim=1)  # alpha competes across slots
         return (rgb * masks).sum(dim=1), rgb, masks
 
 
@@ -201,7 +218,8 @@ class SlotTransition(nn.Module):
 class SlotEncoder(nn.Module):
     """Video slot model: frames (B, T, 3, H, W) in [0, 1] -> slots (B, T, S, D).
 
-    backbone="cnn": CNN features, pixel reconstruction (MSE). backbone="dinov2": frozen
+    backbone="cnn": CNN features, pixel reconstruction (MSE; decoder_rgb and recon_weight
+    as in BroadcastDecoder and below). backbone="dinov2": frozen
     DINOv2 ViT-S/14 patch features (image_size a multiple of 14, e.g. 196), an MLP
     384 -> 768 -> input_dim with LayerNorm, and DINOv2-feature reconstruction (MSE).
     `dinov2_weights` is a local `dinov2_vits14_pretrain.pth`; without it the frozen
@@ -224,6 +242,8 @@ class SlotEncoder(nn.Module):
         decoder_channels=64,
         decoder_size=None,
         decoder_hidden=1024,
+        decoder_rgb="pixel",
+        recon_weight=0.0,
         dinov2_weights=None,
     ):
         super().__init__()
@@ -237,11 +257,17 @@ class SlotEncoder(nn.Module):
         if backbone == "cnn":
             self.cnn = CNNBackbone(image_size, cnn_channels, input_dim, cnn_stride2)
             self.decoder_size = decoder_size or image_size
-            self.decoder = BroadcastDecoder(slot_dim, self.decoder_size, decoder_channels)
+            self.decoder = BroadcastDecoder(slot_dim, self.decoder_size, decoder_channels, decoder_rgb)
+            self.recon_weight = recon_weight
             # Frames are centred on the data's mean colour before the CNN and the decoder
             # predicts centred colours: with a bright background left at 1, the slots stay
             # alike (no object is ever singled out) for thousands of steps.
             self.register_buffer("pixel_mean", torch.full((3,), 0.5))
+            # The loss weights pixel p by 1 + recon_weight * |frame(p) - background| (RGB
+            # distance to the data's background colour, set by the trainer; not saved):
+            # the moving objects of Push-T are under 3 % of the pixels and otherwise are
+            # the last thing the decoder learns to draw.
+            self.register_buffer("background", torch.ones(3), persistent=False)
         else:
             if image_size % 14:
                 raise ValueError(f"expected an image_size that is a multiple of 14 for dinov2, got {image_size}")
@@ -305,7 +331,8 @@ class SlotEncoder(nn.Module):
         'recon', 'masks', 'loss'.
 
         cnn: recon (B, T, 3, h, w), masks (B, T, S, h, w) with h = w = decoder_size (the
-        frame size unless set), loss = pixel MSE against the frames averaged down to h x w.
+        frame size unless set), 'mse' = pixel MSE against the frames averaged down to h x w,
+        loss = that MSE with each pixel weighted as set by recon_weight (the MSE when 0).
         dinov2: recon (B, T, N, 384), masks (B, T, S, h, w) over the h x w patch grid,
         'features' (B, T, N, 384) the DINOv2 targets, loss = feature MSE.
         """
@@ -323,7 +350,11 @@ class SlotEncoder(nn.Module):
                 small = F.interpolate(rearrange(frames, "b t c h w -> (b t) c h w"),
                                       size=(self.decoder_size, self.decoder_size), mode="area")
                 target = rearrange(small, "(b t) c h w -> b t c h w", b=B)
-            out["loss"] = F.mse_loss(out["recon"], target)
+            out["mse"] = F.mse_loss(out["recon"], target)
+            out["loss"] = out["mse"]
+            if self.recon_weight:
+                weight = 1 + self.recon_weight * (target - self.background[:, None, None]).norm(dim=2, keepdim=True)
+                out["loss"] = (weight * (out["recon"] - target) ** 2).mean()
         else:
             recon, masks = self.decoder(flat)  # (B*T, N, 384), (B*T, S, N)
             out["recon"] = rearrange(recon, "(b t) n d -> b t n d", b=B)

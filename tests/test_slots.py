@@ -85,6 +85,13 @@ def test_decoders_alpha_sums_to_one():
     torch.testing.assert_close(patch_masks.sum(dim=1), torch.ones(2, 9))
     with pytest.raises(ValueError, match="got 48"):
         BroadcastDecoder(16, 48)
+    # rgb="slot": one colour per slot, the same at every pixel
+    recon, rgb, masks = BroadcastDecoder(16, 16, channels=8, rgb="slot")(slots)
+    torch.testing.assert_close(masks.sum(dim=1), torch.ones(2, 1, 16, 16))
+    torch.testing.assert_close(recon, (rgb * masks).sum(dim=1))
+    assert torch.equal(rgb, rgb[..., :1, :1].expand_as(rgb)) and not torch.equal(rgb[:, 0], rgb[:, 1])
+    with pytest.raises(ValueError, match="expected rgb 'pixel' or 'slot'"):
+        BroadcastDecoder(16, 16, rgb="alpha")
 
 
 def test_encode_shapes_and_slots_carry_over_time():
@@ -194,3 +201,20 @@ def test_cnn_decoder_can_work_at_a_smaller_size_on_centred_frames():
     # the decoder predicts colours relative to the data's mean colour
     decoded, _, _ = model.decoder(out["slots"].flatten(0, 1))
     assert torch.allclose(out["recon"].flatten(0, 1), decoded + model.pixel_mean[:, None, None])
+
+
+def test_weighted_reconstruction_loss_favours_pixels_far_from_the_background():
+    torch.manual_seed(0)
+    model = SlotEncoder(backbone="cnn", image_size=16, n_slots=3, slot_dim=16, input_dim=16,
+                        cnn_channels=8, decoder_channels=8, decoder_rgb="slot", recon_weight=4.0)
+    model.background.copy_(torch.tensor([1.0, 1.0, 1.0]))
+    frames = torch.ones(1, 2, 3, 16, 16)
+    frames[..., 4:8, 4:8] = torch.tensor([0.0, 0.5, 0.0])[:, None, None]  # one object
+    out = model(frames, torch.Generator().manual_seed(0))
+    distance = (frames - 1).norm(dim=2, keepdim=True)  # 0 on the background
+    assert distance.max() > 1
+    expected = ((1 + 4.0 * distance) * (out["recon"] - frames) ** 2).mean()
+    torch.testing.assert_close(out["loss"], expected)
+    torch.testing.assert_close(out["mse"], F.mse_loss(out["recon"], frames))
+    assert out["loss"] > out["mse"]
+    assert "background" not in model.state_dict()  # set by the trainer, not saved

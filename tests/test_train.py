@@ -65,6 +65,13 @@ def test_checkpoint_for_another_config_fails_clearly(tiny_run, tmp_path):
     changed = dataclasses.asdict(dataclasses.replace(TINY, video_observed=5))
     with pytest.raises(ValueError, match="differing fields: \\['video_observed'\\]"):
         load_checkpoint(tmp_path / "older.pt", changed)
+    # ... and a field whose old value differs from today's default takes LEGACY_VALUES'
+    del older["config"]["decoder_rgb"]
+    torch.save(older, tmp_path / "older.pt")
+    with pytest.raises(ValueError, match="differing fields: \\['decoder_rgb'\\]"):
+        load_checkpoint(tmp_path / "older.pt", dataclasses.asdict(TINY))
+    legacy = dataclasses.asdict(dataclasses.replace(TINY, decoder_rgb="pixel"))
+    assert load_checkpoint(tmp_path / "older.pt", legacy)["done"]
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
