@@ -85,6 +85,7 @@ class TrainConfig:
     encoder_batch: int = 16
     encoder_lr: float = 1e-3
     encoder_warmup: int = 200
+    encoder_clip: float = 1.0     # gradient-norm clipping of the encoder (0: none)
     encoder_seed: int = 0
     # -- predictor (predictor.Predictor); frames are frameskip env steps apart
     n_history: int = 3
@@ -126,11 +127,12 @@ PRESETS = {
 }
 # The collide world (collision.py), CLEVRER's settings where they carry over (FACTS section 2):
 # 7 slots, history 6, frameskip 2; 4 predicted frames cover the 8 held-out frames. The cpu
-# preset keeps the encoder recipe it was measured with (per-pixel RGB, plain MSE, lr 4e-4).
+# preset keeps the encoder recipe it was measured with (per-pixel RGB, plain MSE, lr 4e-4,
+# no clipping).
 COLLIDE_PRESETS = {
     "cpu": dataclasses.replace(PRESETS["cpu"], dataset="collide", episodes=2000, n_slots=7,
                                frameskip=2, n_history=6, n_future=4, decoder_rgb="pixel",
-                               recon_weight=0.0, encoder_lr=4e-4),
+                               recon_weight=0.0, encoder_lr=4e-4, encoder_clip=0.0),
     "paper": dataclasses.replace(PRESETS["paper"], dataset="collide", episodes=20000,
                                  video_observed=128, video_future=32, render_size=128,
                                  val_fraction=0.25, n_slots=7, frameskip=2, n_history=6, n_future=10),
@@ -167,7 +169,7 @@ def open_dataset(cfg: TrainConfig, path):
 
 ENCODER_FIELDS = ("backbone", "dinov2_path", "image_size", "n_slots", "slot_dim", "cnn_channels",
                   "decoder_channels", "decoder_size", "decoder_rgb", "recon_weight", "cnn_stride2", "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps",
-                  "encoder_batch", "encoder_lr", "encoder_warmup", "encoder_seed", "frameskip")
+                  "encoder_batch", "encoder_lr", "encoder_warmup", "encoder_clip", "encoder_seed", "frameskip")
 
 
 def encoder_config(cfg: TrainConfig) -> dict:
@@ -228,7 +230,7 @@ def save_checkpoint(path, model, optimizer, config, step, done):
 
 # Values that configs written before a field existed ran with, where they differ from
 # today's default; any other missing field ran with its default.
-LEGACY_VALUES = {"decoder_rgb": "pixel", "recon_weight": 0.0}
+LEGACY_VALUES = {"decoder_rgb": "pixel", "recon_weight": 0.0, "encoder_clip": 0.0}
 
 
 def with_legacy_values(config: dict) -> dict:
@@ -337,8 +339,11 @@ def drop_log_after(log_path, stage, step):
 
 
 def fit(name, model, optimizer, lr_factor, loss_fn, train_set, val_set, total_steps, batch_size,
-        seed, ckpt_path, config, resume, cfg: TrainConfig, ctx: Context, log_path):
-    """Train ``model`` for ``total_steps`` steps; checkpoint, validate, log, resume."""
+        seed, ckpt_path, config, resume, cfg: TrainConfig, ctx: Context, log_path, clip=0.0):
+    """Train ``model`` for ``total_steps`` steps; checkpoint, validate, log, resume.
+
+    ``clip`` > 0 clips the gradient's global norm to it before each step.
+    """
     step = 0
     if resume and Path(ckpt_path).is_file():
         ckpt = load_checkpoint(ckpt_path, config)
@@ -368,6 +373,8 @@ def fit(name, model, optimizer, lr_factor, loss_fn, train_set, val_set, total_st
         loss, terms = loss_fn(net, batch, step_generator(seed, step, ctx.rank))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         step += 1
         record = {"step": step, "loss": loss.item(), **{k: float(v) for k, v in terms.items()}}
@@ -464,7 +471,7 @@ def train_encoder(cfg, data, enc_dir, redo, resume, ctx):
     val_set = FrameClips(data, "val", cfg.encoder_clip_len, cfg.frameskip)
     fit("encoder", model, optimizer, lr_factor, encoder_loss(cfg), train_set, val_set,
         cfg.encoder_steps, cfg.encoder_batch, cfg.encoder_seed, ckpt_path, config,
-        resume, cfg, ctx, enc_dir / "log.jsonl")
+        resume, cfg, ctx, enc_dir / "log.jsonl", clip=cfg.encoder_clip)
     return model.eval()
 
 
