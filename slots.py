@@ -33,9 +33,16 @@ def norm_mlp(d_in, d_hidden, d_out):
 class SlotAttention(nn.Module):
     """Iterative slot attention: inputs (B, N, Din) -> slots (B, S, D), attention (B, S, N)."""
 
-    def __init__(self, dim, n_slots, n_iters, input_dim, hidden_dim, eps=1e-8, use_mlp=True):
+    def __init__(self, dim, n_slots, n_iters, input_dim, hidden_dim, eps=1e-8, use_mlp=True, init="noise"):
         super().__init__()
+        if init not in ("noise", "query"):
+            raise ValueError(f"expected init 'noise' or 'query', got {init!r}")
         self.dim, self.n_slots, self.n_iters, self.input_dim, self.eps = dim, n_slots, n_iters, input_dim, eps
+        # init="noise" (Locatello et al.): mu + sigma * noise. init="query" (BO-QSA, Jia et
+        # al. 2023): the learned means alone, and in training the last iteration starts
+        # from the detached slots plus a straight-through path to the initial slots, so the
+        # gradient reaches the queries directly instead of through every iteration.
+        self.init = init
         self.scale = dim**-0.5
         self.norm_inputs = nn.LayerNorm(input_dim)
         self.norm_slots = nn.LayerNorm(dim)
@@ -48,12 +55,14 @@ class SlotAttention(nn.Module):
             self.mlp = norm_mlp(dim, hidden_dim, dim)
         # One learned mean per slot (so slots differ even without noise) and a shared spread.
         self.mu = nn.Parameter(torch.randn(1, n_slots, dim) * dim**-0.5)
-        self.log_sigma = nn.Parameter(torch.full((1, 1, dim), -2.0))
+        if init == "noise":  # (a parameter no loss uses would stall DDP)
+            self.log_sigma = nn.Parameter(torch.full((1, 1, dim), -2.0))
 
     def init_slots(self, batch_size, generator=None, noise=True):
-        """Initial slots (B, S, D) = mu + exp(log_sigma) * eps, eps ~ N(0, 1) drawn from `generator`."""
+        """Initial slots (B, S, D) = mu + exp(log_sigma) * eps, eps ~ N(0, 1) drawn from `generator`
+        (init="query": mu)."""
         mu = self.mu.expand(batch_size, -1, -1)
-        if not noise:
+        if not noise or self.init == "query":
             return mu
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + self.log_sigma.exp() * eps
@@ -75,7 +84,10 @@ class SlotAttention(nn.Module):
             raise ValueError(f"expected at least 1 iteration, got {n_iters}")
         inputs = self.norm_inputs(inputs)
         k, v = self.to_k(inputs), self.to_v(inputs)  # (B, N, D)
-        for _ in range(n_iters):
+        init = slots
+        for i in range(n_iters):
+            if self.init == "query" and self.training and i == n_iters - 1:
+                slots = slots.detach() + init - init.detach()  # same value, gradient to init
             q = self.to_q(self.norm_slots(slots))  # (B, S, D)
             logits = einsum(q, k, "b s d, b n d -> b s n") * self.scale
             attn = logits.softmax(dim=1)  # slots compete for each input
@@ -244,6 +256,7 @@ class SlotEncoder(nn.Module):
         decoder_hidden=1024,
         decoder_rgb="pixel",
         recon_weight=0.0,
+        slot_init="noise",
         dinov2_weights=None,
     ):
         super().__init__()
@@ -252,7 +265,8 @@ class SlotEncoder(nn.Module):
         self.backbone, self.image_size = backbone, image_size
         self.n_iters_first, self.n_iters = n_iters_first, n_iters
         use_mlp = backbone == "cnn" if slot_mlp is None else slot_mlp  # VideoSAUR: GRU only
-        self.slot_attention = SlotAttention(slot_dim, n_slots, n_iters_first, input_dim, 2 * slot_dim, use_mlp=use_mlp)
+        self.slot_attention = SlotAttention(slot_dim, n_slots, n_iters_first, input_dim, 2 * slot_dim,
+                                            use_mlp=use_mlp, init=slot_init)
         self.transition = SlotTransition(slot_dim)
         if backbone == "cnn":
             self.cnn = CNNBackbone(image_size, cnn_channels, input_dim, cnn_stride2)

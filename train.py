@@ -76,6 +76,7 @@ class TrainConfig:
     decoder_channels: int = 32
     decoder_size: int = 32        # the CNN decoder reconstructs frames averaged down to this
     decoder_rgb: str = "slot"     # slot: one colour per slot | pixel: RGB per pixel (Locatello)
+    slot_init: str = "query"      # query: learned queries, straight-through (BO-QSA) | noise: mu + sigma * noise
     recon_weight: float = 20.0    # pixel weight 1 + this * |pixel - background colour| (0: plain MSE)
     cnn_stride2: bool = True
     n_iters_first: int = 3
@@ -128,11 +129,11 @@ PRESETS = {
 # The collide world (collision.py), CLEVRER's settings where they carry over (FACTS section 2):
 # 7 slots, history 6, frameskip 2; 4 predicted frames cover the 8 held-out frames. The cpu
 # preset keeps the encoder recipe it was measured with (per-pixel RGB, plain MSE, lr 4e-4,
-# no clipping).
+# no clipping, noisy slot init).
 COLLIDE_PRESETS = {
     "cpu": dataclasses.replace(PRESETS["cpu"], dataset="collide", episodes=2000, n_slots=7,
                                frameskip=2, n_history=6, n_future=4, decoder_rgb="pixel",
-                               recon_weight=0.0, encoder_lr=4e-4, encoder_clip=0.0),
+                               recon_weight=0.0, encoder_lr=4e-4, encoder_clip=0.0, slot_init="noise"),
     "paper": dataclasses.replace(PRESETS["paper"], dataset="collide", episodes=20000,
                                  video_observed=128, video_future=32, render_size=128,
                                  val_fraction=0.25, n_slots=7, frameskip=2, n_history=6, n_future=10),
@@ -168,7 +169,7 @@ def open_dataset(cfg: TrainConfig, path):
 
 
 ENCODER_FIELDS = ("backbone", "dinov2_path", "image_size", "n_slots", "slot_dim", "cnn_channels",
-                  "decoder_channels", "decoder_size", "decoder_rgb", "recon_weight", "cnn_stride2", "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps",
+                  "decoder_channels", "decoder_size", "decoder_rgb", "recon_weight", "slot_init", "cnn_stride2", "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps",
                   "encoder_batch", "encoder_lr", "encoder_warmup", "encoder_clip", "encoder_seed", "frameskip")
 
 
@@ -230,7 +231,7 @@ def save_checkpoint(path, model, optimizer, config, step, done):
 
 # Values that configs written before a field existed ran with, where they differ from
 # today's default; any other missing field ran with its default.
-LEGACY_VALUES = {"decoder_rgb": "pixel", "recon_weight": 0.0, "encoder_clip": 0.0}
+LEGACY_VALUES = {"decoder_rgb": "pixel", "recon_weight": 0.0, "encoder_clip": 0.0, "slot_init": "noise"}
 
 
 def with_legacy_values(config: dict) -> dict:
@@ -407,7 +408,7 @@ def build_encoder(cfg: TrainConfig) -> SlotEncoder:
                        n_iters=cfg.n_iters, cnn_channels=cfg.cnn_channels,
                        cnn_stride2=cfg.cnn_stride2, decoder_channels=cfg.decoder_channels,
                        decoder_size=cfg.decoder_size, decoder_rgb=cfg.decoder_rgb,
-                       recon_weight=cfg.recon_weight, dinov2_weights=cfg.dinov2_path or None)
+                       recon_weight=cfg.recon_weight, slot_init=cfg.slot_init, dinov2_weights=cfg.dinov2_path or None)
 
 
 def resize_frames(frames, size):

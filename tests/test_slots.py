@@ -73,6 +73,29 @@ def test_init_slots_uses_the_generator():
     torch.testing.assert_close(attention.init_slots(2, noise=False), attention.mu.expand(2, -1, -1))
 
 
+def test_query_init_has_no_noise_and_passes_the_gradient_straight_to_the_queries():
+    torch.manual_seed(0)
+    attention = SlotAttention(dim=16, n_slots=3, n_iters=3, input_dim=8, hidden_dim=32, init="query")
+    torch.testing.assert_close(attention.init_slots(2, torch.Generator().manual_seed(5)),
+                               attention.mu.expand(2, -1, -1))
+    inputs = torch.randn(2, 10, 8)
+    slots, _ = attention(inputs)
+    with torch.no_grad():
+        reference, _ = attention.eval()(inputs)
+    torch.testing.assert_close(slots, reference)  # the straight-through path changes no value
+    attention.train()
+    mu_grad = torch.autograd.grad(slots.sum(), attention.mu)[0]
+    # only the last iteration is differentiated: the first two would add to to_q's gradient
+    truncated = torch.autograd.grad(attention(inputs)[0].sum(), attention.to_q.weight)[0]
+    noisy = SlotAttention(dim=16, n_slots=3, n_iters=3, input_dim=8, hidden_dim=32, init="noise")
+    noisy.load_state_dict(attention.state_dict(), strict=False)
+    noisy.log_sigma.data.fill_(-30.0)  # noise off, every iteration differentiated
+    full = torch.autograd.grad(noisy(inputs)[0].sum(), noisy.to_q.weight)[0]
+    assert mu_grad.abs().sum() > 0 and not torch.allclose(truncated, full)
+    with pytest.raises(ValueError, match="expected init 'noise' or 'query'"):
+        SlotAttention(dim=16, n_slots=3, n_iters=3, input_dim=8, hidden_dim=32, init="zeros")
+
+
 def test_decoders_alpha_sums_to_one():
     g = torch.Generator().manual_seed(0)
     slots = torch.randn(2, 3, 16, generator=g)
