@@ -142,8 +142,9 @@ class CNNBackbone(nn.Module):
 class BroadcastDecoder(nn.Module):
     """Spatial broadcast decoder: slots (B, S, D) -> image, per-slot RGB and masks (softmax over S).
 
-    rgb="pixel" (Locatello et al.): the convolutions paint RGB and alpha at every pixel.
-    rgb="slot": they paint only alpha and each slot has one colour, an MLP of the slot.
+    rgb="pixel" (Locatello et al., FACTS section 6): the convolutions paint RGB and alpha at
+    every pixel. rgb="slot", a departure of ours for the CPU preset: they paint only alpha
+    and each slot has one colour, an MLP of the slot.
     A slot can then no longer paint the whole scene, which on flat-coloured worlds with
     few degrees of freedom (Push-T: 5 numbers) is what keeps the slots alike: every slot
     learns to draw everything and the masks stay uniform for thousands of steps.

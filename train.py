@@ -169,8 +169,10 @@ def open_dataset(cfg: TrainConfig, path):
 
 
 ENCODER_FIELDS = ("backbone", "dinov2_path", "image_size", "n_slots", "slot_dim", "cnn_channels",
-                  "decoder_channels", "decoder_size", "decoder_rgb", "recon_weight", "slot_init", "cnn_stride2", "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps",
-                  "encoder_batch", "encoder_lr", "encoder_warmup", "encoder_clip", "encoder_seed", "frameskip")
+                  "decoder_channels", "decoder_size", "decoder_rgb", "recon_weight", "slot_init",
+                  "cnn_stride2", "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps",
+                  "encoder_batch", "encoder_lr", "encoder_warmup", "encoder_clip", "encoder_seed",
+                  "frameskip")
 
 
 def encoder_config(cfg: TrainConfig) -> dict:
@@ -408,7 +410,8 @@ def build_encoder(cfg: TrainConfig) -> SlotEncoder:
                        n_iters=cfg.n_iters, cnn_channels=cfg.cnn_channels,
                        cnn_stride2=cfg.cnn_stride2, decoder_channels=cfg.decoder_channels,
                        decoder_size=cfg.decoder_size, decoder_rgb=cfg.decoder_rgb,
-                       recon_weight=cfg.recon_weight, slot_init=cfg.slot_init, dinov2_weights=cfg.dinov2_path or None)
+                       recon_weight=cfg.recon_weight, slot_init=cfg.slot_init,
+                       dinov2_weights=cfg.dinov2_path or None)
 
 
 def resize_frames(frames, size):
