@@ -1,0 +1,149 @@
+"""Does the world model's planning cost rank plans the way the real outcome does?
+
+    python benchmarks/cost_check.py --ckpt runs/pusht-cpu-m1 --episodes 20 --samples 64
+
+For the protocol's (start, goal) pairs (``sample_eval_pairs``, validation split), each
+episode gets candidate plans of 5 blocks of 5 actions: the dataset's own 25 actions (which
+reach the goal), ``--samples`` draws from CEM's first distribution (N(0, 1) in z-scored
+action space), and as many draws around the dataset's plan (its z-scored actions plus
+noise of std ``--near``). Every candidate is scored by the model (``plan.py``'s cost: the
+predicted slots of the last frame against the goal's, best matching, plus proprio) and is
+executed in the env from the start state; its real outcome is the final distance to the
+goal state (agent and block position in px, block angle in degrees).
+
+Printed, averaged over episodes:
+- the Spearman rank correlation between model cost and real distance (position distance
+  plus angle error / 20 degrees * 20 px), over all candidates and over the near ones only;
+- the same for the cost of the frames really reached (encoded, no predictor): how well
+  the slot space itself ranks outcomes, and how well the model's cost follows it;
+- where the dataset's plan ranks in model cost among the random draws (0 = cheapest);
+- how far the model's cheapest candidate really ends from the goal, against the best
+  candidate and the median one.
+A planner can only steer by this cost: if the correlation is weak, better search (more
+samples or iterations) will not help, the model or its slots must get better.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from data import PushTEnv, sample_eval_pairs, wrap_angle  # noqa: E402
+from plan import load_world_model, matched_slot_cost  # noqa: E402
+from predictor import rollout  # noqa: E402
+
+
+def spearman(a, b):
+    """Rank correlation of two 1-d arrays (ties broken by order; fine for continuous values)."""
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def real_outcome(data, start, goal, env_actions):
+    """Execute (N, 25, 2) env actions from ``start``. Returns (N, 2): position distance (px,
+    agent and block together) and block angle error (degrees) to the goal state at the end,
+    and the last observations: pixels (N, H, W, 3) and proprio (N, 4)."""
+    out, pixels, proprio = [], [], []
+    for actions in env_actions:
+        env = PushTEnv(data.config.render_size)
+        env.reset(options={"state": data.state[start].astype(np.float64)})
+        for a in actions:
+            obs, *_ = env.step(a)
+        state, target = env.get_state(), data.state[goal]
+        out.append((np.linalg.norm(state[:4] - target[:4]),
+                    np.degrees(abs(wrap_angle(state[4] - target[4])))))
+        pixels.append(obs["pixels"])
+        proprio.append(obs["proprio"])
+    return np.array(out), np.stack(pixels), np.stack(proprio)
+
+
+def cost_with_history(model, data, start, goal_slots, goal_proprio, plans, args, mean, std):
+    """The planning cost with ``args.history`` dataset frames of context (the start frame and
+    the ones ``frameskip`` steps apart before it, the first frame of the episode repeated
+    where the episode began later) and their dataset actions: what the planner could do
+    if it kept the frames it has seen. plans (N, H, A) -> costs (N,)."""
+    fs, h = model.cfg.frameskip, args.history
+    begin = data.episode_starts[np.searchsorted(data.episode_starts, start, side="right") - 1]
+    frames = np.maximum(start - fs * np.arange(h - 1, -1, -1), begin)  # (h,) oldest first
+    past = np.stack([data.action[f:f + fs].reshape(-1) if f + fs <= start else np.zeros(2 * fs)
+                     for f in frames[:-1]]) if h > 1 else np.zeros((0, 2 * fs))
+    past = torch.from_numpy(((past - mean) / std).astype(np.float32))
+    N, H, _ = plans.shape
+    actions = torch.cat([past[None].expand(N, -1, -1), plans, plans.new_zeros(N, 1, plans.shape[-1])], 1)
+    context = model.encode(data.pixels[frames])[None].expand(N, -1, -1, -1)
+    context_proprio = model.proprio(data.proprio[frames])[None].expand(N, -1, -1)
+    out = rollout(model.predictor, context, actions, context_proprio, n_future=H, history=h)
+    cost = matched_slot_cost(out["slots"][:, -1], goal_slots)
+    if out["proprio"] is not None:
+        cost = cost + args.proprio_weight * (out["proprio"][:, -1] - goal_proprio).pow(2).mean(-1)
+    return cost.numpy()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", required=True, help="a run folder of train.py (Push-T)")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--samples", type=int, default=64, help="random and near candidates each")
+    parser.add_argument("--near", type=float, default=0.5, help="std of the noise around the dataset's plan")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--history", type=int, default=1,
+                        help="frames of context for the model (the planner uses 1; >1 takes earlier dataset frames)")
+    parser.add_argument("--proprio-weight", type=float, default=1.0)
+    parser.add_argument("--out", default="", help="also write the numbers to this JSON file")
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    model, data = load_world_model(args.ckpt, torch.device("cpu"))
+    fs, H = model.cfg.frameskip, 5
+    mean, std = np.tile(data.stats["action_mean"], fs), np.tile(data.stats["action_std"], fs)
+    pairs = sample_eval_pairs(data, "val", args.episodes, args.seed, H * fs)
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    for e, (s, g) in enumerate(pairs):
+        true_plan = (data.action[s:g].reshape(H, -1) - mean) / std  # (H, A) z-scored
+        random = rng.standard_normal((args.samples, H, true_plan.shape[1]))
+        near = true_plan + args.near * rng.standard_normal((args.samples, H, true_plan.shape[1]))
+        plans = torch.from_numpy(np.concatenate([true_plan[None], random, near])).float()
+        slots = model.encode(data.pixels[[s, g]])
+        proprio = model.proprio(data.proprio[[s, g]])
+        if args.history == 1:
+            cost = model.costs(slots[:1], proprio[:1], slots[1:], proprio[1:], plans[None], 1,
+                               args.proprio_weight)[0].numpy()
+        else:
+            cost = cost_with_history(model, data, s, slots[1:], proprio[1:], plans, args, mean, std)
+        real, last_pixels, last_proprio = real_outcome(data, s, g, model.to_env_actions(plans))
+        # the same cost on the frames really reached: the encoder's part of the ranking
+        reached = matched_slot_cost(model.encode(last_pixels), slots[1:]) + args.proprio_weight * (
+            model.proprio(last_proprio) - proprio[1:]).pow(2).mean(-1)
+        score = real[:, 0] + real[:, 1]  # 20 degrees of angle weigh as much as 20 px
+        n = args.samples
+        best = int(cost.argmin())
+        rows.append({
+            "spearman_all": spearman(cost, score),
+            "spearman_near": spearman(cost[1 + n:], score[1 + n:]),
+            "spearman_encoder": spearman(reached.numpy(), score),
+            "spearman_encoder_near": spearman(reached[1 + n:].numpy(), score[1 + n:]),
+            "spearman_model_encoder": spearman(cost, reached.numpy()),
+            "dataset_plan_rank": float((cost[1:1 + n] < cost[0]).mean()),
+            "dataset_plan_real": real[0].tolist(),
+            "chosen_real": real[best].tolist(),
+            "best_real": real[score.argmin()].tolist(),
+            "median_real": np.median(real, 0).tolist(),
+        })
+        print(f"episode {e}: spearman {rows[-1]['spearman_all']:+.2f} (near {rows[-1]['spearman_near']:+.2f}, "
+              f"reached frames {rows[-1]['spearman_encoder']:+.2f}), "
+              f"dataset plan beats {100 * (1 - rows[-1]['dataset_plan_rank']):.0f} % of random draws, "
+              f"chosen ends {real[best, 0]:.0f} px / {real[best, 1]:.0f} deg from the goal", flush=True)
+    summary = {key: float(np.mean([r[key] for r in rows], 0)) if np.ndim(rows[0][key]) == 0
+               else np.mean([r[key] for r in rows], 0).tolist() for key in rows[0]}
+    print(json.dumps({"ckpt": args.ckpt, "episodes": args.episodes, "samples": args.samples, **summary},
+                     indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"args": vars(args), "summary": summary, "episodes": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
