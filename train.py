@@ -91,6 +91,7 @@ class TrainConfig:
     # -- predictor (predictor.Predictor); frames are frameskip env steps apart
     n_history: int = 3
     n_future: int = 1
+    random_history: bool = True   # each step trains on the last h of the n_history frames, h in 1..n_history
     frameskip: int = 5
     predictor_dim: int = 64       # transformer width (the paper: 128, the slot size)
     depth: int = 3
@@ -129,17 +130,20 @@ PRESETS = {
 # The collide world (collision.py), CLEVRER's settings where they carry over (FACTS section 2):
 # 7 slots, history 6, frameskip 2; 4 predicted frames cover the 8 held-out frames. The cpu
 # preset keeps the encoder recipe it was measured with (per-pixel RGB, plain MSE, lr 4e-4,
-# no clipping, noisy slot init).
+# no clipping, noisy slot init) and trains the predictor on full histories only (its VQA
+# rollouts always have n_history observed frames).
 COLLIDE_PRESETS = {
     "cpu": dataclasses.replace(PRESETS["cpu"], dataset="collide", episodes=2000, n_slots=7,
                                frameskip=2, n_history=6, n_future=4, decoder_rgb="pixel",
-                               recon_weight=0.0, encoder_lr=4e-4, encoder_clip=0.0, slot_init="noise"),
+                               recon_weight=0.0, encoder_lr=4e-4, encoder_clip=0.0, slot_init="noise",
+                               random_history=False),
     "paper": dataclasses.replace(PRESETS["paper"], dataset="collide", episodes=20000,
                                  video_observed=128, video_future=32, render_size=128,
-                                 val_fraction=0.25, n_slots=7, frameskip=2, n_history=6, n_future=10),
+                                 val_fraction=0.25, n_slots=7, frameskip=2, n_history=6, n_future=10,
+                                 random_history=False),
     "tiny": dataclasses.replace(PRESETS["tiny"], dataset="collide", episodes=16, video_observed=12,
                                 video_future=4, frame_substeps=10, n_slots=4, frameskip=2,
-                                n_history=2, n_future=2),
+                                n_history=2, n_future=2, random_history=False),
 }
 DATASETS = {"pusht": PRESETS, "collide": COLLIDE_PRESETS}
 STAGES = ("data", "encoder", "slots", "predictor")
@@ -233,7 +237,8 @@ def save_checkpoint(path, model, optimizer, config, step, done):
 
 # Values that configs written before a field existed ran with, where they differ from
 # today's default; any other missing field ran with its default.
-LEGACY_VALUES = {"decoder_rgb": "pixel", "recon_weight": 0.0, "encoder_clip": 0.0, "slot_init": "noise"}
+LEGACY_VALUES = {"decoder_rgb": "pixel", "recon_weight": 0.0, "encoder_clip": 0.0, "slot_init": "noise",
+                 "random_history": False}
 
 
 def with_legacy_values(config: dict) -> dict:
@@ -593,13 +598,26 @@ def build_predictor(cfg: TrainConfig) -> Predictor:
 
 
 def predictor_loss(cfg):
+    """The C-JEPA loss of a batch of windows.
+
+    With ``cfg.random_history`` each call draws h in 1..n_history from the step's generator
+    and drops the oldest n_history - h frames of every window. The planner rolls out from
+    one frame (FACTS section 5: history 1), i.e. on windows of one visible and one hidden
+    frame; a predictor that only ever saw n_history visible frames ranks plans from there
+    almost at random (benchmarks/cost_check.py).
+    """
     def loss_fn(model, batch, generator):
-        slots = batch["slots"]  # (B, T, S, D)
-        mask = make_mask(cfg.mask_kind, slots.shape[0], cfg.n_history, cfg.n_future,
+        n_history = cfg.n_history
+        if cfg.random_history:
+            n_history = int(torch.randint(1, cfg.n_history + 1, (1,), generator=generator))
+        drop = cfg.n_history - n_history
+        slots = batch["slots"][:, drop:]  # (B, T, S, D)
+        actions, proprio = (None if x is None else x[:, drop:]  # None on collide
+                            for x in (batch.get("actions"), batch.get("proprio")))
+        mask = make_mask(cfg.mask_kind, slots.shape[0], n_history, cfg.n_future,
                          cfg.n_slots, cfg.masked, generator).to(slots.device)
-        proprio = batch.get("proprio")  # None on collide
-        pred = model(slots, mask, batch.get("actions"), proprio, cfg.n_history)
-        return cjepa_loss(pred, slots, proprio, mask, cfg.n_history)
+        pred = model(slots, mask, actions, proprio, n_history)
+        return cjepa_loss(pred, slots, proprio, mask, n_history)
     return loss_fn
 
 
