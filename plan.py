@@ -264,7 +264,8 @@ def evaluate(cfg: PlanConfig, progress=True):
     out = Path(cfg.out) if cfg.out else run_dir / f"plan-{cfg.policy}.json"
     results = {"config": json.loads(json.dumps(dataclasses.asdict(cfg))), "seeds": {}}
     start = time.perf_counter()
-    for i, seed in enumerate(tqdm(cfg.seeds, desc=f"plan {cfg.policy}", disable=not progress)):
+    bar = tqdm(cfg.seeds, desc=f"plan {cfg.policy}", disable=not progress)
+    for i, seed in enumerate(bar):
         success, seconds, n_solves, frames = run_seed(cfg, model, data, seed,
                                                       cfg.gifs if i == 0 else 0)
         results["seeds"][str(seed)] = {"success_rate": float(success.mean()),
@@ -272,6 +273,9 @@ def evaluate(cfg: PlanConfig, progress=True):
                                        "solve_seconds": seconds, "solves": n_solves}  # per episode
         for e, episode in enumerate(frames):
             save_gif(episode, out.with_name(f"{out.stem}-seed{seed}-episode{e}.gif"))
+        atomic_write_json(out, results)  # the seeds done so far survive an interrupted run
+        if progress:
+            bar.write(f"seed {seed}: success {100 * success.mean():.1f} %, {seconds:.0f} s solving")
     rates = [r["success_rate"] for r in results["seeds"].values()]
     solve_total = sum(r["solve_seconds"] for r in results["seeds"].values())
     # one "solve" is one CEM optimisation for one episode
@@ -291,8 +295,6 @@ def main(argv=None):
         results, out = evaluate(cfg)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
-    for seed, r in results["seeds"].items():
-        print(f"seed {seed}: success {100 * r['success_rate']:.1f} %")
     print(f"success {100 * results['success_mean']:.1f} +/- {100 * results['success_std']:.1f} % "
           f"over {len(results['seeds'])} seeds; wall {results['wall_seconds']:.0f} s, "
           f"{results['seconds_per_solve']:.2f} s per episode solve; wrote {out}")

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+import plan
 from data import DatasetError, PushTDataConfig, collect
 from plan import PlanConfig, cem, evaluate, load_world_model, matched_slot_cost, solve_all
 
@@ -78,6 +79,23 @@ def test_replay_reaches_every_goal_and_cem_runs(tiny_run):
     assert set(results["seeds"]) == {"0", "1"} and results["seconds_per_solve"] > 0
     assert (out / "cem-seed0-episode1.gif").is_file()              # at most one GIF per episode
     assert not (out / "cem-seed0-episode2.gif").exists()
+
+
+def test_an_interrupted_evaluation_keeps_the_seeds_it_finished(tiny_run, tmp_path, monkeypatch):
+    _, out = tiny_run
+    real_run_seed = plan.run_seed
+
+    def stop_at_seed_1(cfg, model, data, seed, record_frames=0):
+        if seed == 1:
+            raise KeyboardInterrupt
+        return real_run_seed(cfg, model, data, seed, record_frames)
+
+    monkeypatch.setattr(plan, "run_seed", stop_at_seed_1)
+    path = tmp_path / "random.json"
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(PlanConfig(ckpt=str(out), policy="random", seeds=(0, 1), episodes=2, gifs=0,
+                            out=str(path)), progress=False)
+    assert list(json.loads(path.read_text())["seeds"]) == ["0"]
 
 
 def test_checkpoint_whose_data_differs_fails_clearly(tiny_run, tmp_path):
