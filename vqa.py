@@ -21,6 +21,7 @@ Scores follow CLEVRER's: per option (share of choices right) and per question (e
 the question right); ``score`` documents how the pooled "all" numbers are formed.
 """
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -520,15 +521,18 @@ def main(argv=None):
         parser.error("pass either --run RUN_DIR or both --data DIR and --slots FILE.npy")
     cfg = config_from_args(VQAConfig, PRESETS, args, default_preset="cpu")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    if args.run:
-        slots, data = run_slots(args.run, device)
-        out = args.out or str(Path(args.run) / f"vqa-seed{cfg.seed}.json")
-    else:
-        data = load_collide(args.data)
-        slots = load_video_slots(args.slots, len(data.scenes), data.n_observed + data.n_future)
-        if not args.out:
-            parser.error("--out is required with --data and --slots")
-        out = args.out
+    if args.data and not args.out:
+        parser.error("--out is required with --data and --slots")
+    try:
+        if args.run:
+            slots, data = run_slots(args.run, device)
+            out = args.out or str(Path(args.run) / f"vqa-seed{cfg.seed}.json")
+        else:
+            data = load_collide(args.data)
+            slots = load_video_slots(args.slots, len(data.scenes), data.n_observed + data.n_future)
+            out = args.out
+    except (ValueError, FileNotFoundError) as err:  # DatasetError is a ValueError
+        sys.exit(f"error: {err}")
     result = run_vqa(cfg, slots, data, device)
     result["slots"] = args.run or args.slots
     atomic_write_json(out, result)

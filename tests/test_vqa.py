@@ -208,9 +208,11 @@ def test_command_line_on_a_tiny_collide_dataset(tmp_path, capsys):
     assert set(result["test"]) == {"descriptive", "explanatory", "predictive", "counterfactual", "all"}
     assert "per question" in capsys.readouterr().out
     np.save(tmp_path / "slots.npy", slots[:, :7])
-    with pytest.raises(ValueError, match=r"expected float32 slots of shape \(6, 8, S, D\)"):
+    with pytest.raises(SystemExit, match=r"error: .*expected float32 slots of shape \(6, 8, S, D\)"):
         main(["--preset", "tiny", "--data", str(tmp_path / "collide"), "--slots", str(tmp_path / "slots.npy"),
               "--out", str(tmp_path / "vqa.json")])
+    with pytest.raises(SystemExit, match="error: .*config.json is missing"):  # one line, no traceback
+        main(["--preset", "tiny", "--run", str(tmp_path / "no-run")])
 
 
 def test_run_slots_roll_a_collide_run_forward(tiny_collide_run, tmp_path):
