@@ -84,6 +84,18 @@ def matched_slot_cost(pred, goal):
     return picked.mean(-1).amin(-1)
 
 
+def goal_cost(slots, proprio, goal_slots, goal_proprio, proprio_weight):
+    """The planning cost (FACTS section 5): matched slot MSE plus the weighted proprio MSE.
+
+    slots (..., S, D) against goal_slots broadcastable to it; proprio (..., P) or None (no
+    proprio term). Returns (...).
+    """
+    cost = matched_slot_cost(slots, goal_slots)
+    if proprio is not None:
+        cost = cost + proprio_weight * (proprio - goal_proprio).pow(2).mean(-1)
+    return cost
+
+
 def cem(cost_fn, n_problems, horizon, action_dim, generators, cfg: PlanConfig, device):
     """Cross-entropy method over action sequences of E independent problems at once.
 
@@ -140,10 +152,9 @@ class WorldModel:
         start = slots[:, None, None].expand(E, N, 1, *slots.shape[1:])   # (E, N, 1, S, D)
         start_proprio = proprio[:, None, None].expand(E, N, 1, proprio.shape[-1])
         out = rollout(self.predictor, start, actions, start_proprio, n_future=H, history=history)
-        cost = matched_slot_cost(out["slots"][:, :, -1], goal_slots[:, None])  # (E, N)
-        if out["proprio"] is not None:
-            cost = cost + proprio_weight * (out["proprio"][:, :, -1] - goal_proprio[:, None]).pow(2).mean(-1)
-        return cost
+        proprio = None if out["proprio"] is None else out["proprio"][:, :, -1]
+        return goal_cost(out["slots"][:, :, -1], proprio, goal_slots[:, None], goal_proprio[:, None],
+                         proprio_weight)  # (E, N)
 
     def to_env_actions(self, plan):
         """z-scored plan (E, H, A) -> env actions (E, H * frameskip, 2), clipped to [-1, 1]."""

@@ -598,10 +598,10 @@ def build_predictor(cfg: TrainConfig) -> Predictor:
 
 
 def predictor_loss(cfg):
-    """The C-JEPA loss of a batch of windows.
+    """The C-JEPA loss of a batch of windows (FACTS section 1; predictor.cjepa_loss).
 
-    With ``cfg.random_history`` each call draws h in 1..n_history from the step's generator
-    and drops the oldest n_history - h frames of every window. The planner rolls out from
+    With ``cfg.random_history`` (ours, not the paper's) each call draws h in 1..n_history
+    from the step's generator and drops the oldest n_history - h frames of every window. The planner rolls out from
     one frame (FACTS section 5: history 1), i.e. on windows of one visible and one hidden
     frame; a predictor that only ever saw n_history visible frames ranks plans from there
     almost at random (benchmarks/cost_check.py).

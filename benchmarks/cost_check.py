@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data import PushTEnv, sample_eval_pairs, wrap_angle  # noqa: E402
-from plan import load_world_model, matched_slot_cost  # noqa: E402
+from plan import PlanConfig, goal_cost, load_world_model  # noqa: E402
 from predictor import rollout  # noqa: E402
 
 
@@ -77,10 +77,8 @@ def cost_with_history(model, data, start, goal_slots, goal_proprio, plans, args,
     context = model.encode(data.pixels[frames])[None].expand(N, -1, -1, -1)
     context_proprio = model.proprio(data.proprio[frames])[None].expand(N, -1, -1)
     out = rollout(model.predictor, context, actions, context_proprio, n_future=H, history=h)
-    cost = matched_slot_cost(out["slots"][:, -1], goal_slots)
-    if out["proprio"] is not None:
-        cost = cost + args.proprio_weight * (out["proprio"][:, -1] - goal_proprio).pow(2).mean(-1)
-    return cost.numpy()
+    proprio = None if out["proprio"] is None else out["proprio"][:, -1]
+    return goal_cost(out["slots"][:, -1], proprio, goal_slots, goal_proprio, args.proprio_weight).numpy()
 
 
 def main():
@@ -97,9 +95,10 @@ def main():
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     model, data = load_world_model(args.ckpt, torch.device("cpu"))
-    fs, H = model.cfg.frameskip, 5
+    protocol = PlanConfig()
+    fs, H = model.cfg.frameskip, protocol.horizon
     mean, std = np.tile(data.stats["action_mean"], fs), np.tile(data.stats["action_std"], fs)
-    pairs = sample_eval_pairs(data, "val", args.episodes, args.seed, H * fs)
+    pairs = sample_eval_pairs(data, protocol.split, args.episodes, args.seed, H * fs)
     rng = np.random.default_rng(args.seed)
     rows = []
     for e, (s, g) in enumerate(pairs):
@@ -116,8 +115,8 @@ def main():
             cost = cost_with_history(model, data, s, slots[1:], proprio[1:], plans, args, mean, std)
         real, last_pixels, last_proprio = real_outcome(data, s, g, model.to_env_actions(plans))
         # the same cost on the frames really reached: the encoder's part of the ranking
-        reached = matched_slot_cost(model.encode(last_pixels), slots[1:]) + args.proprio_weight * (
-            model.proprio(last_proprio) - proprio[1:]).pow(2).mean(-1)
+        reached = goal_cost(model.encode(last_pixels), model.proprio(last_proprio), slots[1:], proprio[1:],
+                            args.proprio_weight)
         score = real[:, 0] + real[:, 1]  # 20 degrees of angle weigh as much as 20 px
         n = args.samples
         best = int(cost.argmin())

@@ -178,6 +178,10 @@ def test_unknown_dataset_fails_clearly(capsys):
 class _Recorder(torch.nn.Module):
     """Stands in for the predictor: records what the loss feeds it and echoes the slots."""
 
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
     def forward(self, slots, mask, actions, proprio, n_history):
         self.calls.append((n_history, slots, actions.shape[1], proprio.shape[1], mask))
         return {"slots": slots, "proprio": proprio}
@@ -189,7 +193,6 @@ def test_random_history_trains_on_the_last_h_frames_of_each_window():
     slots = torch.arange(B * T * S * D, dtype=torch.float32).reshape(B, T, S, D)
     batch = {"slots": slots, "actions": torch.randn(B, T, 10), "proprio": torch.randn(B, T, 4)}
     model = _Recorder()
-    model.calls = []
     for step in range(40):
         train.predictor_loss(cfg)(model, batch, train.step_generator(0, step, 0))
     histories = {h for h, *_ in model.calls}
