@@ -24,6 +24,8 @@ def main():
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--cost-batch", type=int, default=0,
+                        help="candidate rollouts per predictor call in the batched solve (0: plan.py's default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -32,7 +34,7 @@ def main():
     pixels, proprio = data.pixels[pairs[:, 0]], data.proprio[pairs[:, 0]]
     goal_slots = model.encode(data.pixels[pairs[:, 1]])
     goal_proprio = model.proprio(data.proprio[pairs[:, 1]])
-    cfg = PlanConfig(samples=args.samples, iterations=args.iterations)
+    cfg = PlanConfig(samples=args.samples, iterations=args.iterations, cost_batch=args.cost_batch)
     plans, seconds = {}, {}
     for sequential in (False, True):
         run_cfg = PlanConfig(**{**cfg.__dict__, "sequential": sequential})
@@ -42,7 +44,7 @@ def main():
         seconds[sequential] = time.perf_counter() - start
     gap = (plans[True] - plans[False]).abs().max().item()
     print(f"device {device}, {args.episodes} episodes, {args.samples} samples, "
-          f"{args.iterations} iterations: batched {seconds[False]:.1f} s, one at a time "
+          f"{args.iterations} iterations, cost batch {args.cost_batch or 'default'}: batched {seconds[False]:.1f} s, one at a time "
           f"{seconds[True]:.1f} s, speed-up {seconds[True] / seconds[False]:.1f}x, "
           f"largest plan difference {gap:.2e}")
 

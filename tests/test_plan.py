@@ -23,6 +23,15 @@ def test_matcher_equals_brute_force_and_ignores_slot_order():
     assert torch.allclose(matched_slot_cost(goal, goal), torch.zeros(6))
 
 
+def test_goal_errors_split_the_success_test():
+    goal = np.array([100.0, 100.0, 200.0, 200.0, np.radians(350.0), 0.0, 0.0])
+    state = np.array([103.0, 104.0, 200.0, 190.0, np.radians(10.0), 5.0, 5.0])
+    agent, block, angle = plan.goal_errors(state, goal)
+    assert (agent, block) == pytest.approx((5.0, 10.0))
+    assert angle == pytest.approx(20.0)  # across the 0 / 360 wrap
+    assert plan.goal_errors(np.stack([state, goal]), goal).shape == (2, 3)
+
+
 def test_cem_finds_the_minimum_of_a_quadratic():
     target = torch.tensor([[[0.5, -1.0], [1.5, 0.2], [-0.3, 0.8]]])  # (E=1, H=3, A=2)
 
@@ -39,6 +48,9 @@ class QuadraticModel:
     device = torch.device("cpu")
     action_dim = 4
 
+    def __init__(self):
+        self.calls = []  # episodes per costs() call
+
     def encode(self, pixels):
         return torch.as_tensor(pixels, dtype=torch.float32).reshape(len(pixels), 2, -1)[:, :, :3]
 
@@ -46,6 +58,7 @@ class QuadraticModel:
         return torch.as_tensor(proprio, dtype=torch.float32)
 
     def costs(self, slots, proprio, goal_slots, goal_proprio, candidates, history, weight):
+        self.calls.append(len(slots))
         target = (goal_slots - slots).mean((1, 2))[:, None, None, None] + proprio[:, None, None, :]
         return (candidates - target).pow(2).mean((-1, -2))
 
@@ -61,8 +74,13 @@ def test_batched_and_one_at_a_time_planning_agree():
     batched = solve_all(cfg, model, pixels, proprio, goals, goal_proprio, seed=1, solve=0)
     one_by_one = solve_all(PlanConfig(**{**cfg.__dict__, "sequential": True}), model, pixels,
                            proprio, goals, goal_proprio, seed=1, solve=0)
+    model.calls.clear()
+    two_a_call = solve_all(PlanConfig(**{**cfg.__dict__, "cost_batch": 2 * cfg.samples}), model,
+                           pixels, proprio, goals, goal_proprio, seed=1, solve=0)
     assert batched.shape == (5, 3, 4)
     assert torch.allclose(batched, one_by_one, atol=1e-6)
+    assert torch.allclose(two_a_call, one_by_one, atol=1e-6)
+    assert model.calls == [2, 2, 1] * cfg.iterations  # cost_batch 100 = 2 episodes of 50 candidates
     other_seed = solve_all(cfg, model, pixels, proprio, goals, goal_proprio, seed=2, solve=0)
     assert not torch.allclose(batched, other_seed)
 
@@ -72,6 +90,8 @@ def test_replay_reaches_every_goal_and_cem_runs(tiny_run):
     replay, _ = evaluate(PlanConfig(ckpt=str(out), policy="replay", seeds=(0,), episodes=4,
                                     gifs=0), progress=False)
     assert replay["success_mean"] == 1.0   # the dataset's own actions reach its own goal
+    assert all(len(replay["seeds"]["0"][key]) == 4
+               for key in ("final_agent_px", "final_block_px", "final_angle_deg"))
     cem_cfg = PlanConfig(ckpt=str(out), seeds=(0, 1), episodes=2, samples=12, topk=3,
                          iterations=2, gifs=3, out=str(out / "cem.json"))
     results, path = evaluate(cem_cfg, progress=False)
