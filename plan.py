@@ -181,6 +181,9 @@ def load_world_model(ckpt, device):
     if not predictor_ckpt["done"]:
         print(f"warning: {run_dir / 'predictor.pt'} is from an unfinished run "
               f"(step {predictor_ckpt['step']})")
+    if cfg.slot_mode != "frame":
+        print(f"warning: {run_dir} trained its predictor on {cfg.slot_mode}-mode slots, but the "
+              "planner encodes each observation and goal alone (train with --slot-mode frame)")
     encoder_ckpt = load_checkpoint(Path(info["encoder"]) / "encoder.pt", encoder_config(cfg))
     data = load_dataset(info["data"], expect=data_config(cfg))
     encoder, predictor = build_encoder(cfg), build_predictor(cfg)

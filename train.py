@@ -10,7 +10,8 @@ section; FACTS sections 1, 2 and 6):
 1. data: collect the Push-T dataset (``data.py``) or generate the collide world
    (``collision.py``) into ``data/<name>-<hash>``.
 2. encoder: train the video slot encoder (``slots.py``) into ``runs/encoders/<hash>``.
-3. slots: write the frozen encoder's slots of every frame next to it (``slots.npy``).
+3. slots: write the frozen encoder's slots of every frame next to it
+   (``slots-<mode>.npy``: each frame encoded alone, or in video mode; ``--slot-mode``).
 4. predictor: train the C-JEPA predictor (``predictor.py``) on those slots into ``--out``.
 
 Each stage's output is named by a hash of the config fields it depends on, so runs that
@@ -88,6 +89,7 @@ class TrainConfig:
     encoder_warmup: int = 200
     encoder_clip: float = 1.0     # gradient-norm clipping of the encoder (0: none)
     encoder_seed: int = 0
+    slot_mode: str = "frame"      # slots for the predictor: frame (each frame alone, as plan.py encodes) | video
     # -- predictor (predictor.Predictor); frames are frameskip env steps apart
     n_history: int = 3
     n_future: int = 1
@@ -131,19 +133,20 @@ PRESETS = {
 # 7 slots, history 6, frameskip 2; 4 predicted frames cover the 8 held-out frames. The cpu
 # preset keeps the encoder recipe it was measured with (per-pixel RGB, plain MSE, lr 4e-4,
 # no clipping, noisy slot init) and trains the predictor on full histories only (its VQA
-# rollouts always have n_history observed frames).
+# rollouts always have n_history observed frames), on video-mode slots: VQA reads whole
+# observed videos, and objects alike in kind need the propagation to keep their slots.
 COLLIDE_PRESETS = {
     "cpu": dataclasses.replace(PRESETS["cpu"], dataset="collide", episodes=2000, n_slots=7,
                                frameskip=2, n_history=6, n_future=4, decoder_rgb="pixel",
                                recon_weight=0.0, encoder_lr=4e-4, encoder_clip=0.0, slot_init="noise",
-                               random_history=False),
+                               random_history=False, slot_mode="video"),
     "paper": dataclasses.replace(PRESETS["paper"], dataset="collide", episodes=20000,
                                  video_observed=128, video_future=32, render_size=128,
                                  val_fraction=0.25, n_slots=7, frameskip=2, n_history=6, n_future=10,
-                                 random_history=False),
+                                 random_history=False, slot_mode="video"),
     "tiny": dataclasses.replace(PRESETS["tiny"], dataset="collide", episodes=16, video_observed=12,
                                 video_future=4, frame_substeps=10, n_slots=4, frameskip=2,
-                                n_history=2, n_future=2, random_history=False),
+                                n_history=2, n_future=2, random_history=False, slot_mode="video"),
 }
 DATASETS = {"pusht": PRESETS, "collide": COLLIDE_PRESETS}
 STAGES = ("data", "encoder", "slots", "predictor")
@@ -238,7 +241,7 @@ def save_checkpoint(path, model, optimizer, config, step, done):
 # Values that configs written before a field existed ran with, where they differ from
 # today's default; any other missing field ran with its default.
 LEGACY_VALUES = {"decoder_rgb": "pixel", "recon_weight": 0.0, "encoder_clip": 0.0, "slot_init": "noise",
-                 "random_history": False}
+                 "random_history": False, "slot_mode": "video"}
 
 
 def with_legacy_values(config: dict) -> dict:
@@ -528,28 +531,42 @@ def save_encoder_figure(frames, out, path):
 # ---------------------------------------------------------------------------------------
 # Stage 3: slots of every frame
 # ---------------------------------------------------------------------------------------
+def slot_files(enc_dir, mode):
+    """The slots of every frame extracted in ``mode`` and their description: (npy, json)."""
+    return enc_dir / f"slots-{mode}.npy", enc_dir / f"slots-{mode}.json"
+
+
 @torch.no_grad()
 def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64):
-    """Write the frozen encoder's slots of every dataset frame to ``enc_dir/slots.npy``.
+    """Write the frozen encoder's slots of every dataset frame to ``slot_files(enc_dir, mode)``.
 
-    Format: float32 (N, S, D), row i the slots of dataset frame i; ``slots.json`` records
-    the encoder config. The encoder runs in video mode over the frames that the world
-    model sees together: for each episode and each phase r < frameskip, the chain of
-    frames r, r + frameskip, ... (chains are padded with their last frame to a common
-    length; the encoder is causal in time, so padding changes no real frame's slots).
-    Slot-initialisation noise is off, so extraction is deterministic.
+    Format: float32 (N, S, D), row i the slots of dataset frame i; the json records the
+    encoder config and the mode. Slot-initialisation noise is off, so extraction is
+    deterministic. ``cfg.slot_mode``:
+    - "frame": every frame encoded alone, from the learned initial slots, exactly as
+      plan.py encodes its observations and goals (history 1). With query init, slot k is
+      the same object in every frame.
+    - "video": the encoder runs in video mode over the frames that the world model sees
+      together: for each episode and each phase r < frameskip, the chain of frames r,
+      r + frameskip, ... (chains are padded with their last frame to a common length; the
+      encoder is causal in time, so padding changes no real frame's slots). A frame's slots
+      then depend on the frames before it, which a planner given one frame does not have.
     """
     model.eval()
     fs = cfg.frameskip
-    chains = []
-    for e in range(len(data.episode_starts) - 1):
-        begin, end = data.episode_starts[e], data.episode_starts[e + 1]
-        chains += [np.arange(begin + r, end, fs) for r in range(min(fs, end - begin))]
-    out_path = enc_dir / "slots.npy"
-    tmp = enc_dir / "slots.npy.partial"
+    if cfg.slot_mode == "frame":  # chains of one frame, 512 to a batch
+        chains = [np.array([i]) for i in range(len(data.pixels))]
+        batch_chains = 512
+    else:
+        chains = []
+        for e in range(len(data.episode_starts) - 1):
+            begin, end = data.episode_starts[e], data.episode_starts[e + 1]
+            chains += [np.arange(begin + r, end, fs) for r in range(min(fs, end - begin))]
+    out_path, meta_path = slot_files(enc_dir, cfg.slot_mode)
+    tmp = out_path.with_suffix(".npy.partial")
     slots = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
                                       shape=(len(data.pixels), cfg.n_slots, cfg.slot_dim))
-    bar = tqdm(total=len(chains), desc="slots", unit="chain", disable=not progress)
+    bar = tqdm(total=len(data.pixels), desc=f"slots ({cfg.slot_mode})", unit="frame", disable=not progress)
     for start in range(0, len(chains), batch_chains):
         group = chains[start:start + batch_chains]
         length = max(len(c) for c in group)
@@ -559,27 +576,28 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64):
         z = model.encode(resize_frames(frames, cfg.image_size), noise=False)["slots"].cpu().numpy()
         for b, chain in enumerate(group):
             slots[chain] = z[b, :len(chain)]
-        bar.update(len(group))
+        bar.update(sum(len(c) for c in group))
     bar.close()
     slots.flush()
     del slots
     os.replace(tmp, out_path)
-    atomic_write_json(enc_dir / "slots.json", {"encoder": encoder_config(cfg),
-                                               "shape": [len(data.pixels), cfg.n_slots, cfg.slot_dim]})
+    atomic_write_json(meta_path, {"encoder": encoder_config(cfg), "mode": cfg.slot_mode,
+                                  "shape": [len(data.pixels), cfg.n_slots, cfg.slot_dim]})
 
 
 def load_slots(enc_dir, cfg, n_frames):
-    """Memory-map ``slots.npy`` after checking it belongs to this encoder and dataset."""
-    meta_path = enc_dir / "slots.json"
+    """Memory-map the slots of ``cfg.slot_mode`` after checking they belong to this encoder
+    and dataset."""
+    npy, meta_path = slot_files(enc_dir, cfg.slot_mode)
     if not meta_path.is_file():
-        raise FileNotFoundError(f"no extracted slots in {enc_dir}")
+        raise FileNotFoundError(f"no {cfg.slot_mode}-mode slots extracted in {enc_dir}")
     meta = json.loads(meta_path.read_text())
     expected = [n_frames, cfg.n_slots, cfg.slot_dim]
     if meta["encoder"] != encoder_config(cfg) or meta["shape"] != expected:
-        raise ValueError(f"{enc_dir}/slots.npy was extracted with another encoder or dataset")
-    slots = np.load(enc_dir / "slots.npy", mmap_mode="r")
+        raise ValueError(f"{npy} was extracted with another encoder or dataset")
+    slots = np.load(npy, mmap_mode="r")
     if list(slots.shape) != expected:
-        raise ValueError(f"{enc_dir}/slots.npy: expected shape {expected}, found {slots.shape}")
+        raise ValueError(f"{npy}: expected shape {expected}, found {slots.shape}")
     return np.ascontiguousarray(slots)
 
 
@@ -665,6 +683,11 @@ def check_config(cfg: TrainConfig):
         raise ValueError(f"--masked must be between 0 and n_slots = {cfg.n_slots}, got {cfg.masked}")
     if cfg.mask_kind == "none" and cfg.masked:
         raise ValueError("--mask-kind none hides no slot: use --masked 0")
+    if cfg.slot_mode not in ("frame", "video"):
+        raise ValueError(f"slot mode must be frame or video, got {cfg.slot_mode!r}")
+    if cfg.slot_mode == "frame" and cfg.slot_init != "query":
+        raise ValueError("--slot-mode frame needs --slot-init query: with noisy initial slots, slot k "
+                         "of one frame is not the same object as slot k of the next; use --slot-mode video")
     if cfg.aux not in ("nodes", "concat") or cfg.backbone not in ("cnn", "dinov2"):
         raise ValueError(f"aux must be nodes|concat and backbone cnn|dinov2, got {cfg.aux}, {cfg.backbone}")
 
@@ -693,7 +716,7 @@ def run(cfg: TrainConfig, out, redo=(), resume=False, device="auto", workers=0, 
         metrics = evaluate_encoder(encoder, data, cfg, ctx.device, enc_dir / "encoder.png")
         atomic_write_json(enc_dir / "metrics.json", metrics)
         print("[encoder] validation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-    if ctx.main and ({"encoder", "slots"} & set(redo) or not (enc_dir / "slots.json").is_file()):
+    if ctx.main and ({"encoder", "slots"} & set(redo) or not slot_files(enc_dir, cfg.slot_mode)[1].is_file()):
         extract_slots(encoder, data, cfg, enc_dir, ctx.device, ctx.progress)
     ctx.barrier()
     slots = load_slots(enc_dir, cfg, len(data.pixels))

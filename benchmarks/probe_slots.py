@@ -10,7 +10,6 @@ success needs agent and block within 20 px together and the angle within pi / 9.
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data import load_dataset  # noqa: E402
+from train import load_slots, open_run  # noqa: E402
 
 TARGETS = ("agent x", "agent y", "block x", "block y", "cos angle", "sin angle")
 
@@ -32,14 +32,20 @@ def split_rows(data, split):
                            for e in data.episodes(split)])
 
 
-def ridge_probe(x_train, y_train, x_test, y_test, alpha=1.0):
-    """Standardise, fit ridge regression with a bias; returns (R^2, RMSE) per target on the test rows."""
+def fit_ridge(x_train, y_train, alpha=1.0):
+    """Standardise x, fit ridge regression with a bias; returns predict(x) -> y."""
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+
     def design(x):
         return np.c_[(x - mean) / std, np.ones(len(x))]
     a = design(x_train)
     weights = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ y_train)
-    pred = design(x_test) @ weights
+    return lambda x: design(x) @ weights
+
+
+def ridge_probe(x_train, y_train, x_test, y_test, alpha=1.0):
+    """``fit_ridge`` on the train rows; returns (R^2, RMSE) per target on the test rows."""
+    pred = fit_ridge(x_train, y_train, alpha)(x_test)
     r2 = 1 - ((pred - y_test) ** 2).sum(0) / ((y_test - y_test.mean(0)) ** 2).sum(0)
     return r2, np.sqrt(((pred - y_test) ** 2).mean(0))
 
@@ -49,9 +55,9 @@ def main():
     parser.add_argument("--run", required=True, help="a train.py run folder on Push-T")
     parser.add_argument("--every", type=int, default=3, help="use every n-th training frame")
     args = parser.parse_args()
-    info = json.loads((Path(args.run) / "config.json").read_text())
+    cfg, info, _, _ = open_run(args.run, "pusht", "the probe reads Push-T states")
     data = load_dataset(info["data"])
-    slots = np.load(Path(info["encoder"]) / "slots.npy", mmap_mode="r")  # (N, S, D)
+    slots = load_slots(Path(info["encoder"]), cfg, len(data.pixels))  # (N, S, D), the run's slot mode
     train, val = split_rows(data, "train")[::args.every], split_rows(data, "val")
     y = state_features(data.state)
     r2, rmse = ridge_probe(np.asarray(slots[train]).reshape(len(train), -1), y[train],

@@ -24,7 +24,7 @@ def test_tiny_pipeline_runs_end_to_end_and_learns(tiny_run):
     root, out = tiny_run
     info = json.loads((out / "config.json").read_text())
     enc_dir = Path(info["encoder"])
-    for name in ("encoder.pt", "slots.npy", "slots.json", "metrics.json", "encoder.png"):
+    for name in ("encoder.pt", "slots-frame.npy", "slots-frame.json", "metrics.json", "encoder.png"):
         assert (enc_dir / name).is_file(), name
     ckpt = torch.load(out / "predictor.pt", weights_only=True)
     assert set(ckpt) >= {"model", "optimizer", "config", "step"} and ckpt["done"]
@@ -128,25 +128,38 @@ def test_runs_under_torchrun_ddp(tmp_path):
     assert steps == list(range(1, ckpt["step"] + 1))  # one log, written by rank 0 only
 
 
-def test_extracted_slots_round_trip(tiny_run):
+def test_extracted_slots_round_trip(tiny_run, tmp_path):
     root, out = tiny_run
     info = json.loads((out / "config.json").read_text())
     enc_dir = Path(info["encoder"])
     data = train.load_dataset(info["data"])
-    slots = train.load_slots(enc_dir, TINY, len(data.state))
     encoder = train.build_encoder(TINY)
     encoder.load_state_dict(load_checkpoint(enc_dir / "encoder.pt")["model"])
     encoder.eval()
     begin, end = data.episode_starts[1], data.episode_starts[2]
     chain = np.arange(begin + 2, end, TINY.frameskip)   # the frames one window can hold
     frames = torch.from_numpy(np.asarray(data.pixels[chain])).permute(0, 3, 1, 2).float() / 255
+    frames = train.resize_frames(frames[None], TINY.image_size)  # (1, T, 3, H, W)
     with torch.no_grad():
-        expected = encoder.encode(train.resize_frames(frames[None], TINY.image_size),
-                                  noise=False)["slots"][0]
-    assert torch.allclose(torch.from_numpy(slots[chain]), expected, atol=1e-5)
+        alone = encoder.encode(frames.transpose(0, 1), noise=False)["slots"][:, 0]  # each frame alone
+        in_video = encoder.encode(frames, noise=False)["slots"][0]
+
+    # the run's slots (Push-T's default, slot_mode "frame") are the frames encoded alone, as
+    # plan.py encodes them ...
+    assert TINY.slot_mode == "frame"
+    slots = train.load_slots(enc_dir, TINY, len(data.state))
+    assert torch.allclose(torch.from_numpy(slots[chain]), alone, atol=1e-5)
+    # ... and video-mode slots follow each chain of frames a window holds
+    video = dataclasses.replace(TINY, slot_mode="video")
+    train.extract_slots(encoder, data, video, tmp_path, "cpu", progress=False)
+    slots = train.load_slots(tmp_path, video, len(data.state))
+    assert torch.allclose(torch.from_numpy(slots[chain]), in_video, atol=1e-5)
+    assert not torch.allclose(in_video[1:], alone[1:], atol=1e-3)   # the two modes differ
     assert encoder.pixel_mean.tolist() != [0.5, 0.5, 0.5]   # centred on the data's colours
     with pytest.raises(ValueError, match="another encoder or dataset"):
         train.load_slots(enc_dir, dataclasses.replace(TINY, n_iters=1), len(data.state))
+    with pytest.raises(FileNotFoundError, match="video-mode slots"):
+        train.load_slots(enc_dir, video, len(data.state))
 
 
 def test_collide_pipeline_trains_a_predictor_without_action_nodes(tiny_collide_run):
@@ -156,7 +169,7 @@ def test_collide_pipeline_trains_a_predictor_without_action_nodes(tiny_collide_r
     cfg = train.COLLIDE_PRESETS["tiny"]
     data = load_collide(info["data"], expect=train.data_config(cfg))
     assert len(data.scenes) == cfg.episodes and data.n_observed == cfg.video_observed
-    slots = np.load(Path(info["encoder"]) / "slots.npy")
+    slots = np.load(Path(info["encoder"]) / "slots-video.npy")
     assert slots.shape == (len(data.pixels), cfg.n_slots, cfg.slot_dim)
     ckpt = load_checkpoint(out / "predictor.pt", dataclasses.asdict(cfg))
     assert ckpt["done"]
@@ -173,6 +186,14 @@ def test_unknown_dataset_fails_clearly(capsys):
     assert "unknown --dataset 'clevrer'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown dataset 'clevrer'"):
         train.check_config(dataclasses.replace(TINY, dataset="clevrer"))
+
+
+def test_frame_mode_slots_need_query_init():
+    with pytest.raises(ValueError, match="needs --slot-init query"):
+        train.check_config(dataclasses.replace(TINY, slot_mode="frame", slot_init="noise"))
+    with pytest.raises(ValueError, match="slot mode must be"):
+        train.check_config(dataclasses.replace(TINY, slot_mode="clip"))
+    train.check_config(dataclasses.replace(TINY, slot_mode="video", slot_init="noise"))
 
 
 class _Recorder(torch.nn.Module):

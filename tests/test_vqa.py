@@ -225,7 +225,7 @@ def test_run_slots_roll_a_collide_run_forward(tiny_collide_run, tmp_path):
     n_all = len(range(0, cfg.video_observed + cfg.video_future, fs))
     assert slots.shape == (cfg.episodes, n_all, cfg.n_slots, cfg.slot_dim)
     info = json.loads((out / "config.json").read_text())
-    frame_slots = np.load(Path(info["encoder"]) / "slots.npy")
+    frame_slots = np.load(Path(info["encoder"]) / "slots-video.npy")
     v = 3  # the observed part is the encoder's slots of frames 0, fs, 2 fs, ... of the video
     start = data.episode_starts[v]
     np.testing.assert_array_equal(slots[v, :n_obs].numpy(), frame_slots[start:start + cfg.video_observed:fs])
