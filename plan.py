@@ -35,7 +35,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from common import atomic_write_bytes, atomic_write_json, build_parser, config_from_args
-from data import PushTEnv, load_dataset, normalize_proprio, sample_eval_pairs, wrap_angle
+from data import (SUCCESS_ANGLE, SUCCESS_DIST, PushTEnv, load_dataset, normalize_proprio, sample_eval_pairs,
+                  wrap_angle)
 from predictor import rollout
 from train import (TrainConfig, build_encoder, build_predictor, data_config, encoder_config,
                    load_checkpoint, open_run, resize_frames)
@@ -212,7 +213,7 @@ def goal_errors(state, goal_state):
 def run_seed(cfg: PlanConfig, model: WorldModel, data, seed, record_frames=0):
     """Evaluate one seed. Returns (success flags (E,), seconds spent solving, number of
     solves, frames of the first ``record_frames`` episodes as (obs, goal) image pairs,
-    ``goal_errors`` (E, 3) after the last step)."""
+    ``goal_errors`` (E, 3) at the start and after the last step)."""
     pairs = sample_eval_pairs(data, cfg.split, cfg.episodes, seed, cfg.goal_offset)
     E = len(pairs)
     record_frames = min(record_frames, E)
@@ -254,7 +255,8 @@ def run_seed(cfg: PlanConfig, model: WorldModel, data, seed, record_frames=0):
             for e in range(record_frames):
                 frames[e].append((pixels[e].copy(), data.pixels[pairs[e, 1]]))
             steps += 1
-    return success, solve_seconds, n_solves, frames, goal_errors(final, data.state[pairs[:, 1]])
+    goal = data.state[pairs[:, 1]]
+    return success, solve_seconds, n_solves, frames, goal_errors(data.state[pairs[:, 0]], goal), goal_errors(final, goal)
 
 
 def solve_all(cfg, model, pixels, proprio, goal_slots, goal_proprio, seed, solve):
@@ -310,12 +312,20 @@ def evaluate(cfg: PlanConfig, progress=True):
     start = time.perf_counter()
     bar = tqdm(cfg.seeds, desc=f"plan {cfg.policy}", disable=not progress)
     for i, seed in enumerate(bar):
-        success, seconds, n_solves, frames, errors = run_seed(cfg, model, data, seed,
-                                                              cfg.gifs if i == 0 else 0)
+        success, seconds, n_solves, frames, start_errors, errors = run_seed(cfg, model, data, seed,
+                                                                            cfg.gifs if i == 0 else 0)
+        # episodes whose block starts off its goal pose: they need a push, the others mostly
+        # need the agent moved
+        push = (start_errors[:, 1] >= SUCCESS_DIST) | (start_errors[:, 2] >= np.degrees(SUCCESS_ANGLE))
         results["seeds"][str(seed)] = {
             "success_rate": float(success.mean()), "successes": success.astype(int).tolist(),
             "solve_seconds": seconds, "solves": n_solves,  # solves per episode
-            # where each episode ended against its goal (the success test's parts)
+            "needs_push": push.astype(int).tolist(),
+            "success_needing_push": float(success[push].mean()) if push.any() else None,
+            "success_block_in_place": float(success[~push].mean()) if (~push).any() else None,
+            # where each episode started and ended against its goal (the success test's parts)
+            "start_block_px": start_errors[:, 1].round(2).tolist(),
+            "start_angle_deg": start_errors[:, 2].round(2).tolist(),
             "final_agent_px": errors[:, 0].round(2).tolist(),
             "final_block_px": errors[:, 1].round(2).tolist(),
             "final_angle_deg": errors[:, 2].round(2).tolist()}
@@ -324,9 +334,10 @@ def evaluate(cfg: PlanConfig, progress=True):
         atomic_write_json(out, results)  # the seeds done so far survive an interrupted run
         if progress:
             agent, block, angle = np.median(errors, axis=0)
-            bar.write(f"seed {seed}: success {100 * success.mean():.1f} %, {seconds:.0f} s solving; "
-                      f"median end: agent {agent:.0f} px, block {block:.0f} px, angle {angle:.0f} deg "
-                      "from the goal")
+            bar.write(f"seed {seed}: success {100 * success.mean():.1f} % ({success[push].sum()} of "
+                      f"{push.sum()} episodes whose block must be pushed, {success[~push].sum()} of "
+                      f"{(~push).sum()} whose block starts in place), {seconds:.0f} s solving; median "
+                      f"end: agent {agent:.0f} px, block {block:.0f} px, angle {angle:.0f} deg from the goal")
     rates = [r["success_rate"] for r in results["seeds"].values()]
     solve_total = sum(r["solve_seconds"] for r in results["seeds"].values())
     # one "solve" is one CEM optimisation for one episode

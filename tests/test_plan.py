@@ -90,8 +90,11 @@ def test_replay_reaches_every_goal_and_cem_runs(tiny_run):
     replay, _ = evaluate(PlanConfig(ckpt=str(out), policy="replay", seeds=(0,), episodes=4,
                                     gifs=0), progress=False)
     assert replay["success_mean"] == 1.0   # the dataset's own actions reach its own goal
-    assert all(len(replay["seeds"]["0"][key]) == 4
-               for key in ("final_agent_px", "final_block_px", "final_angle_deg"))
+    seed0 = replay["seeds"]["0"]
+    assert all(len(seed0[key]) == 4 for key in ("final_agent_px", "final_block_px", "final_angle_deg"))
+    assert seed0["needs_push"] == [int(px >= 20 or deg >= 20)
+                                   for px, deg in zip(seed0["start_block_px"], seed0["start_angle_deg"])]
+    assert seed0["success_needing_push"] in (1.0, None) and seed0["success_block_in_place"] in (1.0, None)
     cem_cfg = PlanConfig(ckpt=str(out), seeds=(0, 1), episodes=2, samples=12, topk=3,
                          iterations=2, gifs=3, out=str(out / "cem.json"))
     results, path = evaluate(cem_cfg, progress=False)
