@@ -167,13 +167,23 @@ class WorldModel:
         return goal_cost(out["slots"][:, :, -1], proprio, goal_slots[:, None], goal_proprio[:, None],
                          proprio_weight)  # (E, N)
 
+    def _action_stats(self):
+        """Mean and std of one model action: frameskip env actions side by side, (2 * frameskip,)."""
+        fs = self.cfg.frameskip
+        return np.tile(self.stats["action_mean"], fs), np.tile(self.stats["action_std"], fs)
+
     def to_env_actions(self, plan):
         """z-scored plan (E, H, A) -> env actions (E, H * frameskip, 2), clipped to [-1, 1]."""
-        fs = self.cfg.frameskip
-        mean = np.tile(self.stats["action_mean"], fs)
-        std = np.tile(self.stats["action_std"], fs)
+        mean, std = self._action_stats()
         actions = plan.cpu().numpy() * std + mean
         return np.clip(actions.reshape(plan.shape[0], -1, 2), -1.0, 1.0)
+
+    def from_env_actions(self, actions):
+        """env actions (..., H * frameskip, 2) -> z-scored model actions (..., H, A), numpy:
+        what the predictor was trained on (data.Windows) and what CEM searches over."""
+        mean, std = self._action_stats()
+        actions = np.asarray(actions)
+        return (actions.reshape(*actions.shape[:-2], -1, len(mean)) - mean) / std
 
 
 def load_world_model(ckpt, device):

@@ -61,7 +61,7 @@ def real_outcome(data, start, goal, env_actions):
     return np.array(out), np.stack(pixels), np.stack(proprio)
 
 
-def cost_with_history(model, data, start, goal_slots, goal_proprio, plans, args, mean, std):
+def cost_with_history(model, data, start, goal_slots, goal_proprio, plans, args):
     """The planning cost with ``args.history`` dataset frames of context (the start frame and
     the ones ``frameskip`` steps apart before it, the first frame of the episode repeated
     where the episode began later) and their dataset actions: what the planner could do
@@ -71,7 +71,7 @@ def cost_with_history(model, data, start, goal_slots, goal_proprio, plans, args,
     frames = np.maximum(start - fs * np.arange(h - 1, -1, -1), begin)  # (h,) oldest first
     past = np.stack([data.action[f:f + fs].reshape(-1) if f + fs <= start else np.zeros(2 * fs)
                      for f in frames[:-1]]) if h > 1 else np.zeros((0, 2 * fs))
-    past = torch.from_numpy(((past - mean) / std).astype(np.float32))
+    past = torch.from_numpy(model.from_env_actions(past.reshape(-1, 2)).astype(np.float32))
     N, H, _ = plans.shape
     actions = torch.cat([past[None].expand(N, -1, -1), plans, plans.new_zeros(N, 1, plans.shape[-1])], 1)
     context = model.encode(data.pixels[frames])[None].expand(N, -1, -1, -1)
@@ -97,12 +97,11 @@ def main():
     model, data = load_world_model(args.ckpt, torch.device("cpu"))
     protocol = PlanConfig()
     fs, H = model.cfg.frameskip, protocol.horizon
-    mean, std = np.tile(data.stats["action_mean"], fs), np.tile(data.stats["action_std"], fs)
     pairs = sample_eval_pairs(data, protocol.split, args.episodes, args.seed, H * fs)
     rng = np.random.default_rng(args.seed)
     rows = []
     for e, (s, g) in enumerate(pairs):
-        true_plan = (data.action[s:g].reshape(H, -1) - mean) / std  # (H, A) z-scored
+        true_plan = model.from_env_actions(data.action[s:g])  # (H, A) z-scored
         random = rng.standard_normal((args.samples, H, true_plan.shape[1]))
         near = true_plan + args.near * rng.standard_normal((args.samples, H, true_plan.shape[1]))
         plans = torch.from_numpy(np.concatenate([true_plan[None], random, near])).float()
@@ -112,7 +111,7 @@ def main():
             cost = model.costs(slots[:1], proprio[:1], slots[1:], proprio[1:], plans[None], 1,
                                args.proprio_weight)[0].numpy()
         else:
-            cost = cost_with_history(model, data, s, slots[1:], proprio[1:], plans, args, mean, std)
+            cost = cost_with_history(model, data, s, slots[1:], proprio[1:], plans, args)
         real, last_pixels, last_proprio = real_outcome(data, s, g, model.to_env_actions(plans))
         # the same cost on the frames really reached: the encoder's part of the ranking
         reached = goal_cost(model.encode(last_pixels), model.proprio(last_proprio), slots[1:], proprio[1:],

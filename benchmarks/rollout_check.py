@@ -40,9 +40,9 @@ def main():
     starts = window_starts(data, "val", args.steps * fs + 1)
     starts = np.sort(np.random.default_rng(args.seed).choice(starts, min(args.starts, len(starts)), replace=False))
     times = starts[:, None] + fs * np.arange(1, args.steps + 1)       # (B, K) frame rows
-    mean, std = np.tile(data.stats["action_mean"], fs), np.tile(data.stats["action_std"], fs)
-    actions = np.stack([data.action[t:t + args.steps * fs].reshape(args.steps, fs * ACTION_DIM) for t in starts])
-    actions = np.concatenate([(actions - mean) / std, np.zeros((len(starts), 1, fs * ACTION_DIM))], axis=1)
+    actions = model.from_env_actions(np.stack([data.action[t:t + args.steps * fs] for t in starts]))
+    # the action at the last predicted frame is not part of a plan: the dataset mean, as plan.py
+    actions = np.concatenate([actions, np.zeros((len(starts), 1, fs * ACTION_DIM))], axis=1)
     slots = model.encode(data.pixels[starts])[:, None]                # (B, 1, S, D)
     proprio = torch.from_numpy(normalize_proprio(data.proprio[starts], data.stats))[:, None]
     out = rollout(model.predictor, slots, torch.from_numpy(actions).float(), proprio,

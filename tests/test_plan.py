@@ -104,6 +104,15 @@ def test_replay_reaches_every_goal_and_cem_runs(tiny_run):
     assert not (out / "cem-seed0-episode2.gif").exists()
 
 
+def test_env_actions_round_trip(tiny_run):
+    _, out = tiny_run
+    model, data = load_world_model(out, torch.device("cpu"))
+    env_actions = data.action[:3 * model.cfg.frameskip]          # (H * frameskip, 2), inside [-1, 1]
+    plan = torch.from_numpy(model.from_env_actions(env_actions)).float()[None]  # (1, H, A)
+    assert plan.shape == (1, 3, model.action_dim)
+    np.testing.assert_allclose(model.to_env_actions(plan)[0], env_actions, atol=1e-5)
+
+
 def test_an_interrupted_evaluation_keeps_the_seeds_it_finished(tiny_run, tmp_path, monkeypatch):
     _, out = tiny_run
     real_run_seed = plan.run_seed
