@@ -593,7 +593,10 @@ def load_slots(enc_dir, cfg, n_frames):
         raise FileNotFoundError(f"no {cfg.slot_mode}-mode slots extracted in {enc_dir}")
     meta = json.loads(meta_path.read_text())
     expected = [n_frames, cfg.n_slots, cfg.slot_dim]
-    if meta["encoder"] != encoder_config(cfg) or meta["shape"] != expected:
+    # An encoder field added after the slots were written ran with its legacy or default value.
+    known = {**config_to_dict(TrainConfig()), **LEGACY_VALUES}
+    written = {**{k: known[k] for k in ENCODER_FIELDS if k not in meta["encoder"]}, **meta["encoder"]}
+    if written != encoder_config(cfg) or meta["shape"] != expected:
         raise ValueError(f"{npy} was extracted with another encoder or dataset")
     slots = np.load(npy, mmap_mode="r")
     if list(slots.shape) != expected:

@@ -160,6 +160,15 @@ def test_extracted_slots_round_trip(tiny_run, tmp_path):
         train.load_slots(enc_dir, dataclasses.replace(TINY, n_iters=1), len(data.state))
     with pytest.raises(FileNotFoundError, match="video-mode slots"):
         train.load_slots(enc_dir, video, len(data.state))
+    # slots written before an encoder field existed count as made with its legacy value
+    meta_path = train.slot_files(tmp_path, "video")[1]
+    meta = json.loads(meta_path.read_text())
+    del meta["encoder"]["encoder_clip"]   # legacy value 0.0, TINY's 1.0
+    meta_path.write_text(json.dumps(meta))
+    old = dataclasses.replace(video, encoder_clip=0.0)
+    assert train.load_slots(tmp_path, old, len(data.state)).shape == slots.shape
+    with pytest.raises(ValueError, match="another encoder or dataset"):
+        train.load_slots(tmp_path, video, len(data.state))
 
 
 def test_collide_pipeline_trains_a_predictor_without_action_nodes(tiny_collide_run):
