@@ -341,9 +341,9 @@ class SlotEncoder(nn.Module):
         slots, attn, _ = self._encode(frames, generator, noise)
         return {"slots": slots, "attn": attn}
 
-    def forward(self, frames, generator=None):
+    def forward(self, frames, generator=None, recon_weight=None):
         """frames (B, T, 3, H, W) in [0, 1] -> dict with 'slots' (B, T, S, D), 'attn' (B, T, S, N),
-        'recon', 'masks', 'loss'.
+        'recon', 'masks', 'loss'. ``recon_weight`` (CNN) overrides the model's for this call.
 
         cnn: recon (B, T, 3, h, w), masks (B, T, S, h, w) with h = w = decoder_size (the
         frame size unless set), 'mse' = pixel MSE against the frames averaged down to h x w,
@@ -367,8 +367,9 @@ class SlotEncoder(nn.Module):
                 target = rearrange(small, "(b t) c h w -> b t c h w", b=B)
             out["mse"] = F.mse_loss(out["recon"], target)
             out["loss"] = out["mse"]
-            if self.recon_weight:
-                weight = 1 + self.recon_weight * (target - self.background[:, None, None]).norm(dim=2, keepdim=True)
+            recon_weight = self.recon_weight if recon_weight is None else recon_weight
+            if recon_weight:
+                weight = 1 + recon_weight * (target - self.background[:, None, None]).norm(dim=2, keepdim=True)
                 out["loss"] = (weight * (out["recon"] - target) ** 2).mean()
         else:
             recon, masks = self.decoder(flat)  # (B*T, N, 384), (B*T, S, N)

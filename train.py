@@ -79,6 +79,7 @@ class TrainConfig:
     decoder_rgb: str = "slot"     # slot: one colour per slot | pixel: RGB per pixel (Locatello)
     slot_init: str = "query"      # query: learned queries, straight-through (BO-QSA) | noise: mu + sigma * noise
     recon_weight: float = 20.0    # pixel weight 1 + this * |pixel - background colour| (0: plain MSE)
+    encoder_plain_steps: int = 0  # the last this many encoder steps train with plain MSE (recon_weight 0)
     cnn_stride2: bool = True
     n_iters_first: int = 3
     n_iters: int = 2
@@ -176,7 +177,7 @@ def open_dataset(cfg: TrainConfig, path):
 
 
 ENCODER_FIELDS = ("backbone", "dinov2_path", "image_size", "n_slots", "slot_dim", "cnn_channels",
-                  "decoder_channels", "decoder_size", "decoder_rgb", "recon_weight", "slot_init",
+                  "decoder_channels", "decoder_size", "decoder_rgb", "recon_weight", "encoder_plain_steps", "slot_init",
                   "cnn_stride2", "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps",
                   "encoder_batch", "encoder_lr", "encoder_warmup", "encoder_clip", "encoder_seed",
                   "frameskip")
@@ -324,15 +325,16 @@ def step_generator(seed, step, rank):
 
 
 @torch.no_grad()
-def validate(model, loss_fn, dataset, n_batches, batch_size, ctx):
-    """Mean loss terms over the first ``n_batches`` of a fixed shuffle of ``dataset``."""
+def validate(model, loss_fn, dataset, n_batches, batch_size, ctx, step):
+    """Mean loss terms over the first ``n_batches`` of a fixed shuffle of ``dataset``, with
+    the loss of training step ``step``."""
     model.eval()
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(1234))
     totals = {}
     n = 0
     for b in range(min(n_batches, len(dataset) // batch_size or 1)):
         batch = collate(dataset, order[b * batch_size:(b + 1) * batch_size].tolist(), ctx.device)
-        loss, terms = loss_fn(model, batch, torch.Generator().manual_seed(b))
+        loss, terms = loss_fn(model, batch, torch.Generator().manual_seed(b), step)
         for key, value in {"loss": loss, **terms}.items():
             totals[key] = totals.get(key, 0.0) + float(value)
         n += 1
@@ -381,7 +383,7 @@ def fit(name, model, optimizer, lr_factor, loss_fn, train_set, val_set, total_st
             group["lr"] = lr * lr_factor(step)
         batch = collate(train_set, batch_indices(len(train_set), batch_size, step, seed, ctx),
                         ctx.device)
-        loss, terms = loss_fn(net, batch, step_generator(seed, step, ctx.rank))
+        loss, terms = loss_fn(net, batch, step_generator(seed, step, ctx.rank), step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if clip:
@@ -392,7 +394,7 @@ def fit(name, model, optimizer, lr_factor, loss_fn, train_set, val_set, total_st
         bar.set_postfix(loss=f"{record['loss']:.4f}")
         bar.update()
         if step % cfg.val_every == 0 or step == total_steps:
-            record.update(validate(model, loss_fn, val_set, cfg.val_batches, batch_size, ctx))
+            record.update(validate(model, loss_fn, val_set, cfg.val_batches, batch_size, ctx, step - 1))
             if ctx.main:
                 bar.write(f"[{name}] step {step}: " + ", ".join(
                     f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_")))
@@ -445,8 +447,12 @@ def colour_stats(data, split, n_frames=2000):
 
 
 def encoder_loss(cfg):
-    def loss_fn(model, batch, generator):
-        out = model(resize_frames(batch["frames"], cfg.image_size), generator=generator)
+    """The encoder's loss at a training step (0-based): the model's own, or plain pixel MSE in
+    the last ``cfg.encoder_plain_steps`` steps."""
+    def loss_fn(model, batch, generator, step):
+        plain = step >= cfg.encoder_steps - cfg.encoder_plain_steps
+        out = model(resize_frames(batch["frames"], cfg.image_size), generator=generator,
+                    recon_weight=0.0 if plain else None)
         return out["loss"], {k: out[k].detach() for k in ("mse",) if k in out}
     return loss_fn
 
@@ -627,7 +633,7 @@ def predictor_loss(cfg):
     frame; a predictor that only ever saw n_history visible frames ranks plans from there
     almost at random (benchmarks/cost_check.py).
     """
-    def loss_fn(model, batch, generator):
+    def loss_fn(model, batch, generator, step):
         n_history = cfg.n_history
         if cfg.random_history:
             n_history = int(torch.randint(1, cfg.n_history + 1, (1,), generator=generator))
@@ -691,6 +697,12 @@ def check_config(cfg: TrainConfig):
     if cfg.slot_mode == "frame" and cfg.slot_init != "query":
         raise ValueError("--slot-mode frame needs --slot-init query: with noisy initial slots, slot k "
                          "of one frame is not the same object as slot k of the next; use --slot-mode video")
+    if not 0 <= cfg.encoder_plain_steps <= cfg.encoder_steps:
+        raise ValueError(f"--encoder-plain-steps must be between 0 and --encoder-steps = {cfg.encoder_steps}, "
+                         f"got {cfg.encoder_plain_steps}")
+    if cfg.encoder_plain_steps and not (cfg.backbone == "cnn" and cfg.recon_weight):
+        raise ValueError("--encoder-plain-steps switches the CNN's weighted pixel loss to plain MSE: it needs "
+                         "--backbone cnn and --recon-weight > 0")
     if cfg.aux not in ("nodes", "concat") or cfg.backbone not in ("cnn", "dinov2"):
         raise ValueError(f"aux must be nodes|concat and backbone cnn|dinov2, got {cfg.aux}, {cfg.backbone}")
 

@@ -32,7 +32,7 @@ def throughput(cfg, steps, device, warmup=3):
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        loss, _ = loss_fn(model, batch, torch.Generator().manual_seed(i))
+        loss, _ = loss_fn(model, batch, torch.Generator().manual_seed(i), i)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

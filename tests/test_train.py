@@ -90,12 +90,12 @@ def test_resume_continues_with_the_same_losses(tiny_run, tmp_path, monkeypatch):
     def interrupted_loss(cfg):
         inner, calls = real_loss(cfg), {"train": 0}
 
-        def loss_fn(model, batch, generator):
+        def loss_fn(model, batch, generator, step):
             if model.training:
                 calls["train"] += 1
                 if calls["train"] == 10:  # dies during step 10; the checkpoint is at step 8
                     raise KeyboardInterrupt
-            return inner(model, batch, generator)
+            return inner(model, batch, generator, step)
         return loss_fn
 
     killed = tmp_path / "killed"
@@ -224,7 +224,7 @@ def test_random_history_trains_on_the_last_h_frames_of_each_window():
     batch = {"slots": slots, "actions": torch.randn(B, T, 10), "proprio": torch.randn(B, T, 4)}
     model = _Recorder()
     for step in range(40):
-        train.predictor_loss(cfg)(model, batch, train.step_generator(0, step, 0))
+        train.predictor_loss(cfg)(model, batch, train.step_generator(0, step, 0), step)
     histories = {h for h, *_ in model.calls}
     assert histories == {1, 2, 3}
     for h, seen, t_actions, t_proprio, mask in model.calls:
@@ -234,10 +234,34 @@ def test_random_history_trains_on_the_last_h_frames_of_each_window():
     model.calls = []
     fixed = dataclasses.replace(cfg, random_history=False)
     for step in range(5):
-        train.predictor_loss(fixed)(model, batch, train.step_generator(0, step, 0))
+        train.predictor_loss(fixed)(model, batch, train.step_generator(0, step, 0), step)
     assert {h for h, *_ in model.calls} == {3}
     # the same step draws the same history length (resume reproduces the run)
     model.calls = []
     for _ in range(2):
-        train.predictor_loss(cfg)(model, batch, train.step_generator(0, 7, 0))
+        train.predictor_loss(cfg)(model, batch, train.step_generator(0, 7, 0), 7)
     assert model.calls[0][0] == model.calls[1][0]
+
+
+def test_encoder_plain_steps_switch_the_last_steps_to_plain_mse():
+    cfg = dataclasses.replace(TINY, encoder_steps=10, encoder_plain_steps=3)
+    train.check_config(cfg)
+    torch.manual_seed(0)
+    model = train.build_encoder(cfg)
+    model.background.copy_(torch.tensor([1.0, 1.0, 1.0]))
+    frames = torch.rand(2, 2, 3, cfg.image_size, cfg.image_size)
+    loss_fn = train.encoder_loss(cfg)
+    losses = {}
+    with torch.no_grad():
+        for step in (0, 6, 7, 9):
+            loss, terms = loss_fn(model, {"frames": frames}, torch.Generator().manual_seed(0), step)
+            losses[step] = (loss.item(), terms["mse"].item())
+    for step in (0, 6):   # weighted: pixels far from the background count more
+        assert losses[step][0] > 1.5 * losses[step][1]
+    for step in (7, 9):   # the last 3 steps: plain MSE, the same reconstruction
+        assert losses[step][0] == pytest.approx(losses[step][1])
+        assert losses[step][1] == pytest.approx(losses[0][1])
+    with pytest.raises(ValueError, match="between 0 and --encoder-steps = 10"):
+        train.check_config(dataclasses.replace(cfg, encoder_plain_steps=11))
+    with pytest.raises(ValueError, match="needs --backbone cnn and --recon-weight > 0"):
+        train.check_config(dataclasses.replace(cfg, recon_weight=0.0))
