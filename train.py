@@ -231,9 +231,10 @@ def setup(device_flag: str, progress: bool) -> Context:
 # ---------------------------------------------------------------------------------------
 # Checkpoints
 # ---------------------------------------------------------------------------------------
-def save_checkpoint(path, model, optimizer, config, step, done):
+def save_checkpoint(path, model, optimizer, config, step, done, **extra):
+    """Write the training state to ``path`` atomically; ``extra`` entries are stored alongside."""
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": config,
-             "step": step, "done": done, "rng": torch.get_rng_state()}
+             "step": step, "done": done, "rng": torch.get_rng_state(), **extra}
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(path, buffer.getvalue())

@@ -2,6 +2,7 @@
 
     python train.py --dataset collide --masked 4          # encoder, slots and predictor
     python vqa.py --run runs/collide-cpu-m4 --seed 0      # -> runs/collide-cpu-m4/vqa-seed0.json
+                                                          #    (+ vqa-seed0.pt, --resume continues it)
     python vqa.py --data DATA_DIR --slots SLOTS.npy --out FILE.json   # slots made elsewhere
 
 The paper answers CLEVRER questions from the frozen encoder's slots of the observed frames,
@@ -35,7 +36,7 @@ from tqdm import tqdm
 from collision import QUESTION_TYPES, build_answer_vocab, build_vocab, encode, load_collide
 from common import atomic_write_json, build_parser, config_from_args, config_to_dict
 from predictor import Block, rollout
-from train import build_predictor, load_slots, open_dataset, open_run
+from train import build_predictor, load_checkpoint, load_slots, open_dataset, open_run, save_checkpoint
 
 MULTIPLE_CHOICE = QUESTION_TYPES[1:]      # explanatory, predictive, counterfactual
 CLS, SLOT, QUESTION, CHOICE = 0, 1, 2, 3  # rows of the token-type embedding
@@ -264,7 +265,7 @@ def _check_videos(slots_per_video, examples):
 # Training
 # ---------------------------------------------------------------------------------------
 def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch_size, lr, generator,
-              device, progress=True, weight_decay=0.01, val_every=0):
+              device, progress=True, weight_decay=0.01, val_every=0, checkpoint=None, config=None):
     """Train both heads with AdamW; returns (model, log).
 
     slots_per_video: (V, T, S, D), indexed by the examples' video; train / val examples:
@@ -276,6 +277,11 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
     the caller's RNG state is untouched. log: one {"step", "loss", "descriptive_loss",
     "choice_loss"} per step, plus {"step", "val": score(...)} every ``val_every`` steps
     (0 = never) and after the last step, when val examples are given.
+
+    checkpoint: a file the whole state (model, optimizer, RNGs, log) is written to every
+    ``val_every`` steps and after the last, tagged with ``config`` (a dict). If the file exists,
+    training resumes from it, which must carry the same ``config``; a resumed run ends with
+    the weights and log of an uninterrupted one.
     """
     _check_videos(slots_per_video, train_examples)
     pools = {kind: train_examples[kind] for kind in ("descriptive", "choice") if train_examples[kind]}
@@ -291,9 +297,20 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
     fork = []  # the devices whose RNG dropout uses
     if device.type == "cuda":
         fork = [torch.cuda.current_device() if device.index is None else device.index]
+    start = 0
     with torch.random.fork_rng(devices=fork):
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
-        for step in tqdm(range(1, steps + 1), desc="vqa", disable=not progress, dynamic_ncols=True):
+        if checkpoint is not None and Path(checkpoint).is_file():
+            ckpt = load_checkpoint(checkpoint, config)
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            generator.set_state(ckpt["generator"])
+            torch.set_rng_state(ckpt["rng"])
+            if fork:
+                torch.cuda.set_rng_state(ckpt["cuda_rng"], fork[0])
+            start, log = ckpt["step"], ckpt["log"]
+        for step in tqdm(range(start + 1, steps + 1), desc="vqa", initial=start, total=steps,
+                         disable=not progress, dynamic_ncols=True):
             terms = {}
             for kind, pool in pools.items():
                 picks = torch.randint(len(pool), (batch_size,), generator=generator)
@@ -314,6 +331,10 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
                 log.append({"step": step, "val": evaluate(model, slots_per_video, val_examples,
                                                           batch_size, device)})
                 model.train()
+            if checkpoint is not None and (step == steps or val_every and step % val_every == 0):
+                extra = {"cuda_rng": torch.cuda.get_rng_state(fork[0])} if fork else {}
+                save_checkpoint(checkpoint, model, optimizer, config, step, step == steps,
+                                generator=generator.get_state(), log=log, **extra)
     return model, log
 
 
@@ -473,11 +494,12 @@ def run_slots(run_dir, device="cpu"):
     return video_slots(observed, predictor.to(device), n_future, cfg.n_history).cpu(), data
 
 
-def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True):
+def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True, checkpoint=None):
     """Train on the train questions, score val and test; returns a JSON-friendly result dict.
 
     slots: float (V, T, S, D), every video's slots (observed and future frames, at any
-    frame rate); data: the collide dataset (``load_collide``) the questions come from.
+    frame rate); data: the collide dataset (``load_collide``) the questions come from;
+    checkpoint: a file to save the training state to and resume from (``train_vqa``).
 
     The word vocabulary covers the question and choice texts of every split (texts are inputs,
     not labels); the answer vocabulary holds the training answers only, and a held-out
@@ -497,8 +519,10 @@ def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True):
                          f"max_words = {cfg.max_words} (pass --max-words {longest})")
     model = build_model(cfg, slots.shape[-1], len(vocab), len(answers), slots.shape[1])
     generator = torch.Generator().manual_seed(cfg.seed)
+    tag = {**config_to_dict(cfg), "data": str(data.path), "slots_shape": list(slots.shape)}
     model, log = train_vqa(model, slots, examples["train"], examples["val"], cfg.steps, cfg.batch_size,
-                           cfg.lr, generator, device, progress, cfg.weight_decay, cfg.val_every)
+                           cfg.lr, generator, device, progress, cfg.weight_decay, cfg.val_every,
+                           checkpoint, tag)
     return {"config": config_to_dict(cfg), "data": str(data.path),
             "answers": answers, "n_examples": {split: {k: len(v) for k, v in ex.items()}
                                                for split, ex in examples.items()},
@@ -517,6 +541,8 @@ def main(argv=None):
     parser.add_argument("--out", help="JSON file for the scores and the training log "
                         "(default RUN/vqa-seed<seed>.json with --run)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the training saved next to --out (OUT with .pt for .json)")
     args = parser.parse_args(argv)
     by_run = args.run and not (args.data or args.slots)
     by_files = args.data and args.slots and not args.run
@@ -536,7 +562,14 @@ def main(argv=None):
             out = args.out
     except (ValueError, FileNotFoundError) as err:  # DatasetError is a ValueError
         sys.exit(f"error: {err}")
-    result = run_vqa(cfg, slots, data, device)
+    checkpoint = Path(out).with_suffix(".pt")
+    if checkpoint.is_file() and not args.resume:
+        sys.exit(f"error: {checkpoint} holds a VQA training run: pass --resume to continue it "
+                 "(a finished one is scored again), or delete it to start over")
+    try:
+        result = run_vqa(cfg, slots, data, device, checkpoint=checkpoint)
+    except ValueError as err:  # a checkpoint of another config
+        sys.exit(f"error: {err}")
     result["slots"] = args.run or args.slots
     atomic_write_json(out, result)
     for split in ("val", "test"):

@@ -181,6 +181,40 @@ def test_tiny_model_learns_a_function_of_the_slots():
     assert fit(4, seed=1)[1] == fit(4, seed=1)[1]         # fixed by the generator, dropout included
 
 
+def test_interrupted_training_resumes_to_the_same_model(tmp_path):
+    slots, scenes = synthetic_task(64, seed=0)
+    vocab, answers = build_vocab(scenes), build_answer_vocab(scenes)
+    train, held_out = build_examples(scenes[:48], vocab, answers), build_examples(scenes[48:], vocab, answers)
+
+    def fit(checkpoint, stop_at=None, config=None):
+        torch.manual_seed(0)
+        model = VQAModel(8, len(vocab), len(answers), dim=16, depth=1, heads=2, max_frames=2,
+                         max_words=6, dropout=0.2)
+        calls = [0]
+        forward = model.forward
+
+        def dying_forward(*args, **kw):
+            calls[0] += model.training
+            if calls[0] == stop_at:
+                raise KeyboardInterrupt
+            return forward(*args, **kw)
+        model.forward = dying_forward
+        return train_vqa(model, slots, train, held_out, 9, batch_size=8, lr=3e-3,
+                         generator=torch.Generator().manual_seed(0), device="cpu", progress=False,
+                         val_every=4, checkpoint=checkpoint, config=config or {"run": 1})
+
+    whole, whole_log = fit(tmp_path / "whole.pt")
+    with pytest.raises(KeyboardInterrupt):   # 2 forward passes a step: dies in step 7
+        fit(tmp_path / "cut.pt", stop_at=13)
+    assert torch.load(tmp_path / "cut.pt", weights_only=True)["step"] == 4
+    resumed, resumed_log = fit(tmp_path / "cut.pt")
+    assert resumed_log == whole_log and [r["step"] for r in whole_log if "val" in r] == [4, 8, 9]
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="another config"):
+        fit(tmp_path / "cut.pt", config={"run": 2})
+
+
 def test_video_slots_appends_rollout_and_keeps_observed():
     torch.manual_seed(0)
     predictor = Predictor(3, 8, action_dim=0, proprio_dim=0, depth=1, heads=2, dim_head=8, mlp_dim=16,
@@ -207,6 +241,16 @@ def test_command_line_on_a_tiny_collide_dataset(tmp_path, capsys):
     assert result["config"]["steps"] == 2 and result["config"]["dim"] == PRESETS["tiny"].dim
     assert set(result["test"]) == {"descriptive", "explanatory", "predictive", "counterfactual", "all"}
     assert "per question" in capsys.readouterr().out
+    # the training state is kept next to the result; a second run must say what to do with it
+    assert (tmp_path / "vqa.pt").is_file()
+    args = ["--preset", "tiny", "--steps", "2", "--data", str(tmp_path / "collide"), "--slots",
+            str(tmp_path / "slots.npy"), "--out", str(tmp_path / "vqa.json"), "--device", "cpu"]
+    with pytest.raises(SystemExit, match="pass --resume to continue it"):
+        main(args)
+    main(args + ["--resume"])   # finished: scored again, the same numbers
+    assert json.loads((tmp_path / "vqa.json").read_text())["test"] == result["test"]
+    with pytest.raises(SystemExit, match=r"error: .*another config; differing fields: \['steps'\]"):
+        main(args[:3] + ["3"] + args[4:] + ["--resume"])
     np.save(tmp_path / "slots.npy", slots[:, :7])
     with pytest.raises(SystemExit, match=r"error: .*expected float32 slots of shape \(6, 8, S, D\)"):
         main(["--preset", "tiny", "--data", str(tmp_path / "collide"), "--slots", str(tmp_path / "slots.npy"),
