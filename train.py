@@ -246,13 +246,27 @@ LEGACY_VALUES = {"decoder_rgb": "pixel", "recon_weight": 0.0, "encoder_clip": 0.
                  "random_history": False, "slot_mode": "video"}
 
 
+# Encoder fields added after the first encoders were trained; at the value they had before
+# they existed they stay out of the encoder folder's hash, so that folder keeps its name.
+ADDED_ENCODER_FIELDS = ("decoder_rgb", "recon_weight", "encoder_clip", "slot_init", "encoder_plain_steps")
+
+
+def encoder_hash(cfg: TrainConfig) -> str:
+    """The short hash naming the encoder folder of ``cfg``."""
+    before = {k: LEGACY_VALUES.get(k, getattr(TrainConfig(), k)) for k in ADDED_ENCODER_FIELDS}
+    return short_hash({k: v for k, v in encoder_config(cfg).items() if k not in before or v != before[k]})
+
+
 def with_legacy_values(config: dict) -> dict:
     """A TrainConfig dict with the LEGACY_VALUES fields it lacks filled in."""
     return {**{k: v for k, v in LEGACY_VALUES.items() if k not in config}, **config}
 
 
-def load_checkpoint(path, config=None):
-    """Load a checkpoint; with ``config``, fail clearly if it was made for another config."""
+def load_checkpoint(path, config=None, known=None):
+    """Load a checkpoint; with ``config``, fail clearly if it was made for another config.
+
+    A field of ``config`` the checkpoint's lacks counts as ``known[field]`` where given
+    (default: a TrainConfig's value before the field existed)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -266,7 +280,8 @@ def load_checkpoint(path, config=None):
     if config is not None:
         # A field added to TrainConfig after the checkpoint was written takes the value the
         # checkpoint ran with: LEGACY_VALUES' or else the field's default.
-        known = {**config_to_dict(TrainConfig()), **LEGACY_VALUES}
+        if known is None:
+            known = {**config_to_dict(TrainConfig()), **LEGACY_VALUES}
         theirs = {**{k: known[k] for k in set(config) - set(ckpt["config"]) if k in known}, **ckpt["config"]}
         absent = object()
         diff = sorted(k for k in set(theirs) | set(config) if theirs.get(k, absent) != config.get(k, absent))
@@ -716,7 +731,7 @@ def run(cfg: TrainConfig, out, redo=(), resume=False, device="auto", workers=0, 
     root, out = Path(root), Path(out)
     data_cfg = data_config(cfg)
     data_dir = root / "data" / f"{cfg.dataset}-{short_hash(config_to_dict(data_cfg))}"
-    enc_dir = root / "runs" / "encoders" / f"{cfg.dataset}-{short_hash(encoder_config(cfg))}"
+    enc_dir = root / "runs" / "encoders" / f"{cfg.dataset}-{encoder_hash(cfg)}"
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
         enc_dir.mkdir(parents=True, exist_ok=True)

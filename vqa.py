@@ -301,7 +301,7 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
     with torch.random.fork_rng(devices=fork):
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
         if checkpoint is not None and Path(checkpoint).is_file():
-            ckpt = load_checkpoint(checkpoint, config)
+            ckpt = load_checkpoint(checkpoint, config, known={})
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             generator.set_state(ckpt["generator"])
@@ -494,12 +494,14 @@ def run_slots(run_dir, device="cpu"):
     return video_slots(observed, predictor.to(device), n_future, cfg.n_history).cpu(), data
 
 
-def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True, checkpoint=None):
+def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True, checkpoint=None, source=None):
     """Train on the train questions, score val and test; returns a JSON-friendly result dict.
 
     slots: float (V, T, S, D), every video's slots (observed and future frames, at any
     frame rate); data: the collide dataset (``load_collide``) the questions come from;
-    checkpoint: a file to save the training state to and resume from (``train_vqa``).
+    checkpoint: a file to save the training state to and resume from (``train_vqa``), which
+    must have been made on the same device type from the same ``source`` (where the slots
+    came from, e.g. the run folder; recorded in the result as "slots").
 
     The word vocabulary covers the question and choice texts of every split (texts are inputs,
     not labels); the answer vocabulary holds the training answers only, and a held-out
@@ -519,11 +521,12 @@ def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True, checkpoint
                          f"max_words = {cfg.max_words} (pass --max-words {longest})")
     model = build_model(cfg, slots.shape[-1], len(vocab), len(answers), slots.shape[1])
     generator = torch.Generator().manual_seed(cfg.seed)
-    tag = {**config_to_dict(cfg), "data": str(data.path), "slots_shape": list(slots.shape)}
+    tag = {**config_to_dict(cfg), "data": str(data.path), "slots": source, "slots_shape": list(slots.shape),
+           "device": torch.device(device).type}
     model, log = train_vqa(model, slots, examples["train"], examples["val"], cfg.steps, cfg.batch_size,
                            cfg.lr, generator, device, progress, cfg.weight_decay, cfg.val_every,
                            checkpoint, tag)
-    return {"config": config_to_dict(cfg), "data": str(data.path),
+    return {"config": config_to_dict(cfg), "data": str(data.path), "slots": source,
             "answers": answers, "n_examples": {split: {k: len(v) for k, v in ex.items()}
                                                for split, ex in examples.items()},
             "val": evaluate(model, slots, examples["val"], cfg.batch_size, device),
@@ -552,25 +555,25 @@ def main(argv=None):
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if args.data and not args.out:
         parser.error("--out is required with --data and --slots")
-    try:
-        if args.run:
-            slots, data = run_slots(args.run, device)
-            out = args.out or str(Path(args.run) / f"vqa-seed{cfg.seed}.json")
-        else:
-            data = load_collide(args.data)
-            slots = load_video_slots(args.slots, len(data.scenes), data.n_observed + data.n_future)
-            out = args.out
-    except (ValueError, FileNotFoundError) as err:  # DatasetError is a ValueError
-        sys.exit(f"error: {err}")
+    out = args.out or str(Path(args.run) / f"vqa-seed{cfg.seed}.json")
     checkpoint = Path(out).with_suffix(".pt")
+    if checkpoint == Path(out):
+        parser.error("--out names the JSON result; its training state goes beside it as .pt")
     if checkpoint.is_file() and not args.resume:
         sys.exit(f"error: {checkpoint} holds a VQA training run: pass --resume to continue it "
                  "(a finished one is scored again), or delete it to start over")
     try:
-        result = run_vqa(cfg, slots, data, device, checkpoint=checkpoint)
-    except ValueError as err:  # a checkpoint of another config
+        if args.run:
+            slots, data = run_slots(args.run, device)
+        else:
+            data = load_collide(args.data)
+            slots = load_video_slots(args.slots, len(data.scenes), data.n_observed + data.n_future)
+    except (ValueError, FileNotFoundError) as err:  # DatasetError is a ValueError
         sys.exit(f"error: {err}")
-    result["slots"] = args.run or args.slots
+    try:
+        result = run_vqa(cfg, slots, data, device, checkpoint=checkpoint, source=args.run or args.slots)
+    except ValueError as err:  # a checkpoint of another config or run, a question too long
+        sys.exit(f"error: {err}")
     atomic_write_json(out, result)
     for split in ("val", "test"):
         print(f"{split}:\n{format_table(result[split])}")

@@ -265,3 +265,12 @@ def test_encoder_plain_steps_switch_the_last_steps_to_plain_mse():
         train.check_config(dataclasses.replace(cfg, encoder_plain_steps=11))
     with pytest.raises(ValueError, match="needs --backbone cnn and --recon-weight > 0"):
         train.check_config(dataclasses.replace(cfg, recon_weight=0.0))
+
+
+def test_encoder_folder_names_survive_added_fields():
+    # Fields added to the encoder after its first runs stay out of the folder's hash at their
+    # earlier value, so a config's encoder folder keeps its name: these are the CPU presets'
+    # folders, trained before encoder_plain_steps existed (the collide one before encoder_clip).
+    assert train.encoder_hash(PRESETS["cpu"]) == "27761001"
+    assert train.encoder_hash(train.COLLIDE_PRESETS["cpu"]) == "111eb2d3"
+    assert train.encoder_hash(dataclasses.replace(PRESETS["cpu"], encoder_plain_steps=100)) != "27761001"

@@ -251,10 +251,13 @@ def test_command_line_on_a_tiny_collide_dataset(tmp_path, capsys):
     assert json.loads((tmp_path / "vqa.json").read_text())["test"] == result["test"]
     with pytest.raises(SystemExit, match=r"error: .*another config; differing fields: \['steps'\]"):
         main(args[:3] + ["3"] + args[4:] + ["--resume"])
+    np.save(tmp_path / "other.npy", slots)   # the same shape, other slots
+    with pytest.raises(SystemExit, match=r"differing fields: \['slots'\]"):
+        main(args[:7] + [str(tmp_path / "other.npy")] + args[8:] + ["--resume"])
     np.save(tmp_path / "slots.npy", slots[:, :7])
     with pytest.raises(SystemExit, match=r"error: .*expected float32 slots of shape \(6, 8, S, D\)"):
         main(["--preset", "tiny", "--data", str(tmp_path / "collide"), "--slots", str(tmp_path / "slots.npy"),
-              "--out", str(tmp_path / "vqa.json")])
+              "--out", str(tmp_path / "bad.json")])
     with pytest.raises(SystemExit, match="error: .*config.json is missing"):  # one line, no traceback
         main(["--preset", "tiny", "--run", str(tmp_path / "no-run")])
 
