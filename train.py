@@ -177,7 +177,8 @@ def open_dataset(cfg: TrainConfig, path):
 
 
 ENCODER_FIELDS = ("backbone", "dinov2_path", "image_size", "n_slots", "slot_dim", "cnn_channels",
-                  "decoder_channels", "decoder_size", "decoder_rgb", "recon_weight", "encoder_plain_steps", "slot_init",
+                  "decoder_channels", "decoder_size", "decoder_rgb", "recon_weight", "encoder_plain_steps",
+                  "slot_init",
                   "cnn_stride2", "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps",
                   "encoder_batch", "encoder_lr", "encoder_warmup", "encoder_clip", "encoder_seed",
                   "frameskip")
@@ -251,9 +252,16 @@ LEGACY_VALUES = {"decoder_rgb": "pixel", "recon_weight": 0.0, "encoder_clip": 0.
 ADDED_ENCODER_FIELDS = ("decoder_rgb", "recon_weight", "encoder_clip", "slot_init", "encoder_plain_steps")
 
 
+def values_before_fields_existed() -> dict:
+    """Every TrainConfig field's value in configs written before it existed: LEGACY_VALUES'
+    or else its default."""
+    return {**config_to_dict(TrainConfig()), **LEGACY_VALUES}
+
+
 def encoder_hash(cfg: TrainConfig) -> str:
     """The short hash naming the encoder folder of ``cfg``."""
-    before = {k: LEGACY_VALUES.get(k, getattr(TrainConfig(), k)) for k in ADDED_ENCODER_FIELDS}
+    known = values_before_fields_existed()
+    before = {k: known[k] for k in ADDED_ENCODER_FIELDS}
     return short_hash({k: v for k, v in encoder_config(cfg).items() if k not in before or v != before[k]})
 
 
@@ -281,7 +289,7 @@ def load_checkpoint(path, config=None, known=None):
         # A field added to TrainConfig after the checkpoint was written takes the value the
         # checkpoint ran with: LEGACY_VALUES' or else the field's default.
         if known is None:
-            known = {**config_to_dict(TrainConfig()), **LEGACY_VALUES}
+            known = values_before_fields_existed()
         theirs = {**{k: known[k] for k in set(config) - set(ckpt["config"]) if k in known}, **ckpt["config"]}
         absent = object()
         diff = sorted(k for k in set(theirs) | set(config) if theirs.get(k, absent) != config.get(k, absent))
@@ -616,7 +624,7 @@ def load_slots(enc_dir, cfg, n_frames):
     meta = json.loads(meta_path.read_text())
     expected = [n_frames, cfg.n_slots, cfg.slot_dim]
     # An encoder field added after the slots were written ran with its legacy or default value.
-    known = {**config_to_dict(TrainConfig()), **LEGACY_VALUES}
+    known = values_before_fields_existed()
     written = {**{k: known[k] for k in ENCODER_FIELDS if k not in meta["encoder"]}, **meta["encoder"]}
     if written != encoder_config(cfg) or meta["shape"] != expected:
         raise ValueError(f"{npy} was extracted with another encoder or dataset")

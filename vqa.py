@@ -327,11 +327,12 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
             optimizer.step()
             log.append({"step": step, "loss": loss.item(),
                         **{f"{kind}_loss": term.item() for kind, term in terms.items()}})
-            if val_examples is not None and (step == steps or val_every and step % val_every == 0):
+            at_val = step == steps or (val_every and step % val_every == 0)
+            if val_examples is not None and at_val:
                 log.append({"step": step, "val": evaluate(model, slots_per_video, val_examples,
                                                           batch_size, device)})
                 model.train()
-            if checkpoint is not None and (step == steps or val_every and step % val_every == 0):
+            if checkpoint is not None and at_val:
                 extra = {"cuda_rng": torch.cuda.get_rng_state(fork[0])} if fork else {}
                 save_checkpoint(checkpoint, model, optimizer, config, step, step == steps,
                                 generator=generator.get_state(), log=log, **extra)
