@@ -732,11 +732,21 @@ def check_config(cfg: TrainConfig):
 
 
 def run(cfg: TrainConfig, out, redo=(), resume=False, device="auto", workers=0, progress=True,
-        root="."):
-    """Run every stage that is missing (or named in ``redo``) and return the run folder."""
+        root=".", until="predictor"):
+    """Run every stage up to ``until`` that is missing (or named in ``redo``); return the run folder."""
     check_config(cfg)
+    if until not in STAGES:
+        raise ValueError(f"until must be one of {STAGES}, got {until!r}")
     ctx = setup(device, progress)
-    root, out = Path(root), Path(out)
+    try:
+        _run_stages(cfg, Path(out), set(redo), resume, workers, Path(root), until, ctx)
+    finally:
+        if ctx.world > 1:
+            dist.destroy_process_group()
+    return Path(out)
+
+
+def _run_stages(cfg, out, redo, resume, workers, root, until, ctx):
     data_cfg = data_config(cfg)
     data_dir = root / "data" / f"{cfg.dataset}-{short_hash(config_to_dict(data_cfg))}"
     enc_dir = root / "runs" / "encoders" / f"{cfg.dataset}-{encoder_hash(cfg)}"
@@ -749,20 +759,23 @@ def run(cfg: TrainConfig, out, redo=(), resume=False, device="auto", workers=0, 
             make_dataset(cfg, data_dir, workers=workers, progress=ctx.progress)
     ctx.barrier()
     data = open_dataset(cfg, data_dir)
+    if until == "data":
+        return
 
     encoder = train_encoder(cfg, data, enc_dir, "encoder" in redo, resume, ctx)
     if ctx.main and ("encoder" in redo or not (enc_dir / "metrics.json").is_file()):
         metrics = evaluate_encoder(encoder, data, cfg, ctx.device, enc_dir / "encoder.png")
         atomic_write_json(enc_dir / "metrics.json", metrics)
         print("[encoder] validation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-    if ctx.main and ({"encoder", "slots"} & set(redo) or not slot_files(enc_dir, cfg.slot_mode)[1].is_file()):
+    if until == "encoder":
+        return
+    if ctx.main and ({"encoder", "slots"} & redo or not slot_files(enc_dir, cfg.slot_mode)[1].is_file()):
         extract_slots(encoder, data, cfg, enc_dir, ctx.device, ctx.progress)
     ctx.barrier()
     slots = load_slots(enc_dir, cfg, len(data.pixels))
+    if until == "slots":
+        return
     train_predictor(cfg, data, slots, out, "predictor" in redo, resume, ctx)
-    if ctx.world > 1:
-        dist.destroy_process_group()
-    return out
 
 
 def main(argv=None):
@@ -771,6 +784,7 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<preset>-m<M>)")
     parser.add_argument("--redo", nargs="+", choices=STAGES, default=(), help="stages to rerun")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted stage")
+    parser.add_argument("--until", choices=STAGES, default="predictor", help="stop after this stage")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--workers", type=int, default=0, help="data collection processes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -782,7 +796,7 @@ def main(argv=None):
     start = time.time()
     try:
         run(cfg, out, redo=tuple(args.redo), resume=args.resume, device=args.device,
-            workers=args.workers, progress=not args.no_progress)
+            workers=args.workers, progress=not args.no_progress, until=args.until)
     except (DatasetError, ValueError, FileExistsError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     print(f"done in {time.time() - start:.0f} s: {out}")

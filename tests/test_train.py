@@ -50,6 +50,17 @@ def test_finished_stages_are_skipped(tiny_run):
                       (out / "predictor.pt").stat().st_mtime_ns)
 
 
+def test_until_stops_after_the_named_stage(tiny_run):
+    root, _ = tiny_run
+    cfg = dataclasses.replace(TINY, encoder_seed=1)  # a new encoder folder beside the fixture's
+    out = run(cfg, root / "runs" / "until", progress=False, root=root, until="encoder")
+    enc_dir = Path(json.loads((out / "config.json").read_text())["encoder"])
+    assert (enc_dir / "encoder.pt").is_file() and (enc_dir / "metrics.json").is_file()
+    assert not list(enc_dir.glob("slots-*")) and not (out / "predictor.pt").exists()
+    with pytest.raises(ValueError, match="until must be one of"):
+        run(cfg, out, progress=False, root=root, until="plan")
+
+
 def test_checkpoint_for_another_config_fails_clearly(tiny_run, tmp_path):
     _, out = tiny_run
     other = dataclasses.asdict(dataclasses.replace(TINY, masked=0))
