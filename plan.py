@@ -59,6 +59,7 @@ class PlanConfig:
     topk: int = 30
     iterations: int = 30
     init_std: float = 1.0
+    clip_actions: bool = True     # CEM samples only actions the env executes (raw [-1, 1]); False: unbounded
     proprio_weight: float = 1.0
     sequential: bool = False      # solve one episode at a time (for the speed comparison)
     cost_batch: int = 0           # most candidate rollouts per predictor call; 0: 300 on CPU, no limit on GPU
@@ -107,11 +108,13 @@ def goal_cost(slots, proprio, goal_slots, goal_proprio, proprio_weight):
     return cost
 
 
-def cem(cost_fn, n_problems, horizon, action_dim, generators, cfg: PlanConfig, device):
+def cem(cost_fn, n_problems, horizon, action_dim, generators, cfg: PlanConfig, device, bounds=None):
     """Cross-entropy method over action sequences of E independent problems at once.
 
     cost_fn: candidates (E, N, horizon, A) -> costs (E, N). generators: one torch.Generator
     per problem, so a problem's samples do not depend on which others share its batch.
+    bounds: None or (low, high), each (A,): candidates are clamped into the box before they
+    are scored, so elites, means and the returned plan stay inside it.
     Returns the final means (E, horizon, A).
     """
     E, N = n_problems, cfg.samples
@@ -121,6 +124,8 @@ def cem(cost_fn, n_problems, horizon, action_dim, generators, cfg: PlanConfig, d
         noise = torch.stack([torch.randn(N, horizon, action_dim, generator=g) for g in generators])
         noise[:, 0] = 0.0                                           # candidate 0 is the mean
         candidates = mean[:, None] + std[:, None] * noise.to(device)  # (E, N, H, A)
+        if bounds is not None:
+            candidates = candidates.clamp(*bounds)
         costs = cost_fn(candidates)                                 # (E, N)
         elite = costs.topk(cfg.topk, dim=1, largest=False).indices  # (E, K)
         elites = torch.gather(candidates, 1, elite[:, :, None, None].expand(
@@ -171,6 +176,14 @@ class WorldModel:
         """Mean and std of one model action: frameskip env actions side by side, (2 * frameskip,)."""
         fs = self.cfg.frameskip
         return np.tile(self.stats["action_mean"], fs), np.tile(self.stats["action_std"], fs)
+
+    def action_bounds(self):
+        """(low, high), each (A,): the z-scored model actions whose env actions lie in [-1, 1].
+        The env clips what it is given, so outside this box the model would score actions
+        other than the ones executed, and ones it never saw in training."""
+        mean, std = self._action_stats()
+        return tuple(torch.tensor((edge - mean) / std, dtype=torch.float32, device=self.device)
+                     for edge in (-1.0, 1.0))
 
     def to_env_actions(self, plan):
         """z-scored plan (E, H, A) -> env actions (E, H * frameskip, 2), clipped to [-1, 1]."""
@@ -289,7 +302,8 @@ def solve_all(cfg, model, pixels, proprio, goal_slots, goal_proprio, seed, solve
                                          candidates[i:i + per_call], cfg.history, cfg.proprio_weight))
             return torch.cat(costs)
         plans.append(cem(cost_fn, len(idx), cfg.horizon, model.action_dim,
-                         [generators[i] for i in idx], cfg, model.device))
+                         [generators[i] for i in idx], cfg, model.device,
+                         model.action_bounds() if cfg.clip_actions else None))
     return torch.cat(plans)
 
 

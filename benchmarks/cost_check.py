@@ -21,9 +21,16 @@ Printed, averaged over episodes:
   candidate and the median one.
 A planner can only steer by this cost: if the correlation is weak, better search (more
 samples or iterations) will not help, the model or its slots must get better.
+
+With ``--cem`` each episode also gets the planner's own first solve (``plan.py``'s CEM,
+history 1) from the start frame, scored and executed like the others. Its model cost
+against the dataset plan's separates two failures: CEM finds a plan the model likes better
+than the dataset's that really ends farther away (the model is fooled), or it stops at a
+plan the model likes less (the search falls short).
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -33,7 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data import PushTEnv, sample_eval_pairs, wrap_angle  # noqa: E402
-from plan import PlanConfig, goal_cost, load_world_model  # noqa: E402
+from plan import PlanConfig, goal_cost, load_world_model, solve_all  # noqa: E402
 from predictor import rollout  # noqa: E402
 
 
@@ -91,11 +98,14 @@ def main():
     parser.add_argument("--history", type=int, default=1,
                         help="frames of context for the model (the planner uses 1; >1 takes earlier dataset frames)")
     parser.add_argument("--proprio-weight", type=float, default=1.0)
+    parser.add_argument("--no-clip", action="store_true",
+                        help="score candidates unclipped (the planner before it clipped to what the env executes)")
+    parser.add_argument("--cem", action="store_true", help="also score and execute the planner's own first solve")
     parser.add_argument("--out", default="", help="also write the numbers to this JSON file")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     model, data = load_world_model(args.ckpt, torch.device("cpu"))
-    protocol = PlanConfig()
+    protocol = dataclasses.replace(PlanConfig(), proprio_weight=args.proprio_weight, clip_actions=not args.no_clip)
     fs, H = model.cfg.frameskip, protocol.horizon
     pairs = sample_eval_pairs(data, protocol.split, args.episodes, args.seed, H * fs)
     rng = np.random.default_rng(args.seed)
@@ -105,8 +115,14 @@ def main():
         random = rng.standard_normal((args.samples, H, true_plan.shape[1]))
         near = true_plan + args.near * rng.standard_normal((args.samples, H, true_plan.shape[1]))
         plans = torch.from_numpy(np.concatenate([true_plan[None], random, near])).float()
+        if protocol.clip_actions:  # the env clips actions to [-1, 1]: score what it executes
+            plans = plans.clamp(*model.action_bounds())
         slots = model.encode(data.pixels[[s, g]])
         proprio = model.proprio(data.proprio[[s, g]])
+        if args.cem:  # the planner's plan goes last
+            cem_plan = solve_all(protocol, model, data.pixels[[s]], data.proprio[[s]], slots[1:], proprio[1:],
+                                 args.seed, e)
+            plans = torch.cat([plans, cem_plan.float()])
         if args.history == 1:
             cost = model.costs(slots[:1], proprio[:1], slots[1:], proprio[1:], plans[None], 1,
                                args.proprio_weight)[0].numpy()
@@ -118,23 +134,33 @@ def main():
                             args.proprio_weight)
         score = real[:, 0] + real[:, 1]  # 20 degrees of angle weigh as much as 20 px
         n = args.samples
-        best = int(cost.argmin())
+        c, r, sc = cost[:1 + 2 * n], reached[:1 + 2 * n].numpy(), score[:1 + 2 * n]  # without CEM's plan
+        near = slice(1 + n, None)
+        best = int(c.argmin())
         rows.append({
-            "spearman_all": spearman(cost, score),
-            "spearman_near": spearman(cost[1 + n:], score[1 + n:]),
-            "spearman_encoder": spearman(reached.numpy(), score),
-            "spearman_encoder_near": spearman(reached[1 + n:].numpy(), score[1 + n:]),
-            "spearman_model_encoder": spearman(cost, reached.numpy()),
-            "dataset_plan_rank": float((cost[1:1 + n] < cost[0]).mean()),
+            "spearman_all": spearman(c, sc),
+            "spearman_near": spearman(c[near], sc[near]),
+            "spearman_encoder": spearman(r, sc),
+            "spearman_encoder_near": spearman(r[near], sc[near]),
+            "spearman_model_encoder": spearman(c, r),
+            "dataset_plan_rank": float((c[1:1 + n] < c[0]).mean()),
             "dataset_plan_real": real[0].tolist(),
             "chosen_real": real[best].tolist(),
-            "best_real": real[score.argmin()].tolist(),
-            "median_real": np.median(real, 0).tolist(),
+            "best_real": real[sc.argmin()].tolist(),
+            "median_real": np.median(real[:1 + 2 * n], 0).tolist(),
         })
+        if args.cem:
+            rows[-1].update(cem_real=real[-1].tolist(), cem_cost_below_dataset=float(cost[-1] < cost[0]),
+                            cem_real_below_dataset=float(score[-1] < score[0]),
+                            cem_cost_over_dataset=float(cost[-1] / cost[0]),
+                            cem_reached_over_dataset=float(reached[-1] / reached[0]))
         print(f"episode {e}: spearman {rows[-1]['spearman_all']:+.2f} (near {rows[-1]['spearman_near']:+.2f}, "
               f"reached frames {rows[-1]['spearman_encoder']:+.2f}), "
               f"dataset plan beats {100 * (1 - rows[-1]['dataset_plan_rank']):.0f} % of random draws, "
-              f"chosen ends {real[best, 0]:.0f} px / {real[best, 1]:.0f} deg from the goal", flush=True)
+              f"chosen ends {real[best, 0]:.0f} px / {real[best, 1]:.0f} deg from the goal"
+              + (f"; CEM's plan costs {cost[-1] / cost[0]:.2f} x the dataset plan's (reached frames "
+                 f"{reached[-1] / reached[0]:.2f} x) and ends {real[-1, 0]:.0f} px / {real[-1, 1]:.0f} deg away"
+                 if args.cem else ""), flush=True)
     summary = {key: float(np.mean([r[key] for r in rows], 0)) if np.ndim(rows[0][key]) == 0
                else np.mean([r[key] for r in rows], 0).tolist() for key in rows[0]}
     print(json.dumps({"ckpt": args.ckpt, "episodes": args.episodes, "samples": args.samples, **summary},

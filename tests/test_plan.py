@@ -43,6 +43,23 @@ def test_cem_finds_the_minimum_of_a_quadratic():
     assert torch.allclose(plan, target, atol=0.05)
 
 
+def test_cem_with_bounds_scores_only_candidates_inside_the_box():
+    target = torch.tensor([[[0.5, -3.0], [2.5, 0.2]]])  # (E=1, H=2, A=2), two entries outside
+    low, high = torch.tensor([-1.0, -2.0]), torch.tensor([2.0, 1.0])
+    seen = []
+
+    def cost_fn(candidates):
+        seen.append(candidates)
+        return (candidates - target[:, None]).pow(2).sum((-1, -2))
+
+    cfg = PlanConfig(samples=200, topk=20, iterations=25)
+    plan = cem(cost_fn, 1, 2, 2, [torch.Generator().manual_seed(0)], cfg, torch.device("cpu"), (low, high))
+    seen = torch.cat(seen)
+    assert (seen >= low).all() and (seen <= high).all() and (seen == high[0]).any()
+    # the minimum over the box is the target projected onto it
+    assert torch.allclose(plan, torch.maximum(torch.minimum(target, high), low), atol=0.05)
+
+
 class QuadraticModel:
     """A mock world model: the cost of a plan is its distance to a goal-dependent target."""
     device = torch.device("cpu")
@@ -56,6 +73,9 @@ class QuadraticModel:
 
     def proprio(self, proprio):
         return torch.as_tensor(proprio, dtype=torch.float32)
+
+    def action_bounds(self):
+        return torch.full((self.action_dim,), -1.5), torch.full((self.action_dim,), 1.5)
 
     def costs(self, slots, proprio, goal_slots, goal_proprio, candidates, history, weight):
         self.calls.append(len(slots))
@@ -111,6 +131,11 @@ def test_env_actions_round_trip(tiny_run):
     plan = torch.from_numpy(model.from_env_actions(env_actions)).float()[None]  # (1, H, A)
     assert plan.shape == (1, 3, model.action_dim)
     np.testing.assert_allclose(model.to_env_actions(plan)[0], env_actions, atol=1e-5)
+    # the planner's action box is exactly the env's [-1, 1]
+    low, high = model.action_bounds()
+    corners = torch.stack([low, high])[None]                     # (1, 2, A)
+    np.testing.assert_allclose(model.to_env_actions(corners)[0], np.repeat([[-1.0, -1.0], [1.0, 1.0]],
+                                                                          model.cfg.frameskip, 0), atol=1e-5)
 
 
 def test_an_interrupted_evaluation_keeps_the_seeds_it_finished(tiny_run, tmp_path, monkeypatch):
