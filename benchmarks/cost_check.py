@@ -98,14 +98,15 @@ def main():
     parser.add_argument("--history", type=int, default=1,
                         help="frames of context for the model (the planner uses 1; >1 takes earlier dataset frames)")
     parser.add_argument("--proprio-weight", type=float, default=1.0)
-    parser.add_argument("--no-clip", action="store_true",
+    parser.add_argument("--no-clip-actions", action="store_true",
                         help="score candidates unclipped (the planner before it clipped to what the env executes)")
     parser.add_argument("--cem", action="store_true", help="also score and execute the planner's own first solve")
     parser.add_argument("--out", default="", help="also write the numbers to this JSON file")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     model, data = load_world_model(args.ckpt, torch.device("cpu"))
-    protocol = dataclasses.replace(PlanConfig(), proprio_weight=args.proprio_weight, clip_actions=not args.no_clip)
+    protocol = dataclasses.replace(PlanConfig(), proprio_weight=args.proprio_weight,
+                                   clip_actions=not args.no_clip_actions)
     fs, H = model.cfg.frameskip, protocol.horizon
     pairs = sample_eval_pairs(data, protocol.split, args.episodes, args.seed, H * fs)
     rng = np.random.default_rng(args.seed)
@@ -135,13 +136,13 @@ def main():
         score = real[:, 0] + real[:, 1]  # 20 degrees of angle weigh as much as 20 px
         n = args.samples
         c, r, sc = cost[:1 + 2 * n], reached[:1 + 2 * n].numpy(), score[:1 + 2 * n]  # without CEM's plan
-        near = slice(1 + n, None)
+        near_part = slice(1 + n, None)
         best = int(c.argmin())
         rows.append({
             "spearman_all": spearman(c, sc),
-            "spearman_near": spearman(c[near], sc[near]),
+            "spearman_near": spearman(c[near_part], sc[near_part]),
             "spearman_encoder": spearman(r, sc),
-            "spearman_encoder_near": spearman(r[near], sc[near]),
+            "spearman_encoder_near": spearman(r[near_part], sc[near_part]),
             "spearman_model_encoder": spearman(c, r),
             "dataset_plan_rank": float((c[1:1 + n] < c[0]).mean()),
             "dataset_plan_real": real[0].tolist(),
