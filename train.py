@@ -221,6 +221,10 @@ def setup(device_flag: str, progress: bool) -> Context:
     if device_flag == "auto":
         device_flag = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(f"cuda:{local}" if device_flag == "cuda" else device_flag)
+    if device.type == "cuda" and local >= torch.cuda.device_count():
+        raise RuntimeError(f"process {local} of this machine needs GPU {local}, but only "
+                           f"{torch.cuda.device_count()} GPU(s) are visible: start at most that "
+                           "many processes per node, or pass --device cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world > 1:
@@ -387,6 +391,8 @@ def fit(name, model, optimizer, lr_factor, loss_fn, train_set, val_set, total_st
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng"])
+        if ctx.device.type == "cuda" and "cuda_rng" in ckpt:  # dropout draws from the device's RNG
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], ctx.device)
         step = ckpt["step"]
         if ctx.main:
             print(f"[{name}] resumed from {ckpt_path} at step {step}")
@@ -402,6 +408,7 @@ def fit(name, model, optimizer, lr_factor, loss_fn, train_set, val_set, total_st
     bar = tqdm(total=total_steps, initial=step, desc=name, disable=not ctx.progress,
                dynamic_ncols=True)
     model.train()
+    started = time.perf_counter()
     while step < total_steps:
         for group, lr in zip(optimizer.param_groups, base_lrs):
             group["lr"] = lr * lr_factor(step)
@@ -414,7 +421,8 @@ def fit(name, model, optimizer, lr_factor, loss_fn, train_set, val_set, total_st
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         step += 1
-        record = {"step": step, "loss": loss.item(), **{k: float(v) for k, v in terms.items()}}
+        record = {"step": step, "loss": loss.item(), **{k: float(v) for k, v in terms.items()},
+                  "seconds": round(time.perf_counter() - started, 3)}  # since this process began the stage
         bar.set_postfix(loss=f"{record['loss']:.4f}")
         bar.update()
         if step % cfg.val_every == 0 or step == total_steps:
@@ -426,7 +434,8 @@ def fit(name, model, optimizer, lr_factor, loss_fn, train_set, val_set, total_st
             with open(log_path, "a") as fh:
                 fh.write(json.dumps({"stage": name, **record}) + "\n")
             if step % cfg.ckpt_every == 0 or step == total_steps:
-                save_checkpoint(ckpt_path, model, optimizer, config, step, step == total_steps)
+                extra = {"cuda_rng": torch.cuda.get_rng_state(ctx.device)} if ctx.device.type == "cuda" else {}
+                save_checkpoint(ckpt_path, model, optimizer, config, step, step == total_steps, **extra)
     bar.close()
     ctx.barrier()
     return model
