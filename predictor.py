@@ -43,10 +43,35 @@ class Attention(nn.Module):
         """x: (B, L, dim); allowed: (L, L) bool, True where query i may attend key j, or None."""
         qkv = self.to_qkv(self.norm(x))  # (B, L, 3 * heads * dim_head)
         q, k, v = einops.rearrange(qkv, "b l (three h e) -> three b h l e", three=3, h=self.heads)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, heads, L, dim_head)
+        out = attend(q, k, v, allowed, self.dropout if self.training else 0.0)  # (B, heads, L, dim_head)
         return self.to_out(einops.rearrange(out, "b h l e -> b l (h e)"))
+
+
+# On a GPU, the fused float32 attention kernel works on tiles of 64 queries x 64 keys, and
+# the predictor's sequences are short (12 tokens when the planner rolls out from one frame).
+# Measured on one H100 (torch 2.11), fused against written out, two repeats each: a batched
+# CEM solve (50 episodes x 300 candidates, 60,000 batch x head rows) 1.89-1.96 s against
+# 1.38-1.44 s (the fused kernel was 47 % of its GPU time); one episode's solve at a time
+# (1,200 rows) 20.4-20.7 s against 23.4-24.2 s; predictor training (256 and 4,096 rows)
+# 5,067-5,287 and 12,712-13,633 samples/s against 4,522-4,746 and 10,445-11,399.
+SHORT_SEQUENCE, MANY_ROWS = 64, 16384
+
+
+def attend(q, k, v, allowed, dropout_p, explicit=None):
+    """Softmax attention of q, k, v (B, heads, L, e); allowed: (L, L) bool or None.
+
+    The same function as F.scaled_dot_product_attention. explicit=None picks the way: written
+    out as matrix products for many short sequences on a GPU, the fused kernel otherwise.
+    """
+    if explicit is None:
+        explicit = (q.is_cuda and q.shape[-2] <= SHORT_SEQUENCE
+                    and q.shape[0] * q.shape[1] >= MANY_ROWS)
+    if not explicit:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B, heads, L, L)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    return F.dropout(scores.softmax(dim=-1), dropout_p) @ v
 
 
 class FeedForward(nn.Module):

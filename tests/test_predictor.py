@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from masking import make_mask
-from predictor import Attention, Predictor, cjepa_loss, rollout
+from predictor import Attention, Predictor, attend, cjepa_loss, rollout
 
 S, D, A, P = 4, 8, 3, 2
 N_HISTORY, N_FUTURE = 3, 2
@@ -201,3 +201,15 @@ def test_tiny_model_learns_a_synthetic_dynamical_system():
         optimizer.step()
         losses.append(loss.item())
     assert sum(losses[-10:]) / 10 < 0.2 * losses[0]
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_explicit_attention_equals_the_fused_kernel(masked):
+    q, k, v = torch.randn(3, 5, 2, 12, 16).unbind(0)
+    allowed = torch.rand(12, 12) < 0.6 if masked else None
+    if allowed is not None:
+        allowed |= torch.eye(12, dtype=torch.bool)  # every query sees at least itself
+    fused = attend(q, k, v, allowed, 0.0, explicit=False)
+    explicit = attend(q, k, v, allowed, 0.0, explicit=True)
+    assert torch.allclose(explicit, fused, atol=1e-5)
+    assert not torch.allclose(fused, attend(q, k, v.flip(2), allowed, 0.0, explicit=True), atol=1e-2)
