@@ -7,7 +7,9 @@ model is told *which* object to predict but not its state. There is no slot-inde
 slots are a set and permuting them permutes the outputs.
 
 Loss (weights 1:1:1, each term mean-reduced): MSE on the hidden history slots + MSE on all future
-slots + MSE on the future proprio. The action node is never a target.
+slots + MSE on the future proprio. The action node is never a target. With
+proprio_residual=True (ours, not the paper's) the proprio head predicts the change from the last
+observed frame's proprio instead of the proprio itself.
 
 Two baselines are options of the same module:
 - causal=True (OC-DINO-WM): block-causal attention, a token at frame t sees frames <= t.
@@ -127,6 +129,7 @@ class Predictor(nn.Module):
         max_frames: int = 32,
         aux: str = "nodes",
         causal: bool = False,
+        proprio_residual: bool = False,
     ):
         super().__init__()
         if aux not in ("nodes", "concat"):
@@ -140,6 +143,7 @@ class Predictor(nn.Module):
         self.n_slots, self.slot_dim, self.dim = n_slots, slot_dim, dim
         self.action_dim, self.proprio_dim = action_dim, proprio_dim
         self.max_frames, self.aux, self.causal = max_frames, aux, causal
+        self.proprio_residual = proprio_residual
 
         self.slot_in = nn.Linear(slot_dim, dim)
         self.anchor_in = nn.Linear(slot_dim, dim)  # identity query from the slot at t = 0
@@ -247,6 +251,8 @@ class Predictor(nn.Module):
                 pred_proprio = self.proprio_out(x.mean(dim=2))  # (B, T, P), from the mean slot output
             else:
                 pred_proprio = self.proprio_out(x[:, :, -1])  # (B, T, P), from the proprio token
+            if self.proprio_residual:  # a change from the last observed proprio
+                pred_proprio = pred_proprio + proprio[:, n_history - 1:n_history]
         return {"slots": pred_slots, "proprio": pred_proprio}
 
 

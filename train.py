@@ -104,6 +104,7 @@ class TrainConfig:
     dropout: float = 0.1
     aux: str = "nodes"            # nodes (the paper) | concat (the DINO-WM ablation)
     causal: bool = False          # True: block-causal over time (OC-DINO-WM)
+    proprio_residual: bool = True  # future proprio = last observed + predicted change (ours)
     epochs: int = 10
     batch_size: int = 64
     lr: float = 5e-4              # AdamW, constant
@@ -248,7 +249,7 @@ def save_checkpoint(path, model, optimizer, config, step, done, **extra):
 # Values that configs written before a field existed ran with, where they differ from
 # today's default; any other missing field ran with its default.
 LEGACY_VALUES = {"decoder_rgb": "pixel", "recon_weight": 0.0, "encoder_clip": 0.0, "slot_init": "noise",
-                 "random_history": False, "slot_mode": "video"}
+                 "random_history": False, "slot_mode": "video", "proprio_residual": False}
 
 
 # Encoder fields added after the first encoders were trained; at the value they had before
@@ -654,7 +655,7 @@ def build_predictor(cfg: TrainConfig) -> Predictor:
                      proprio_dim=4 if controlled else 0, dim=cfg.predictor_dim, depth=cfg.depth, heads=cfg.heads, dim_head=cfg.dim_head,
                      mlp_dim=cfg.mlp_dim, dropout=cfg.dropout,
                      max_frames=max(16, cfg.n_history + cfg.n_future), aux=cfg.aux,
-                     causal=cfg.causal)
+                     causal=cfg.causal, proprio_residual=cfg.proprio_residual)
 
 
 def predictor_loss(cfg):

@@ -213,3 +213,14 @@ def test_explicit_attention_equals_the_fused_kernel(masked):
     explicit = attend(q, k, v, allowed, 0.0, explicit=True)
     assert torch.allclose(explicit, fused, atol=1e-5)
     assert not torch.allclose(fused, attend(q, k, v.flip(2), allowed, 0.0, explicit=True), atol=1e-2)
+
+
+@pytest.mark.parametrize("aux", ["nodes", "concat"])
+def test_residual_proprio_is_a_change_from_the_last_observed_frame(aux):
+    slots, mask, actions, proprio = inputs()
+    plain, residual = tiny(aux=aux), tiny(aux=aux, proprio_residual=True)  # the same weights
+    out_plain = plain(slots, mask, actions, proprio, N_HISTORY)["proprio"]
+    out_residual = residual(slots, mask, actions, proprio, N_HISTORY)["proprio"]
+    last = proprio[:, N_HISTORY - 1:N_HISTORY]
+    assert torch.allclose(out_residual, out_plain + last, atol=1e-6)
+    assert not torch.allclose(out_residual, out_plain, atol=1e-2)
