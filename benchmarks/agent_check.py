@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data import PushTEnv, sample_eval_pairs  # noqa: E402
+from cost_check import real_outcome  # noqa: E402
+from data import sample_eval_pairs  # noqa: E402
 from plan import PlanConfig, load_world_model, solve_all  # noqa: E402
 from predictor import rollout  # noqa: E402
 
@@ -31,21 +32,9 @@ def predicted_proprio(model, pixels, proprio, plans):
     actions = torch.cat([plans, plans.new_zeros(E, 1, A)], dim=1)
     with torch.no_grad():
         out = rollout(model.predictor, model.encode(pixels)[:, None], actions,
-                      model.proprio(proprio)[:, None], n_future=H, history=1)
+                      model.proprio(proprio)[:, None], n_future=H, history=PlanConfig().history)
     mean, std = np.array(model.stats["proprio_mean"]), np.array(model.stats["proprio_std"])
     return out["proprio"].cpu().numpy() * std + mean
-
-
-def executed_proprio(data, starts, env_actions):
-    """The env's proprio (E, 4) after executing env_actions (E, K, 2) from each start row."""
-    final = []
-    for start, actions in zip(starts, env_actions):
-        env = PushTEnv(data.config.render_size)
-        env.reset(options={"state": data.state[start].astype(np.float64)})
-        for a in actions:
-            obs, *_ = env.step(a)
-        final.append(obs["proprio"])
-    return np.stack(final)
 
 
 def distance(a, b):
@@ -79,7 +68,8 @@ def main():
         for name, plans, env_actions in (("dataset", dataset_plans[:E], dataset_env[:E]),
                                          ("cem", cem_plans, model.to_env_actions(cem_plans))):
             end_pred = predicted_proprio(model, pixels, proprio, plans)[:, -1]
-            end_real = executed_proprio(data, starts[:E], env_actions)
+            end_real = np.stack([real_outcome(data, s, g, actions[None])[2][0]  # executed, (4,)
+                                 for (s, g), actions in zip(pairs[:E], env_actions)])
             print(f"  {name:7s} plans, {E} episodes, at the end (median px): predicted agent off by "
                   f"{np.median(distance(end_pred, end_real)):5.1f}; to the goal's agent: predicted "
                   f"{np.median(distance(end_pred, goal)):5.1f}, real {np.median(distance(end_real, goal)):5.1f}")
