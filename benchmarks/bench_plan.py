@@ -19,6 +19,15 @@ from data import sample_eval_pairs  # noqa: E402
 from plan import PlanConfig, load_world_model, solve_all  # noqa: E402
 
 
+def load_problems(ckpt, episodes, device):
+    """The world model of ``ckpt`` and what one solve of seed 0's first ``episodes`` protocol
+    episodes takes: (model, (start pixels, start proprio, goal slots, goal proprio))."""
+    model, data = load_world_model(ckpt, device)
+    pairs = sample_eval_pairs(data, "val", episodes, seed=0)
+    return model, (data.pixels[pairs[:, 0]], data.proprio[pairs[:, 0]],
+                   model.encode(data.pixels[pairs[:, 1]]), model.proprio(data.proprio[pairs[:, 1]]))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ckpt", required=True)
@@ -30,11 +39,8 @@ def main():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
-    model, data = load_world_model(args.ckpt, device)
-    pairs = sample_eval_pairs(data, "val", args.episodes, seed=0)
-    pixels, proprio = data.pixels[pairs[:, 0]], data.proprio[pairs[:, 0]]
-    goal_slots = model.encode(data.pixels[pairs[:, 1]])
-    goal_proprio = model.proprio(data.proprio[pairs[:, 1]])
+    model, problems = load_problems(args.ckpt, args.episodes, device)
+    pixels, proprio, goal_slots, goal_proprio = problems
     cfg = PlanConfig(samples=args.samples, iterations=args.iterations, cost_batch=args.cost_batch)
     for sequential in (False, True):  # warm-up: CUDA context, library handles, allocator
         solve_all(PlanConfig(**{**cfg.__dict__, "sequential": sequential, "iterations": 1}), model,

@@ -5,7 +5,8 @@
 #
 # 1. predictor training throughput of the cpu and paper presets (bench_train.py);
 # 2. the cpu-preset Push-T data, then one CEM solve for 50 episodes batched against one at a
-#    time (bench_plan.py) and full 3-seed evaluations of runs/pusht-cpu-m{1,0}-e30, when
+#    time (bench_plan.py), fused against written-out attention (gpu_attention.py), and full
+#    3-seed evaluations of runs/pusht-cpu-m{1,0}-e30, when
 #    those runs (and their encoder) are there;
 # 3. the paper preset end to end at a small size (64 episodes, 300 encoder steps, 1 epoch) on
 #    a DINOv2 ViT-S/14 with random weights, each stage timed: how long the full preset takes;
@@ -33,6 +34,7 @@ step bench_train 180 python benchmarks/bench_train.py --presets cpu paper --step
 if [ -f runs/pusht-cpu-m1-e30/predictor.pt ]; then
     step data_cpu 240 python train.py --dataset pusht --until data --workers 12 --no-progress --out /tmp/unused-run
     step bench_plan 240 python benchmarks/bench_plan.py --ckpt runs/pusht-cpu-m1-e30 --episodes 50
+    TAIL=30 step attention 300 python benchmarks/gpu_attention.py --ckpt runs/pusht-cpu-m1-e30 --profile --compile
     for m in 1 0; do
         TAIL=8 step "plan_m$m" 300 python plan.py --ckpt "runs/pusht-cpu-m$m-e30" --seeds 0 1 2 --gifs 0 \
             --out "$LOG/plan-m$m.json"
