@@ -146,8 +146,10 @@ class WorldModel:
         self.action_dim = 2 * run_cfg.frameskip
 
     @torch.no_grad()
-    def encode(self, pixels):
-        """uint8 (E, H, W, 3) frames -> slots (E, S, D), each frame encoded on its own."""
+    def encode(self, pixels, states=None):
+        """uint8 (E, H, W, 3) frames -> slots (E, S, D), each frame encoded on its own.
+        ``states`` (E, 7), the frames' env states, are for models that read the state
+        instead of the image (benchmarks/oracle_plan.py); this one ignores them."""
         frames = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
         frames = frames.permute(0, 3, 1, 2).float().div(255)[:, None]  # (E, 1, 3, H, W)
         frames = resize_frames(frames, self.cfg.image_size)
@@ -252,7 +254,7 @@ def run_seed(cfg: PlanConfig, model: WorldModel, data, seed, record_frames=0):
     rng = np.random.default_rng(seed)
     solve_seconds, n_solves, solve = 0.0, 0, 0
     if cfg.policy == "cem":
-        goal_slots = model.encode(data.pixels[pairs[:, 1]])
+        goal_slots = model.encode(data.pixels[pairs[:, 1]], data.state[pairs[:, 1]])
         goal_proprio = model.proprio(data.proprio[pairs[:, 1]])
     steps = 0
     while steps < cfg.budget:
@@ -264,7 +266,7 @@ def run_seed(cfg: PlanConfig, model: WorldModel, data, seed, record_frames=0):
                 actions[e, :g - s] = data.action[s:g]
         else:
             start = time.perf_counter()
-            plan = solve_all(cfg, model, pixels, proprio, goal_slots, goal_proprio, seed, solve)
+            plan = solve_all(cfg, model, pixels, proprio, goal_slots, goal_proprio, seed, solve, final)
             solve_seconds += time.perf_counter() - start
             n_solves += 1
             actions = model.to_env_actions(plan[:, :cfg.receding])
@@ -282,11 +284,11 @@ def run_seed(cfg: PlanConfig, model: WorldModel, data, seed, record_frames=0):
     return success, solve_seconds, n_solves, frames, goal_errors(data.state[pairs[:, 0]], goal), goal_errors(final, goal)
 
 
-def solve_all(cfg, model, pixels, proprio, goal_slots, goal_proprio, seed, solve):
+def solve_all(cfg, model, pixels, proprio, goal_slots, goal_proprio, seed, solve, states=None):
     """One CEM solve for every episode: batched, or one episode at a time."""
     E = len(pixels)
     generators = episode_generators(seed, E, solve)
-    slots, prop = model.encode(pixels), model.proprio(proprio)
+    slots, prop = model.encode(pixels, states), model.proprio(proprio)
     groups = [range(e, e + 1) for e in range(E)] if cfg.sequential else [range(E)]
     cost_batch = cfg.cost_batch or (CPU_COST_BATCH if model.device.type == "cpu" else E * cfg.samples)
     per_call = max(1, cost_batch // cfg.samples)  # episodes whose candidates share a predictor call
@@ -332,6 +334,12 @@ def evaluate(cfg: PlanConfig, progress=True):
     model, data = load_world_model(cfg.ckpt, device)
     run_dir = Path(cfg.ckpt) if Path(cfg.ckpt).is_dir() else Path(cfg.ckpt).parent
     out = Path(cfg.out) if cfg.out else run_dir / f"plan-{cfg.policy}.json"
+    return evaluate_model(cfg, model, data, out, progress)
+
+
+def evaluate_model(cfg: PlanConfig, model: WorldModel, data, out: Path, progress=True):
+    """Run the protocol of ``cfg`` on every seed with a loaded model; write and return the
+    results (and ``out``)."""
     results = {"config": json.loads(json.dumps(dataclasses.asdict(cfg))), "seeds": {}}
     start = time.perf_counter()
     bar = tqdm(cfg.seeds, desc=f"plan {cfg.policy}", disable=not progress)

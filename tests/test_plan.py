@@ -68,7 +68,7 @@ class QuadraticModel:
     def __init__(self):
         self.calls = []  # episodes per costs() call
 
-    def encode(self, pixels):
+    def encode(self, pixels, states=None):
         return torch.as_tensor(pixels, dtype=torch.float32).reshape(len(pixels), 2, -1)[:, :, :3]
 
     def proprio(self, proprio):
@@ -122,6 +122,30 @@ def test_replay_reaches_every_goal_and_cem_runs(tiny_run):
     assert set(results["seeds"]) == {"0", "1"} and results["seconds_per_solve"] > 0
     assert (out / "cem-seed0-episode1.gif").is_file()              # at most one GIF per episode
     assert not (out / "cem-seed0-episode2.gif").exists()
+
+
+def test_a_model_reading_states_gets_the_goal_and_current_env_states(tiny_run, tmp_path):
+    _, out = tiny_run
+    model, data = load_world_model(out, torch.device("cpu"))
+    seen = []
+
+    class StateModel(type(model)):
+        def encode(self, pixels, states=None):
+            seen.append(np.array(states))
+            return super().encode(pixels, states)
+
+    model.__class__ = StateModel
+    cfg = PlanConfig(seeds=(0,), episodes=3, samples=6, topk=2, iterations=1, budget=15, receding=1,
+                     horizon=2, gifs=0)
+    plan.evaluate_model(cfg, model, data, tmp_path / "states.json", progress=False)
+    pairs = plan.sample_eval_pairs(data, cfg.split, 3, 0, cfg.goal_offset)
+    assert model.cfg.frameskip == 5 and len(seen) == 1 + 3  # the goals, then 15 / 5 solves
+    np.testing.assert_array_equal(seen[0], data.state[pairs[:, 1]])
+    # the first solve starts from the dataset states: the block exactly, the agent after the
+    # one 0.01 s physics substep that setting a state runs (a few px at its speed)
+    np.testing.assert_allclose(seen[1][:, 2:5], data.state[pairs[:, 0], 2:5], atol=1e-3)
+    np.testing.assert_allclose(seen[1][:, :2], data.state[pairs[:, 0], :2], atol=5.0)
+    assert not np.allclose(seen[2], seen[1])  # later solves see where the env went
 
 
 def test_env_actions_round_trip(tiny_run):

@@ -1,0 +1,140 @@
+"""Planning with perfect slots: how far do the predictor and CEM get when the encoder is exact?
+
+    python benchmarks/oracle_plan.py --masked 1 --out runs/pusht-oracle-m1 [train.py's flags]
+
+Replaces the slot encoder by the ground-truth state of each Push-T object, one "slot" per
+object and frame: the agent [1, 0, x, y, 0, 0] and the T-block [0, 1, x, y, cos a, sin a]
+(positions in units of 100 px from the world's centre). Only what one image shows: no
+velocities (the proprio token carries the agent's). Trains the `cpu` preset's predictor on
+these slots of the `cpu` dataset (train.train_predictor: the same windows, masking with
+``--masked`` of the 2 slots, loss and schedule), then runs plan.py's protocol with the
+same CEM and cost, the planner reading the env state where it would encode a frame.
+If this plans well, the learned slots are what holds planning back; if not, the
+predictor, its data or the planner are.
+"""
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import atomic_write_json, build_parser, config_from_args  # noqa: E402
+from data import Windows  # noqa: E402
+from plan import PlanConfig, WorldModel, evaluate_model  # noqa: E402
+from predictor import rollout  # noqa: E402
+from train import (PRESETS, TrainConfig, build_predictor, config_to_dict, data_config, load_checkpoint,  # noqa: E402
+                   open_dataset, setup, short_hash, train_predictor)
+
+SLOT_DIM = 6
+SCALE, CENTRE = 100.0, 256.0
+
+
+def object_slots(state):
+    """(..., 7) Push-T states -> float32 (..., 2, 6) slots: agent, then block."""
+    state = np.asarray(state, np.float64)
+    slots = np.zeros(state.shape[:-1] + (2, SLOT_DIM))
+    slots[..., 0, 0] = 1
+    slots[..., 0, 2:4] = (state[..., 0:2] - CENTRE) / SCALE
+    slots[..., 1, 1] = 1
+    slots[..., 1, 2:4] = (state[..., 2:4] - CENTRE) / SCALE
+    slots[..., 1, 4] = np.cos(state[..., 4])
+    slots[..., 1, 5] = np.sin(state[..., 4])
+    return slots.astype(np.float32)
+
+
+def physical(slots):
+    """(..., 2, 6) slots -> agent xy (..., 2), block xy (..., 2), block angle (...,) in radians."""
+    slots = np.asarray(slots, np.float64)
+    return (slots[..., 0, 2:4] * SCALE + CENTRE, slots[..., 1, 2:4] * SCALE + CENTRE,
+            np.arctan2(slots[..., 1, 5], slots[..., 1, 4]))
+
+
+@torch.no_grad()
+def rollout_errors(predictor, data, slots, cfg, steps=5, max_windows=2000):
+    """Roll the predictor out from one frame (as the planner does) on the dataset's actions
+    over validation windows; median errors (px, px, deg) of agent, block and angle after each
+    model step, with what predicting no motion would miss by."""
+    windows = Windows(data, "val", 1, steps, cfg.frameskip, slots=slots)
+    pick = np.linspace(0, len(windows) - 1, min(max_windows, len(windows))).astype(int)
+    batch = [windows[i] for i in pick]
+    real = np.stack([b["slots"] for b in batch])                               # (B, 1 + K, 2, 6)
+    actions = torch.from_numpy(np.stack([b["actions"] for b in batch])).float()
+    proprio = torch.from_numpy(np.stack([b["proprio"] for b in batch])).float()
+    out = rollout(predictor.eval(), torch.from_numpy(real[:, :1]), actions, proprio[:, :1],
+                  n_future=steps, history=1)
+    rows = []
+    for name, guess in (("model", out["slots"].numpy()), ("no motion", np.repeat(real[:, :1], steps, 1))):
+        (pa, pb, pt), (ra, rb, rt) = physical(guess), physical(real[:, 1:])
+        errors = [np.linalg.norm(pa - ra, axis=-1), np.linalg.norm(pb - rb, axis=-1),
+                  np.degrees(np.abs(np.angle(np.exp(1j * (pt - rt)))))]          # each (B, K)
+        rows.append({"what": name, **{f"{part}_{k + 1}": round(float(np.median(e[:, k])), 2)
+                                      for part, e in zip(("agent_px", "block_px", "angle_deg"), errors)
+                                      for k in range(steps)}})
+    return rows
+
+
+class OracleWorldModel(WorldModel):
+    """plan.py's world model with the encoder replaced by ``object_slots`` of the env state."""
+
+    def __init__(self, run_cfg, predictor, stats, device):
+        self.cfg, self.encoder, self.predictor = run_cfg, None, predictor.eval()
+        self.stats, self.device = stats, device
+        self.action_dim = 2 * run_cfg.frameskip
+
+    def encode(self, pixels, states=None):
+        if states is None:
+            raise ValueError("the oracle world model reads env states: pass states=")
+        return torch.from_numpy(object_slots(states)).to(self.device)
+
+
+def main(argv=None):
+    parser = build_parser(TrainConfig, PRESETS, __doc__.split("\n")[0] + " Every train.py flag "
+                          "applies to the predictor; --n-slots and --slot-dim are the oracle's.")
+    parser.add_argument("--out", required=True, help="run folder: predictor.pt, log.jsonl, plan-oracle.json")
+    parser.add_argument("--plan-seeds", type=int, nargs="+", default=[0, 1, 2], help="planning seeds")
+    parser.add_argument("--plan-episodes", type=int, default=50, help="episodes per planning seed")
+    parser.add_argument("--gifs", type=int, default=3)
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted training")
+    parser.add_argument("--check-only", action="store_true", help="rollout errors only, no planning")
+    args = parser.parse_args(argv)
+    cfg = dataclasses.replace(config_from_args(TrainConfig, PRESETS, args, default_preset="cpu"),
+                              n_slots=2, slot_dim=SLOT_DIM)
+    if cfg.dataset != "pusht" or not 0 <= cfg.masked <= cfg.n_slots:
+        sys.exit(f"error: the oracle is for --dataset pusht with --masked 0, 1 or 2, got {cfg.dataset}, "
+                 f"{cfg.masked}")
+    data_dir = Path("data") / f"pusht-{short_hash(config_to_dict(data_config(cfg)))}"
+    if not (data_dir / "meta.json").is_file():
+        sys.exit(f"error: no {data_dir}: make the cpu dataset first (python train.py --until data)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", {"config": config_to_dict(cfg), "data": str(data_dir),
+                                            "encoder": "oracle (benchmarks/oracle_plan.py)"})
+    data = open_dataset(cfg, data_dir)
+    slots = object_slots(data.state)
+    ctx = setup("cpu", progress=True)
+    train_predictor(cfg, data, slots, out, redo=False, resume=args.resume, ctx=ctx)
+
+    predictor = build_predictor(cfg)
+    predictor.load_state_dict(load_checkpoint(out / "predictor.pt", config_to_dict(cfg))["model"])
+    errors = rollout_errors(predictor, data, slots, cfg)
+    atomic_write_json(out / "rollout-errors.json", errors)
+    for row in errors:
+        print(row["what"] + ": " + "; ".join(
+            f"{part} " + " ".join(str(row[f"{part}_{k}"]) for k in range(1, 6))
+            for part in ("agent_px", "block_px", "angle_deg")))
+    if args.check_only:
+        return
+    model = OracleWorldModel(cfg, predictor, data.stats, ctx.device)
+    plan_cfg = PlanConfig(ckpt=str(out), seeds=tuple(args.plan_seeds), episodes=args.plan_episodes,
+                          gifs=args.gifs)
+    results, path = evaluate_model(plan_cfg, model, data, out / "plan-oracle.json")
+    print(json.dumps({"success_mean": results["success_mean"], "success_std": results["success_std"],
+                      "per_seed": [r["success_rate"] for r in results["seeds"].values()]}))
+
+
+if __name__ == "__main__":
+    main()
