@@ -9,7 +9,10 @@ slots are a set and permuting them permutes the outputs.
 Loss (weights 1:1:1, each term mean-reduced): MSE on the hidden history slots + MSE on all future
 slots + MSE on the future proprio. The action node is never a target. With
 proprio_residual=True (ours, not the paper's) the proprio head predicts the change from the last
-observed frame's proprio instead of the proprio itself.
+observed frame's proprio instead of the proprio itself, and with slot_residual=True (ours too)
+each hidden slot token predicts the change of its slot since the last frame where that slot was
+visible (for a future slot, the last history frame; for a slot masked in the history, the t = 0
+anchor), so "nothing moves" is the zero output instead of a copy through the network.
 
 Two baselines are options of the same module:
 - causal=True (OC-DINO-WM): block-causal attention, a token at frame t sees frames <= t.
@@ -131,6 +134,7 @@ class Predictor(nn.Module):
         aux: str = "nodes",
         causal: bool = False,
         proprio_residual: bool = False,
+        slot_residual: bool = False,
     ):
         super().__init__()
         if aux not in ("nodes", "concat"):
@@ -144,7 +148,7 @@ class Predictor(nn.Module):
         self.n_slots, self.slot_dim, self.dim = n_slots, slot_dim, dim
         self.action_dim, self.proprio_dim = action_dim, proprio_dim
         self.max_frames, self.aux, self.causal = max_frames, aux, causal
-        self.proprio_residual = proprio_residual
+        self.proprio_residual, self.slot_residual = proprio_residual, slot_residual
 
         self.slot_in = nn.Linear(slot_dim, dim)
         self.anchor_in = nn.Linear(slot_dim, dim)  # identity query from the slot at t = 0
@@ -246,6 +250,8 @@ class Predictor(nn.Module):
         x = einops.rearrange(self.norm(x), "b (t n) d -> b t n d", t=T)  # (B, T, tokens per frame, dim)
 
         pred_slots = self.slot_out(x[:, :, :S])  # (B, T, S, D)
+        if self.slot_residual:
+            pred_slots = pred_slots + last_seen(slots, mask)
         pred_proprio = None
         if self.proprio_out is not None:
             if self.aux == "concat":
@@ -255,6 +261,16 @@ class Predictor(nn.Module):
             if self.proprio_residual:  # a change from the last observed proprio
                 pred_proprio = pred_proprio + proprio[:, n_history - 1:n_history]
         return {"slots": pred_slots, "proprio": pred_proprio}
+
+
+def last_seen(slots: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, S, D): slot s at the latest frame <= t where the mask shows it; 0 where it has not
+    been visible yet (a tube-masked slot). For a hidden (t, s) that is the latest frame before t,
+    so the value is known to the predictor without leaking the target."""
+    t = torch.arange(slots.shape[1], device=slots.device)[None, :, None]  # (1, T, 1)
+    seen_at = torch.where(mask, -1, t).cummax(dim=1).values  # (B, T, S)
+    base = slots.gather(1, seen_at.clamp(min=0)[..., None].expand_as(slots))
+    return torch.where(seen_at[..., None] >= 0, base, 0.0)
 
 
 def _masked_mse(pred: torch.Tensor, target: torch.Tensor, select: torch.Tensor) -> torch.Tensor:

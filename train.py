@@ -105,6 +105,7 @@ class TrainConfig:
     aux: str = "nodes"            # nodes (the paper) | concat (the DINO-WM ablation)
     causal: bool = False          # True: block-causal over time (OC-DINO-WM)
     proprio_residual: bool = True  # future proprio = last observed + predicted change (ours)
+    slot_residual: bool = False   # a hidden slot = its last visible value + predicted change (ours)
     epochs: int = 10
     batch_size: int = 64
     lr: float = 5e-4              # AdamW, constant
@@ -249,7 +250,8 @@ def save_checkpoint(path, model, optimizer, config, step, done, **extra):
 # Values that configs written before a field existed ran with, where they differ from
 # today's default; any other missing field ran with its default.
 LEGACY_VALUES = {"decoder_rgb": "pixel", "recon_weight": 0.0, "encoder_clip": 0.0, "slot_init": "noise",
-                 "random_history": False, "slot_mode": "video", "proprio_residual": False}
+                 "random_history": False, "slot_mode": "video", "proprio_residual": False,
+                 "slot_residual": False}
 
 
 # Encoder fields added after the first encoders were trained; at the value they had before
@@ -655,7 +657,8 @@ def build_predictor(cfg: TrainConfig) -> Predictor:
                      proprio_dim=4 if controlled else 0, dim=cfg.predictor_dim, depth=cfg.depth, heads=cfg.heads, dim_head=cfg.dim_head,
                      mlp_dim=cfg.mlp_dim, dropout=cfg.dropout,
                      max_frames=max(16, cfg.n_history + cfg.n_future), aux=cfg.aux,
-                     causal=cfg.causal, proprio_residual=cfg.proprio_residual)
+                     causal=cfg.causal, proprio_residual=cfg.proprio_residual,
+                     slot_residual=cfg.slot_residual)
 
 
 def predictor_loss(cfg):

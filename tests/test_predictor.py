@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from masking import make_mask
-from predictor import Attention, Predictor, attend, cjepa_loss, rollout
+from predictor import Attention, Predictor, attend, cjepa_loss, last_seen, rollout
 
 S, D, A, P = 4, 8, 3, 2
 N_HISTORY, N_FUTURE = 3, 2
@@ -34,8 +34,9 @@ def inputs(B: int = 6, seed: int = 1, kind: str = "object", n_masked: int = 1):
 @pytest.mark.parametrize("aux", ["nodes", "concat"])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("kind", ["object", "tube", "token"])
-def test_hidden_inputs_do_not_leak(aux, causal, kind):
-    model = tiny(aux=aux, causal=causal)
+@pytest.mark.parametrize("residual", [False, True])
+def test_hidden_inputs_do_not_leak(aux, causal, kind, residual):
+    model = tiny(aux=aux, causal=causal, slot_residual=residual, proprio_residual=residual)
     slots, mask, actions, proprio = inputs(kind=kind, n_masked=2)
     out = model(slots, mask, actions, proprio, N_HISTORY)
     noise = 100 * torch.randn_like(slots)
@@ -224,3 +225,23 @@ def test_residual_proprio_is_a_change_from_the_last_observed_frame(aux):
     last = proprio[:, N_HISTORY - 1:N_HISTORY]
     assert torch.allclose(out_residual, out_plain + last, atol=1e-6)
     assert not torch.allclose(out_residual, out_plain, atol=1e-2)
+
+
+def test_last_seen_is_the_latest_visible_value_before_a_hidden_token():
+    slots = torch.arange(1 * 4 * 3, dtype=torch.float32).reshape(1, 4, 3, 1)  # value = 3 t + s
+    mask = torch.tensor([[[0, 0, 1], [1, 0, 1], [0, 1, 1], [1, 1, 1]]], dtype=torch.bool)  # (1, T=4, S=3)
+    expected = torch.tensor([[[0, 1, 0], [0, 4, 0], [6, 4, 0], [6, 4, 0]]], dtype=torch.float32)
+    assert torch.equal(last_seen(slots, mask)[..., 0], expected)  # slot 2 is never seen: 0
+
+
+@pytest.mark.parametrize("kind", ["object", "tube"])
+def test_residual_slots_are_a_change_from_the_last_visible_value(kind):
+    slots, mask, actions, proprio = inputs(kind=kind, n_masked=2)
+    plain, residual = tiny(), tiny(slot_residual=True)  # the same weights
+    out_plain = plain(slots, mask, actions, proprio, N_HISTORY)["slots"]
+    out_residual = residual(slots, mask, actions, proprio, N_HISTORY)["slots"]
+    assert torch.allclose(out_residual, out_plain + last_seen(slots, mask), atol=1e-6)
+    # a future slot starts from the last history frame, unless it was masked there
+    shown = ~mask[:, N_HISTORY - 1]  # (B, S)
+    base = last_seen(slots, mask)[:, N_HISTORY]
+    assert torch.equal(base[shown], slots[:, N_HISTORY - 1][shown])
