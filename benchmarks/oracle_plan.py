@@ -112,7 +112,7 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", {"config": config_to_dict(cfg), "data": str(data_dir),
-                                            "encoder": "oracle (benchmarks/oracle_plan.py)"})
+                                            "encoder": "none, true object states: plan this run with benchmarks/oracle_plan.py"})
     data = open_dataset(cfg, data_dir)
     slots = object_slots(data.state)
     ctx = setup("cpu", progress=True)
