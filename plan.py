@@ -141,7 +141,9 @@ class WorldModel:
     """A trained encoder + predictor: encodes frames, rolls out candidate plans, scores them."""
 
     def __init__(self, run_cfg: TrainConfig, encoder, predictor, stats, device):
-        self.cfg, self.encoder, self.predictor = run_cfg, encoder.eval(), predictor.eval()
+        # encoder None: a subclass whose encode() does without one (benchmarks/oracle_plan.py)
+        self.cfg, self.predictor = run_cfg, predictor.eval()
+        self.encoder = None if encoder is None else encoder.eval()
         self.stats, self.device = stats, device
         self.action_dim = 2 * run_cfg.frameskip
 

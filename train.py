@@ -250,8 +250,7 @@ def save_checkpoint(path, model, optimizer, config, step, done, **extra):
 # Values that configs written before a field existed ran with, where they differ from
 # today's default; any other missing field ran with its default.
 LEGACY_VALUES = {"decoder_rgb": "pixel", "recon_weight": 0.0, "encoder_clip": 0.0, "slot_init": "noise",
-                 "random_history": False, "slot_mode": "video", "proprio_residual": False,
-                 "slot_residual": False}
+                 "random_history": False, "slot_mode": "video", "proprio_residual": False}
 
 
 # Encoder fields added after the first encoders were trained; at the value they had before

@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import atomic_write_json, build_parser, config_from_args  # noqa: E402
-from data import Windows  # noqa: E402
+from data import Windows, wrap_angle  # noqa: E402
 from plan import PlanConfig, WorldModel, evaluate_model  # noqa: E402
 from predictor import rollout  # noqa: E402
 from train import (PRESETS, TrainConfig, build_predictor, config_to_dict, data_config, load_checkpoint,  # noqa: E402
@@ -65,12 +65,12 @@ def rollout_errors(predictor, data, slots, cfg, steps=5, max_windows=2000):
     actions = torch.from_numpy(np.stack([b["actions"] for b in batch])).float()
     proprio = torch.from_numpy(np.stack([b["proprio"] for b in batch])).float()
     out = rollout(predictor.eval(), torch.from_numpy(real[:, :1]), actions, proprio[:, :1],
-                  n_future=steps, history=1)
+                  n_future=steps, history=PlanConfig().history)
     rows = []
     for name, guess in (("model", out["slots"].numpy()), ("no motion", np.repeat(real[:, :1], steps, 1))):
         (pa, pb, pt), (ra, rb, rt) = physical(guess), physical(real[:, 1:])
         errors = [np.linalg.norm(pa - ra, axis=-1), np.linalg.norm(pb - rb, axis=-1),
-                  np.degrees(np.abs(np.angle(np.exp(1j * (pt - rt)))))]          # each (B, K)
+                  np.degrees(np.abs(wrap_angle(pt - rt)))]          # each (B, K)
         rows.append({"what": name, **{f"{part}_{k + 1}": round(float(np.median(e[:, k])), 2)
                                       for part, e in zip(("agent_px", "block_px", "angle_deg"), errors)
                                       for k in range(steps)}})
@@ -81,9 +81,7 @@ class OracleWorldModel(WorldModel):
     """plan.py's world model with the encoder replaced by ``object_slots`` of the env state."""
 
     def __init__(self, run_cfg, predictor, stats, device):
-        self.cfg, self.encoder, self.predictor = run_cfg, None, predictor.eval()
-        self.stats, self.device = stats, device
-        self.action_dim = 2 * run_cfg.frameskip
+        super().__init__(run_cfg, None, predictor, stats, device)
 
     def encode(self, pixels, states=None):
         if states is None:
@@ -108,7 +106,8 @@ def main(argv=None):
                  f"{cfg.masked}")
     data_dir = Path("data") / f"pusht-{short_hash(config_to_dict(data_config(cfg)))}"
     if not (data_dir / "meta.json").is_file():
-        sys.exit(f"error: no {data_dir}: make the cpu dataset first (python train.py --until data)")
+        sys.exit(f"error: no {data_dir}: make it first with python train.py --until data and the same "
+                 "data flags (--episodes, --render-size, ...)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", {"config": config_to_dict(cfg), "data": str(data_dir),
