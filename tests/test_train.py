@@ -85,6 +85,14 @@ def test_checkpoint_for_another_config_fails_clearly(tiny_run, tmp_path):
         load_checkpoint(tmp_path / "older.pt", dataclasses.asdict(TINY))
     legacy = dataclasses.asdict(dataclasses.replace(TINY, decoder_rgb="pixel"))
     assert load_checkpoint(tmp_path / "older.pt", legacy)["done"]
+    # predictors trained before slot_residual existed predicted the slots themselves
+    del older["config"]["slot_residual"]
+    torch.save(older, tmp_path / "older.pt")
+    assert TINY.slot_residual
+    with pytest.raises(ValueError, match="differing fields: \\['decoder_rgb', 'slot_residual'\\]"):
+        load_checkpoint(tmp_path / "older.pt", dataclasses.asdict(TINY))
+    legacy = dataclasses.asdict(dataclasses.replace(TINY, decoder_rgb="pixel", slot_residual=False))
+    assert load_checkpoint(tmp_path / "older.pt", legacy)["done"]
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
