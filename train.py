@@ -580,7 +580,7 @@ def slot_files(enc_dir, mode):
     return enc_dir / f"slots-{mode}.npy", enc_dir / f"slots-{mode}.json"
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64):
     """Write the frozen encoder's slots of every dataset frame to ``slot_files(enc_dir, mode)``.
 
@@ -598,9 +598,11 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64):
     """
     model.eval()
     fs = cfg.frameskip
-    if cfg.slot_mode == "frame":  # chains of one frame, 512 to a batch
+    if cfg.slot_mode == "frame":  # chains of one frame
         chains = [np.array([i]) for i in range(len(data.pixels))]
-        batch_chains = 512
+        # a GPU wants large calls; on a CPU 64 frames a call run faster than 512 (1.1-1.2x
+        # on 2 idle cores, 1.5x on one thread beside another job: benchmarks/bench_encoder.py)
+        batch_chains = 512 if torch.device(device).type == "cuda" else 64
     else:
         chains = []
         for e in range(len(data.episode_starts) - 1):

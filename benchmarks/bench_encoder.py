@@ -1,0 +1,87 @@
+"""Slot-encoder speed: one training step, and slot extraction per frame by frames per call.
+
+    python benchmarks/bench_encoder.py --preset cpu --chunks 64 512
+
+Random weights and random frames of the preset's shape (no data loading). A training step
+is forward + backward + Adam on ``encoder_batch`` clips of ``encoder_clip_len`` frames, as
+the encoder stage of train.py runs it; extraction encodes single frames from the learned
+initial slots under ``torch.inference_mode``, as ``train.extract_slots`` does in frame mode,
+``chunk`` frames per call. Each measurement is repeated and the fastest kept.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from train import PRESETS, build_encoder, encoder_loss  # noqa: E402
+
+
+def best_of(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def train_step_seconds(cfg, steps, repeats):
+    torch.manual_seed(0)
+    model = build_encoder(cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.encoder_lr)
+    size = cfg.image_size
+    batch = {"frames": torch.rand(cfg.encoder_batch, cfg.encoder_clip_len, 3, size, size)}
+    loss_fn = encoder_loss(cfg)
+
+    def run():
+        for step in range(steps):
+            loss, _ = loss_fn(model, batch, torch.Generator().manual_seed(step), step)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+    run()  # warm-up
+    return best_of(run, repeats) / steps
+
+
+def extraction_ms_per_frame(cfg, chunk, n_frames, repeats):
+    torch.manual_seed(0)
+    model = build_encoder(cfg).eval()
+    frames = torch.rand(n_frames, 1, 3, cfg.image_size, cfg.image_size)  # (B, T=1, 3, H, W)
+
+    @torch.inference_mode()
+    def run():
+        for start in range(0, n_frames, chunk):
+            model.encode(frames[start:start + chunk], noise=False)
+
+    run()  # warm-up
+    return best_of(run, repeats) / n_frames * 1000
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    parser.add_argument("--chunks", type=int, nargs="+", default=[64, 512], help="frames per encode call")
+    parser.add_argument("--frames", type=int, default=1024, help="frames encoded per measurement")
+    parser.add_argument("--steps", type=int, default=5, help="training steps per measurement")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    cfg = PRESETS[args.preset]
+    if cfg.backbone != "cnn":
+        sys.exit("error: this benchmark builds the CNN encoder from random weights; the "
+                 f"{args.preset!r} preset's backbone is {cfg.backbone!r}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, preset {args.preset}")
+    seconds = train_step_seconds(cfg, args.steps, args.repeats)
+    print(f"training step ({cfg.encoder_batch} clips of {cfg.encoder_clip_len} frames at "
+          f"{cfg.image_size} px): {seconds:.3f} s, {cfg.encoder_steps} steps ~{seconds * cfg.encoder_steps / 60:.0f} min")
+    for chunk in args.chunks:
+        ms = extraction_ms_per_frame(cfg, chunk, args.frames, args.repeats)
+        print(f"extraction, {chunk} frames a call: {ms:.2f} ms/frame")
+
+
+if __name__ == "__main__":
+    main()
