@@ -19,7 +19,9 @@ differ only in the predictor (``--masked 0`` and ``--masked 1``) share data and 
 A finished stage is skipped; ``--redo STAGE`` runs it again. Checkpoints are plain dicts
 ``{"model", "optimizer", "config", "step", "done", "rng"}`` written atomically and loadable
 with ``torch.load(weights_only=True)``; ``--resume`` continues an interrupted stage at the
-same step with the same batches and masks.
+same step with the same batches and masks. The predictor's learning rate is constant, so
+``--resume`` with more ``--epochs`` continues a finished predictor to exactly where a run
+of that many epochs from the start would be.
 """
 
 import dataclasses
@@ -279,11 +281,12 @@ def with_legacy_values(config: dict) -> dict:
     return {**{k: v for k, v in LEGACY_VALUES.items() if k not in config}, **config}
 
 
-def load_checkpoint(path, config=None, known=None):
+def load_checkpoint(path, config=None, known=None, may_differ=()):
     """Load a checkpoint; with ``config``, fail clearly if it was made for another config.
 
     A field of ``config`` the checkpoint's lacks counts as ``known[field]`` where given
-    (default: a TrainConfig's value before the field existed)."""
+    (default: a TrainConfig's value before the field existed); fields in ``may_differ``
+    are not compared."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -301,7 +304,8 @@ def load_checkpoint(path, config=None, known=None):
             known = values_before_fields_existed()
         theirs = {**{k: known[k] for k in set(config) - set(ckpt["config"]) if k in known}, **ckpt["config"]}
         absent = object()
-        diff = sorted(k for k in set(theirs) | set(config) if theirs.get(k, absent) != config.get(k, absent))
+        diff = sorted(k for k in set(theirs) | set(config)
+                      if k not in may_differ and theirs.get(k, absent) != config.get(k, absent))
         if diff:
             raise ValueError(f"{path} was made for another config; differing fields: {diff}")
     return ckpt
@@ -385,14 +389,22 @@ def drop_log_after(log_path, stage, step):
 
 
 def fit(name, model, optimizer, lr_factor, loss_fn, train_set, val_set, total_steps, batch_size,
-        seed, ckpt_path, config, resume, cfg: TrainConfig, ctx: Context, log_path, clip=0.0):
+        seed, ckpt_path, config, resume, cfg: TrainConfig, ctx: Context, log_path, clip=0.0,
+        extendable=()):
     """Train ``model`` for ``total_steps`` steps; checkpoint, validate, log, resume.
 
-    ``clip`` > 0 clips the gradient's global norm to it before each step.
+    ``clip`` > 0 clips the gradient's global norm to it before each step. ``extendable``
+    names config fields (the length of training) that ``--resume`` may find changed: a
+    finished or unfinished run then continues to the new ``total_steps``, which is only
+    the same as training that long from the start when ``lr_factor`` does not depend on
+    the total.
     """
     step = 0
     if resume and Path(ckpt_path).is_file():
-        ckpt = load_checkpoint(ckpt_path, config)
+        ckpt = load_checkpoint(ckpt_path, config, may_differ=extendable)
+        if ckpt["step"] > total_steps:
+            raise ValueError(f"{ckpt_path} has trained {ckpt['step']} {name} steps, more than the "
+                             f"{total_steps} this config asks for; it cannot be shortened")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng"])
@@ -689,14 +701,29 @@ def predictor_loss(cfg):
     return loss_fn
 
 
+def existing_predictor(cfg, out, redo, resume):
+    """The predictor checkpoint in ``out`` that this config would continue or skip, or None.
+
+    Fails clearly when it belongs to another config; one trained for another number of
+    epochs only continues with ``resume``."""
+    ckpt_path = Path(out) / "predictor.pt"
+    if redo or not ckpt_path.is_file():
+        return None
+    ckpt = load_checkpoint(ckpt_path, config_to_dict(cfg), may_differ=("epochs",))
+    if ckpt["config"]["epochs"] != cfg.epochs and not resume:
+        raise ValueError(f"{ckpt_path} was trained for {ckpt['config']['epochs']} epochs, not "
+                         f"{cfg.epochs}: pass --resume to continue it to {cfg.epochs} epochs "
+                         "or --redo predictor to start over")
+    return ckpt
+
+
 def train_predictor(cfg, data, slots, out, redo, resume, ctx):
     ckpt_path = out / "predictor.pt"
     config = config_to_dict(cfg)
-    if ckpt_path.is_file() and not redo and not resume:
-        ckpt = load_checkpoint(ckpt_path, config)
-        if ckpt["done"]:
-            print(f"[predictor] {ckpt_path} is finished; pass --redo predictor to train again")
-            return
+    ckpt = existing_predictor(cfg, out, redo, resume)
+    if ckpt is not None and ckpt["done"] and not resume:
+        print(f"[predictor] {ckpt_path} is finished; pass --redo predictor to train again")
+        return
     if ckpt_path.is_file() and redo and ctx.main:
         ckpt_path.unlink()
     ctx.barrier()
@@ -718,7 +745,8 @@ def train_predictor(cfg, data, slots, out, redo, resume, ctx):
         print(f"[predictor] {n_params / 1e6:.2f} M parameters, {len(train_set)} training windows, "
               f"{total} steps")
     fit("predictor", model, optimizer, lambda step: 1.0, predictor_loss(cfg), train_set, val_set,
-        total, cfg.batch_size, cfg.seed, ckpt_path, config, resume, cfg, ctx, out / "log.jsonl")
+        total, cfg.batch_size, cfg.seed, ckpt_path, config, resume, cfg, ctx, out / "log.jsonl",
+        extendable=("epochs",))  # a constant learning rate: more epochs continue exactly
 
 
 # ---------------------------------------------------------------------------------------
@@ -768,6 +796,8 @@ def _run_stages(cfg, out, redo, resume, workers, root, until, ctx):
     data_dir = root / "data" / f"{cfg.dataset}-{short_hash(config_to_dict(data_cfg))}"
     enc_dir = root / "runs" / "encoders" / f"{cfg.dataset}-{encoder_hash(cfg)}"
     if ctx.main:
+        if until == "predictor":  # a predictor of another config: fail before config.json is rewritten
+            existing_predictor(cfg, out, "predictor" in redo, resume)
         out.mkdir(parents=True, exist_ok=True)
         enc_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", {"config": config_to_dict(cfg),

@@ -135,6 +135,36 @@ def test_resume_continues_with_the_same_losses(tiny_run, tmp_path, monkeypatch):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-6, abs=1e-7)
 
 
+
+def test_resume_with_more_epochs_continues_a_finished_predictor_exactly(tiny_run, tmp_path):
+    root, out = tiny_run
+    info = json.loads((out / "config.json").read_text())
+    data = train.load_dataset(info["data"])
+    slots = train.load_slots(Path(info["encoder"]), TINY, len(data.state))
+    ctx = train.setup("cpu", progress=False)
+    longer = dataclasses.replace(TINY, epochs=2)
+    scratch, extended = tmp_path / "scratch", tmp_path / "extended"
+    scratch.mkdir(), extended.mkdir()
+    train.train_predictor(longer, data, slots, scratch, redo=False, resume=False, ctx=ctx)
+    train.train_predictor(TINY, data, slots, extended, redo=False, resume=False, ctx=ctx)
+    one_epoch = load_checkpoint(extended / "predictor.pt")
+    assert one_epoch["done"] and 0 < one_epoch["step"] < load_checkpoint(scratch / "predictor.pt")["step"]
+    with pytest.raises(ValueError, match="--resume to continue it to 2 epochs"):
+        train.train_predictor(longer, data, slots, extended, redo=False, resume=False, ctx=ctx)
+    train.train_predictor(longer, data, slots, extended, redo=False, resume=True, ctx=ctx)
+    a, b = load_checkpoint(scratch / "predictor.pt"), load_checkpoint(extended / "predictor.pt")
+    assert a["done"] and b["done"] and a["step"] == b["step"] and b["config"]["epochs"] == 2
+    for name in a["model"]:  # the same batches, masks and dropout: the same weights
+        assert torch.allclose(a["model"][name], b["model"][name], rtol=1e-5, atol=1e-7), name
+    steps = [r["step"] for r in read_log(extended / "log.jsonl", "predictor")]
+    assert steps == list(range(1, a["step"] + 1))
+    with pytest.raises(ValueError, match="cannot be shortened"):  # fewer epochs than trained
+        train.train_predictor(TINY, data, slots, extended, redo=False, resume=True, ctx=ctx)
+    with pytest.raises(ValueError, match="differing fields: \\['lr'\\]"):  # other fields still count
+        train.train_predictor(dataclasses.replace(longer, lr=1e-3), data, slots, extended,
+                              redo=False, resume=True, ctx=ctx)
+
+
 def test_runs_under_torchrun_ddp(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
