@@ -701,6 +701,11 @@ def predictor_loss(cfg):
     return loss_fn
 
 
+# The predictor's learning rate is constant, so these fields may grow on --resume and the
+# run continues exactly as one that long from the start.
+PREDICTOR_EXTENDABLE = ("epochs",)
+
+
 def existing_predictor(cfg, out, redo, resume):
     """The predictor checkpoint in ``out`` that this config would continue or skip, or None.
 
@@ -709,7 +714,7 @@ def existing_predictor(cfg, out, redo, resume):
     ckpt_path = Path(out) / "predictor.pt"
     if redo or not ckpt_path.is_file():
         return None
-    ckpt = load_checkpoint(ckpt_path, config_to_dict(cfg), may_differ=("epochs",))
+    ckpt = load_checkpoint(ckpt_path, config_to_dict(cfg), may_differ=PREDICTOR_EXTENDABLE)
     if ckpt["config"]["epochs"] != cfg.epochs and not resume:
         raise ValueError(f"{ckpt_path} was trained for {ckpt['config']['epochs']} epochs, not "
                          f"{cfg.epochs}: pass --resume to continue it to {cfg.epochs} epochs "
@@ -746,7 +751,7 @@ def train_predictor(cfg, data, slots, out, redo, resume, ctx):
               f"{total} steps")
     fit("predictor", model, optimizer, lambda step: 1.0, predictor_loss(cfg), train_set, val_set,
         total, cfg.batch_size, cfg.seed, ckpt_path, config, resume, cfg, ctx, out / "log.jsonl",
-        extendable=("epochs",))  # a constant learning rate: more epochs continue exactly
+        extendable=PREDICTOR_EXTENDABLE)
 
 
 # ---------------------------------------------------------------------------------------
@@ -795,9 +800,9 @@ def _run_stages(cfg, out, redo, resume, workers, root, until, ctx):
     data_cfg = data_config(cfg)
     data_dir = root / "data" / f"{cfg.dataset}-{short_hash(config_to_dict(data_cfg))}"
     enc_dir = root / "runs" / "encoders" / f"{cfg.dataset}-{encoder_hash(cfg)}"
+    if until == "predictor":  # a predictor of another config fails on every rank, config.json untouched
+        existing_predictor(cfg, out, "predictor" in redo, resume)
     if ctx.main:
-        if until == "predictor":  # a predictor of another config: fail before config.json is rewritten
-            existing_predictor(cfg, out, "predictor" in redo, resume)
         out.mkdir(parents=True, exist_ok=True)
         enc_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", {"config": config_to_dict(cfg),
