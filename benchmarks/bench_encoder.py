@@ -1,6 +1,6 @@
 """Slot-encoder speed: one training step, and slot extraction per frame by frames per call.
 
-    python benchmarks/bench_encoder.py --preset cpu --chunks 64 512
+    python benchmarks/bench_encoder.py --preset cpu --chunks 64 512 [any train.py flag]
 
 Random weights and random frames of the preset's shape (no data loading). A training step
 is forward + backward + Adam on ``encoder_batch`` clips of ``encoder_clip_len`` frames, as
@@ -9,7 +9,6 @@ initial slots under ``torch.inference_mode``, as ``train.extract_slots`` does in
 ``chunk`` frames per call. Each measurement is repeated and the fastest kept.
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from train import PRESETS, build_encoder, encoder_loss  # noqa: E402
+from common import build_parser, config_from_args  # noqa: E402
+from train import PRESETS, TrainConfig, build_encoder, encoder_loss  # noqa: E402
 
 
 def best_of(fn, repeats):
@@ -63,18 +63,18 @@ def extraction_ms_per_frame(cfg, chunk, n_frames, repeats):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    parser = build_parser(TrainConfig, PRESETS, __doc__.split("\n")[0] + " Every train.py flag "
+                          "(--decoder-size, --decoder-channels, ...) changes the encoder measured.")
     parser.add_argument("--chunks", type=int, nargs="+", default=[64, 512], help="frames per encode call")
     parser.add_argument("--frames", type=int, default=1024, help="frames encoded per measurement")
     parser.add_argument("--steps", type=int, default=5, help="training steps per measurement")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    cfg = PRESETS[args.preset]
+    cfg = config_from_args(TrainConfig, PRESETS, args, default_preset="cpu")
     if cfg.backbone != "cnn":
-        sys.exit("error: this benchmark builds the CNN encoder from random weights; the "
-                 f"{args.preset!r} preset's backbone is {cfg.backbone!r}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, preset {args.preset}")
+        sys.exit(f"error: this benchmark builds the CNN encoder from random weights; backbone {cfg.backbone!r}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, preset {args.preset or 'cpu'}, "
+          f"decoder {cfg.decoder_size} px x {cfg.decoder_channels} channels")
     seconds = train_step_seconds(cfg, args.steps, args.repeats)
     print(f"training step ({cfg.encoder_batch} clips of {cfg.encoder_clip_len} frames at "
           f"{cfg.image_size} px): {seconds:.3f} s, {cfg.encoder_steps} steps ~{seconds * cfg.encoder_steps / 60:.0f} min")
