@@ -82,6 +82,7 @@ class TrainConfig:
     slot_init: str = "query"      # query: learned queries, straight-through (BO-QSA) | noise: mu + sigma * noise
     recon_weight: float = 20.0    # pixel weight 1 + this * |pixel - background colour| (0: plain MSE)
     encoder_plain_steps: int = 0  # the last this many encoder steps train with plain MSE (recon_weight 0)
+    encoder_plain_lr: float = 0.0  # those steps at this constant learning rate (0: the cosine schedule goes on)
     cnn_stride2: bool = True
     n_iters_first: int = 3
     n_iters: int = 2
@@ -184,7 +185,7 @@ def open_dataset(cfg: TrainConfig, path):
 
 ENCODER_FIELDS = ("backbone", "dinov2_path", "image_size", "n_slots", "slot_dim", "cnn_channels",
                   "decoder_channels", "decoder_size", "decoder_rgb", "recon_weight", "encoder_plain_steps",
-                  "slot_init",
+                  "encoder_plain_lr", "slot_init",
                   "cnn_stride2", "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps",
                   "encoder_batch", "encoder_lr", "encoder_warmup", "encoder_clip", "encoder_seed",
                   "frameskip")
@@ -260,7 +261,8 @@ LEGACY_VALUES = {"decoder_rgb": "pixel", "recon_weight": 0.0, "encoder_clip": 0.
 
 # Encoder fields added after the first encoders were trained; at the value they had before
 # they existed they stay out of the encoder folder's hash, so that folder keeps its name.
-ADDED_ENCODER_FIELDS = ("decoder_rgb", "recon_weight", "encoder_clip", "slot_init", "encoder_plain_steps")
+ADDED_ENCODER_FIELDS = ("decoder_rgb", "recon_weight", "encoder_clip", "slot_init", "encoder_plain_steps",
+                        "encoder_plain_lr")
 
 
 def values_before_fields_existed() -> dict:
@@ -507,6 +509,19 @@ def encoder_loss(cfg):
     return loss_fn
 
 
+def encoder_lr_factor(cfg):
+    """The encoder's learning rate at a step (0-based) over ``cfg.encoder_lr``: linear warmup,
+    then cosine decay to 10 %; the plain-MSE steps at ``cfg.encoder_plain_lr`` when it is set."""
+    def factor(step):
+        if cfg.encoder_plain_lr and step >= cfg.encoder_steps - cfg.encoder_plain_steps:
+            return cfg.encoder_plain_lr / cfg.encoder_lr
+        if step < cfg.encoder_warmup:
+            return (step + 1) / cfg.encoder_warmup
+        progress = (step - cfg.encoder_warmup) / max(1, cfg.encoder_steps - cfg.encoder_warmup)
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
 def train_encoder(cfg, data, enc_dir, redo, resume, ctx):
     """Stage 2: train the slot encoder unless a finished one with this config exists."""
     ckpt_path = enc_dir / "encoder.pt"
@@ -528,16 +543,9 @@ def train_encoder(cfg, data, enc_dir, redo, resume, ctx):
         model.background.copy_(torch.from_numpy(median))
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
                                  lr=cfg.encoder_lr)
-
-    def lr_factor(step):  # linear warmup, then cosine decay to 10 %
-        if step < cfg.encoder_warmup:
-            return (step + 1) / cfg.encoder_warmup
-        progress = (step - cfg.encoder_warmup) / max(1, cfg.encoder_steps - cfg.encoder_warmup)
-        return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
-
     train_set = FrameClips(data, "train", cfg.encoder_clip_len, cfg.frameskip)
     val_set = FrameClips(data, "val", cfg.encoder_clip_len, cfg.frameskip)
-    fit("encoder", model, optimizer, lr_factor, encoder_loss(cfg), train_set, val_set,
+    fit("encoder", model, optimizer, encoder_lr_factor(cfg), encoder_loss(cfg), train_set, val_set,
         cfg.encoder_steps, cfg.encoder_batch, cfg.encoder_seed, ckpt_path, config,
         resume, cfg, ctx, enc_dir / "log.jsonl", clip=cfg.encoder_clip)
     return model.eval()
@@ -777,6 +785,10 @@ def check_config(cfg: TrainConfig):
     if cfg.encoder_plain_steps and not (cfg.backbone == "cnn" and cfg.recon_weight):
         raise ValueError("--encoder-plain-steps switches the CNN's weighted pixel loss to plain MSE: it needs "
                          "--backbone cnn and --recon-weight > 0")
+    if cfg.encoder_plain_lr < 0 or (cfg.encoder_plain_lr and not cfg.encoder_plain_steps):
+        raise ValueError(f"--encoder-plain-lr sets the learning rate of the --encoder-plain-steps: it needs "
+                         f"a value >= 0 and --encoder-plain-steps > 0, got {cfg.encoder_plain_lr} and "
+                         f"{cfg.encoder_plain_steps}")
     if cfg.aux not in ("nodes", "concat") or cfg.backbone not in ("cnn", "dinov2"):
         raise ValueError(f"aux must be nodes|concat and backbone cnn|dinov2, got {cfg.aux}, {cfg.backbone}")
 

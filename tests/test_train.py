@@ -317,6 +317,21 @@ def test_encoder_plain_steps_switch_the_last_steps_to_plain_mse():
         train.check_config(dataclasses.replace(cfg, recon_weight=0.0))
 
 
+def test_encoder_plain_lr_holds_the_plain_steps_at_a_constant_rate():
+    cfg = dataclasses.replace(TINY, encoder_steps=10, encoder_warmup=2, encoder_lr=1e-3, encoder_plain_steps=3)
+    cosine = train.encoder_lr_factor(cfg)
+    held = train.encoder_lr_factor(dataclasses.replace(cfg, encoder_plain_lr=3e-4))
+    for step in range(7):  # warmup and cosine before the plain steps are the same
+        assert held(step) == cosine(step)
+    assert cosine(0) == pytest.approx(0.5) and cosine(9) < cosine(7) < cosine(6)
+    for step in (7, 8, 9):
+        assert held(step) == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="needs a value >= 0 and --encoder-plain-steps > 0"):
+        train.check_config(dataclasses.replace(cfg, encoder_plain_steps=0, encoder_plain_lr=3e-4))
+    with pytest.raises(ValueError, match="needs a value >= 0"):
+        train.check_config(dataclasses.replace(cfg, encoder_plain_lr=-1.0))
+
+
 def test_encoder_folder_names_survive_added_fields():
     # Fields added to the encoder after its first runs stay out of the folder's hash at their
     # earlier value, so a config's encoder folder keeps its name: these are the CPU presets'
