@@ -5,9 +5,10 @@
 The CNN encoder's masks come out at ``decoder_size`` and are upsampled bilinearly to the
 frame size before the argmax (``slots.masks_to_segmentation``), as train.py's evaluation
 does. Here the masks are ideal: each object's share of every low-resolution cell (the
-ground-truth id map, one-hot, area-averaged down). Scored like train.py's evaluation (clips
-of 8 frames, 5 env steps apart, from validation episodes; FG-ARI per video and mBO against
-the full-size id maps), with nearest upsampling next to it for comparison. A learned mask
+ground-truth id map, one-hot, area-averaged down). Scored as train.py's evaluation scores
+(clips of 8 frames, 5 env steps apart; FG-ARI per video and mBO against the full-size id
+maps), on one clip from each of up to ``--clips`` validation episodes, with nearest
+upsampling next to it for comparison. A learned mask
 can sharpen its logits beyond the area shares, so this is a guide, not a hard bound.
 """
 
@@ -53,9 +54,9 @@ def main():
     episodes = data.episodes("val")
     starts, ends = data.episode_starts[episodes], data.episode_starts[episodes + 1]
     span = (args.clip_len - 1) * args.frameskip
-    if (ends - starts <= span).all():
-        sys.exit(f"error: no validation episode is longer than a clip ({span + 1} frames)")
     eligible = np.flatnonzero(ends - starts > span)
+    if not eligible.size:
+        sys.exit(f"error: no validation episode is longer than a clip ({span + 1} frames)")
     chosen = rng.choice(eligible, min(args.clips, len(eligible)), replace=False)
     first = [rng.integers(starts[i], ends[i] - span) for i in chosen]
     truth = data.id_maps(np.array(first)[:, None] + args.frameskip * np.arange(args.clip_len))  # (C, T, H, W)
