@@ -64,6 +64,36 @@ def test_slot_attention_is_permutation_equivariant_over_slots():
         attention(torch.zeros(2, 10, 9))
 
 
+def test_slot_attention_matches_the_textbook_form_with_keys_and_values_of_every_input():
+    # slots.py folds the key and value projections into the slot side; here the keys and
+    # values of all N inputs are formed, as Locatello et al. write it, from the same weights
+    g = torch.Generator().manual_seed(1)
+    attention = SlotAttention(dim=16, n_slots=4, n_iters=3, input_dim=8, hidden_dim=32)
+    inputs, init = torch.randn(2, 10, 8, generator=g), torch.randn(2, 4, 16, generator=g)
+
+    def textbook(inputs, slots):
+        x = attention.norm_inputs(inputs)
+        k, v = attention.to_k(x), attention.to_v(x)  # (B, N, D)
+        for _ in range(3):
+            q = attention.to_q(attention.norm_slots(slots))
+            attn = torch.einsum("bsd,bnd->bsn", q, k).mul(16**-0.5).softmax(dim=1)
+            weights = (attn + 1e-8) / (attn + 1e-8).sum(dim=-1, keepdim=True)
+            updates = torch.einsum("bsn,bnd->bsd", weights, v)
+            slots = attention.gru(updates.reshape(-1, 16), slots.reshape(-1, 16)).reshape(2, 4, 16)
+            slots = slots + attention.mlp(slots)
+        return slots, attn
+
+    out, attn = attention(inputs, init)
+    expected, expected_attn = textbook(inputs, init)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(attn, expected_attn)
+    grads = torch.autograd.grad(out.square().sum(), [attention.to_k.weight, attention.to_v.weight])
+    expected_grads = torch.autograd.grad(expected.square().sum(), [attention.to_k.weight, attention.to_v.weight])
+    for grad, expected_grad in zip(grads, expected_grads):
+        assert grad.abs().sum() > 0
+        torch.testing.assert_close(grad, expected_grad)
+
+
 def test_init_slots_uses_the_generator():
     attention = SlotAttention(dim=16, n_slots=4, n_iters=1, input_dim=8, hidden_dim=32)
     a = attention.init_slots(2, torch.Generator().manual_seed(5))
