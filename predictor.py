@@ -135,6 +135,7 @@ class Predictor(nn.Module):
         causal: bool = False,
         proprio_residual: bool = False,
         slot_residual: bool = False,
+        hide_last_action: bool = False,
     ):
         super().__init__()
         if aux not in ("nodes", "concat"):
@@ -149,6 +150,7 @@ class Predictor(nn.Module):
         self.action_dim, self.proprio_dim = action_dim, proprio_dim
         self.max_frames, self.aux, self.causal = max_frames, aux, causal
         self.proprio_residual, self.slot_residual = proprio_residual, slot_residual
+        self.hide_last_action = hide_last_action and action_dim > 0
 
         self.slot_in = nn.Linear(slot_dim, dim)
         self.anchor_in = nn.Linear(slot_dim, dim)  # identity query from the slot at t = 0
@@ -156,6 +158,8 @@ class Predictor(nn.Module):
         self.proprio_in = nn.Linear(proprio_dim, dim) if proprio_dim else None
         self.mask_token = nn.Parameter(0.02 * torch.randn(dim))
         self.proprio_mask_token = nn.Parameter(0.02 * torch.randn(dim))
+        if self.hide_last_action:
+            self.action_mask_token = nn.Parameter(0.02 * torch.randn(dim))
         self.time_pos = nn.Parameter(0.02 * torch.randn(max_frames, dim))
         self.type_emb = nn.Parameter(0.02 * torch.randn(3, dim))
         n_aux = int(action_dim > 0) + int(proprio_dim > 0)
@@ -201,7 +205,15 @@ class Predictor(nn.Module):
 
         aux = []  # (embedding (B, T, dim), token type) per auxiliary input
         if self.action_in is not None:
-            aux.append((self.action_in(actions), ACTION))
+            action_tok = self.action_in(actions)  # (B, T, dim)
+            if self.hide_last_action:
+                # actions[:, t] is taken at frame t and moves the world to t + 1: the last
+                # frame's action causes nothing in the window, and as the data's policy picks it
+                # from where the agent and block are, it would tell the predictor where the last
+                # (predicted) frame is. While planning it is the next candidate action.
+                last = self.action_mask_token.expand(action_tok.shape[0], 1, -1)
+                action_tok = torch.cat([action_tok[:, :-1], last], dim=1)
+            aux.append((action_tok, ACTION))
         if self.proprio_in is not None:
             future = (torch.arange(T, device=slots.device) >= n_history)[None, :, None]  # (1, T, 1)
             aux.append((torch.where(future, self.proprio_mask_token, self.proprio_in(proprio)), PROPRIO))

@@ -109,6 +109,7 @@ class TrainConfig:
     causal: bool = False          # True: block-causal over time (OC-DINO-WM)
     proprio_residual: bool = True  # future proprio = last observed + predicted change (ours)
     slot_residual: bool = True    # a hidden slot = its last visible value + predicted change (ours)
+    hide_last_action: bool = False  # the last frame's action token is a learned mask token (ours)
     epochs: int = 10
     batch_size: int = 64
     lr: float = 5e-4              # AdamW, constant
@@ -682,7 +683,7 @@ def build_predictor(cfg: TrainConfig) -> Predictor:
                      mlp_dim=cfg.mlp_dim, dropout=cfg.dropout,
                      max_frames=max(16, cfg.n_history + cfg.n_future), aux=cfg.aux,
                      causal=cfg.causal, proprio_residual=cfg.proprio_residual,
-                     slot_residual=cfg.slot_residual)
+                     slot_residual=cfg.slot_residual, hide_last_action=cfg.hide_last_action)
 
 
 def predictor_loss(cfg):

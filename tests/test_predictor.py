@@ -90,6 +90,31 @@ def test_actions_change_the_predicted_future():
 
 
 @pytest.mark.parametrize("aux", ["nodes", "concat"])
+def test_hide_last_action_makes_the_prediction_independent_of_the_action_taken_after_it(aux):
+    slots, mask, actions, proprio = inputs()
+    later = actions.clone()
+    later[:, -1] += 5.0  # taken at the last frame: it moves the world only after the window
+    for hide, changes in ((False, True), (True, False)):
+        model = tiny(aux=aux, hide_last_action=hide)
+        out = model(slots, mask, actions, proprio, N_HISTORY)
+        out2 = model(slots, mask, later, proprio, N_HISTORY)
+        assert ((out["slots"] - out2["slots"]).abs().max() > 1e-3) == changes
+    # the actions before it still drive the future
+    earlier = actions.clone()
+    earlier[:, N_HISTORY - 1] += 1.0
+    out2 = model(slots, mask, earlier, proprio, N_HISTORY)
+    assert (out["slots"][:, N_HISTORY:] - out2["slots"][:, N_HISTORY:]).abs().max() > 1e-3
+    # in a rollout each step's next action is no longer an input of the step's prediction
+    K = 3
+    a = rollout(model, slots[:, :1], actions[:, :K + 1], proprio[:, :1], n_future=K, history=1)
+    actions3 = actions[:, :K + 1].clone()
+    actions3[:, K] += 5.0
+    b = rollout(model, slots[:, :1], actions3, proprio[:, :1], n_future=K, history=1)
+    torch.testing.assert_close(a["slots"], b["slots"])
+    assert "action_mask_token" not in tiny(action_dim=0, hide_last_action=True).state_dict()
+
+
+@pytest.mark.parametrize("aux", ["nodes", "concat"])
 def test_causal_model_does_not_see_later_frames(aux):
     slots, mask, actions, proprio = inputs()
     t = 1  # change every input of frame t + 1
