@@ -83,10 +83,11 @@ class SlotAttention(nn.Module):
         if n_iters < 1:
             raise ValueError(f"expected at least 1 iteration, got {n_iters}")
         inputs = self.norm_inputs(inputs)
-        # Keys and values are linear in the inputs, so the projections move to the slot side:
-        # q . (W_k x) = (q W_k) . x and sum_n w_n W_v x_n = W_v (sum_n w_n x_n). The same numbers
-        # as projecting all N inputs, at S / N of the cost (S = 4 slots against N = 1,024
-        # inputs on the CPU preset); k and v (B, N, D) are never formed.
+        # Locatello et al.'s k = W_k x and v = W_v x are linear in the inputs, so the projections
+        # move to the slot side: q . (W_k x) = (q W_k) . x and sum_n w_n W_v x_n = W_v (sum_n w_n x_n).
+        # The same numbers without ever forming k and v (B, N, D): projecting N inputs costs
+        # 2 N Din D, projecting S slots 2 S Din D per iteration (S = 4 against N = 1,024 on the
+        # CPU preset).
         init = slots
         for i in range(n_iters):
             if self.init == "query" and self.training and i == n_iters - 1:
