@@ -601,8 +601,18 @@ def slot_files(enc_dir, mode):
     return enc_dir / f"slots-{mode}.npy", enc_dir / f"slots-{mode}.json"
 
 
+def weights_fingerprint(model):
+    """A hash of ``model``'s parameters and buffers: which weights wrote a partial file."""
+    h = hashlib.sha1()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 @torch.inference_mode()
-def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64):
+def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, resume=True,
+                  save_every=60.0):
     """Write the frozen encoder's slots of every dataset frame to ``slot_files(enc_dir, mode)``.
 
     Format: float32 (N, S, D), row i the slots of dataset frame i; the json records the
@@ -616,6 +626,10 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64):
       r + frameskip, ... (chains are padded with their last frame to a common length; the
       encoder is causal in time, so padding changes no real frame's slots). A frame's slots
       then depend on the frames before it, which a planner given one frame does not have.
+
+    An interrupted extraction goes on from its last save (every ``save_every`` seconds) when
+    run again with ``resume``, if the partial file was written by the same weights, mode
+    and dataset size; otherwise it starts over.
     """
     model.eval()
     fs = cfg.frameskip
@@ -631,10 +645,26 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64):
             chains += [np.arange(begin + r, end, fs) for r in range(min(fs, end - begin))]
     out_path, meta_path = slot_files(enc_dir, cfg.slot_mode)
     tmp = out_path.with_suffix(".npy.partial")
-    slots = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                      shape=(len(data.pixels), cfg.n_slots, cfg.slot_dim))
-    bar = tqdm(total=len(data.pixels), desc=f"slots ({cfg.slot_mode})", unit="frame", disable=not progress)
-    for start in range(0, len(chains), batch_chains):
+    progress_path = out_path.with_suffix(".partial.json")
+    shape = (len(data.pixels), cfg.n_slots, cfg.slot_dim)
+    # what a partial file must have been written with to be continued
+    written_by = {"weights": weights_fingerprint(model), "mode": cfg.slot_mode,
+                  "shape": list(shape)}
+    first = 0
+    if resume and tmp.is_file() and progress_path.is_file():
+        saved = json.loads(progress_path.read_text())
+        if saved["written_by"] == written_by:
+            first = saved["next_chain"]
+    if first:
+        slots = np.lib.format.open_memmap(tmp, mode="r+")
+        print(f"[slots] resuming {tmp} at chain {first} of {len(chains)}")
+    else:
+        progress_path.unlink(missing_ok=True)
+        slots = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+    bar = tqdm(total=len(data.pixels), initial=sum(len(c) for c in chains[:first]),
+               desc=f"slots ({cfg.slot_mode})", unit="frame", disable=not progress)
+    last_save = time.time()
+    for start in range(first, len(chains), batch_chains):
         group = chains[start:start + batch_chains]
         length = max(len(c) for c in group)
         index = np.stack([np.concatenate([c, np.full(length - len(c), c[-1])]) for c in group])
@@ -644,10 +674,16 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64):
         for b, chain in enumerate(group):
             slots[chain] = z[b, :len(chain)]
         bar.update(sum(len(c) for c in group))
+        if time.time() - last_save > save_every:  # the rows are on disk before the count is
+            slots.flush()
+            atomic_write_json(progress_path, {"written_by": written_by,
+                                              "next_chain": start + len(group)})
+            last_save = time.time()
     bar.close()
     slots.flush()
     del slots
     os.replace(tmp, out_path)
+    progress_path.unlink(missing_ok=True)
     atomic_write_json(meta_path, {"encoder": encoder_config(cfg), "mode": cfg.slot_mode,
                                   "shape": [len(data.pixels), cfg.n_slots, cfg.slot_dim]})
 
@@ -835,7 +871,8 @@ def _run_stages(cfg, out, redo, resume, workers, root, until, ctx):
     if until == "encoder":
         return
     if ctx.main and ({"encoder", "slots"} & redo or not slot_files(enc_dir, cfg.slot_mode)[1].is_file()):
-        extract_slots(encoder, data, cfg, enc_dir, ctx.device, ctx.progress)
+        extract_slots(encoder, data, cfg, enc_dir, ctx.device, ctx.progress,
+                      resume=not {"encoder", "slots"} & redo)
     ctx.barrier()
     slots = load_slots(enc_dir, cfg, len(data.pixels))
     if until == "slots":

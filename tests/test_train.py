@@ -221,6 +221,59 @@ def test_extracted_slots_round_trip(tiny_run, tmp_path):
         train.load_slots(tmp_path, video, len(data.state))
 
 
+def test_an_interrupted_slot_extraction_goes_on_from_its_last_save(tiny_run, tmp_path):
+    root, out = tiny_run
+    info = json.loads((out / "config.json").read_text())
+    data = train.load_dataset(info["data"])
+    encoder = train.build_encoder(TINY)
+    encoder.load_state_dict(load_checkpoint(Path(info["encoder"]) / "encoder.pt")["model"])
+    video = dataclasses.replace(TINY, slot_mode="video")
+    (tmp_path / "whole").mkdir()
+    train.extract_slots(encoder, data, video, tmp_path / "whole", "cpu", progress=False, batch_chains=2)
+    whole = train.load_slots(tmp_path / "whole", video, len(data.state))
+    n_chains = (len(data.episode_starts) - 1) * TINY.frameskip   # one per episode and phase
+    n_groups = (n_chains + 1) // 2
+
+    class Stop(Exception):
+        pass
+
+    encode, calls = encoder.encode, []
+
+    def stops_at_the_third_call(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Stop
+        return encode(*args, **kwargs)
+
+    encoder.encode = stops_at_the_third_call
+    (tmp_path / "cut").mkdir()
+    with pytest.raises(Stop):
+        train.extract_slots(encoder, data, video, tmp_path / "cut", "cpu", progress=False,
+                            batch_chains=2, save_every=0)
+    npy, meta = train.slot_files(tmp_path / "cut", "video")
+    assert not npy.exists() and not meta.exists()
+    calls.clear()
+    encoder.encode = lambda *args, **kwargs: calls.append(1) or encode(*args, **kwargs)
+    train.extract_slots(encoder, data, video, tmp_path / "cut", "cpu", progress=False, batch_chains=2)
+    assert len(calls) == n_groups - 2   # the two saved groups are not encoded again
+    assert np.array_equal(train.load_slots(tmp_path / "cut", video, len(data.state)), whole)
+    assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == [meta.name, npy.name]
+
+    # a partial file written by other weights is not continued
+    calls.clear()
+    encoder.encode = stops_at_the_third_call
+    with pytest.raises(Stop):
+        train.extract_slots(encoder, data, video, tmp_path / "cut", "cpu", progress=False,
+                            batch_chains=2, save_every=0)
+    with torch.no_grad():
+        next(encoder.parameters()).add_(0.1)
+    calls.clear()
+    encoder.encode = lambda *args, **kwargs: calls.append(1) or encode(*args, **kwargs)
+    train.extract_slots(encoder, data, video, tmp_path / "cut", "cpu", progress=False, batch_chains=2)
+    assert len(calls) == n_groups
+    assert not np.allclose(train.load_slots(tmp_path / "cut", video, len(data.state)), whole)
+
+
 def test_collide_pipeline_trains_a_predictor_without_action_nodes(tiny_collide_run):
     from collision import load_collide
     _, out = tiny_collide_run
