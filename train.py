@@ -645,21 +645,21 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
             chains += [np.arange(begin + r, end, fs) for r in range(min(fs, end - begin))]
     out_path, meta_path = slot_files(enc_dir, cfg.slot_mode)
     tmp = out_path.with_suffix(".npy.partial")
-    progress_path = out_path.with_suffix(".partial.json")
+    place_path = out_path.with_suffix(".partial.json")
     shape = (len(data.pixels), cfg.n_slots, cfg.slot_dim)
     # what a partial file must have been written with to be continued
     written_by = {"weights": weights_fingerprint(model), "mode": cfg.slot_mode,
                   "shape": list(shape)}
     first = 0
-    if resume and tmp.is_file() and progress_path.is_file():
-        saved = json.loads(progress_path.read_text())
+    if resume and tmp.is_file() and place_path.is_file():
+        saved = json.loads(place_path.read_text())
         if saved["written_by"] == written_by:
             first = saved["next_chain"]
     if first:
         slots = np.lib.format.open_memmap(tmp, mode="r+")
         print(f"[slots] resuming {tmp} at chain {first} of {len(chains)}")
     else:
-        progress_path.unlink(missing_ok=True)
+        place_path.unlink(missing_ok=True)
         slots = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
     bar = tqdm(total=len(data.pixels), initial=sum(len(c) for c in chains[:first]),
                desc=f"slots ({cfg.slot_mode})", unit="frame", disable=not progress)
@@ -676,16 +676,16 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
         bar.update(sum(len(c) for c in group))
         if time.time() - last_save > save_every:  # the rows are on disk before the count is
             slots.flush()
-            atomic_write_json(progress_path, {"written_by": written_by,
+            atomic_write_json(place_path, {"written_by": written_by,
                                               "next_chain": start + len(group)})
             last_save = time.time()
     bar.close()
     slots.flush()
     del slots
     os.replace(tmp, out_path)
-    progress_path.unlink(missing_ok=True)
+    place_path.unlink(missing_ok=True)
     atomic_write_json(meta_path, {"encoder": encoder_config(cfg), "mode": cfg.slot_mode,
-                                  "shape": [len(data.pixels), cfg.n_slots, cfg.slot_dim]})
+                                  "shape": list(shape)})
 
 
 def load_slots(enc_dir, cfg, n_frames):
