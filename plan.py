@@ -38,8 +38,8 @@ from common import atomic_write_bytes, atomic_write_json, build_parser, config_f
 from data import (SUCCESS_ANGLE, SUCCESS_DIST, PushTEnv, load_dataset, normalize_proprio, sample_eval_pairs,
                   wrap_angle)
 from predictor import rollout
-from train import (TrainConfig, build_encoder, build_predictor, data_config, encoder_config,
-                   load_checkpoint, open_run, resize_frames)
+from train import (PRECISIONS, TrainConfig, autocast, build_encoder, build_predictor, data_config,
+                   encoder_config, load_checkpoint, open_run, resize_frames)
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ class PlanConfig:
     gifs: int = 3                 # episodes of the first seed saved as GIFs
     out: str = ""                 # JSON of results (GIFs beside it); default <run>/plan-<policy>.json
     device: str = "auto"
+    precision: str = "fp32"       # bf16: encoder and rollouts under train.autocast; costs in float32
 
 
 # Candidate rollouts per predictor call on a CPU, where bigger calls are slower per
@@ -140,11 +141,11 @@ def cem(cost_fn, n_problems, horizon, action_dim, generators, cfg: PlanConfig, d
 class WorldModel:
     """A trained encoder + predictor: encodes frames, rolls out candidate plans, scores them."""
 
-    def __init__(self, run_cfg: TrainConfig, encoder, predictor, stats, device):
+    def __init__(self, run_cfg: TrainConfig, encoder, predictor, stats, device, precision="fp32"):
         # encoder None: a subclass whose encode() does without one (benchmarks/oracle_plan.py)
         self.cfg, self.predictor = run_cfg, predictor.eval()
         self.encoder = None if encoder is None else encoder.eval()
-        self.stats, self.device = stats, device
+        self.stats, self.device, self.precision = stats, device, precision
         self.action_dim = 2 * run_cfg.frameskip
 
     @torch.no_grad()
@@ -155,7 +156,9 @@ class WorldModel:
         frames = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
         frames = frames.permute(0, 3, 1, 2).float().div(255)[:, None]  # (E, 1, 3, H, W)
         frames = resize_frames(frames, self.cfg.image_size)
-        return self.encoder.encode(frames, noise=False)["slots"][:, 0]
+        with autocast(self.device, self.precision):
+            slots = self.encoder.encode(frames, noise=False)["slots"][:, 0]
+        return slots.float()
 
     def proprio(self, proprio):
         return torch.from_numpy(normalize_proprio(np.asarray(proprio), self.stats)).to(self.device)
@@ -171,9 +174,10 @@ class WorldModel:
         actions = torch.cat([candidates, candidates.new_zeros(E, N, 1, A)], dim=2)  # (E, N, H+1, A)
         start = slots[:, None, None].expand(E, N, 1, *slots.shape[1:])   # (E, N, 1, S, D)
         start_proprio = proprio[:, None, None].expand(E, N, 1, proprio.shape[-1])
-        out = rollout(self.predictor, start, actions, start_proprio, n_future=H, history=history)
-        proprio = None if out["proprio"] is None else out["proprio"][:, :, -1]
-        return goal_cost(out["slots"][:, :, -1], proprio, goal_slots[:, None], goal_proprio[:, None],
+        with autocast(self.device, self.precision):
+            out = rollout(self.predictor, start, actions, start_proprio, n_future=H, history=history)
+        proprio = None if out["proprio"] is None else out["proprio"][:, :, -1].float()
+        return goal_cost(out["slots"][:, :, -1].float(), proprio, goal_slots[:, None], goal_proprio[:, None],
                          proprio_weight)  # (E, N)
 
     def _action_stats(self):
@@ -203,7 +207,7 @@ class WorldModel:
         return (actions.reshape(*actions.shape[:-2], -1, len(mean)) - mean) / std
 
 
-def load_world_model(ckpt, device):
+def load_world_model(ckpt, device, precision="fp32"):
     """Rebuild encoder and predictor from a run folder (or its predictor.pt)."""
     cfg, info, run_dir, predictor_ckpt = open_run(ckpt, "pusht", "plan.py plans on Push-T")
     if not predictor_ckpt["done"]:
@@ -217,7 +221,7 @@ def load_world_model(ckpt, device):
     encoder, predictor = build_encoder(cfg), build_predictor(cfg)
     encoder.load_state_dict(encoder_ckpt["model"])
     predictor.load_state_dict(predictor_ckpt["model"])
-    return WorldModel(cfg, encoder.to(device), predictor.to(device), data.stats, device), data
+    return WorldModel(cfg, encoder.to(device), predictor.to(device), data.stats, device, precision), data
 
 
 # ---------------------------------------------------------------------------------------
@@ -329,11 +333,13 @@ def evaluate(cfg: PlanConfig, progress=True):
         raise ValueError("--ckpt is required: a run folder of train.py or its predictor.pt")
     if not 1 <= cfg.receding <= cfg.horizon or cfg.topk > cfg.samples:
         raise ValueError("need 1 <= receding <= horizon and topk <= samples")
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {cfg.precision!r}")
     if cfg.cost_batch < 0:
         raise ValueError(f"expected --cost-batch >= 0 (0: automatic), got {cfg.cost_batch}")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
                           if cfg.device == "auto" else cfg.device)
-    model, data = load_world_model(cfg.ckpt, device)
+    model, data = load_world_model(cfg.ckpt, device, cfg.precision)
     run_dir = Path(cfg.ckpt) if Path(cfg.ckpt).is_dir() else Path(cfg.ckpt).parent
     out = Path(cfg.out) if cfg.out else run_dir / f"plan-{cfg.policy}.json"
     return evaluate_model(cfg, model, data, out, progress)

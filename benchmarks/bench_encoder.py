@@ -1,6 +1,6 @@
 """Slot-encoder speed: one training step, and slot extraction per frame by frames per call.
 
-    python benchmarks/bench_encoder.py --preset cpu --chunks 64 512 [any train.py flag]
+    python benchmarks/bench_encoder.py --preset cpu --chunks 64 512 [--precision bf16] [any train.py flag]
 
 Random weights and random frames of the preset's shape (no data loading). A training step
 is forward + backward + Adam on ``encoder_batch`` clips of ``encoder_clip_len`` frames, as
@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import build_parser, config_from_args  # noqa: E402
-from train import PRESETS, TrainConfig, build_encoder, encoder_loss  # noqa: E402
+from train import PRECISIONS, PRESETS, TrainConfig, autocast, build_encoder, encoder_loss  # noqa: E402
 
 
 def best_of(fn, repeats):
@@ -29,7 +29,7 @@ def best_of(fn, repeats):
     return min(times)
 
 
-def train_step_seconds(cfg, steps, repeats):
+def train_step_seconds(cfg, steps, repeats, precision):
     torch.manual_seed(0)
     model = build_encoder(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.encoder_lr)
@@ -39,7 +39,8 @@ def train_step_seconds(cfg, steps, repeats):
 
     def run():
         for step in range(steps):
-            loss, _ = loss_fn(model, batch, torch.Generator().manual_seed(step), step)
+            with autocast("cpu", precision):
+                loss, _ = loss_fn(model, batch, torch.Generator().manual_seed(step), step)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -48,7 +49,7 @@ def train_step_seconds(cfg, steps, repeats):
     return best_of(run, repeats) / steps
 
 
-def extraction_ms_per_frame(cfg, chunk, n_frames, repeats):
+def extraction_ms_per_frame(cfg, chunk, n_frames, repeats, precision):
     torch.manual_seed(0)
     model = build_encoder(cfg).eval()
     frames = torch.rand(n_frames, 1, 3, cfg.image_size, cfg.image_size)  # (B, T=1, 3, H, W)
@@ -56,7 +57,8 @@ def extraction_ms_per_frame(cfg, chunk, n_frames, repeats):
     @torch.inference_mode()
     def run():
         for start in range(0, n_frames, chunk):
-            model.encode(frames[start:start + chunk], noise=False)
+            with autocast("cpu", precision):
+                model.encode(frames[start:start + chunk], noise=False)
 
     run()  # warm-up
     return best_of(run, repeats) / n_frames * 1000
@@ -69,17 +71,18 @@ def main():
     parser.add_argument("--frames", type=int, default=1024, help="frames encoded per measurement")
     parser.add_argument("--steps", type=int, default=5, help="training steps per measurement")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="as train.py --precision")
     args = parser.parse_args()
     cfg = config_from_args(TrainConfig, PRESETS, args, default_preset="cpu")
     if cfg.backbone != "cnn":
         sys.exit(f"error: this benchmark builds the CNN encoder from random weights; backbone {cfg.backbone!r}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, preset {args.preset or 'cpu'}, "
-          f"decoder {cfg.decoder_size} px x {cfg.decoder_channels} channels")
-    seconds = train_step_seconds(cfg, args.steps, args.repeats)
+          f"decoder {cfg.decoder_size} px x {cfg.decoder_channels} channels, {args.precision}")
+    seconds = train_step_seconds(cfg, args.steps, args.repeats, args.precision)
     print(f"training step ({cfg.encoder_batch} clips of {cfg.encoder_clip_len} frames at "
           f"{cfg.image_size} px): {seconds:.3f} s, {cfg.encoder_steps} steps ~{seconds * cfg.encoder_steps / 60:.0f} min")
     for chunk in args.chunks:
-        ms = extraction_ms_per_frame(cfg, chunk, args.frames, args.repeats)
+        ms = extraction_ms_per_frame(cfg, chunk, args.frames, args.repeats, args.precision)
         print(f"extraction, {chunk} frames a call: {ms:.2f} ms/frame")
 
 

@@ -1,6 +1,6 @@
 """Predictor training throughput (samples per second) for the presets of train.py.
 
-    python benchmarks/bench_train.py --presets cpu paper --steps 20
+    python benchmarks/bench_train.py --presets cpu paper --steps 20 [--precision bf16]
 
 Times forward + backward + AdamW step of the predictor on random slot windows of the
 preset's shape (no data loading), after a few warm-up steps.
@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from train import PRESETS, build_predictor, predictor_loss  # noqa: E402
+from train import PRECISIONS, PRESETS, autocast, build_predictor, predictor_loss  # noqa: E402
 
 
-def throughput(cfg, steps, device, warmup=3):
+def throughput(cfg, steps, device, precision="fp32", warmup=3):
     torch.manual_seed(0)
     model = build_predictor(cfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
@@ -32,7 +32,8 @@ def throughput(cfg, steps, device, warmup=3):
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        loss, _ = loss_fn(model, batch, torch.Generator().manual_seed(i), i)
+        with autocast(device, precision):
+            loss, _ = loss_fn(model, batch, torch.Generator().manual_seed(i), i)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -48,12 +49,13 @@ def main():
     parser.add_argument("--presets", nargs="+", default=["cpu", "paper"], choices=sorted(PRESETS))
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="as train.py --precision")
     args = parser.parse_args()
     device = torch.device(args.device)
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.precision}")
     for name in args.presets:
         cfg = PRESETS[name]
-        rate, per_step, n_params = throughput(cfg, args.steps, device)
+        rate, per_step, n_params = throughput(cfg, args.steps, device, args.precision)
         print(f"preset {name}: {n_params / 1e6:.2f} M parameters, batch {cfg.batch_size}: "
               f"{rate:.0f} samples/s ({per_step * 1000:.0f} ms/step)")
 

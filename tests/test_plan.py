@@ -148,6 +148,26 @@ def test_a_model_reading_states_gets_the_goal_and_current_env_states(tiny_run, t
     assert not np.allclose(seen[2], seen[1])  # later solves see where the env went
 
 
+def test_bf16_planning_scores_candidates_in_float32_close_to_fp32(tiny_run):
+    _, out = tiny_run
+    cpu = torch.device("cpu")
+    (fp32, data), (bf16, _) = load_world_model(out, cpu), load_world_model(out, cpu, "bf16")
+    rows, goal_rows = np.arange(3), np.arange(10, 13)
+    pixels, proprio = data.pixels[rows], data.proprio[rows]
+    goal_pixels, goal_proprio = data.pixels[goal_rows], data.proprio[goal_rows]
+    candidates = torch.randn(3, 8, 2, fp32.action_dim, generator=torch.Generator().manual_seed(0))
+    costs = {}
+    for name, model in (("fp32", fp32), ("bf16", bf16)):
+        slots, goal_slots = model.encode(pixels), model.encode(goal_pixels)
+        assert slots.dtype == torch.float32
+        costs[name] = model.costs(slots, model.proprio(proprio), goal_slots, model.proprio(goal_proprio),
+                                  candidates, history=1, proprio_weight=1.0)
+    assert costs["bf16"].dtype == torch.float32 and not torch.equal(costs["bf16"], costs["fp32"])
+    torch.testing.assert_close(costs["bf16"], costs["fp32"], rtol=0.05, atol=0.01)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        evaluate(PlanConfig(ckpt=str(out), precision="fp16"), progress=False)
+
+
 def test_env_actions_round_trip(tiny_run):
     _, out = tiny_run
     model, data = load_world_model(out, torch.device("cpu"))

@@ -274,6 +274,30 @@ def test_an_interrupted_slot_extraction_goes_on_from_its_last_save(tiny_run, tmp
     assert not np.allclose(train.load_slots(tmp_path / "cut", video, len(data.state)), whole)
 
 
+def test_bf16_runs_the_stages_under_autocast_and_records_it(tiny_run, tmp_path):
+    root, _ = tiny_run
+    cfg = dataclasses.replace(TINY, encoder_seed=2)  # a new encoder folder beside the fixture's
+    out = run(cfg, root / "runs" / "bf16", progress=False, root=root, until="slots", precision="bf16")
+    info = json.loads((out / "config.json").read_text())
+    enc_dir = Path(info["encoder"])
+    assert info["precision"] == "bf16"
+    assert load_checkpoint(enc_dir / "encoder.pt")["precision"] == "bf16"
+    assert json.loads(train.slot_files(enc_dir, "frame")[1].read_text())["precision"] == "bf16"
+    bf16 = train.load_slots(enc_dir, cfg, len(train.load_dataset(info["data"]).state))
+    assert bf16.dtype == np.float32
+
+    # the same weights extracting in fp32: close to the bf16 slots, but not equal (autocast was on)
+    data = train.load_dataset(info["data"])
+    encoder = train.build_encoder(cfg)
+    encoder.load_state_dict(load_checkpoint(enc_dir / "encoder.pt")["model"])
+    train.extract_slots(encoder, data, cfg, tmp_path, "cpu", progress=False)
+    fp32 = train.load_slots(tmp_path, cfg, len(data.state))
+    error = np.abs(bf16 - fp32)
+    assert error.max() > 0 and error.mean() < 0.05 * np.abs(fp32).mean()
+    with pytest.raises(ValueError, match="precision must be one of"):
+        run(cfg, out, progress=False, root=root, precision="fp16")
+
+
 def test_collide_pipeline_trains_a_predictor_without_action_nodes(tiny_collide_run):
     from collision import load_collide
     _, out = tiny_collide_run
