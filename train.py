@@ -211,8 +211,9 @@ PRECISIONS = ("fp32", "bf16")
 def autocast(device, precision):
     """The precision of forward passes: "fp32", or "bf16" autocast, which runs matrix products
     and convolutions in bfloat16 while parameters, gradients and optimiser state stay float32.
-    On a CPU with AMX, bf16 made an encoder training step 2.3x faster and slot extraction 2.2x
-    (benchmarks/bench_encoder.py --precision bf16); without bf16 hardware it can be slower."""
+    On a CPU with AMX, bf16 made an encoder training step 2.4x faster and slot extraction 2.2x
+    (benchmarks/bench_encoder.py --precision bf16); it has not been timed elsewhere, and its
+    effect on slot quality is not settled (README, Training)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
