@@ -38,7 +38,7 @@ from common import atomic_write_bytes, atomic_write_json, build_parser, config_f
 from data import (SUCCESS_ANGLE, SUCCESS_DIST, PushTEnv, load_dataset, normalize_proprio, sample_eval_pairs,
                   wrap_angle)
 from predictor import rollout
-from train import (PRECISIONS, TrainConfig, autocast, build_encoder, build_predictor, data_config,
+from train import (TrainConfig, autocast, build_encoder, build_predictor, check_precision, data_config,
                    encoder_config, load_checkpoint, open_run, resize_frames)
 
 
@@ -333,8 +333,7 @@ def evaluate(cfg: PlanConfig, progress=True):
         raise ValueError("--ckpt is required: a run folder of train.py or its predictor.pt")
     if not 1 <= cfg.receding <= cfg.horizon or cfg.topk > cfg.samples:
         raise ValueError("need 1 <= receding <= horizon and topk <= samples")
-    if cfg.precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {cfg.precision!r}")
+    check_precision(cfg.precision)
     if cfg.cost_batch < 0:
         raise ValueError(f"expected --cost-batch >= 0 (0: automatic), got {cfg.cost_batch}")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")

@@ -208,14 +208,18 @@ def short_hash(obj) -> str:
 PRECISIONS = ("fp32", "bf16")
 
 
+def check_precision(precision):
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
+
 def autocast(device, precision):
     """The precision of forward passes: "fp32", or "bf16" autocast, which runs matrix products
     and convolutions in bfloat16 while parameters, gradients and optimiser state stay float32.
     On a CPU with AMX, bf16 made an encoder training step 2.4x faster and slot extraction 2.2x
     (benchmarks/bench_encoder.py --precision bf16); it has not been timed elsewhere, and its
     effect on slot quality is not settled (README, Training)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    check_precision(precision)
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
@@ -858,8 +862,7 @@ def run(cfg: TrainConfig, out, redo=(), resume=False, device="auto", workers=0, 
     check_config(cfg)
     if until not in STAGES:
         raise ValueError(f"until must be one of {STAGES}, got {until!r}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    check_precision(precision)
     ctx = setup(device, progress, precision)
     try:
         _run_stages(cfg, Path(out), set(redo), resume, workers, Path(root), until, ctx)

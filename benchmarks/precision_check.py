@@ -18,20 +18,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data import load_dataset  # noqa: E402
-from train import autocast, build_encoder, load_checkpoint, open_run, resize_frames  # noqa: E402
+from plan import load_world_model  # noqa: E402
 
 
-@torch.inference_mode()
-def encode(model, pixels, image_size, precision, chunk=64):
-    out = []
-    for start in range(0, len(pixels), chunk):
-        frames = torch.from_numpy(np.ascontiguousarray(pixels[start:start + chunk]))
-        frames = frames.permute(0, 3, 1, 2).float().div_(255)[:, None]  # (B, 1, 3, H, W)
-        with autocast("cpu", precision):
-            slots = model.encode(resize_frames(frames, image_size), noise=False)["slots"][:, 0]
-        out.append(slots.float())
-    return torch.cat(out)
+def encode(model, pixels, precision, chunk=64):
+    """The planner's encoding of each frame alone (plan.WorldModel.encode), ``chunk`` at a time."""
+    model.precision = precision
+    return torch.cat([model.encode(pixels[start:start + chunk]) for start in range(0, len(pixels), chunk)])
 
 
 def main():
@@ -39,19 +32,15 @@ def main():
     parser.add_argument("--run", required=True, help="a run folder of train.py")
     parser.add_argument("--frames", type=int, default=2048, help="validation frames (pairs) encoded")
     args = parser.parse_args()
-    cfg, info, _, _ = open_run(args.run, "pusht", "precision_check.py reads a Push-T run")
-    model = build_encoder(cfg)
-    model.load_state_dict(load_checkpoint(Path(info["encoder"]) / "encoder.pt")["model"])
-    model.eval()
-    data = load_dataset(info["data"])
-    fs = cfg.frameskip
+    model, data = load_world_model(args.run, torch.device("cpu"))
+    fs = model.cfg.frameskip
     # frames with a partner fs steps later in the same episode, evenly over the validation split
     rows = np.concatenate([np.arange(data.episode_starts[e], data.episode_starts[e + 1] - fs)
                            for e in data.episodes("val")])
     rows = rows[np.linspace(0, len(rows) - 1, min(args.frames, len(rows))).astype(int)]
-    fp32 = encode(model, data.pixels[rows], cfg.image_size, "fp32")
-    bf16 = encode(model, data.pixels[rows], cfg.image_size, "bf16")
-    later = encode(model, data.pixels[rows + fs], cfg.image_size, "fp32")
+    fp32 = encode(model, data.pixels[rows], "fp32")
+    bf16 = encode(model, data.pixels[rows], "bf16")
+    later = encode(model, data.pixels[rows + fs], "fp32")
     gap = (bf16 - fp32).abs().mean().item()
     size = fp32.abs().mean().item()
     step = (later - fp32).abs().mean().item()

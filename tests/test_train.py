@@ -283,11 +283,11 @@ def test_bf16_runs_the_stages_under_autocast_and_records_it(tiny_run, tmp_path):
     assert info["precision"] == "bf16"
     assert load_checkpoint(enc_dir / "encoder.pt")["precision"] == "bf16"
     assert json.loads(train.slot_files(enc_dir, "frame")[1].read_text())["precision"] == "bf16"
-    bf16 = train.load_slots(enc_dir, cfg, len(train.load_dataset(info["data"]).state))
+    data = train.load_dataset(info["data"])
+    bf16 = train.load_slots(enc_dir, cfg, len(data.state))
     assert bf16.dtype == np.float32
 
     # the same weights extracting in fp32: close to the bf16 slots, but not equal (autocast was on)
-    data = train.load_dataset(info["data"])
     encoder = train.build_encoder(cfg)
     encoder.load_state_dict(load_checkpoint(enc_dir / "encoder.pt")["model"])
     train.extract_slots(encoder, data, cfg, tmp_path, "cpu", progress=False)
