@@ -8,7 +8,8 @@ C-JEPA never trains its encoder: it reads slots from a video slot model trained 
 - `SlotEncoder`: the video model (SAVi / VideoSAUR). Frame 0 starts from a learned,
   noisy initialisation; frame t+1 starts from a transformer block applied to frame t's
   slots, so slot k keeps following the same object across the clip. Two backbones:
-  "cnn" (small CNN, pixels reconstructed by a spatial broadcast decoder) and "dinov2"
+  "cnn" (small CNN, pixels reconstructed by a spatial broadcast decoder, or by slot
+  attention's own masks painting one colour per slot: `AttentionDecoder`) and "dinov2"
   (frozen DINOv2 ViT-S/14 patch features reconstructed by an MLP decoder, as VideoSAUR).
 - Metrics (FG-ARI, mBO) and `load_official_slots` for the C-JEPA release's slot pickles.
 """
@@ -124,25 +125,42 @@ class SoftPositionEmbedding(nn.Module):
 
 
 class CNNBackbone(nn.Module):
-    """Frames (B, 3, H, W) -> features (B, N, out_dim), N = H*W (or H*W/4 with a stride-2 first conv)."""
+    """Frames (B, 3, H, W) -> features (B, N, out_dim), N = H*W (or H*W/4 with a stride-2 first conv).
 
-    def __init__(self, image_size, channels=64, out_dim=64, stride2_first=False):
+    full_res (ours, with stride2_first): the stride-2 features are upsampled back to H x W and
+    joined with a 3x3 convolution of the pixels themselves, so N = H*W at about the cost of
+    the stride-2 network. Slot attention then assigns every pixel, not every 2 x 2 cell: on
+    Push-T at 64 px the T's bar is under 4 pixels wide and the agent a disc of radius 2.
+    """
+
+    def __init__(self, image_size, channels=64, out_dim=64, stride2_first=False, full_res=False,
+                 pixel_channels=16):
         super().__init__()
+        if full_res and not stride2_first:
+            raise ValueError("full_res joins upsampled stride-2 features with the pixels: it needs stride2_first")
         layers, c_in = [], 3
         for i in range(4):
             stride = 2 if (i == 0 and stride2_first) else 1
             layers += [nn.Conv2d(c_in, channels, 5, stride=stride, padding=2), nn.ReLU()]
             c_in = channels
         self.convs = nn.Sequential(*layers)
-        self.grid_size = image_size // 2 if stride2_first else image_size
-        self.pos = SoftPositionEmbedding(channels, self.grid_size, self.grid_size)
-        self.mlp = norm_mlp(channels, channels, out_dim)
+        self.pixel_conv = None
+        if full_res:
+            self.pixel_conv = nn.Sequential(nn.Conv2d(3, pixel_channels, 3, padding=1), nn.ReLU())
+            c_in = channels + pixel_channels
+        self.grid_size = image_size // 2 if stride2_first and not full_res else image_size
+        self.pos = SoftPositionEmbedding(c_in, self.grid_size, self.grid_size)
+        self.mlp = norm_mlp(c_in, c_in, out_dim)
 
     def forward(self, frames):
         # channels-last convolutions: faster on CPUs, and the features come out already laid
         # out (b h w c), so the rearrange below copies nothing
-        x = rearrange(self.convs(frames.contiguous(memory_format=torch.channels_last)), "b c h w -> b h w c")
-        x = rearrange(self.pos(x), "b h w c -> b (h w) c")  # (B, N, C)
+        frames = frames.contiguous(memory_format=torch.channels_last)
+        x = self.convs(frames)  # (B, C, h, w)
+        if self.pixel_conv is not None:  # back to (B, C + pixel_channels, H, W)
+            x = F.interpolate(x, size=frames.shape[-2:], mode="bilinear", align_corners=False)
+            x = torch.cat([x, self.pixel_conv(frames)], dim=1)
+        x = rearrange(self.pos(rearrange(x, "b c h w -> b h w c")), "b h w c -> b (h w) c")  # (B, N, C)
         return self.mlp(x)
 
 
@@ -187,6 +205,30 @@ class BroadcastDecoder(nn.Module):
         else:
             rgb, logits = self.colour(slots)[..., None, None].expand(-1, -1, -1, *out.shape[-2:]), out
         masks = logits.softmax(dim=1)  # alpha competes across slots
+        return (rgb * masks).sum(dim=1), rgb, masks
+
+
+class AttentionDecoder(nn.Module):
+    """Slot-attention masks as the alpha masks (ours, the Push-T CPU preset): slots (B, S, D) and
+    their last attention (B, S, N) -> image sum_k attn_k * colour_k, per-slot RGB and masks.
+
+    Each slot paints one colour (an MLP of the slot) over exactly the pixels it attended to,
+    so the reconstruction loss trains the assignment of pixels to slots itself, as a soft
+    k-means of the frame's colours. A spatial broadcast decoder must first learn to draw a
+    turned T from a slot vector before its masks can say where the block is; on the CPU
+    budget it draws a blob over block and agent (README, Results), and its gradient keeps
+    the attention from splitting them.
+    """
+
+    def __init__(self, slot_dim, grid_size):
+        super().__init__()
+        self.grid_size = grid_size
+        self.colour = nn.Sequential(nn.Linear(slot_dim, slot_dim), nn.ReLU(), nn.Linear(slot_dim, 3))
+
+    def forward(self, slots, attn):
+        """slots (B, S, D), attn (B, S, h*w) -> recon (B, 3, h, w), rgb (B, S, 3, h, w), masks (B, S, 1, h, w)."""
+        masks = rearrange(attn, "b s (h w) -> b s 1 h w", h=self.grid_size)  # already sums to 1 over S
+        rgb = self.colour(slots)[..., None, None].expand(-1, -1, -1, self.grid_size, self.grid_size)
         return (rgb * masks).sum(dim=1), rgb, masks
 
 
@@ -239,7 +281,9 @@ class SlotEncoder(nn.Module):
     """Video slot model: frames (B, T, 3, H, W) in [0, 1] -> slots (B, T, S, D).
 
     backbone="cnn": CNN features, pixel reconstruction (MSE; decoder_rgb and recon_weight
-    as in BroadcastDecoder and below). backbone="dinov2": frozen
+    as in BroadcastDecoder and below) by decoder="broadcast" (BroadcastDecoder) or
+    decoder="attention" (AttentionDecoder: the masks are slot attention's own, at the
+    feature grid's size; needs decoder_rgb="slot"). backbone="dinov2": frozen
     DINOv2 ViT-S/14 patch features (image_size a multiple of 14, e.g. 196), an MLP
     384 -> 768 -> input_dim with LayerNorm, and DINOv2-feature reconstruction (MSE).
     `dinov2_weights` is a local `dinov2_vits14_pretrain.pth`; without it the frozen
@@ -259,6 +303,8 @@ class SlotEncoder(nn.Module):
         slot_mlp=None,
         cnn_channels=64,
         cnn_stride2=False,
+        cnn_full_res=False,
+        decoder="broadcast",
         decoder_channels=64,
         decoder_size=None,
         decoder_hidden=1024,
@@ -277,9 +323,18 @@ class SlotEncoder(nn.Module):
                                             use_mlp=use_mlp, init=slot_init)
         self.transition = SlotTransition(slot_dim)
         if backbone == "cnn":
-            self.cnn = CNNBackbone(image_size, cnn_channels, input_dim, cnn_stride2)
-            self.decoder_size = decoder_size or image_size
-            self.decoder = BroadcastDecoder(slot_dim, self.decoder_size, decoder_channels, decoder_rgb)
+            self.cnn = CNNBackbone(image_size, cnn_channels, input_dim, cnn_stride2, cnn_full_res)
+            if decoder == "broadcast":
+                self.decoder_size = decoder_size or image_size
+                self.decoder = BroadcastDecoder(slot_dim, self.decoder_size, decoder_channels, decoder_rgb)
+            elif decoder == "attention":
+                if decoder_rgb != "slot":
+                    raise ValueError(f"the attention decoder paints one colour per slot: it needs decoder_rgb "
+                                     f"'slot', got {decoder_rgb!r}")
+                self.decoder_size = self.cnn.grid_size
+                self.decoder = AttentionDecoder(slot_dim, self.decoder_size)
+            else:
+                raise ValueError(f"expected decoder 'broadcast' or 'attention', got {decoder!r}")
             self.recon_weight = recon_weight
             # Frames are centred on the data's mean colour before the CNN and the decoder
             # predicts centred colours: with a bright background left at 1, the slots stay
@@ -352,8 +407,8 @@ class SlotEncoder(nn.Module):
         """frames (B, T, 3, H, W) in [0, 1] -> dict with 'slots' (B, T, S, D), 'attn' (B, T, S, N),
         'recon', 'masks', 'loss'. ``recon_weight`` (CNN) overrides the model's for this call.
 
-        cnn: recon (B, T, 3, h, w), masks (B, T, S, h, w) with h = w = decoder_size (the
-        frame size unless set), 'mse' = pixel MSE against the frames averaged down to h x w,
+        cnn: recon (B, T, 3, h, w), masks (B, T, S, h, w) with h = w = decoder_size (broadcast:
+        the frame size unless set; attention: the feature grid's size), 'mse' = pixel MSE against the frames averaged down to h x w,
         loss = that MSE with each pixel weighted as set by recon_weight (the MSE when 0).
         dinov2: recon (B, T, N, 384), masks (B, T, S, h, w) over the h x w patch grid,
         'features' (B, T, N, 384) the DINOv2 targets, loss = feature MSE.
@@ -363,7 +418,10 @@ class SlotEncoder(nn.Module):
         flat = rearrange(slots, "b t s d -> (b t) s d")
         out = {"slots": slots, "attn": attn}
         if self.backbone == "cnn":
-            recon, _, masks = self.decoder(flat)  # (B*T, 3, h, w), (B*T, S, 1, h, w) at decoder_size
+            if isinstance(self.decoder, AttentionDecoder):
+                recon, _, masks = self.decoder(flat, rearrange(attn, "b t s n -> (b t) s n"))
+            else:
+                recon, _, masks = self.decoder(flat)  # (B*T, 3, h, w), (B*T, S, 1, h, w) at decoder_size
             recon = recon + self.pixel_mean[:, None, None]
             out["recon"] = rearrange(recon, "(b t) c h w -> b t c h w", b=B)
             out["masks"] = rearrange(masks, "(b t) s 1 h w -> b t s h w", b=B)
