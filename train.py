@@ -76,8 +76,10 @@ class TrainConfig:
     n_slots: int = 4
     slot_dim: int = 128
     cnn_channels: int = 32
-    decoder_channels: int = 32
-    decoder_size: int = 32        # the CNN decoder reconstructs frames averaged down to this
+    cnn_fullres: bool = True      # stride-2 CNN features upsampled and joined with the pixels: slot attention at full size
+    decoder: str = "attention"    # attention: slot attention's masks paint one colour per slot (ours) | broadcast
+    decoder_channels: int = 32    # (broadcast decoder)
+    decoder_size: int = 32        # the broadcast decoder reconstructs frames averaged down to this
     decoder_rgb: str = "slot"     # slot: one colour per slot | pixel: RGB per pixel (Locatello)
     slot_init: str = "query"      # query: learned queries, straight-through (BO-QSA) | noise: mu + sigma * noise
     recon_weight: float = 20.0    # pixel weight 1 + this * |pixel - background colour| (0: plain MSE)
@@ -86,9 +88,9 @@ class TrainConfig:
     cnn_stride2: bool = True
     n_iters_first: int = 3
     n_iters: int = 2
-    encoder_clip_len: int = 2
-    encoder_steps: int = 4000
-    encoder_batch: int = 16
+    encoder_clip_len: int = 4
+    encoder_steps: int = 1500
+    encoder_batch: int = 8
     encoder_lr: float = 1e-3
     encoder_warmup: int = 200
     encoder_clip: float = 1.0     # gradient-norm clipping of the encoder (0: none)
@@ -125,7 +127,7 @@ PRESETS = {
     "cpu": TrainConfig(),
     "paper": TrainConfig(
         episodes=2000, min_steps=100, max_steps=200, render_size=224, backbone="dinov2",
-        image_size=196, slot_dim=128, n_iters=2, encoder_steps=100_000, encoder_batch=64,
+        image_size=196, slot_dim=128, n_iters=2, encoder_clip_len=2, encoder_steps=100_000, encoder_batch=64,
         predictor_dim=128, depth=6, heads=16, dim_head=64, mlp_dim=2048, epochs=30,
         batch_size=256,
         val_every=2000, ckpt_every=2000),
@@ -138,15 +140,16 @@ PRESETS = {
 }
 # The collide world (collision.py), CLEVRER's settings where they carry over (FACTS section 2):
 # 7 slots, history 6, frameskip 2; 4 predicted frames cover the 8 held-out frames. The cpu
-# preset keeps the encoder recipe it was measured with (per-pixel RGB, plain MSE, lr 4e-4,
-# no clipping, noisy slot init) and trains the predictor on full histories only (its VQA
+# preset keeps the encoder recipe it was measured with (stride-2 features, a broadcast decoder
+# with per-pixel RGB, plain MSE, lr 4e-4, no clipping, noisy slot init) and trains the predictor on full histories only (its VQA
 # rollouts always have n_history observed frames), on video-mode slots: VQA reads whole
 # observed videos, and objects alike in kind need the propagation to keep their slots.
 # The slot-residual head (a Push-T default) is unmeasured here and stays off.
 COLLIDE_PRESETS = {
     "cpu": dataclasses.replace(PRESETS["cpu"], dataset="collide", episodes=2000, n_slots=7,
-                               frameskip=2, n_history=6, n_future=4, decoder_rgb="pixel",
-                               recon_weight=0.0, encoder_lr=4e-4, encoder_clip=0.0, slot_init="noise",
+                               frameskip=2, n_history=6, n_future=4, cnn_fullres=False, decoder="broadcast",
+                               decoder_rgb="pixel", recon_weight=0.0, encoder_clip_len=2, encoder_steps=4000,
+                               encoder_batch=16, encoder_lr=4e-4, encoder_clip=0.0, slot_init="noise",
                                random_history=False, slot_mode="video", slot_residual=False),
     "paper": dataclasses.replace(PRESETS["paper"], dataset="collide", episodes=20000,
                                  video_observed=128, video_future=32, render_size=128,
@@ -185,8 +188,8 @@ def open_dataset(cfg: TrainConfig, path):
 
 
 ENCODER_FIELDS = ("backbone", "dinov2_path", "image_size", "n_slots", "slot_dim", "cnn_channels",
-                  "decoder_channels", "decoder_size", "decoder_rgb", "recon_weight", "encoder_plain_steps",
-                  "encoder_plain_lr", "slot_init",
+                  "cnn_fullres", "decoder", "decoder_channels", "decoder_size", "decoder_rgb", "recon_weight",
+                  "encoder_plain_steps", "encoder_plain_lr", "slot_init",
                   "cnn_stride2", "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps",
                   "encoder_batch", "encoder_lr", "encoder_warmup", "encoder_clip", "encoder_seed",
                   "frameskip")
@@ -274,7 +277,7 @@ def save_checkpoint(path, model, optimizer, config, step, done, **extra):
 
 # Values that configs written before a field existed ran with, where they differ from
 # today's default; any other missing field ran with its default.
-LEGACY_VALUES = {"decoder_rgb": "pixel", "recon_weight": 0.0, "encoder_clip": 0.0, "slot_init": "noise",
+LEGACY_VALUES = {"decoder_rgb": "pixel", "decoder": "broadcast", "cnn_fullres": False, "recon_weight": 0.0, "encoder_clip": 0.0, "slot_init": "noise",
                  "random_history": False, "slot_mode": "video", "proprio_residual": False,
                  "slot_residual": False}
 
@@ -282,7 +285,7 @@ LEGACY_VALUES = {"decoder_rgb": "pixel", "recon_weight": 0.0, "encoder_clip": 0.
 # Encoder fields added after the first encoders were trained; at the value they had before
 # they existed they stay out of the encoder folder's hash, so that folder keeps its name.
 ADDED_ENCODER_FIELDS = ("decoder_rgb", "recon_weight", "encoder_clip", "slot_init", "encoder_plain_steps",
-                        "encoder_plain_lr")
+                        "encoder_plain_lr", "decoder", "cnn_fullres")
 
 
 def values_before_fields_existed() -> dict:
@@ -493,7 +496,8 @@ def build_encoder(cfg: TrainConfig) -> SlotEncoder:
     return SlotEncoder(backbone=cfg.backbone, image_size=cfg.image_size, n_slots=cfg.n_slots,
                        slot_dim=cfg.slot_dim, n_iters_first=cfg.n_iters_first,
                        n_iters=cfg.n_iters, cnn_channels=cfg.cnn_channels,
-                       cnn_stride2=cfg.cnn_stride2, decoder_channels=cfg.decoder_channels,
+                       cnn_stride2=cfg.cnn_stride2, cnn_full_res=cfg.cnn_fullres, decoder=cfg.decoder,
+                       decoder_channels=cfg.decoder_channels,
                        decoder_size=cfg.decoder_size, decoder_rgb=cfg.decoder_rgb,
                        recon_weight=cfg.recon_weight, slot_init=cfg.slot_init,
                        dinov2_weights=cfg.dinov2_path or None)

@@ -76,8 +76,11 @@ def main():
     cfg = config_from_args(TrainConfig, PRESETS, args, default_preset="cpu")
     if cfg.backbone != "cnn":
         sys.exit(f"error: this benchmark builds the CNN encoder from random weights; backbone {cfg.backbone!r}")
+    decoder = (f"broadcast decoder {cfg.decoder_size} px x {cfg.decoder_channels} channels"
+               if cfg.decoder == "broadcast" else "attention decoder")
+    features = "full-size" if cfg.cnn_fullres else ("stride-2" if cfg.cnn_stride2 else "stride-1")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, preset {args.preset or 'cpu'}, "
-          f"decoder {cfg.decoder_size} px x {cfg.decoder_channels} channels, {args.precision}")
+          f"{features} features, {decoder}, {args.precision}")
     seconds = train_step_seconds(cfg, args.steps, args.repeats, args.precision)
     print(f"training step ({cfg.encoder_batch} clips of {cfg.encoder_clip_len} frames at "
           f"{cfg.image_size} px): {seconds:.3f} s, {cfg.encoder_steps} steps ~{seconds * cfg.encoder_steps / 60:.0f} min")

@@ -412,7 +412,11 @@ def test_encoder_plain_lr_holds_the_plain_steps_at_a_constant_rate():
 def test_encoder_folder_names_survive_added_fields():
     # Fields added to the encoder after its first runs stay out of the folder's hash at their
     # earlier value, so a config's encoder folder keeps its name: these are the CPU presets'
-    # folders, trained before encoder_plain_steps existed (the collide one before encoder_clip).
-    assert train.encoder_hash(PRESETS["cpu"]) == "27761001"
+    # folders, trained before encoder_plain_steps existed (the collide one before encoder_clip);
+    # the Push-T one is the CPU recipe before the attention decoder and full-size features.
+    before = dataclasses.replace(PRESETS["cpu"], cnn_fullres=False, decoder="broadcast", encoder_steps=4000,
+                                 encoder_clip_len=2, encoder_batch=16)
+    assert train.encoder_hash(before) == "27761001"
     assert train.encoder_hash(train.COLLIDE_PRESETS["cpu"]) == "111eb2d3"
-    assert train.encoder_hash(dataclasses.replace(PRESETS["cpu"], encoder_plain_steps=100)) != "27761001"
+    assert train.encoder_hash(dataclasses.replace(before, encoder_plain_steps=100)) != "27761001"
+    assert train.encoder_hash(PRESETS["cpu"]) != "27761001"
