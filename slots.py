@@ -408,7 +408,8 @@ class SlotEncoder(nn.Module):
         'recon', 'masks', 'loss'. ``recon_weight`` (CNN) overrides the model's for this call.
 
         cnn: recon (B, T, 3, h, w), masks (B, T, S, h, w) with h = w = decoder_size (broadcast:
-        the frame size unless set; attention: the feature grid's size), 'mse' = pixel MSE against the frames averaged down to h x w,
+        the frame size unless set; attention: the feature grid's size), 'mse' = pixel MSE
+        against the frames averaged down to h x w,
         loss = that MSE with each pixel weighted as set by recon_weight (the MSE when 0).
         dinov2: recon (B, T, N, 384), masks (B, T, S, h, w) over the h x w patch grid,
         'features' (B, T, N, 384) the DINOv2 targets, loss = feature MSE.

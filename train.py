@@ -128,6 +128,9 @@ PRESETS = {
     "paper": TrainConfig(
         episodes=2000, min_steps=100, max_steps=200, render_size=224, backbone="dinov2",
         image_size=196, slot_dim=128, n_iters=2, encoder_clip_len=2, encoder_steps=100_000, encoder_batch=64,
+        # CNN-only fields, unused by DINOv2, at their values before they existed: the encoder's
+        # folder name and its checkpoints' config stay those of earlier paper runs
+        cnn_fullres=False, decoder="broadcast",
         predictor_dim=128, depth=6, heads=16, dim_head=64, mlp_dim=2048, epochs=30,
         batch_size=256,
         val_every=2000, ckpt_every=2000),
@@ -141,7 +144,8 @@ PRESETS = {
 # The collide world (collision.py), CLEVRER's settings where they carry over (FACTS section 2):
 # 7 slots, history 6, frameskip 2; 4 predicted frames cover the 8 held-out frames. The cpu
 # preset keeps the encoder recipe it was measured with (stride-2 features, a broadcast decoder
-# with per-pixel RGB, plain MSE, lr 4e-4, no clipping, noisy slot init) and trains the predictor on full histories only (its VQA
+# with per-pixel RGB, plain MSE, lr 4e-4, no clipping, noisy slot init; the tiny preset the
+# same decoder) and trains the predictor on full histories only (its VQA
 # rollouts always have n_history observed frames), on video-mode slots: VQA reads whole
 # observed videos, and objects alike in kind need the propagation to keep their slots.
 # The slot-residual head (a Push-T default) is unmeasured here and stays off.
@@ -157,6 +161,7 @@ COLLIDE_PRESETS = {
                                  random_history=False, slot_mode="video", slot_residual=False),
     "tiny": dataclasses.replace(PRESETS["tiny"], dataset="collide", episodes=16, video_observed=12,
                                 video_future=4, frame_substeps=10, n_slots=4, frameskip=2,
+                                cnn_fullres=False, decoder="broadcast",
                                 n_history=2, n_future=2, random_history=False, slot_mode="video",
                                 slot_residual=False),
 }
@@ -277,7 +282,8 @@ def save_checkpoint(path, model, optimizer, config, step, done, **extra):
 
 # Values that configs written before a field existed ran with, where they differ from
 # today's default; any other missing field ran with its default.
-LEGACY_VALUES = {"decoder_rgb": "pixel", "decoder": "broadcast", "cnn_fullres": False, "recon_weight": 0.0, "encoder_clip": 0.0, "slot_init": "noise",
+LEGACY_VALUES = {"decoder_rgb": "pixel", "decoder": "broadcast", "cnn_fullres": False, "recon_weight": 0.0,
+                 "encoder_clip": 0.0, "slot_init": "noise",
                  "random_history": False, "slot_mode": "video", "proprio_residual": False,
                  "slot_residual": False}
 

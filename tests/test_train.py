@@ -420,3 +420,5 @@ def test_encoder_folder_names_survive_added_fields():
     assert train.encoder_hash(train.COLLIDE_PRESETS["cpu"]) == "111eb2d3"
     assert train.encoder_hash(dataclasses.replace(before, encoder_plain_steps=100)) != "27761001"
     assert train.encoder_hash(PRESETS["cpu"]) != "27761001"
+    # the DINOv2 paper preset, which the CNN fields do not touch, keeps its folder
+    assert train.encoder_hash(PRESETS["paper"]) == "1c3210be"
