@@ -310,6 +310,7 @@ class SlotEncoder(nn.Module):
         decoder_hidden=1024,
         decoder_rgb="pixel",
         recon_weight=0.0,
+        position_weight=0.0,
         slot_init="noise",
         dinov2_weights=None,
     ):
@@ -335,7 +336,10 @@ class SlotEncoder(nn.Module):
                 self.decoder = AttentionDecoder(slot_dim, self.decoder_size)
             else:
                 raise ValueError(f"expected decoder 'broadcast' or 'attention', got {decoder!r}")
-            self.recon_weight = recon_weight
+            if position_weight and decoder != "attention":
+                raise ValueError(f"position_weight needs the attention decoder (its masks are slot attention's), "
+                                 f"got decoder {decoder!r}")
+            self.recon_weight, self.position_weight = recon_weight, position_weight
             # Frames are centred on the data's mean colour before the CNN and the decoder
             # predicts centred colours: with a bright background left at 1, the slots stay
             # alike (no object is ever singled out) for thousands of steps.
@@ -410,7 +414,8 @@ class SlotEncoder(nn.Module):
         cnn: recon (B, T, 3, h, w), masks (B, T, S, h, w) with h = w = decoder_size (broadcast:
         the frame size unless set; attention: the feature grid's size), 'mse' = pixel MSE
         against the frames averaged down to h x w,
-        loss = that MSE with each pixel weighted as set by recon_weight (the MSE when 0).
+        loss = that MSE with each pixel weighted as set by recon_weight (the MSE when 0), plus
+        position_weight times 'place' = mask_spread(masks, |frame - background|) when set.
         dinov2: recon (B, T, N, 384), masks (B, T, S, h, w) over the h x w patch grid,
         'features' (B, T, N, 384) the DINOv2 targets, loss = feature MSE.
         """
@@ -434,9 +439,12 @@ class SlotEncoder(nn.Module):
             out["mse"] = F.mse_loss(out["recon"], target)
             out["loss"] = out["mse"]
             recon_weight = self.recon_weight if recon_weight is None else recon_weight
+            distance = (target - self.background[:, None, None]).norm(dim=2)  # (B, T, h, w)
             if recon_weight:
-                weight = 1 + recon_weight * (target - self.background[:, None, None]).norm(dim=2, keepdim=True)
-                out["loss"] = (weight * (out["recon"] - target) ** 2).mean()
+                out["loss"] = ((1 + recon_weight * distance[:, :, None]) * (out["recon"] - target) ** 2).mean()
+            if self.position_weight:
+                out["place"] = mask_spread(out["masks"], distance)
+                out["loss"] = out["loss"] + self.position_weight * out["place"]
         else:
             recon, masks = self.decoder(flat)  # (B*T, N, 384), (B*T, S, N)
             out["recon"] = rearrange(recon, "(b t) n d -> b t n d", b=B)
@@ -444,6 +452,27 @@ class SlotEncoder(nn.Module):
             out["features"] = targets
             out["loss"] = F.mse_loss(out["recon"], targets)
         return out
+
+
+def mask_spread(masks, weight):
+    """How far each slot's pixels lie from their centre, the position half of a soft k-means.
+
+    masks (B, T, S, h, w) (summing to 1 over S), weight (B, T, h, w) >= 0 -> a scalar: the
+    mean over frames and pixels of sum_k weight_p masks_kp |x_p - c_k|^2, where x_p is pixel
+    p's place in [-1, 1]^2 and c_k slot k's weighted centre sum_p weight_p masks_kp x_p /
+    sum_p weight_p masks_kp. Colour alone cannot tell two objects of one colour apart (one
+    slot painting both reconstructs them as well as two slots do); this term is lower when
+    they sit in two slots, each near its own centre. With ``weight`` the pixel's distance
+    from the background colour, the background slot spreading over the frame costs nothing.
+    """
+    h, w = masks.shape[-2:]
+    place = position_grid(h, w, masks.device)[..., :2].permute(2, 0, 1) * 2 - 1  # (2, h, w): x, y
+    mass = masks * weight[:, :, None]  # (B, T, S, h, w)
+    total = mass.sum(dim=(-2, -1))  # (B, T, S)
+    first = torch.einsum("btshw,chw->btsc", mass, place)  # sum of weighted places
+    second = torch.einsum("btshw,hw->bts", mass, place.square().sum(0))
+    spread = second - first.square().sum(-1) / total.clamp_min(1e-6)  # sum_p m |x_p - c|^2 per slot
+    return spread.sum(dim=2).mean() / (h * w)
 
 
 def masks_to_segmentation(masks, size=None):

@@ -83,6 +83,7 @@ class TrainConfig:
     decoder_rgb: str = "slot"     # slot: one colour per slot | pixel: RGB per pixel (Locatello)
     slot_init: str = "query"      # query: learned queries, straight-through (BO-QSA) | noise: mu + sigma * noise
     recon_weight: float = 20.0    # pixel weight 1 + this * |pixel - background colour| (0: plain MSE)
+    position_weight: float = 0.0  # attention decoder: + this * each slot's spread in place (slots.mask_spread)
     encoder_plain_steps: int = 0  # the last this many encoder steps train with plain MSE (recon_weight 0)
     encoder_plain_lr: float = 0.0  # those steps at this constant learning rate (0: the cosine schedule goes on)
     cnn_stride2: bool = True
@@ -194,7 +195,7 @@ def open_dataset(cfg: TrainConfig, path):
 
 ENCODER_FIELDS = ("backbone", "dinov2_path", "image_size", "n_slots", "slot_dim", "cnn_channels",
                   "cnn_fullres", "decoder", "decoder_channels", "decoder_size", "decoder_rgb", "recon_weight",
-                  "encoder_plain_steps", "encoder_plain_lr", "slot_init",
+                  "position_weight", "encoder_plain_steps", "encoder_plain_lr", "slot_init",
                   "cnn_stride2", "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps",
                   "encoder_batch", "encoder_lr", "encoder_warmup", "encoder_clip", "encoder_seed",
                   "frameskip")
@@ -291,7 +292,7 @@ LEGACY_VALUES = {"decoder_rgb": "pixel", "decoder": "broadcast", "cnn_fullres": 
 # Encoder fields added after the first encoders were trained; at the value they had before
 # they existed they stay out of the encoder folder's hash, so that folder keeps its name.
 ADDED_ENCODER_FIELDS = ("decoder_rgb", "recon_weight", "encoder_clip", "slot_init", "encoder_plain_steps",
-                        "encoder_plain_lr", "decoder", "cnn_fullres")
+                        "encoder_plain_lr", "decoder", "cnn_fullres", "position_weight")
 
 
 def values_before_fields_existed() -> dict:
@@ -505,7 +506,8 @@ def build_encoder(cfg: TrainConfig) -> SlotEncoder:
                        cnn_stride2=cfg.cnn_stride2, cnn_full_res=cfg.cnn_fullres, decoder=cfg.decoder,
                        decoder_channels=cfg.decoder_channels,
                        decoder_size=cfg.decoder_size, decoder_rgb=cfg.decoder_rgb,
-                       recon_weight=cfg.recon_weight, slot_init=cfg.slot_init,
+                       recon_weight=cfg.recon_weight, position_weight=cfg.position_weight,
+                       slot_init=cfg.slot_init,
                        dinov2_weights=cfg.dinov2_path or None)
 
 
@@ -538,7 +540,7 @@ def encoder_loss(cfg):
         plain = step >= cfg.encoder_steps - cfg.encoder_plain_steps
         out = model(resize_frames(batch["frames"], cfg.image_size), generator=generator,
                     recon_weight=0.0 if plain else None)
-        return out["loss"], {k: out[k].detach() for k in ("mse",) if k in out}
+        return out["loss"], {k: out[k].detach() for k in ("mse", "place") if k in out}
     return loss_fn
 
 
@@ -860,6 +862,9 @@ def check_config(cfg: TrainConfig):
         raise ValueError(f"--encoder-plain-lr sets the learning rate of the --encoder-plain-steps: it needs "
                          f"a value >= 0 and --encoder-plain-steps > 0, got {cfg.encoder_plain_lr} and "
                          f"{cfg.encoder_plain_steps}")
+    if cfg.position_weight < 0 or (cfg.position_weight and not (cfg.backbone == "cnn" and cfg.decoder == "attention")):
+        raise ValueError(f"--position-weight (>= 0, got {cfg.position_weight}) charges slot attention's masks "
+                         f"for their spread: it needs --backbone cnn --decoder attention")
     if cfg.aux not in ("nodes", "concat") or cfg.backbone not in ("cnn", "dinov2"):
         raise ValueError(f"aux must be nodes|concat and backbone cnn|dinov2, got {cfg.aux}, {cfg.backbone}")
 

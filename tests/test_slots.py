@@ -16,6 +16,7 @@ from slots import (
     SlotEncoder,
     fg_ari,
     load_official_slots,
+    mask_spread,
     masks_to_segmentation,
     mbo,
 )
@@ -325,3 +326,65 @@ def test_the_attention_decoder_learns_to_give_each_square_its_own_slot():
             loss.backward()
             optimizer.step()
     assert before < 0.3 and score() > 0.6
+
+
+def test_mask_spread_is_each_slots_weighted_variance_of_place():
+    # a 1 x 5 row: places x = -1, -0.5, 0, 0.5, 1 (y = -1 throughout)
+    masks = torch.zeros(1, 1, 2, 1, 5)
+    masks[..., 0, 0, [0, 4]] = 1  # slot 0 holds both ends
+    masks[..., 1, 0, [1, 2, 3]] = 1  # slot 1 the middle three
+    weight = torch.ones(1, 1, 1, 5)
+    # slot 0: centre 0, two pixels at distance 1; slot 1: centre 0, distances 0.5, 0, 0.5
+    torch.testing.assert_close(mask_spread(masks, weight), torch.tensor((2 + 0.5) / 5))
+    # pixels of weight 0 (the background colour) cost nothing wherever they go
+    weight[..., 1:4] = 0
+    torch.testing.assert_close(mask_spread(masks, weight), torch.tensor(2 / 5))
+    # one slot per end: no spread; soft masks are charged like hard ones of that mass
+    masks = torch.zeros(1, 1, 3, 1, 5)
+    masks[..., 0, 0, 0] = masks[..., 1, 0, 4] = 1
+    masks[..., 2, 0, 1:4] = 1
+    assert mask_spread(masks, weight).item() == 0
+    half = torch.full((1, 1, 2, 1, 5), 0.5)
+    torch.testing.assert_close(mask_spread(half, torch.ones(1, 1, 1, 5)),
+                               torch.tensor(2 * 0.5 * (1 + 0.25 + 0 + 0.25 + 1) / 5))
+
+
+def test_the_position_term_splits_two_squares_of_one_colour():
+    # Two squares of the same colour: painting both from one slot reconstructs them as well
+    # as two slots do, so colour alone leaves them merged; mask_spread pulls them apart.
+    def two_of_a_colour(batch, generator):
+        frames, ids = torch.zeros(batch, 1, 3, 16, 16), torch.zeros(batch, 1, 16, 16, dtype=torch.long)
+        colours = torch.rand(batch, 3, generator=generator)
+        for b in range(batch):
+            corners = torch.randint(0, 12, (2, 2), generator=generator)
+            while (corners[0] - corners[1]).abs().max() < 5:  # apart, not touching
+                corners = torch.randint(0, 12, (2, 2), generator=generator)
+            for k, (y, x) in enumerate(corners):
+                frames[b, 0, :, y : y + 4, x : x + 4] = colours[b, :, None, None]
+                ids[b, 0, y : y + 4, x : x + 4] = k + 1
+        return frames, ids
+
+    frames, ids = two_of_a_colour(32, torch.Generator().manual_seed(99))
+
+    def trained_score(position_weight):
+        torch.manual_seed(0)
+        model = tiny_encoder(cnn_stride2=True, cnn_full_res=True, decoder="attention", decoder_rgb="slot",
+                             slot_init="query", recon_weight=4.0, position_weight=position_weight)
+        model.background.zero_()
+        g = torch.Generator().manual_seed(0)
+        optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+        with one_thread():
+            for _ in range(750):
+                out = model(two_of_a_colour(8, g)[0])
+                optimizer.zero_grad()
+                out["loss"].backward()
+                optimizer.step()
+        assert ("place" in out) == bool(position_weight)
+        with torch.no_grad():
+            seg = masks_to_segmentation(model.eval()(frames)["masks"]).numpy()
+        return np.mean([fg_ari(ids[b].numpy(), seg[b]) for b in range(len(frames))])
+
+    without, with_place = trained_score(0.0), trained_score(1.0)
+    assert without < 0.2 and with_place > 0.6
+    with pytest.raises(ValueError, match="position_weight needs the attention decoder"):
+        tiny_encoder(position_weight=1.0)
