@@ -1,0 +1,77 @@
+"""Do objects of one colour share a slot? Pairs of objects on the collide world's encoder.
+
+    python benchmarks/slot_sharing.py --run runs/collide-cpu-m0 [--clips 64]
+
+Runs the run's encoder on the validation clips that ``train.evaluate_encoder`` scores (the
+same 64 clips of 8 frames, in video mode), gives every object in every frame the slot that
+holds most of its pixels, and counts the pairs of objects seen in one frame (each with at
+least ``--min-pixels`` pixels) whose objects went to the same slot: separately for pairs of
+one colour and pairs of two colours. An encoder that clusters colours merges nearly every
+pair of one colour and few others.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from data import FrameClips  # noqa: E402
+from slots import masks_to_segmentation  # noqa: E402
+from train import (TrainConfig, build_encoder, collate, config_from_dict, load_checkpoint,  # noqa: E402
+                   encoder_config, open_dataset, resize_frames, with_legacy_values)
+
+
+def shared_pairs(truth, seg, colours, min_pixels):
+    """truth, seg: ids (H, W) of one frame (0 = background); colours[k]: object k + 1's colour.
+    Returns [(same colour?, same slot?)] over the pairs of objects with >= min_pixels pixels."""
+    slot_of = {}
+    for k in np.unique(truth):
+        if k == 0 or (truth == k).sum() < min_pixels:
+            continue
+        slot_of[int(k)] = np.bincount(seg[truth == k]).argmax()
+    objects = sorted(slot_of)
+    return [(colours[a - 1] == colours[b - 1], slot_of[a] == slot_of[b])
+            for i, a in enumerate(objects) for b in objects[i + 1:]]
+
+
+@torch.no_grad()
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a collide run folder of train.py (its config.json)")
+    parser.add_argument("--clips", type=int, default=64)
+    parser.add_argument("--clip-len", type=int, default=8)
+    parser.add_argument("--min-pixels", type=int, default=4)
+    args = parser.parse_args(argv)
+    info = json.loads((Path(args.run) / "config.json").read_text())
+    cfg = config_from_dict(TrainConfig, with_legacy_values(info["config"]))
+    if cfg.dataset != "collide":
+        sys.exit(f"error: {args.run} was trained on {cfg.dataset!r}; this counts collide objects")
+    data = open_dataset(cfg, info["data"])
+    model = build_encoder(cfg)
+    model.load_state_dict(load_checkpoint(Path(info["encoder"]) / "encoder.pt", encoder_config(cfg))["model"])
+    model.eval()
+    length = data.episode_starts[1] - data.episode_starts[0]
+    clips = FrameClips(data, "val", args.clip_len, cfg.frameskip)
+    order = np.random.default_rng(0).permutation(len(clips))[:args.clips]  # evaluate_encoder's clips
+    pairs = []
+    for start in range(0, len(order), 16):
+        batch = collate(clips, order[start:start + 16].tolist(), "cpu")
+        out = model(resize_frames(batch["frames"], cfg.image_size))
+        seg = masks_to_segmentation(out["masks"], size=batch["frames"].shape[-2:]).numpy()
+        for b, index in enumerate(batch["index"].numpy()):
+            colours = [o["color"] for o in data.scenes[index[0] // length]["objects"]]
+            for t, truth in enumerate(data.id_maps(index)):
+                pairs += shared_pairs(truth, seg[b, t], colours, args.min_pixels)
+    pairs = np.array(pairs, dtype=bool).reshape(-1, 2)
+    print(f"{info['encoder']}: {len(order)} validation clips of {args.clip_len} frames")
+    for same, name in ((True, "one colour"), (False, "two colours")):
+        rows = pairs[pairs[:, 0] == same]
+        print(f"  pairs of {name}: {len(rows)}, in one slot {rows[:, 1].mean():.1%}")
+
+
+if __name__ == "__main__":
+    main()
