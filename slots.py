@@ -439,7 +439,8 @@ class SlotEncoder(nn.Module):
             out["mse"] = F.mse_loss(out["recon"], target)
             out["loss"] = out["mse"]
             recon_weight = self.recon_weight if recon_weight is None else recon_weight
-            distance = (target - self.background[:, None, None]).norm(dim=2)  # (B, T, h, w)
+            if recon_weight or self.position_weight:  # each pixel's RGB distance from the background
+                distance = (target - self.background[:, None, None]).norm(dim=2)  # (B, T, h, w)
             if recon_weight:
                 out["loss"] = ((1 + recon_weight * distance[:, :, None]) * (out["recon"] - target) ** 2).mean()
             if self.position_weight:
@@ -455,7 +456,8 @@ class SlotEncoder(nn.Module):
 
 
 def mask_spread(masks, weight):
-    """How far each slot's pixels lie from their centre, the position half of a soft k-means.
+    """How far each slot's pixels lie from their centre, the position half of a soft k-means
+    (ours, not in the paper or in slot attention; ``--position-weight`` in train.py).
 
     masks (B, T, S, h, w) (summing to 1 over S), weight (B, T, h, w) >= 0 -> a scalar: the
     mean over frames and pixels of sum_k weight_p masks_kp |x_p - c_k|^2, where x_p is pixel

@@ -587,20 +587,29 @@ def train_encoder(cfg, data, enc_dir, redo, resume, ctx):
 
 
 @torch.no_grad()
-def evaluate_encoder(model, data, cfg, device, figure_path, n_clips=64, clip_len=8):
-    """FG-ARI (per frame and per video) and mBO on validation clips, and a picture."""
+def validation_segments(model, data, cfg, device, n_clips=64, clip_len=8):
+    """The encoder in video mode on ``n_clips`` fixed validation clips, 16 a call: yields
+    (frames (B, T, 3, h, w) as the encoder saw them, its output, segment ids (B, T, H, W) at
+    the data's size, dataset frame indices (B, T))."""
     model.eval()
     longest = max(np.diff(data.episode_starts)[data.episodes("val")])
     clips = FrameClips(data, "val", min(clip_len, (longest - 1) // cfg.frameskip + 1), cfg.frameskip)
     order = np.random.default_rng(0).permutation(len(clips))[:n_clips]
-    scores = {"fg_ari_frame": [], "fg_ari_video": [], "mbo": []}
     for start in range(0, len(order), 16):
         batch = collate(clips, order[start:start + 16].tolist(), device)
         frames = resize_frames(batch["frames"], cfg.image_size)
         out = model(frames)
         H = batch["frames"].shape[-1]
-        seg = masks_to_segmentation(out["masks"], size=(H, H)).cpu().numpy()  # (B, T, H, W)
-        for b, index in enumerate(batch["index"].cpu().numpy()):
+        seg = masks_to_segmentation(out["masks"], size=(H, H)).cpu().numpy()
+        yield frames, out, seg, batch["index"].cpu().numpy()
+
+
+def evaluate_encoder(model, data, cfg, device, figure_path, n_clips=64, clip_len=8):
+    """FG-ARI (per frame and per video) and mBO on validation clips, and a picture."""
+    scores = {"fg_ari_frame": [], "fg_ari_video": [], "mbo": []}
+    for start, (frames, out, seg, indices) in enumerate(validation_segments(model, data, cfg, device,
+                                                                           n_clips, clip_len)):
+        for b, index in enumerate(indices):
             truth = data.id_maps(index)  # (T, H, W)
             scores["fg_ari_video"].append(fg_ari(truth, seg[b]))
             scores["fg_ari_frame"].append(np.nanmean([fg_ari(t, p) for t, p in zip(truth, seg[b])]))

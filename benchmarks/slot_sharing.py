@@ -2,8 +2,8 @@
 
     python benchmarks/slot_sharing.py --run runs/collide-cpu-m0 [--clips 64]
 
-Runs the run's encoder on the validation clips that ``train.evaluate_encoder`` scores (the
-same 64 clips of 8 frames, in video mode), gives every object in every frame the slot that
+Runs the run's encoder on the validation clips that ``train.evaluate_encoder`` scores
+(``train.validation_segments``: the same 64 clips of 8 frames, in video mode), gives every object in every frame the slot that
 holds most of its pixels, and counts the pairs of objects seen in one frame (each with at
 least ``--min-pixels`` pixels) whose objects went to the same slot: separately for pairs of
 one colour and pairs of two colours. An encoder that clusters colours merges nearly every
@@ -19,10 +19,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data import FrameClips  # noqa: E402
-from slots import masks_to_segmentation  # noqa: E402
-from train import (TrainConfig, build_encoder, collate, config_from_dict, load_checkpoint,  # noqa: E402
-                   encoder_config, open_dataset, resize_frames, with_legacy_values)
+from train import (TrainConfig, build_encoder, config_from_dict, encoder_config, load_checkpoint,  # noqa: E402
+                   open_dataset, validation_segments, with_legacy_values)
 
 
 def shared_pairs(truth, seg, colours, min_pixels):
@@ -53,21 +51,15 @@ def main(argv=None):
     data = open_dataset(cfg, info["data"])
     model = build_encoder(cfg)
     model.load_state_dict(load_checkpoint(Path(info["encoder"]) / "encoder.pt", encoder_config(cfg))["model"])
-    model.eval()
     length = data.episode_starts[1] - data.episode_starts[0]
-    clips = FrameClips(data, "val", args.clip_len, cfg.frameskip)
-    order = np.random.default_rng(0).permutation(len(clips))[:args.clips]  # evaluate_encoder's clips
     pairs = []
-    for start in range(0, len(order), 16):
-        batch = collate(clips, order[start:start + 16].tolist(), "cpu")
-        out = model(resize_frames(batch["frames"], cfg.image_size))
-        seg = masks_to_segmentation(out["masks"], size=batch["frames"].shape[-2:]).numpy()
-        for b, index in enumerate(batch["index"].numpy()):
+    for _, _, seg, indices in validation_segments(model, data, cfg, "cpu", args.clips, args.clip_len):
+        for b, index in enumerate(indices):
             colours = [o["color"] for o in data.scenes[index[0] // length]["objects"]]
             for t, truth in enumerate(data.id_maps(index)):
                 pairs += shared_pairs(truth, seg[b, t], colours, args.min_pixels)
     pairs = np.array(pairs, dtype=bool).reshape(-1, 2)
-    print(f"{info['encoder']}: {len(order)} validation clips of {args.clip_len} frames")
+    print(f"{info['encoder']}: {args.clips} validation clips of {args.clip_len} frames")
     for same, name in ((True, "one colour"), (False, "two colours")):
         rows = pairs[pairs[:, 0] == same]
         print(f"  pairs of {name}: {len(rows)}, in one slot {rows[:, 1].mean():.1%}")
