@@ -39,7 +39,7 @@ from data import (SUCCESS_ANGLE, SUCCESS_DIST, PushTEnv, load_dataset, normalize
                   wrap_angle)
 from predictor import rollout
 from train import (TrainConfig, autocast, build_encoder, build_predictor, check_precision, data_config,
-                   encoder_config, load_checkpoint, open_run, resize_frames)
+                   encoder_config, load_checkpoint, open_run, resize_frames, with_moments)
 
 
 @dataclass(frozen=True)
@@ -150,15 +150,16 @@ class WorldModel:
 
     @torch.no_grad()
     def encode(self, pixels, states=None):
-        """uint8 (E, H, W, 3) frames -> slots (E, S, D), each frame encoded on its own.
+        """uint8 (E, H, W, 3) frames -> slots (E, S, D), each frame encoded on its own (with
+        the run's ``--mask-moments``, D includes them: train.with_moments).
         ``states`` (E, 7), the frames' env states, are for models that read the state
         instead of the image (benchmarks/oracle_plan.py); this one ignores them."""
         frames = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
         frames = frames.permute(0, 3, 1, 2).float().div(255)[:, None]  # (E, 1, 3, H, W)
         frames = resize_frames(frames, self.cfg.image_size)
         with autocast(self.device, self.precision):
-            slots = self.encoder.encode(frames, noise=False)["slots"][:, 0]
-        return slots.float()
+            out = self.encoder.encode(frames, noise=False)
+        return with_moments(out["slots"][:, 0].float(), out["attn"][:, 0], self.cfg)
 
     def proprio(self, proprio):
         return torch.from_numpy(normalize_proprio(np.asarray(proprio), self.stats)).to(self.device)

@@ -477,6 +477,40 @@ def mask_spread(masks, weight):
     return spread.sum(dim=2).mean() / (h * w)
 
 
+N_MOMENTS = 10
+
+
+def mask_moments(attn):
+    """Where each slot's pixels are and how they lie: ten numbers a slot (ours, not in the
+    paper; ``--mask-moments`` in train.py).
+
+    attn (..., S, N) slot attention over a square grid of N cells -> (..., S, 10). Each cell
+    goes to the slot that attends to it most (hard masks: soft attention leaks a little of
+    every slot over the thousands of background cells, which swamps a small object's
+    moments). Per slot: its share of the cells; its centre (x, y) in [-1, 1]; its second
+    central moments (xx, xy, yy) over their trace; its third central moments (xxx, xxy, xyy,
+    yyy) over the trace to the power 1.5. The last seven do not change with the object's size
+    and read its turn: the Push-T block's angle is in them, and barely in the slot vectors.
+    A slot with no cell gets zeros.
+    """
+    n = attn.shape[-1]
+    side = round(n ** 0.5)
+    if side * side != n:
+        raise ValueError(f"expected attention over a square grid, got {n} cells")
+    place = position_grid(side, side, attn.device)[..., :2].reshape(n, 2) * 2 - 1  # (N, 2): x, y
+    hard = F.one_hot(attn.argmax(dim=-2), attn.shape[-2]).movedim(-1, -2).to(place.dtype)  # (..., S, N)
+    count = hard.sum(-1)  # (..., S)
+    share = hard / count.clamp_min(1)[..., None]
+    centre = share @ place  # (..., S, 2)
+    dx = place[:, 0] - centre[..., :1]  # (..., S, N)
+    dy = place[:, 1] - centre[..., 1:]
+    second = [(share * a * b).sum(-1) for a, b in ((dx, dx), (dx, dy), (dy, dy))]
+    third = [(share * a * b * c).sum(-1) for a, b, c in ((dx, dx, dx), (dx, dx, dy), (dx, dy, dy), (dy, dy, dy))]
+    trace = (second[0] + second[2]).clamp_min(1e-8)
+    return torch.stack([count / n, centre[..., 0], centre[..., 1], *(m / trace for m in second),
+                        *(m / trace**1.5 for m in third)], dim=-1)
+
+
 def masks_to_segmentation(masks, size=None):
     """Soft masks (B, T, S, h, w) -> segment ids (B, T, H, W): argmax over slots.
 

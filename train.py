@@ -49,7 +49,7 @@ from common import (atomic_write_bytes, atomic_write_json, build_parser, config_
 from data import DatasetError, FrameClips, PushTDataConfig, Windows, collect, load_dataset
 from masking import MASK_KINDS, make_mask
 from predictor import Predictor, cjepa_loss
-from slots import SlotEncoder, fg_ari, masks_to_segmentation, mbo
+from slots import N_MOMENTS, SlotEncoder, fg_ari, mask_moments, masks_to_segmentation, mbo
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,7 @@ class TrainConfig:
     encoder_clip: float = 1.0     # gradient-norm clipping of the encoder (0: none)
     encoder_seed: int = 0
     slot_mode: str = "frame"      # slots for the predictor: frame (each frame alone, as plan.py encodes) | video
+    mask_moments: float = 0.0     # > 0: each slot followed by this times its mask's moments (slots.mask_moments; ours)
     # -- predictor (predictor.Predictor); frames are frameskip env steps apart
     n_history: int = 3
     n_future: int = 1
@@ -644,6 +645,31 @@ def slot_files(enc_dir, mode):
     return enc_dir / f"slots-{mode}.npy", enc_dir / f"slots-{mode}.json"
 
 
+def moments_file(enc_dir, mode):
+    """The mask moments (slots.mask_moments, unweighted) of every frame's slots in ``mode``."""
+    return enc_dir / f"moments-{mode}.npy"
+
+
+def slots_extracted(enc_dir, cfg):
+    """Whether the slots ``cfg`` trains on are on disk, mask moments included when it uses them."""
+    meta = slot_files(enc_dir, cfg.slot_mode)[1]
+    return meta.is_file() and (not cfg.mask_moments or json.loads(meta.read_text()).get("moments", False))
+
+
+def slot_dim_seen(cfg):
+    """The size of a slot as the predictor sees it: the encoder's, plus the mask moments if used."""
+    return cfg.slot_dim + (N_MOMENTS if cfg.mask_moments else 0)
+
+
+def with_moments(slots, attn, cfg):
+    """The encoder's slots (B, S, D) and attention (B, S, N) -> the predictor's slots: the
+    slots, followed by ``cfg.mask_moments`` times their mask moments when that is set. What
+    ``load_slots`` reads back for the same frames."""
+    if not cfg.mask_moments:
+        return slots
+    return torch.cat([slots, cfg.mask_moments * mask_moments(attn.float()).to(slots.dtype)], dim=-1)
+
+
 def weights_fingerprint(model):
     """A hash of ``model``'s parameters and buffers: which weights wrote a partial file."""
     h = hashlib.sha1()
@@ -658,8 +684,9 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
                   save_every=60.0, precision="fp32"):
     """Write the frozen encoder's slots of every dataset frame to ``slot_files(enc_dir, mode)``.
 
-    Format: float32 (N, S, D), row i the slots of dataset frame i; the json records the
-    encoder config and the mode. Slot-initialisation noise is off, so extraction is
+    Format: float32 (N, S, D), row i the slots of dataset frame i; beside it
+    ``moments_file``, float32 (N, S, 10), their masks' moments (slots.mask_moments, as
+    computed, for ``--mask-moments``); the json records the encoder config and the mode. Slot-initialisation noise is off, so extraction is
     deterministic. ``cfg.slot_mode``:
     - "frame": every frame encoded alone, from the learned initial slots, exactly as
       plan.py encodes its observations and goals (history 1). With query init, slot k is
@@ -687,12 +714,13 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
             begin, end = data.episode_starts[e], data.episode_starts[e + 1]
             chains += [np.arange(begin + r, end, fs) for r in range(min(fs, end - begin))]
     out_path, meta_path = slot_files(enc_dir, cfg.slot_mode)
-    tmp = out_path.with_suffix(".npy.partial")
+    moments_path = moments_file(enc_dir, cfg.slot_mode)
+    tmp, tmp_moments = out_path.with_suffix(".npy.partial"), moments_path.with_suffix(".npy.partial")
     place_path = out_path.with_suffix(".partial.json")
     shape = (len(data.pixels), cfg.n_slots, cfg.slot_dim)
     # what a partial file must have been written with to be continued
     written_by = {"weights": weights_fingerprint(model), "mode": cfg.slot_mode,
-                  "shape": list(shape), "precision": precision}
+                  "shape": list(shape), "precision": precision, "moments": True}
     first = 0
     if resume and tmp.is_file() and place_path.is_file():
         saved = json.loads(place_path.read_text())
@@ -700,10 +728,13 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
             first = saved["next_chain"]
     if first:
         slots = np.lib.format.open_memmap(tmp, mode="r+")
+        moments = np.lib.format.open_memmap(tmp_moments, mode="r+")
         print(f"[slots] resuming {tmp} at chain {first} of {len(chains)}")
     else:
         place_path.unlink(missing_ok=True)
         slots = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        moments = np.lib.format.open_memmap(tmp_moments, mode="w+", dtype=np.float32,
+                                            shape=(*shape[:2], N_MOMENTS))
     bar = tqdm(total=len(data.pixels), initial=sum(len(c) for c in chains[:first]),
                desc=f"slots ({cfg.slot_mode})", unit="frame", disable=not progress)
     last_save = time.time()
@@ -714,28 +745,34 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
         frames = torch.from_numpy(np.ascontiguousarray(data.pixels[index]))  # (B, T, H, W, 3)
         frames = frames.to(device).permute(0, 1, 4, 2, 3).float().div_(255)
         with autocast(device, precision):
-            z = model.encode(resize_frames(frames, cfg.image_size), noise=False)["slots"]
-        z = z.float().cpu().numpy()
+            out = model.encode(resize_frames(frames, cfg.image_size), noise=False)
+        z = out["slots"].float().cpu().numpy()
+        m = mask_moments(out["attn"].float()).cpu().numpy()
         for b, chain in enumerate(group):
             slots[chain] = z[b, :len(chain)]
+            moments[chain] = m[b, :len(chain)]
         bar.update(sum(len(c) for c in group))
         if time.time() - last_save > save_every:  # the rows are on disk before the count is
             slots.flush()
+            moments.flush()
             atomic_write_json(place_path, {"written_by": written_by,
                                               "next_chain": start + len(group)})
             last_save = time.time()
     bar.close()
     slots.flush()
-    del slots
+    moments.flush()
+    del slots, moments
     os.replace(tmp, out_path)
+    os.replace(tmp_moments, moments_path)
     place_path.unlink(missing_ok=True)
     atomic_write_json(meta_path, {"encoder": encoder_config(cfg), "mode": cfg.slot_mode,
-                                  "shape": list(shape), "precision": precision})
+                                  "shape": list(shape), "precision": precision, "moments": True})
 
 
 def load_slots(enc_dir, cfg, n_frames):
-    """Memory-map the slots of ``cfg.slot_mode`` after checking they belong to this encoder
-    and dataset."""
+    """The slots of ``cfg.slot_mode`` (N, S, D), after checking they belong to this encoder
+    and dataset; with ``cfg.mask_moments`` each slot followed by that times its mask moments
+    (N, S, D + 10), as ``with_moments`` computes them."""
     npy, meta_path = slot_files(enc_dir, cfg.slot_mode)
     if not meta_path.is_file():
         raise FileNotFoundError(f"no {cfg.slot_mode}-mode slots extracted in {enc_dir}")
@@ -749,7 +786,13 @@ def load_slots(enc_dir, cfg, n_frames):
     slots = np.load(npy, mmap_mode="r")
     if list(slots.shape) != expected:
         raise ValueError(f"{npy}: expected shape {expected}, found {slots.shape}")
-    return np.ascontiguousarray(slots)
+    if not cfg.mask_moments:
+        return np.ascontiguousarray(slots)
+    if not meta.get("moments", False):
+        raise FileNotFoundError(f"{npy} was extracted without mask moments: extract again with "
+                                "--redo slots to use --mask-moments")
+    moments = np.load(moments_file(enc_dir, cfg.slot_mode), mmap_mode="r")
+    return np.concatenate([slots, np.float32(cfg.mask_moments) * moments], axis=-1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -758,7 +801,7 @@ def load_slots(enc_dir, cfg, n_frames):
 def build_predictor(cfg: TrainConfig) -> Predictor:
     """The predictor of ``cfg``; on collide there are no action or proprio nodes."""
     controlled = cfg.dataset == "pusht"
-    return Predictor(n_slots=cfg.n_slots, slot_dim=cfg.slot_dim,
+    return Predictor(n_slots=cfg.n_slots, slot_dim=slot_dim_seen(cfg),
                      action_dim=2 * cfg.frameskip if controlled else 0,
                      proprio_dim=4 if controlled else 0, dim=cfg.predictor_dim, depth=cfg.depth, heads=cfg.heads, dim_head=cfg.dim_head,
                      mlp_dim=cfg.mlp_dim, dropout=cfg.dropout,
@@ -874,6 +917,8 @@ def check_config(cfg: TrainConfig):
     if cfg.position_weight < 0 or (cfg.position_weight and not (cfg.backbone == "cnn" and cfg.decoder == "attention")):
         raise ValueError(f"--position-weight (>= 0, got {cfg.position_weight}) charges slot attention's masks "
                          f"for their spread: it needs --backbone cnn --decoder attention")
+    if cfg.mask_moments < 0:
+        raise ValueError(f"--mask-moments weighs each slot's mask moments: it must be >= 0, got {cfg.mask_moments}")
     if cfg.aux not in ("nodes", "concat") or cfg.backbone not in ("cnn", "dinov2"):
         raise ValueError(f"aux must be nodes|concat and backbone cnn|dinov2, got {cfg.aux}, {cfg.backbone}")
 
@@ -921,7 +966,7 @@ def _run_stages(cfg, out, redo, resume, workers, root, until, ctx):
         print("[encoder] validation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     if until == "encoder":
         return
-    if ctx.main and ({"encoder", "slots"} & redo or not slot_files(enc_dir, cfg.slot_mode)[1].is_file()):
+    if ctx.main and ({"encoder", "slots"} & redo or not slots_extracted(enc_dir, cfg)):
         extract_slots(encoder, data, cfg, enc_dir, ctx.device, ctx.progress,
                       resume=not {"encoder", "slots"} & redo, precision=ctx.precision)
     ctx.barrier()

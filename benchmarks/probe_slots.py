@@ -1,15 +1,18 @@
 """How much of the Push-T state the extracted slots hold: a linear (ridge) probe.
 
-    python benchmarks/probe_slots.py --run runs/pusht-cpu-m1
+    python benchmarks/probe_slots.py --run runs/pusht-cpu-m1 [--features slots|moments|both]
 
 Fits state features (agent x, y, block x, y, cos and sin of the block angle) from the slots
 of every third training frame, all slots concatenated in the encoder's order, and reports
-R^2 and RMSE on every validation frame. The planning cost is a squared distance between
+R^2 and RMSE on every validation frame. ``--features moments`` reads each slot's mask
+moments (slots.mask_moments, as extracted beside the slots) instead of its vector, ``both``
+the two side by side. The planning cost is a squared distance between
 slots, so what a linear map cannot read from them the planner can hardly steer toward:
 success needs agent and block within 20 px together and the angle within pi / 9.
 """
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -54,15 +57,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="a train.py run folder on Push-T")
     parser.add_argument("--every", type=int, default=3, help="use every n-th training frame")
+    parser.add_argument("--features", choices=("slots", "moments", "both"), default="slots",
+                        help="what of each slot to read: its vector, its mask moments, or both")
     args = parser.parse_args()
     cfg, info, _, _ = open_run(args.run, "pusht", "the probe reads Push-T states")
     data = load_dataset(info["data"])
+    if args.features != "slots":
+        cfg = dataclasses.replace(cfg, mask_moments=1.0)
     slots = load_slots(Path(info["encoder"]), cfg, len(data.pixels))  # (N, S, D), the run's slot mode
+    if args.features == "moments":
+        slots = slots[..., cfg.slot_dim:]
     train, val = split_rows(data, "train")[::args.every], split_rows(data, "val")
     y = state_features(data.state)
     r2, rmse = ridge_probe(np.asarray(slots[train]).reshape(len(train), -1), y[train],
                            np.asarray(slots[val]).reshape(len(val), -1), y[val])
-    print(f"linear probe from {slots.shape[1]} x {slots.shape[2]} slots, {len(train)} train / {len(val)} val frames")
+    print(f"linear probe from {slots.shape[1]} x {slots.shape[2]} slot features ({args.features}), {len(train)} train / {len(val)} val frames")
     print("| target | R^2 | RMSE |\n|---|---|---|")
     for name, a, b in zip(TARGETS, r2, rmse):
         print(f"| {name} | {a:.3f} | {b:.2f}{' px' if 'angle' not in name else ''} |")

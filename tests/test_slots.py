@@ -16,6 +16,7 @@ from slots import (
     SlotEncoder,
     fg_ari,
     load_official_slots,
+    mask_moments,
     mask_spread,
     masks_to_segmentation,
     mbo,
@@ -388,3 +389,36 @@ def test_the_position_term_splits_two_squares_of_one_colour():
     assert without < 0.2 and with_place > 0.6
     with pytest.raises(ValueError, match="position_weight needs the attention decoder"):
         tiny_encoder(position_weight=1.0)
+
+
+def test_mask_moments_describe_each_slots_hard_mask():
+    # a 4 x 4 grid (places -1, -1/3, 1/3, 1); slot 1 wins an L of three cells, slot 2 one cell,
+    # slot 0 the rest, slot 3 nothing
+    attn = torch.full((4, 16), 0.1)
+    attn[0] = 0.5
+    for cell in (0, 4, 5):  # (x, y) = (-1, -1), (-1, -1/3), (-1/3, -1/3)
+        attn[1, cell] = 0.9
+    attn[2, 15] = 0.9
+    out = mask_moments(attn[None])[0]  # (S, 10)
+    assert out.shape == (4, 10)
+    x = np.array([-1, -1, -1 / 3])
+    y = np.array([-1, -1 / 3, -1 / 3])
+    dx, dy = x - x.mean(), y - y.mean()
+    trace = (dx**2).mean() + (dy**2).mean()
+    want = [3 / 16, x.mean(), y.mean(), (dx * dx).mean() / trace, (dx * dy).mean() / trace,
+            (dy * dy).mean() / trace, *((a * b * c).mean() / trace**1.5
+                                       for a, b, c in ((dx, dx, dx), (dx, dx, dy), (dx, dy, dy), (dy, dy, dy)))]
+    torch.testing.assert_close(out[1], torch.tensor(want, dtype=torch.float32))
+    torch.testing.assert_close(out[2], torch.tensor([1 / 16, 1, 1] + [0] * 7, dtype=torch.float32))
+    assert out[3].abs().sum() == 0 and out[0, 0] == 12 / 16
+    # the same L turned by a quarter (x, y) -> (-y, x): xx and yy swap, xy changes sign
+    turned = torch.zeros(2, 16)
+    turned[0] = 1
+    for x_, y_ in zip(x, y):
+        turned[1, round((x_ + 1) * 1.5) * 4 + round((-y_ + 1) * 1.5)] = 2
+    out_turned = mask_moments(turned)[1]
+    torch.testing.assert_close(out_turned[[3, 4, 5]], out[1, [5, 4, 3]] * torch.tensor([1.0, -1.0, 1.0]))
+    # slots in another order: rows in that order
+    torch.testing.assert_close(mask_moments(attn[[2, 0, 3, 1]]), out[[2, 0, 3, 1]])
+    with pytest.raises(ValueError, match="square grid"):
+        mask_moments(torch.rand(2, 15))

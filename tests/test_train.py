@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+import plan
 import train
+from plan import PlanConfig, load_world_model
 from train import PRESETS, load_checkpoint, run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,6 +223,39 @@ def test_extracted_slots_round_trip(tiny_run, tmp_path):
         train.load_slots(tmp_path, video, len(data.state))
 
 
+def test_mask_moments_follow_each_slot_in_training_and_planning(tiny_run, tmp_path):
+    root, _ = tiny_run
+    cfg = dataclasses.replace(TINY, mask_moments=2.0)
+    out = run(cfg, root / "runs" / "moments", progress=False, root=root)  # the fixture's encoder and slots
+    info = json.loads((out / "config.json").read_text())
+    enc_dir, data = Path(info["encoder"]), train.load_dataset(info["data"])
+    plain, slots = train.load_slots(enc_dir, TINY, len(data.state)), train.load_slots(enc_dir, cfg, len(data.state))
+    D = TINY.slot_dim
+    assert slots.shape == (*plain.shape[:2], D + 10)
+    np.testing.assert_array_equal(slots[..., :D], plain)
+    np.testing.assert_allclose(slots[..., D].sum(-1), 2.0, rtol=1e-5)  # 2 x the slots' shares of the frame
+    # the planner encodes a frame to exactly what the predictor was trained on
+    model, _ = load_world_model(out, torch.device("cpu"))
+    rows = data.episode_starts[1] + np.arange(0, 30, 7)
+    torch.testing.assert_close(model.encode(data.pixels[rows]), torch.from_numpy(slots[rows]), atol=1e-5, rtol=0)
+    plan_cfg = PlanConfig(seeds=(0,), episodes=2, samples=6, topk=2, iterations=1, budget=5, receding=1,
+                          horizon=1, gifs=0)
+    results, _ = plan.evaluate_model(plan_cfg, model, data, tmp_path / "moments.json", progress=False)
+    assert len(results["seeds"]["0"]["final_block_px"]) == 2
+    # slots extracted without moments are not used for them, and say so
+    meta_path = train.slot_files(enc_dir, "frame")[1]
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "moments"}))
+    try:
+        assert train.slots_extracted(enc_dir, TINY) and not train.slots_extracted(enc_dir, cfg)
+        with pytest.raises(FileNotFoundError, match="without mask moments"):
+            train.load_slots(enc_dir, cfg, len(data.state))
+    finally:
+        meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="--mask-moments"):
+        train.check_config(dataclasses.replace(TINY, mask_moments=-1.0))
+
+
 def test_an_interrupted_slot_extraction_goes_on_from_its_last_save(tiny_run, tmp_path):
     root, out = tiny_run
     info = json.loads((out / "config.json").read_text())
@@ -257,7 +292,11 @@ def test_an_interrupted_slot_extraction_goes_on_from_its_last_save(tiny_run, tmp
     train.extract_slots(encoder, data, video, tmp_path / "cut", "cpu", progress=False, batch_chains=2)
     assert len(calls) == n_groups - 2   # the two saved groups are not encoded again
     assert np.array_equal(train.load_slots(tmp_path / "cut", video, len(data.state)), whole)
-    assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == [meta.name, npy.name]
+    moments = train.moments_file(tmp_path / "cut", "video")
+    assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == sorted([meta.name, moments.name, npy.name])
+    with_moments = dataclasses.replace(video, mask_moments=1.0)
+    assert np.array_equal(train.load_slots(tmp_path / "cut", with_moments, len(data.state)),
+                          train.load_slots(tmp_path / "whole", with_moments, len(data.state)))
 
     # a partial file written by other weights is not continued
     calls.clear()
