@@ -722,7 +722,7 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
     written_by = {"weights": weights_fingerprint(model), "mode": cfg.slot_mode,
                   "shape": list(shape), "precision": precision, "moments": True}
     first = 0
-    if resume and tmp.is_file() and place_path.is_file():
+    if resume and tmp.is_file() and tmp_moments.is_file() and place_path.is_file():
         saved = json.loads(place_path.read_text())
         if saved["written_by"] == written_by:
             first = saved["next_chain"]
@@ -789,9 +789,14 @@ def load_slots(enc_dir, cfg, n_frames):
     if not cfg.mask_moments:
         return np.ascontiguousarray(slots)
     if not meta.get("moments", False):
-        raise FileNotFoundError(f"{npy} was extracted without mask moments: extract again with "
-                                "--redo slots to use --mask-moments")
+        raise FileNotFoundError(f"{npy} was extracted without mask moments: a train.py run with "
+                                "--mask-moments extracts the slots again with them")
     moments = np.load(moments_file(enc_dir, cfg.slot_mode), mmap_mode="r")
+    if moments.shape != (*slots.shape[:2], N_MOMENTS):
+        raise ValueError(f"{moments_file(enc_dir, cfg.slot_mode)}: expected shape "
+                         f"{(*slots.shape[:2], N_MOMENTS)}, found {moments.shape}")
+    # a copy in memory, unlike the slots alone (read through the page cache): 1.01 M frames
+    # of 4 slots take 2.2 GB
     return np.concatenate([slots, np.float32(cfg.mask_moments) * moments], axis=-1)
 
 
@@ -967,8 +972,14 @@ def _run_stages(cfg, out, redo, resume, workers, root, until, ctx):
     if until == "encoder":
         return
     if ctx.main and ({"encoder", "slots"} & redo or not slots_extracted(enc_dir, cfg)):
+        precision = ctx.precision
+        meta = slot_files(enc_dir, cfg.slot_mode)[1]
+        if not {"encoder", "slots"} & redo and meta.is_file():
+            # slots without moments, extracted again for them: in the precision they were
+            # made in, so the runs that trained on them keep the same slots
+            precision = json.loads(meta.read_text()).get("precision", "fp32")
         extract_slots(encoder, data, cfg, enc_dir, ctx.device, ctx.progress,
-                      resume=not {"encoder", "slots"} & redo, precision=ctx.precision)
+                      resume=not {"encoder", "slots"} & redo, precision=precision)
     ctx.barrier()
     slots = load_slots(enc_dir, cfg, len(data.pixels))
     if until == "slots":

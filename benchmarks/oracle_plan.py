@@ -101,6 +101,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cfg = dataclasses.replace(config_from_args(TrainConfig, PRESETS, args, default_preset="cpu"),
                               n_slots=2, slot_dim=SLOT_DIM)
+    if cfg.mask_moments:
+        sys.exit("error: true object states have no masks: --mask-moments is for slots")
     if cfg.dataset != "pusht" or not 0 <= cfg.masked <= cfg.n_slots:
         sys.exit(f"error: the oracle is for --dataset pusht with --masked 0, 1 or 2, got {cfg.dataset}, "
                  f"{cfg.masked}")

@@ -62,8 +62,8 @@ def main():
     args = parser.parse_args()
     cfg, info, _, _ = open_run(args.run, "pusht", "the probe reads Push-T states")
     data = load_dataset(info["data"])
-    if args.features != "slots":
-        cfg = dataclasses.replace(cfg, mask_moments=1.0)
+    # the slots alone, or followed by their moments at weight 1, whatever the run trained on
+    cfg = dataclasses.replace(cfg, mask_moments=0.0 if args.features == "slots" else 1.0)
     slots = load_slots(Path(info["encoder"]), cfg, len(data.pixels))  # (N, S, D), the run's slot mode
     if args.features == "moments":
         slots = slots[..., cfg.slot_dim:]

@@ -242,16 +242,17 @@ def test_mask_moments_follow_each_slot_in_training_and_planning(tiny_run, tmp_pa
                           horizon=1, gifs=0)
     results, _ = plan.evaluate_model(plan_cfg, model, data, tmp_path / "moments.json", progress=False)
     assert len(results["seeds"]["0"]["final_block_px"]) == 2
-    # slots extracted without moments are not used for them, and say so
+    # slots extracted without moments are not used for them, and say so; a run that wants
+    # them extracts again, in the precision the slots were made in
     meta_path = train.slot_files(enc_dir, "frame")[1]
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "moments"}))
-    try:
-        assert train.slots_extracted(enc_dir, TINY) and not train.slots_extracted(enc_dir, cfg)
-        with pytest.raises(FileNotFoundError, match="without mask moments"):
-            train.load_slots(enc_dir, cfg, len(data.state))
-    finally:
-        meta_path.write_text(json.dumps(meta))
+    assert train.slots_extracted(enc_dir, TINY) and not train.slots_extracted(enc_dir, cfg)
+    with pytest.raises(FileNotFoundError, match="without mask moments"):
+        train.load_slots(enc_dir, cfg, len(data.state))
+    run(cfg, root / "runs" / "moments", progress=False, root=root, until="slots", precision="bf16")
+    assert json.loads(meta_path.read_text()) == meta
+    np.testing.assert_array_equal(train.load_slots(enc_dir, cfg, len(data.state)), slots)
     with pytest.raises(ValueError, match="--mask-moments"):
         train.check_config(dataclasses.replace(TINY, mask_moments=-1.0))
 
