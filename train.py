@@ -685,9 +685,9 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
     """Write the frozen encoder's slots of every dataset frame to ``slot_files(enc_dir, mode)``.
 
     Format: float32 (N, S, D), row i the slots of dataset frame i; beside it
-    ``moments_file``, float32 (N, S, 10), their masks' moments (slots.mask_moments, as
-    computed, for ``--mask-moments``); the json records the encoder config and the mode. Slot-initialisation noise is off, so extraction is
-    deterministic. ``cfg.slot_mode``:
+    ``moments_file``, float32 (N, S, 10), their masks' moments (slots.mask_moments,
+    unweighted, for ``--mask-moments``); the json records the encoder config and the mode.
+    Slot-initialisation noise is off, so extraction is deterministic. ``cfg.slot_mode``:
     - "frame": every frame encoded alone, from the learned initial slots, exactly as
       plan.py encodes its observations and goals (history 1). With query init, slot k is
       the same object in every frame.

@@ -64,7 +64,7 @@ def main():
     data = load_dataset(info["data"])
     # the slots alone, or followed by their moments at weight 1, whatever the run trained on
     cfg = dataclasses.replace(cfg, mask_moments=0.0 if args.features == "slots" else 1.0)
-    slots = load_slots(Path(info["encoder"]), cfg, len(data.pixels))  # (N, S, D), the run's slot mode
+    slots = load_slots(Path(info["encoder"]), cfg, len(data.pixels))  # (N, S, D or D + 10), the run's slot mode
     if args.features == "moments":
         slots = slots[..., cfg.slot_dim:]
     train, val = split_rows(data, "train")[::args.every], split_rows(data, "val")
