@@ -10,6 +10,12 @@ matched slot MSE (the planning cost without proprio), and so are the start frame
 slots (a model that predicts no motion at all). Printed: medians over all starts and over
 the starts whose block really moves (more than ``--moving`` px by the last step). A model
 no closer than "no motion" cannot tell a planner what a push does.
+
+``--probe`` also reads agent, block and angle out of the predicted slots with
+probe_slots' linear probe (fitted on the run's own training slots, as the predictor sees
+them) and prints median errors against the true states in px and degrees, the units of
+oracle_plan's rollout-errors.json, beside the probe's error on the encoded real frames (the
+floor of what it can read) and on the start frame (no motion).
 """
 
 import argparse
@@ -20,9 +26,35 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data import ACTION_DIM, normalize_proprio, window_starts  # noqa: E402
+from data import ACTION_DIM, normalize_proprio, window_starts, wrap_angle  # noqa: E402
 from plan import load_world_model, matched_slot_cost  # noqa: E402
 from predictor import rollout  # noqa: E402
+from probe_slots import fit_ridge, split_rows, state_features  # noqa: E402
+from train import load_slots, open_run  # noqa: E402
+
+
+def fit_state_probe(ckpt, data, every):
+    """The linear probe from all of a frame's slot features (as the run's predictor sees them,
+    moments included) to probe_slots' state features, fitted on every ``every``-th training
+    frame; returns read(slots (..., S, D)) -> agent xy (..., 2), block xy (..., 2), angle (...)."""
+    cfg, info, _, _ = open_run(ckpt, "pusht", "the probe reads Push-T states")
+    slots = load_slots(Path(info["encoder"]), cfg, len(data.pixels))
+    rows = split_rows(data, "train")[::every]
+    predict = fit_ridge(np.asarray(slots[rows], np.float64).reshape(len(rows), -1), state_features(data.state[rows]))
+
+    def read(s):
+        s = np.asarray(s, np.float64)
+        y = predict(s.reshape(-1, s.shape[-2] * s.shape[-1])).reshape(*s.shape[:-2], 6)
+        return y[..., 0:2], y[..., 2:4], np.arctan2(y[..., 5], y[..., 4])
+    return read
+
+
+def state_errors(read, slots, state):
+    """Median over starts of the probed agent and block error (px) and angle error (deg), per step."""
+    agent, block, angle = read(slots)
+    errors = (np.linalg.norm(agent - state[..., 0:2], axis=-1), np.linalg.norm(block - state[..., 2:4], axis=-1),
+              np.degrees(np.abs(wrap_angle(angle - state[..., 4]))))
+    return [np.median(e, axis=0) for e in errors]                    # each (K,)
 
 
 @torch.no_grad()
@@ -33,6 +65,8 @@ def main():
     parser.add_argument("--steps", type=int, default=5, help="world-model steps rolled out")
     parser.add_argument("--moving", type=float, default=10.0, help="px the block must move to count as moving")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--probe", action="store_true", help="also read states out of the slots with a linear probe")
+    parser.add_argument("--probe-every", type=int, default=30, help="fit the probe on every n-th training frame")
     args = parser.parse_args()
     model, data = load_world_model(args.ckpt, torch.device("cpu"))
     fs = model.cfg.frameskip
@@ -58,7 +92,20 @@ def main():
           "over the moving ones:")
     print("| step (env steps) | model | no motion |\n|---|---|---|")
     for k in range(args.steps):
-        cells = [f"{np.median(e[:, k]):.4f} / {np.median(e[moved, k]):.4f}" for e in error.values()]
+        cells = [f"{np.median(e[:, k]):.3g} / {np.median(e[moved, k]):.3g}" for e in error.values()]
+        print(f"| {k + 1} ({(k + 1) * fs}) | " + " | ".join(cells) + " |")
+    if not args.probe:
+        return
+    read = fit_state_probe(args.ckpt, data, args.probe_every)
+    state = data.state[times]                                        # (B, K, 5)
+    table = {"model": state_errors(read, out["slots"].numpy(), state),
+             "no motion": state_errors(read, slots.expand_as(real).numpy(), state),
+             "real frame": state_errors(read, real.numpy(), state)}
+    print("\nRead by a linear probe, median error against the true state over all starts: "
+          "agent px / block px / angle deg")
+    print("| step (env steps) | " + " | ".join(table) + " |\n|---|---|---|---|")
+    for k in range(args.steps):
+        cells = [" / ".join(f"{e[k]:.1f}" for e in errs) for errs in table.values()]
         print(f"| {k + 1} ({(k + 1) * fs}) | " + " | ".join(cells) + " |")
 
 
