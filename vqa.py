@@ -433,7 +433,7 @@ class VQAConfig:
     heads: int = 4
     dropout: float = 0.1
     max_words: int = 64          # longest question or choice, in words
-    frame_stride: int = 2        # keep every n-th frame of the slots (a run's: 10 of its 20 frames)
+    frame_stride: int = 2        # keep every n-th frame, counted back from the last (``keep_frames``)
     # Measured on ground-truth states (README, VQA): at this size the multiple-choice loss
     # starts to fall only after ~2,000 steps of 64 + 64 examples; 4,000 steps reach
     # explanatory 72 % per option, and more would help.
@@ -495,6 +495,16 @@ def run_slots(run_dir, device="cpu"):
     return video_slots(observed, predictor.to(device), n_future, cfg.n_history).cpu(), data
 
 
+def keep_frames(slots, stride):
+    """Every ``stride``-th frame of slots (V, T, ...), counted back from the last, so the head
+    always sees how each video ends: the last predicted frame, and with an even stride on a
+    run's slots (16 observed + 4 predicted) the last observed one too. Counting from frame 0
+    instead would drop both, leaving collisions at the very end of a video in no input."""
+    if stride < 1:
+        raise ValueError(f"expected frame_stride >= 1, got {stride}")
+    return slots[:, (slots.shape[1] - 1) % stride::stride]
+
+
 def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True, checkpoint=None, source=None):
     """Train on the train questions, score val and test; returns a JSON-friendly result dict.
 
@@ -508,9 +518,7 @@ def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True, checkpoint
     not labels); the answer vocabulary holds the training answers only, and a held-out
     descriptive question with another answer counts as wrong (``unknown_answers="wrong"``).
     """
-    if cfg.frame_stride < 1:
-        raise ValueError(f"expected frame_stride >= 1, got {cfg.frame_stride}")
-    slots = slots[:, ::cfg.frame_stride]
+    slots = keep_frames(slots, cfg.frame_stride)
     vocab = build_vocab([s for split in data.questions.values() for s in split])
     answers = build_answer_vocab(data.questions["train"])
     examples = {split: build_examples(scenes, vocab, answers, "raise" if split == "train" else "wrong")

@@ -7,8 +7,8 @@ import torch
 
 from collision import CollideConfig, build_answer_vocab, build_vocab, generate, load_questions
 from predictor import Predictor, rollout
-from vqa import (PRESETS, Choice, Descriptive, VQAModel, build_examples, evaluate, main, run_slots,
-                 score, train_vqa, video_slots)
+from vqa import (PRESETS, Choice, Descriptive, VQAModel, build_examples, evaluate, keep_frames, main,
+                 run_slots, score, train_vqa, video_slots)
 
 
 def tiny_model(**kw):
@@ -213,6 +213,15 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path):
         torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="another config"):
         fit(tmp_path / "cut.pt", config={"run": 2})
+
+
+def test_keep_frames_counts_back_from_the_last_frame():
+    slots = torch.arange(20.0).reshape(1, 20, 1, 1)                  # a run's 16 observed + 4 predicted
+    assert keep_frames(slots, 2).flatten().tolist() == list(range(1, 20, 2))     # 15 (last seen), 19
+    assert keep_frames(slots, 3).flatten().tolist() == [1, 4, 7, 10, 13, 16, 19]
+    assert torch.equal(keep_frames(slots, 1), slots)
+    with pytest.raises(ValueError, match="frame_stride"):
+        keep_frames(slots, 0)
 
 
 def test_video_slots_appends_rollout_and_keeps_observed():
