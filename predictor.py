@@ -337,20 +337,26 @@ def rollout(
     proprio: torch.Tensor | None,
     n_future: int,
     history: int,
+    block: int = 1,
 ) -> dict:
-    """Predict `n_future` frames autoregressively, one frame per call of the model.
+    """Predict `n_future` frames autoregressively, `block` frames per call of the model.
 
     slots: (..., T0, S, D) observed slots; actions: (..., T0 + K, A) or None, where actions[..., t]
-    is taken at frame t; proprio: (..., T0, P) or None; K = n_future. Each step feeds the last
-    min(history, frames so far) frames, all visible, plus one hidden frame to predict.
+    is taken at frame t; proprio: (..., T0, P) or None; K = n_future. Each call feeds the last
+    min(history, frames so far) frames, all visible, plus `block` hidden frames to predict (fewer
+    at the end). Use the block the model was trained to predict (its config's n_future): a
+    model trained to fill 4 hidden frames at once predicts worse when asked for one at a time.
     Leading axes (e.g. episodes x candidates) are flattened into the batch. Runs under the
     caller's grad mode and train / eval mode.
     Returns {"slots": (..., K, S, D), "proprio": (..., K, P) or None}.
     """
     if n_future < 1:
         raise ValueError(f"expected n_future >= 1, got {n_future}")
-    if not 1 <= history <= model.max_frames - 1:
-        raise ValueError(f"expected 1 <= history <= max_frames - 1 = {model.max_frames - 1}, got {history}")
+    if block < 1:
+        raise ValueError(f"expected block >= 1, got {block}")
+    if not 1 <= history <= model.max_frames - block:
+        raise ValueError(f"expected 1 <= history <= max_frames - block = {model.max_frames - block}, "
+                         f"got {history}")
     if slots.ndim < 3:
         raise ValueError(f"expected slots of shape (..., T0, S, D), got {tuple(slots.shape)}")
     lead = slots.shape[:-3]
@@ -368,21 +374,22 @@ def rollout(
         proprio, _ = einops.pack([proprio], "* t p")  # (B, T0, P)
 
     B, _, S, D = slots.shape
-    for _ in range(n_future):
-        now = slots.shape[1]  # frames known so far; predict frame `now`
+    while slots.shape[1] < T0 + n_future:
+        now = slots.shape[1]  # frames known so far; predict frames now .. now + k - 1
+        k = min(block, T0 + n_future - now)
         start = max(0, now - history)
-        window = torch.cat([slots[:, start:], slots.new_zeros(B, 1, S, D)], dim=1)  # (B, W + 1, S, D)
+        window = torch.cat([slots[:, start:], slots.new_zeros(B, k, S, D)], dim=1)  # (B, W + k, S, D)
         W = now - start
-        mask = torch.zeros(B, W + 1, S, dtype=torch.bool, device=slots.device)
-        mask[:, W] = True
-        act = None if actions is None else actions[:, start : now + 1]  # (B, W + 1, A)
+        mask = torch.zeros(B, W + k, S, dtype=torch.bool, device=slots.device)
+        mask[:, W:] = True
+        act = None if actions is None else actions[:, start : now + k]  # (B, W + k, A)
         prop = None
         if proprio is not None:
-            prop = torch.cat([proprio[:, start:], proprio.new_zeros(B, 1, proprio.shape[-1])], dim=1)
+            prop = torch.cat([proprio[:, start:], proprio.new_zeros(B, k, proprio.shape[-1])], dim=1)
         out = model(window, mask, act, prop, n_history=W)
-        slots = torch.cat([slots, out["slots"][:, W:]], dim=1)  # (B, now + 1, S, D)
+        slots = torch.cat([slots, out["slots"][:, W:]], dim=1)  # (B, now + k, S, D)
         if proprio is not None:
-            proprio = torch.cat([proprio, out["proprio"][:, W:]], dim=1)  # (B, now + 1, P)
+            proprio = torch.cat([proprio, out["proprio"][:, W:]], dim=1)  # (B, now + k, P)
 
     result = {"slots": einops.unpack(slots[:, T0:], packed, "* k s d")[0], "proprio": None}
     if proprio is not None:

@@ -47,11 +47,12 @@ GRAD_CLIP = 1.0
 # Slots of a whole video: observed frames, then the predictor's rollout
 # ---------------------------------------------------------------------------------------
 @torch.no_grad()
-def video_slots(observed, predictor, n_future, history, batch_size=64):
+def video_slots(observed, predictor, n_future, history, batch_size=64, block=1):
     """Append ``n_future`` predicted frames to the observed slots of every video.
 
     observed: (V, T_obs, S, D) slots of the frozen encoder; predictor: a trained
-    ``predictor.Predictor`` without actions or proprio (CLEVRER and collide have neither).
+    ``predictor.Predictor`` without actions or proprio (CLEVRER and collide have neither);
+    block: frames predicted per call (``rollout``), the run's n_future, as it was trained.
     Videos go through ``rollout`` ``batch_size`` at a time, with the predictor in eval mode
     (its mode is restored afterwards) and on its own device.
     Returns (V, T_obs + n_future, S, D) on observed's device; the first T_obs frames are
@@ -63,7 +64,7 @@ def video_slots(observed, predictor, n_future, history, batch_size=64):
     was_training = predictor.training
     predictor.eval()
     try:
-        future = [rollout(predictor, chunk.to(device), None, None, n_future, history)["slots"]
+        future = [rollout(predictor, chunk.to(device), None, None, n_future, history, block)["slots"]
                   for chunk in observed.split(batch_size)]  # each (chunk, K, S, D)
     finally:
         predictor.train(was_training)
@@ -476,7 +477,8 @@ def run_slots(run_dir, device="cpu"):
 
     The frozen encoder's slots of the observed frames 0, fs, 2 fs, ... (fs = the run's
     frameskip) are rolled forward by the run's trained predictor over the held-out frames,
-    ``n_history`` frames of context at a time, as the paper does for CLEVRER (its 128
+    ``n_history`` frames of context and ``n_future`` predicted frames a call, as it was
+    trained, as the paper does for CLEVRER (its 128
     observed frames rolled out to 160; FACTS section 2). Returns
     (slots float32 (V, T_obs + T_future, S, D) in model frames, CollideData).
     """
@@ -492,7 +494,7 @@ def run_slots(run_dir, device="cpu"):
     predictor = build_predictor(cfg)
     predictor.load_state_dict(ckpt["model"])
     observed = torch.from_numpy(frame_slots[index])
-    return video_slots(observed, predictor.to(device), n_future, cfg.n_history).cpu(), data
+    return video_slots(observed, predictor.to(device), n_future, cfg.n_history, block=cfg.n_future).cpu(), data
 
 
 def keep_frames(slots, stride):

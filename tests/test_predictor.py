@@ -189,6 +189,22 @@ def test_rollout_shapes_and_one_step_equals_forward():
     torch.testing.assert_close(step["proprio"], manual["proprio"][:, T0:])
 
 
+def test_rollout_in_blocks_predicts_each_block_in_one_call():
+    model = tiny()
+    slots, _, actions, proprio = inputs()
+    T0, k = 2, 2
+    out = rollout(model, slots[:, :T0], actions[:, :T0 + 3], proprio[:, :T0], n_future=3, history=T0, block=k)
+    assert out["slots"].shape == (6, 3, S, D)
+    mask = torch.zeros(6, T0 + k, S, dtype=torch.bool)
+    mask[:, T0:] = True
+    first = model(slots[:, :T0 + k], mask, actions[:, :T0 + k], proprio[:, :T0 + k], n_history=T0)
+    torch.testing.assert_close(out["slots"][:, :k], first["slots"][:, T0:])    # both frames in one call
+    one_by_one = rollout(model, slots[:, :T0], actions[:, :T0 + 3], proprio[:, :T0], n_future=3, history=T0)
+    assert (one_by_one["slots"][:, 1] - out["slots"][:, 1]).abs().max() > 1e-4  # not the same rollout
+    with pytest.raises(ValueError, match="block"):
+        rollout(model, slots[:, :T0], None, None, n_future=1, history=T0, block=0)
+
+
 def test_rollout_window_keeps_only_the_last_history_frames():
     model = tiny()
     slots, _, actions, proprio = inputs()
