@@ -43,6 +43,8 @@ def future_errors(run_dir, split="val", n_videos=500, block=None):
     pred = pred[:, len(observed):]
     still = obs[:, -1:].expand_as(real)
     per_frame = lambda a: ((a - real) ** 2).mean(dim=(0, 2, 3)).numpy()  # noqa: E731
+    if not ckpt.get("done"):
+        print(f"{run_dir}: the predictor is unfinished, scored at its step {ckpt.get('step')}")
     return per_frame(pred), per_frame(still), future
 
 

@@ -292,6 +292,24 @@ def test_run_slots_roll_a_collide_run_forward(tiny_collide_run, tmp_path):
     assert result["slots"] == str(out) and set(result["val"]) >= {"counterfactual", "all"}
 
 
+def test_collide_rollout_scores_the_future_vqa_reads(tiny_collide_run):
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from collide_rollout import future_errors
+    _, out = tiny_collide_run
+    slots, data = run_slots(out)
+    info = json.loads((out / "config.json").read_text())
+    frame_slots = torch.from_numpy(np.load(Path(info["encoder"]) / "slots-video.npy"))
+    pred, still, frames = future_errors(out, "val", n_videos=2)
+    videos = data.episodes("val")[:2]
+    n_fut = len(frames)
+    real = frame_slots[data.episode_starts[videos, None] + frames]           # (2, K, S, D)
+    expect_pred = ((slots[videos, -n_fut:] - real) ** 2).mean(dim=(0, 2, 3))
+    expect_still = ((slots[videos, -n_fut - 1:-n_fut] - real) ** 2).mean(dim=(0, 2, 3))
+    np.testing.assert_allclose(pred, expect_pred.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(still, expect_still.numpy(), rtol=1e-5)
+
+
 def test_run_slots_refuse_a_push_t_run(tiny_run):
     _, out = tiny_run
     with pytest.raises(ValueError, match="needs a collide run"):
