@@ -157,7 +157,8 @@ def synthetic_task(n_videos, seed):
     return slots, scenes
 
 
-def test_tiny_model_learns_a_function_of_the_slots():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_tiny_model_learns_a_function_of_the_slots(precision):
     slots, scenes = synthetic_task(160, seed=0)
     vocab, answers = build_vocab(scenes), build_answer_vocab(scenes)
     train = build_examples(scenes[:96], vocab, answers)
@@ -169,16 +170,18 @@ def test_tiny_model_learns_a_function_of_the_slots():
                          max_words=6, dropout=0.1)
         return train_vqa(model, slots, train, held_out, steps, batch_size=32, lr=3e-3,
                          generator=torch.Generator().manual_seed(seed), device="cpu", progress=False,
-                         val_every=2)
+                         val_every=2, precision=precision)
 
     model, log = fit(60, seed=0)
-    s = evaluate(model, slots, held_out, batch_size=64, device="cpu")
+    s = evaluate(model, slots, held_out, batch_size=64, device="cpu", precision=precision)
     assert s["descriptive"]["question"] >= 0.85, s        # chance 0.5
     assert s["predictive"]["option"] >= 0.85, s           # chance 0.5
     assert s["predictive"]["question"] >= 0.7, s          # chance 0.25
     assert log[-1]["val"] == s
     assert {"descriptive_loss", "choice_loss"} <= set(log[0])
     assert fit(4, seed=1)[1] == fit(4, seed=1)[1]         # fixed by the generator, dropout included
+    with pytest.raises(ValueError, match="precision"):
+        evaluate(model, slots, held_out, batch_size=64, device="cpu", precision="fp16")
 
 
 def test_interrupted_training_resumes_to_the_same_model(tmp_path):
