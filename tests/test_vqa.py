@@ -9,6 +9,19 @@ from collision import CollideConfig, build_answer_vocab, build_vocab, generate, 
 from predictor import Predictor, rollout
 from vqa import (PRESETS, Choice, Descriptive, VQAModel, build_examples, evaluate, keep_frames, main,
                  run_slots, score, train_vqa, video_slots)
+from vqa_table import TYPES, curve_rows, read_log, score_cells
+
+
+def test_vqa_table_cells_are_mean_and_std_over_seeds():
+    def result(desc, cf_option, cf_question):
+        r = {kind: {"option": 0.5, "question": 0.25} for kind in ("explanatory", "predictive", "all")}
+        return {**r, "descriptive": {"question": desc},
+                "counterfactual": {"option": cf_option, "question": cf_question}}
+    cells = dict(zip(TYPES, score_cells([result(0.4, 0.5, 0.1), result(0.6, 0.7, 0.3)])))
+    assert cells["descriptive"] == "50.0 +/- 10.0"
+    assert cells["counterfactual"] == "60.0 +/- 10.0 / 20.0 +/- 10.0"
+    assert cells["predictive"] == "50.0 +/- 0.0 / 25.0 +/- 0.0"
+    assert score_cells([result(0.4, 0.5, 0.1)])[0] == "40.0"
 
 
 def tiny_model(**kw):
@@ -255,6 +268,12 @@ def test_command_line_on_a_tiny_collide_dataset(tmp_path, capsys):
     assert "per question" in capsys.readouterr().out
     # the training state is kept next to the result; a second run must say what to do with it
     assert (tmp_path / "vqa.pt").is_file()
+    # benchmarks/vqa_table.py --curve reads the same log from either file
+    rows = curve_rows(read_log(tmp_path / "vqa.json"))
+    assert [r[0] for r in rows] == [2] and rows[0][3] == score_cells([result["val"]])
+    losses = [np.mean([e[k] for e in result["log"] if k in e]) for k in ("choice_loss", "descriptive_loss")]
+    np.testing.assert_allclose(rows[0][1:3], losses)
+    assert curve_rows(read_log(tmp_path / "vqa.pt")) == rows
     args = ["--preset", "tiny", "--steps", "2", "--data", str(tmp_path / "collide"), "--slots",
             str(tmp_path / "slots.npy"), "--out", str(tmp_path / "vqa.json"), "--device", "cpu"]
     with pytest.raises(SystemExit, match="pass --resume to continue it"):
@@ -296,8 +315,6 @@ def test_run_slots_roll_a_collide_run_forward(tiny_collide_run, tmp_path):
 
 
 def test_collide_rollout_scores_the_future_vqa_reads(tiny_collide_run):
-    import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from collide_rollout import future_errors
     _, out = tiny_collide_run
     slots, data = run_slots(out)
