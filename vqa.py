@@ -520,6 +520,25 @@ def keep_frames(slots, stride):
     return slots[:, (slots.shape[1] - 1) % stride::stride]
 
 
+def question_examples(data, max_words):
+    """(word vocabulary, answer vocabulary, {split: build_examples(...)}) of a collide dataset.
+
+    The word vocabulary covers the question and choice texts of every split (texts are inputs,
+    not labels); the answer vocabulary holds the training answers only, and a held-out
+    descriptive question with another answer counts as wrong (``unknown_answers="wrong"``).
+    A question or choice longer than ``max_words`` is an error."""
+    vocab = build_vocab([s for split in data.questions.values() for s in split])
+    answers = build_answer_vocab(data.questions["train"])
+    examples = {split: build_examples(scenes, vocab, answers, "raise" if split == "train" else "wrong")
+                for split, scenes in data.questions.items()}
+    longest = max(len(text) for ex in examples.values() for e in ex["descriptive"] + ex["choice"]
+                  for text in (e.question, getattr(e, "choice", ())))
+    if longest > max_words:
+        raise ValueError(f"the longest question or choice has {longest} words; expected at most "
+                         f"max_words = {max_words} (pass --max-words {longest})")
+    return vocab, answers, examples
+
+
 def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True, checkpoint=None, source=None):
     """Train on the train questions, score val and test; returns a JSON-friendly result dict.
 
@@ -527,22 +546,11 @@ def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True, checkpoint
     frame rate); data: the collide dataset (``load_collide``) the questions come from;
     checkpoint: a file to save the training state to and resume from (``train_vqa``), which
     must have been made on the same device type from the same ``source`` (where the slots
-    came from, e.g. the run folder; recorded in the result as "slots").
-
-    The word vocabulary covers the question and choice texts of every split (texts are inputs,
-    not labels); the answer vocabulary holds the training answers only, and a held-out
-    descriptive question with another answer counts as wrong (``unknown_answers="wrong"``).
+    came from, e.g. the run folder; recorded in the result as "slots"). The vocabularies are
+    ``question_examples``'.
     """
     slots = keep_frames(slots, cfg.frame_stride)
-    vocab = build_vocab([s for split in data.questions.values() for s in split])
-    answers = build_answer_vocab(data.questions["train"])
-    examples = {split: build_examples(scenes, vocab, answers, "raise" if split == "train" else "wrong")
-                for split, scenes in data.questions.items()}
-    longest = max(len(text) for ex in examples.values() for e in ex["descriptive"] + ex["choice"]
-                  for text in (e.question, getattr(e, "choice", ())))
-    if longest > cfg.max_words:
-        raise ValueError(f"the longest question or choice has {longest} words; expected at most "
-                         f"max_words = {cfg.max_words} (pass --max-words {longest})")
+    vocab, answers, examples = question_examples(data, cfg.max_words)
     model = build_model(cfg, slots.shape[-1], len(vocab), len(answers), slots.shape[1])
     generator = torch.Generator().manual_seed(cfg.seed)
     tag = {**config_to_dict(cfg), "data": str(data.path), "slots": source, "slots_shape": list(slots.shape),

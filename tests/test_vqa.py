@@ -314,6 +314,34 @@ def test_run_slots_roll_a_collide_run_forward(tiny_collide_run, tmp_path):
     assert result["slots"] == str(out) and set(result["val"]) >= {"counterfactual", "all"}
 
 
+def test_vqa_future_swaps_only_the_future_frames(tiny_collide_run, tmp_path, capsys):
+    import vqa_future
+    _, out = tiny_collide_run
+    main(["--preset", "tiny", "--steps", "2", "--run", str(out), "--out", str(tmp_path / "vqa.json"),
+          "--device", "cpu"])
+    result = json.loads((tmp_path / "vqa.json").read_text())
+    variants, data = vqa_future.future_variants(out)
+    slots = variants["rollout"]
+    info = json.loads((out / "config.json").read_text())
+    frame_slots = torch.from_numpy(np.load(Path(info["encoder"]) / "slots-video.npy"))
+    fs = info["config"]["frameskip"]
+    n_obs = len(range(0, data.n_observed, fs))
+    for v, start in enumerate(data.episode_starts[:-1]):
+        real = frame_slots[start + n_obs * fs:start + data.n_observed + data.n_future:fs]
+        torch.testing.assert_close(variants["real"][v, n_obs:], real)
+        torch.testing.assert_close(variants["no motion"][v, n_obs:], slots[v, n_obs - 1].expand_as(real))
+    for future in variants.values():
+        assert torch.equal(future[:, :n_obs], slots[:, :n_obs])
+    capsys.readouterr()
+    vqa_future.main(["--run", str(out), "--head", str(tmp_path / "vqa.pt"), "--other", str(out)])
+    table = [line.strip("| ").split(" | ") for line in capsys.readouterr().out.splitlines()
+             if line.startswith("| ") and "---" not in line]
+    rows = {cells[0]: cells[1:] for cells in table}
+    assert rows["rollout"] == score_cells([result["val"]])   # the head as trained
+    assert rows[f"rollout of {out}"] == rows["rollout"]
+    assert set(rows) == {"future frames", "rollout", "no motion", "real", f"rollout of {out}"}
+
+
 def test_collide_rollout_scores_the_future_vqa_reads(tiny_collide_run):
     from collide_rollout import future_errors
     _, out = tiny_collide_run

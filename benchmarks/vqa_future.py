@@ -1,0 +1,103 @@
+"""What does a trained VQA head read from the predicted frames?
+
+    python benchmarks/vqa_future.py --run runs/collide20k-sres-m4 --seed 0 --other runs/collide20k-sres-m0
+
+``vqa.py --run RUN`` trains its head on the encoder's slots of the observed frames followed
+by the predictor's rollout over the held-out ones. This scores the finished head
+RUN/vqa-seed<S>.pt again on ``--split`` with those future frames swapped for
+
+- rollout: the run's own rollout, as trained (the numbers of vqa-seed<S>.json);
+- no motion: the last observed frame's slots repeated;
+- real: the encoder's slots of the real held-out frames, what a perfect predictor would give;
+- each ``--other`` run's rollout from the same observed slots (e.g. the M = 0 predictor's
+  future under an M = 4 head).
+
+The observed frames are the same in every row. Rows that hardly differ mean the head takes
+little from the future frames, so a better or worse predictor cannot move its answers much.
+"""
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import config_from_dict  # noqa: E402
+from train import load_checkpoint, load_slots, open_dataset, open_run  # noqa: E402
+from vqa import VQAConfig, build_model, evaluate, keep_frames, question_examples, run_slots  # noqa: E402
+from vqa_table import TYPES, score_cells  # noqa: E402
+
+
+def load_head(path):
+    """(VQAConfig, checkpoint) of a finished vqa.py training state."""
+    ckpt = load_checkpoint(path)
+    if not ckpt.get("done"):
+        raise ValueError(f"{path} is unfinished (step {ckpt['step']}): finish it with vqa.py --resume")
+    fields = {f.name for f in dataclasses.fields(VQAConfig)}
+    return config_from_dict(VQAConfig, {k: v for k, v in ckpt["config"].items() if k in fields}), ckpt
+
+
+def real_future(run_dir, n_future):
+    """The encoder's slots of each video's last ``n_future`` model frames, (V, n_future, S, D)."""
+    cfg, info, _, _ = open_run(run_dir, "collide", "vqa_future.py needs a collide run")
+    data = open_dataset(cfg, info["data"])
+    frame_slots = load_slots(Path(info["encoder"]), cfg, len(data.pixels))
+    frames = np.arange(0, data.n_observed + data.n_future, cfg.frameskip)[-n_future:]
+    return torch.from_numpy(np.asarray(frame_slots[data.episode_starts[:-1, None] + frames]))
+
+
+def future_variants(run_dir, others=()):
+    """{name: slots (V, T, S, D)} with the observed frames of ``run_dir``'s slots and each
+    kind of future frame; also returns the dataset."""
+    cfg, _, _, _ = open_run(run_dir, "collide", "vqa_future.py needs a collide run")
+    slots, data = run_slots(run_dir)
+    n_obs = len(range(0, data.n_observed, cfg.frameskip))
+    n_fut = slots.shape[1] - n_obs
+    observed = slots[:, :n_obs]
+    variants = {"rollout": slots,
+                "no motion": torch.cat([observed, observed[:, -1:].expand(-1, n_fut, -1, -1)], dim=1),
+                "real": torch.cat([observed, real_future(run_dir, n_fut)], dim=1)}
+    for other in others:
+        theirs, _ = run_slots(other)
+        if theirs.shape != slots.shape or not torch.equal(theirs[:, :n_obs], observed):
+            raise ValueError(f"{other} does not share {run_dir}'s observed slots (another encoder?)")
+        variants[f"rollout of {other}"] = torch.cat([observed, theirs[:, n_obs:]], dim=1)
+    return variants, data
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="a train.py --dataset collide run with a finished VQA head")
+    parser.add_argument("--seed", type=int, default=0, help="the head: RUN/vqa-seed<seed>.pt")
+    parser.add_argument("--head", help="the head's training state, if not RUN/vqa-seed<seed>.pt")
+    parser.add_argument("--other", nargs="*", default=[], help="runs whose rollouts to swap in")
+    parser.add_argument("--split", default="val", choices=("val", "test"))
+    args = parser.parse_args(argv)
+    torch.set_grad_enabled(False)
+    head = args.head or Path(args.run) / f"vqa-seed{args.seed}.pt"
+    try:
+        cfg, ckpt = load_head(head)
+        variants, data = future_variants(args.run, args.other)
+        vocab, answers, examples = question_examples(data, cfg.max_words)
+        kept = keep_frames(variants["rollout"], cfg.frame_stride)
+        if list(kept.shape) != ckpt["config"].get("slots_shape"):
+            raise ValueError(f"{head} was trained on slots of shape {ckpt['config'].get('slots_shape')}, "
+                             f"but {args.run} gives {list(kept.shape)}")
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    model = build_model(cfg, kept.shape[-1], len(vocab), len(answers), kept.shape[1])
+    model.load_state_dict(ckpt["model"])
+    print(f"{head}, {args.split}, % per option / per question")
+    print("| future frames | " + " | ".join(TYPES) + " |")
+    print("|---|" + "---|" * len(TYPES))
+    for name, slots in variants.items():
+        scores = evaluate(model, keep_frames(slots, cfg.frame_stride), examples[args.split], cfg.batch_size,
+                          "cpu", cfg.precision)
+        print(f"| {name} | " + " | ".join(score_cells([scores])) + " |")
+
+
+if __name__ == "__main__":
+    main()
