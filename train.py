@@ -227,8 +227,9 @@ def autocast(device, precision):
     """The precision of forward passes: "fp32", or "bf16" autocast, which runs matrix products
     and convolutions in bfloat16 while parameters, gradients and optimiser state stay float32.
     On a CPU with AMX, bf16 made an encoder training step 2.4x faster and slot extraction 2.2x
-    (benchmarks/bench_encoder.py --precision bf16); it has not been timed elsewhere, and its
-    effect on slot quality is not settled (README, Training)."""
+    (benchmarks/bench_encoder.py --precision bf16), and a VQA head's step 1.65x on one with
+    AVX-512 bf16 (benchmarks/bench_vqa.py); its effect on slot quality is not settled
+    (README, Training)."""
     check_precision(precision)
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 

@@ -151,7 +151,9 @@ class VQAModel(nn.Module):
         for block in self.blocks:
             x = block(x, allowed)
         out = self.norm(x[:, 0])  # (B, dim), the CLS token
-        return {"answer_logits": self.answer_head(out), "choice_logit": self.choice_head(out)[:, 0]}
+        with torch.autocast(out.device.type, enabled=False):  # float32 logits under bf16 autocast:
+            out = out.float()                                  # no ties from rounding in argmax
+            return {"answer_logits": self.answer_head(out), "choice_logit": self.choice_head(out)[:, 0]}
 
 
 # ---------------------------------------------------------------------------------------
@@ -308,7 +310,7 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
     with torch.random.fork_rng(devices=fork):
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
         if checkpoint is not None and Path(checkpoint).is_file():
-            ckpt = load_checkpoint(checkpoint, config, known={})
+            ckpt = load_checkpoint(checkpoint, config, known={"precision": "fp32"})  # older states
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             generator.set_state(ckpt["generator"])
@@ -454,9 +456,10 @@ class VQAConfig:
     weight_decay: float = 0.01
     val_every: int = 500
     seed: int = 0
-    # bf16 autocasts the head's forward passes (weights and AdamW stay fp32): 1.7x faster a
-    # step on one core with AVX-512 bf16 (benchmarks/bench_vqa.py). Training and scoring use it.
-    precision: str = field(default="fp32", metadata={"choices": PRECISIONS})
+    # bf16 autocasts the head's forward passes (weights, logits and AdamW stay fp32): 1.65x
+    # faster a step on one core with AVX-512 bf16 (benchmarks/bench_vqa.py).
+    precision: str = field(default="fp32", metadata={
+        "choices": PRECISIONS, "help": "bf16: autocast the forward passes of training and scoring"})
 
 
 PRESETS = {

@@ -6,7 +6,8 @@
 by the predictor's rollout over the held-out ones. This scores the finished head
 RUN/vqa-seed<S>.pt again on ``--split`` with those future frames swapped for
 
-- rollout: the run's own rollout, as trained (the numbers of vqa-seed<S>.json);
+- rollout: the run's own rollout, as trained (the numbers of vqa-seed<S>.json for a head
+  trained on a CPU; this script rolls out and scores on the CPU);
 - no motion: the last observed frame's slots repeated;
 - real: the encoder's slots of the real held-out frames, what a perfect predictor would give;
 - each ``--other`` run's rollout from the same observed slots (e.g. the M = 0 predictor's
@@ -76,7 +77,6 @@ def main(argv=None):
     parser.add_argument("--other", nargs="*", default=[], help="runs whose rollouts to swap in")
     parser.add_argument("--split", default="val", choices=("val", "test"))
     args = parser.parse_args(argv)
-    torch.set_grad_enabled(False)
     head = args.head or Path(args.run) / f"vqa-seed{args.seed}.pt"
     try:
         cfg, ckpt = load_head(head)

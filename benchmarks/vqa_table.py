@@ -33,7 +33,10 @@ def result_files(path, curve=False):
     else:
         files = [path]
     if not files:
-        raise SystemExit(f"no vqa-seed*.json in {path}: run python vqa.py --run {path} --seed 0")
+        kinds = "vqa-seed*.json or .pt" if curve else "vqa-seed*.json"
+        raise SystemExit(f"no {kinds} in {path}: run python vqa.py --run {path} --seed 0")
+    if not curve and any(f.suffix != ".json" for f in files):
+        raise SystemExit(f"{path}: scores are read from vqa.py's .json results (a .pt only with --curve)")
     return files
 
 

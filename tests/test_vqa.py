@@ -76,6 +76,17 @@ def test_permuting_slots_leaves_outputs_unchanged():
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-5)
 
 
+def test_logits_stay_float32_under_bf16_autocast():
+    torch.manual_seed(0)
+    model = tiny_model().eval()
+    inputs = random_inputs(torch.Generator().manual_seed(1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(*inputs)
+    assert out["answer_logits"].dtype == out["choice_logit"].dtype == torch.float32
+    full = model(*inputs)  # the bf16 body moves the logits only a little
+    torch.testing.assert_close(out["answer_logits"], full["answer_logits"], atol=0.1, rtol=0.05)
+
+
 def test_padded_words_do_not_change_outputs():
     torch.manual_seed(0)
     model = tiny_model().eval()
@@ -229,6 +240,10 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path):
         torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="another config"):
         fit(tmp_path / "cut.pt", config={"run": 2})
+    # a state saved before the precision field existed ran in fp32
+    assert fit(tmp_path / "cut.pt", config={"run": 1, "precision": "fp32"})[1] == whole_log
+    with pytest.raises(ValueError, match=r"differing fields: \['precision'\]"):
+        fit(tmp_path / "cut.pt", config={"run": 1, "precision": "bf16"})
 
 
 def test_keep_frames_counts_back_from_the_last_frame():
