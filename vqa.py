@@ -488,6 +488,22 @@ def load_video_slots(path, n_videos, n_frames):
     return torch.from_numpy(np.array(slots))  # a writable copy in memory
 
 
+def collide_frames(run_dir, who="vqa.py"):
+    """What the VQA tools read of a ``train.py --dataset collide`` run folder.
+
+    Returns (cfg, ckpt, data, frame_slots, observed, future): the run's config and predictor
+    checkpoint, its CollideData, the frozen encoder's slots of every frame (N, S, D) memory-mapped,
+    and the model frames of a video (frameskip apart) as indices into it: ``observed`` up to
+    the held-out part, ``future`` after it to the end. ``who`` names the caller in the error
+    on a Push-T run."""
+    cfg, info, run_dir, ckpt = open_run(run_dir, "collide", f"{who} needs a collide run")
+    data = open_dataset(cfg, info["data"])
+    frame_slots = load_slots(Path(info["encoder"]), cfg, len(data.pixels))  # (N, S, D)
+    fs, length = cfg.frameskip, data.n_observed + data.n_future
+    observed = np.arange(0, data.n_observed, fs)
+    return cfg, ckpt, data, frame_slots, observed, np.arange(len(observed) * fs, length, fs)
+
+
 def run_slots(run_dir, device="cpu"):
     """Slots of every video of a ``train.py --dataset collide`` run, and its dataset.
 
@@ -498,19 +514,13 @@ def run_slots(run_dir, device="cpu"):
     observed frames rolled out to 160; FACTS section 2). Returns
     (slots float32 (V, T_obs + T_future, S, D) in model frames, CollideData).
     """
-    cfg, info, run_dir, ckpt = open_run(run_dir, "collide", "vqa.py needs a collide run")
+    cfg, ckpt, data, frame_slots, observed, future = collide_frames(run_dir)
     if not ckpt.get("done"):
         raise ValueError(f"{run_dir}/predictor.pt is unfinished: finish it with train.py --resume")
-    data = open_dataset(cfg, info["data"])
-    frame_slots = load_slots(Path(info["encoder"]), cfg, len(data.pixels))  # (N, S, D)
-    fs, length = cfg.frameskip, data.n_observed + data.n_future
-    observed_frames = np.arange(0, data.n_observed, fs)
-    n_future = len(range(len(observed_frames) * fs, length, fs))
-    index = data.episode_starts[:-1, None] + observed_frames  # (V, T_obs)
     predictor = build_predictor(cfg)
     predictor.load_state_dict(ckpt["model"])
-    observed = torch.from_numpy(frame_slots[index])
-    return video_slots(observed, predictor.to(device), n_future, cfg.n_history, block=cfg.n_future).cpu(), data
+    observed = torch.from_numpy(frame_slots[data.episode_starts[:-1, None] + observed])  # (V, T_obs, S, D)
+    return video_slots(observed, predictor.to(device), len(future), cfg.n_history, block=cfg.n_future).cpu(), data
 
 
 def keep_frames(slots, stride):

@@ -20,19 +20,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from train import build_predictor, load_slots, open_dataset, open_run  # noqa: E402
-from vqa import video_slots  # noqa: E402
+from train import build_predictor  # noqa: E402
+from vqa import collide_frames, video_slots  # noqa: E402
 
 
 def future_errors(run_dir, split="val", n_videos=500, block=None):
     """Per future model frame: (predicted MSE, no-motion MSE, real frame index), arrays (n_future,).
     block: frames predicted per predictor call (default the run's n_future, as vqa.py does)."""
-    cfg, info, run_dir, ckpt = open_run(run_dir, "collide", "collide_rollout.py needs a collide run")
-    data = open_dataset(cfg, info["data"])
-    slots = load_slots(Path(info["encoder"]), cfg, len(data.pixels))  # (N, S, D)
-    fs, length = cfg.frameskip, data.n_observed + data.n_future
-    observed = np.arange(0, data.n_observed, fs)
-    future = np.arange(len(observed) * fs, length, fs)
+    cfg, ckpt, data, slots, observed, future = collide_frames(run_dir, "collide_rollout.py")
     videos = data.episodes(split)[:n_videos]
     starts = data.episode_starts[videos, None]
     obs = torch.from_numpy(np.asarray(slots[starts + observed]))  # (V, T_obs, S, D)
@@ -58,7 +53,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.videos < 1:
         parser.error("--videos must be at least 1")
-    torch.set_grad_enabled(False)
     for run in args.run:
         pred, still, frames = future_errors(run, args.split, args.videos, args.block)
         print(f"{run}: slot MSE of the rolled-out future, {args.split}, first {args.videos} videos, "

@@ -27,8 +27,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import config_from_dict  # noqa: E402
-from train import load_checkpoint, load_slots, open_dataset, open_run  # noqa: E402
-from vqa import VQAConfig, build_model, evaluate, keep_frames, question_examples, run_slots  # noqa: E402
+from train import load_checkpoint  # noqa: E402
+from vqa import (VQAConfig, build_model, collide_frames, evaluate, keep_frames, question_examples,  # noqa: E402
+                 run_slots)
 from vqa_table import TYPES, score_cells  # noqa: E402
 
 
@@ -41,26 +42,17 @@ def load_head(path):
     return config_from_dict(VQAConfig, {k: v for k, v in ckpt["config"].items() if k in fields}), ckpt
 
 
-def real_future(run_dir, n_future):
-    """The encoder's slots of each video's last ``n_future`` model frames, (V, n_future, S, D)."""
-    cfg, info, _, _ = open_run(run_dir, "collide", "vqa_future.py needs a collide run")
-    data = open_dataset(cfg, info["data"])
-    frame_slots = load_slots(Path(info["encoder"]), cfg, len(data.pixels))
-    frames = np.arange(0, data.n_observed + data.n_future, cfg.frameskip)[-n_future:]
-    return torch.from_numpy(np.asarray(frame_slots[data.episode_starts[:-1, None] + frames]))
-
-
 def future_variants(run_dir, others=()):
     """{name: slots (V, T, S, D)} with the observed frames of ``run_dir``'s slots and each
     kind of future frame; also returns the dataset."""
-    cfg, _, _, _ = open_run(run_dir, "collide", "vqa_future.py needs a collide run")
+    _, _, _, frame_slots, observed_frames, future_frames = collide_frames(run_dir, "vqa_future.py")
     slots, data = run_slots(run_dir)
-    n_obs = len(range(0, data.n_observed, cfg.frameskip))
-    n_fut = slots.shape[1] - n_obs
+    n_obs, n_fut = len(observed_frames), len(future_frames)
     observed = slots[:, :n_obs]
+    real = torch.from_numpy(np.asarray(frame_slots[data.episode_starts[:-1, None] + future_frames]))
     variants = {"rollout": slots,
                 "no motion": torch.cat([observed, observed[:, -1:].expand(-1, n_fut, -1, -1)], dim=1),
-                "real": torch.cat([observed, real_future(run_dir, n_fut)], dim=1)}
+                "real": torch.cat([observed, real], dim=1)}
     for other in others:
         theirs, _ = run_slots(other)
         if theirs.shape != slots.shape or not torch.equal(theirs[:, :n_obs], observed):
