@@ -36,21 +36,32 @@ def shared_pairs(truth, seg, colours, min_pixels):
             for i, a in enumerate(objects) for b in objects[i + 1:]]
 
 
-@torch.no_grad()
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="a collide run folder of train.py (its config.json)")
-    parser.add_argument("--clips", type=int, default=64)
-    parser.add_argument("--clip-len", type=int, default=8)
-    parser.add_argument("--min-pixels", type=int, default=4)
-    args = parser.parse_args(argv)
-    info = json.loads((Path(args.run) / "config.json").read_text())
+def collide_encoder(run_dir, purpose):
+    """(config.json's dict, TrainConfig, dataset, trained encoder) of a train.py collide run
+    folder; exits with one line of error on a Push-T run (``purpose`` says why that is wrong)."""
+    info = json.loads((Path(run_dir) / "config.json").read_text())
     cfg = config_from_dict(TrainConfig, with_legacy_values(info["config"]))
     if cfg.dataset != "collide":
-        sys.exit(f"error: {args.run} was trained on {cfg.dataset!r}; this counts collide objects")
-    data = open_dataset(cfg, info["data"])
+        sys.exit(f"error: {run_dir} was trained on {cfg.dataset!r}; {purpose}")
     model = build_encoder(cfg)
     model.load_state_dict(load_checkpoint(Path(info["encoder"]) / "encoder.pt", encoder_config(cfg))["model"])
+    return info, cfg, open_dataset(cfg, info["data"]), model
+
+
+def clip_parser(doc, clips):
+    """The command line of a tool that scores a collide encoder on validation clips."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a collide run folder of train.py (its config.json)")
+    parser.add_argument("--clips", type=int, default=clips)
+    parser.add_argument("--clip-len", type=int, default=8)
+    parser.add_argument("--min-pixels", type=int, default=4, help="objects with fewer pixels are left out")
+    return parser
+
+
+@torch.no_grad()
+def main(argv=None):
+    args = clip_parser(__doc__, clips=64).parse_args(argv)
+    info, cfg, data, model = collide_encoder(args.run, "this counts collide objects")
     length = data.episode_starts[1] - data.episode_starts[0]
     pairs = []
     for _, _, seg, indices in validation_segments(model, data, cfg, "cpu", args.clips, args.clip_len):
