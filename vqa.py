@@ -288,8 +288,11 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
 
     checkpoint: a file the whole state (model, optimizer, RNGs, log) is written to every
     ``val_every`` steps and after the last, tagged with ``config`` (a dict). If the file exists,
-    training resumes from it, which must carry the same ``config``; a resumed run ends with
-    the weights and log of an uninterrupted one.
+    training resumes from it, which must carry the same ``config`` but for "steps"; a resumed
+    run ends with the weights and log of an uninterrupted one. A state with fewer steps than
+    ``steps``, finished or not, is trained on to ``steps`` (the learning rate is constant, so
+    nothing else depends on the total); when its last step was a multiple of ``val_every``
+    this too ends as an uninterrupted run of ``steps`` would.
     """
     _check_videos(slots_per_video, train_examples)
     check_precision(precision)
@@ -310,7 +313,11 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
     with torch.random.fork_rng(devices=fork):
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
         if checkpoint is not None and Path(checkpoint).is_file():
-            ckpt = load_checkpoint(checkpoint, config, known={"precision": "fp32"})  # older states
+            ckpt = load_checkpoint(checkpoint, config, known={"precision": "fp32"},  # older states
+                                   may_differ=("steps",))
+            if ckpt["step"] > steps:
+                raise ValueError(f"{checkpoint} has trained {ckpt['step']} steps, more than the "
+                                 f"{steps} asked for: pass --steps {ckpt['step']} or more")
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             generator.set_state(ckpt["generator"])
@@ -590,7 +597,8 @@ def main(argv=None):
                         "(default RUN/vqa-seed<seed>.json with --run)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the training saved next to --out (OUT with .pt for .json)")
+                        help="continue the training saved next to --out (OUT with .pt for .json); "
+                        "a finished one is scored again, or trained on to a larger --steps")
     args = parser.parse_args(argv)
     by_run = args.run and not (args.data or args.slots)
     by_files = args.data and args.slots and not args.run
@@ -606,7 +614,7 @@ def main(argv=None):
         parser.error("--out names the JSON result; its training state goes beside it as .pt")
     if checkpoint.is_file() and not args.resume:
         sys.exit(f"error: {checkpoint} holds a VQA training run: pass --resume to continue it "
-                 "(a finished one is scored again), or delete it to start over")
+                 "(a finished one is scored again, or trained on to a larger --steps), or delete it to start over")
     try:
         if args.run:
             slots, data = run_slots(args.run, device)

@@ -213,7 +213,7 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path):
     vocab, answers = build_vocab(scenes), build_answer_vocab(scenes)
     train, held_out = build_examples(scenes[:48], vocab, answers), build_examples(scenes[48:], vocab, answers)
 
-    def fit(checkpoint, stop_at=None, config=None):
+    def fit(checkpoint, stop_at=None, config=None, steps=9):
         torch.manual_seed(0)
         model = VQAModel(8, len(vocab), len(answers), dim=16, depth=1, heads=2, max_frames=2,
                          max_words=6, dropout=0.2)
@@ -226,7 +226,7 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path):
                 raise KeyboardInterrupt
             return forward(*args, **kw)
         model.forward = dying_forward
-        return train_vqa(model, slots, train, held_out, 9, batch_size=8, lr=3e-3,
+        return train_vqa(model, slots, train, held_out, steps, batch_size=8, lr=3e-3,
                          generator=torch.Generator().manual_seed(0), device="cpu", progress=False,
                          val_every=4, checkpoint=checkpoint, config=config or {"run": 1})
 
@@ -244,6 +244,15 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path):
     assert fit(tmp_path / "cut.pt", config={"run": 1, "precision": "fp32"})[1] == whole_log
     with pytest.raises(ValueError, match=r"differing fields: \['precision'\]"):
         fit(tmp_path / "cut.pt", config={"run": 1, "precision": "bf16"})
+    # a finished run of 8 steps trained on to 9 ends as the run of 9 did
+    short, short_log = fit(tmp_path / "short.pt", steps=8)
+    assert short_log == [r for r in whole_log if r["step"] <= 8]
+    longer, longer_log = fit(tmp_path / "short.pt", steps=9)
+    assert longer_log == whole_log
+    for a, b in zip(whole.state_dict().values(), longer.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="has trained 9 steps, more than the 8 asked for"):
+        fit(tmp_path / "short.pt", steps=8)
 
 
 def test_keep_frames_counts_back_from_the_last_frame():
@@ -295,8 +304,11 @@ def test_command_line_on_a_tiny_collide_dataset(tmp_path, capsys):
         main(args)
     main(args + ["--resume"])   # finished: scored again, the same numbers
     assert json.loads((tmp_path / "vqa.json").read_text())["test"] == result["test"]
-    with pytest.raises(SystemExit, match=r"error: .*another config; differing fields: \['steps'\]"):
-        main(args[:3] + ["3"] + args[4:] + ["--resume"])
+    main(args[:3] + ["3"] + args[4:] + ["--resume"])   # trained on to 3 steps
+    longer = json.loads((tmp_path / "vqa.json").read_text())
+    assert longer["config"]["steps"] == 3 and [e["step"] for e in longer["log"] if "val" not in e] == [1, 2, 3]
+    with pytest.raises(SystemExit, match="has trained 3 steps, more than the 2 asked for"):
+        main(args + ["--resume"])
     np.save(tmp_path / "other.npy", slots)   # the same shape, other slots
     with pytest.raises(SystemExit, match=r"differing fields: \['slots'\]"):
         main(args[:7] + [str(tmp_path / "other.npy")] + args[8:] + ["--resume"])
