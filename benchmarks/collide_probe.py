@@ -1,13 +1,13 @@
-"""What a collide encoder's slots say about the object each one holds: linear probes.
+"""What a collide encoder's slots say about the object each one holds: probes.
 
     python benchmarks/collide_probe.py --run runs/collide20k-m4 [--clips 256]
 
 The VQA head has to tell objects apart by the colour and shape its questions name. This runs
 the run's encoder on validation clips in video mode (``train.validation_segments``), gives
 every object in every frame (at least ``--min-pixels`` pixels) the slot that holds most of
-its pixels, and fits linear probes from that slot's vector to the object's colour and shape
-(softmax regression, and a one-hidden-layer MLP beside it) and to its centre (least squares), on the first half of the clips,
-scored on the second half. Objects whose slot also holds most of another object's pixels
+its pixels, and fits probes from that slot's vector to the object's colour and shape
+(softmax regression, and a one-hidden-layer MLP beside it) and to its centre (least
+squares), on the objects of the first half of the clips, scored on the second half. Objects whose slot also holds most of another object's pixels
 are scored apart: one slot cannot say two colours. The majority class of the fitting half
 is the floor of each accuracy.
 """
@@ -109,6 +109,9 @@ def main(argv=None):
             for t, truth in enumerate(data.id_maps(index)):
                 rows += object_rows(truth, seg[b, t], slots[b, t], objects, args.min_pixels)
             done += 1
+    if not n_fit or n_fit == len(rows):
+        sys.exit(f"error: {done} validation clips gave {len(rows)} objects, {n_fit or 0} of them in the "
+                 "first half: too few to fit probes on one half and score them on the other")
     scores = probe(rows, n_fit)
     print(f"{info['encoder']}: {args.clips} validation clips of {args.clip_len} frames; probes fitted on "
           f"{scores['fit objects']} objects, scored on {scores['test objects']} "

@@ -1,12 +1,12 @@
 """A trained VQA head's descriptive accuracy per kind of question.
 
-    python benchmarks/vqa_templates.py --run runs/collide20k-sres-m4 --seed 0 [--split val]
+    python benchmarks/vqa_templates.py --run runs/collide20k-sres-m4 [RUN ...] --seed 0 [--split val]
 
 The collide world asks a few kinds of descriptive question ("How many objects are there?",
 "What shape is the blue object?", ...). This scores the finished head RUN/vqa-seed<S>.pt
 on each kind apart, beside that kind's prior (its most common answer in the train split),
-so one sees which kinds the head learned beyond guessing; ``--by-slots`` rows are the same
-for another run's head (e.g. the M = 0 run beside M = 4). A question's kind is its text
+so one sees which kinds the head learned beyond guessing; each further ``--run`` adds a
+column for its own head (e.g. the M = 0 run beside M = 4). A question's kind is its text
 with every colour, shape and number word replaced by a placeholder.
 """
 
