@@ -6,16 +6,20 @@ a T-shaped block that only moves while pushed (space damping 0). One env step is
 physics substeps of 0.01 s. Pixels are a pure function of the 7-d state, so every frame,
 and its ground-truth object-id map, can be rebuilt from the stored state.
 
+Datasets are collected with the weak expert of SWM (the agent pushes about near the
+block) or, as the paper trained its slot encoder (App. D.1), in the "all moving" variant:
+the agent wanders the whole world and the block moves at random velocities and spins.
 A dataset is a folder of ``.npy`` arrays plus ``meta.json`` (see ``collect``); the
 torch datasets cut it into frame clips (encoder training) and history + future windows
 with a frameskip (world-model training).
 """
 
+import json
 import math
 import multiprocessing as mp
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from pathlib import Path
 
 import gymnasium as gym
@@ -190,6 +194,24 @@ class PushTEnv(gym.Env):
         if self.restore_substep:
             self.space.step(DT)
 
+    def drive_block(self, velocity, angular_velocity):
+        """Give the block a motion of its own, from now to the next reset: ``velocity``
+        (px/s, of its centre of gravity) and ``angular_velocity`` (rad/s).
+
+        The space's damping (0) sets a dynamic body's velocity to zero at every substep,
+        before contacts are solved, which is why the block otherwise only moves while pushed.
+        Here that velocity is set to this motion instead, so the block slides and turns at
+        it wherever the walls and the agent leave it free, and they stop or push it as
+        before. Only the "all moving" collection calls it.
+        """
+        v, w = (float(velocity[0]), float(velocity[1])), float(angular_velocity)
+
+        def own_motion(body, gravity, damping, dt):
+            body.velocity, body.angular_velocity = v, w
+
+        self.block.velocity_func = own_motion
+        self.block.velocity, self.block.angular_velocity = v, w   # from the next substep on
+
     def get_state(self):
         """The 7-d state (ax, ay, bx, by, angle mod 2 pi, avx, avy), float64."""
         a, b, v = self.agent.position, self.block.position, self.agent.velocity
@@ -248,8 +270,65 @@ gym.register(id="PushT-cjepa-v0", entry_point=PushTEnv, max_episode_steps=300)
 
 
 # ---------------------------------------------------------------------------------------
-# Data collection with the weak-expert policy (FACTS section 4)
+# Data collection: the weak expert (FACTS section 4) and "all moving" (App. D.1)
 # ---------------------------------------------------------------------------------------
+INNER_LOW, INNER_HIGH = 5 + WALL_RADIUS, 506 - WALL_RADIUS     # the walls' inner faces
+AGENT_LOW, AGENT_HIGH = INNER_LOW + AGENT_RADIUS, INNER_HIGH - AGENT_RADIUS  # agent centres
+DRIVE_EVERY = 5         # all moving: env steps between two random draws of the block's motion,
+DRIVE_SPEED = 200.0     # its speed ~ U[0, 200] px/s (the agent's top step speed is ~374)
+DRIVE_SPIN = 3.0        # and its angular velocity ~ U[-3, 3] rad/s (up to 0.3 rad a step)
+BACK_OFF_GAP = 40.0     # see wander_action: about one agent step at full speed (37 px),
+BACK_OFF_REACH = 130.0  # and the block's reach from its CoG (77) + agent radius + one step
+
+
+def weak_expert_action(state, rng):
+    """a ~ U[-1, 1]^2, its target clipped to the block's +/- 100 px box, back to [-1, 1]^2."""
+    agent, block = state[0:2], state[2:4]
+    target = np.clip(agent + ACTION_SCALE * rng.uniform(-1, 1, 2), block - 100, block + 100)
+    return np.clip((target - agent) / ACTION_SCALE, -1, 1)
+
+
+def wander_action(state, rng):
+    """a ~ U[-1, 1]^2, its target clipped to where the agent fits inside the walls.
+
+    While the block is within BACK_OFF_GAP px of a wall and the agent within BACK_OFF_REACH
+    px of the block's centre, the agent backs off from the block at full speed instead:
+    a kinematic agent that pins the block against a wall squeezes it through the wall.
+    """
+    agent = state[0:2]
+    target = agent + ACTION_SCALE * rng.uniform(-1, 1, 2)
+    outline = np.array(_tee_polygon(*state[2:5], 1.0))                 # (8, 2) world px
+    away = agent - outline.mean(0)             # the outline's mean vertex is the block's CoG
+    wall_gap = min(outline.min() - INNER_LOW, INNER_HIGH - outline.max())
+    if wall_gap < BACK_OFF_GAP and np.linalg.norm(away) < BACK_OFF_REACH:
+        target = agent + ACTION_SCALE * away / max(np.linalg.norm(away), 1e-6)
+    target = np.clip(target, AGENT_LOW, AGENT_HIGH)
+    return np.clip((target - agent) / ACTION_SCALE, -1, 1)
+
+
+def _weak_step(env, t, rng):
+    return weak_expert_action(env.get_state(), rng)
+
+
+def _all_moving_step(env, t, rng):
+    if t % DRIVE_EVERY == 0:
+        heading, speed = rng.uniform(0, 2 * np.pi), rng.uniform(0, DRIVE_SPEED)
+        env.drive_block(speed * np.array([np.cos(heading), np.sin(heading)]),
+                        rng.uniform(-DRIVE_SPIN, DRIVE_SPIN))
+    return wander_action(env.get_state(), rng)
+
+
+# policy name -> step(env, t, rng): moves the world if the policy does so, returns the action
+POLICIES = {"weak": _weak_step, "all_moving": _all_moving_step}
+
+
+def policy_step(name):
+    """The step function of the collection policy ``name`` (ValueError if there is none)."""
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}; expected one of {sorted(POLICIES)}")
+    return POLICIES[name]
+
+
 @dataclass(frozen=True)
 class PushTDataConfig:
     """What a Push-T dataset is made of; two datasets with equal configs are identical."""
@@ -260,6 +339,9 @@ class PushTDataConfig:
     render_size: int = 64
     val_fraction: float = 0.1     # share of episodes held out as the validation split
     seed: int = 0
+    policy: str = field(default="weak", metadata={
+        "choices": sorted(POLICIES),
+        "help": "weak: SWM's weak expert; all_moving: the block moves randomly too (App. D.1)"})
 
 
 DATA_PRESETS = {
@@ -269,26 +351,29 @@ DATA_PRESETS = {
 }
 
 
-def weak_expert_action(state, rng):
-    """a ~ U[-1, 1]^2, its target clipped to the block's +/- 100 px box, back to [-1, 1]^2."""
-    agent, block = state[0:2], state[2:4]
-    target = np.clip(agent + ACTION_SCALE * rng.uniform(-1, 1, 2), block - 100, block + 100)
-    return np.clip((target - agent) / ACTION_SCALE, -1, 1)
+def collect_episode(n_steps, seed, render_size, policy="weak"):
+    """Roll out ``policy`` for ``n_steps`` env steps from a random start.
 
-
-def collect_episode(n_steps, seed, render_size):
-    """Roll out the weak expert for ``n_steps`` env steps from a random start.
+    "weak": SWM's weak expert (``weak_expert_action``); the block moves only when pushed.
+    "all_moving": the agent wanders the whole world (``wander_action``) and the block
+    moves of its own accord (``PushTEnv.drive_block``): every DRIVE_EVERY steps it is given
+    a new random velocity (uniform heading, speed U[0, DRIVE_SPEED] px/s) and spin
+    (U[-DRIVE_SPIN, DRIVE_SPIN] rad/s), which it keeps wherever the walls and the agent
+    leave it free; they stop and push it as usual. The block's motion is not in the
+    recorded action, so this data is for training the slot encoder, not a world model.
 
     Returns arrays over the n_steps + 1 frames: pixels uint8 (L, H, W, 3), state float32
     (L, 7), proprio float32 (L, 4), action float32 (L, 2) where action[i] is the action
-    taken at frame i and the last row, which has no action, is NaN.
+    given to the env at frame i and the last row, which has no action, is NaN. All
+    randomness comes from ``np.random.default_rng(seed)``.
     """
+    step = policy_step(policy)
     rng = np.random.default_rng(seed)
     env = PushTEnv(render_size)
     obs, info = env.reset(seed=int(rng.integers(2**31)))
     pixels, states, proprio, actions = [obs["pixels"]], [info["state"]], [obs["proprio"]], []
-    for _ in range(n_steps):
-        action = weak_expert_action(info["state"], rng)
+    for t in range(n_steps):
+        action = step(env, t, rng)
         obs, _, _, _, info = env.step(action)
         actions.append(action)
         pixels.append(obs["pixels"])
@@ -314,13 +399,15 @@ FORMAT = "cjepa-pusht/1"
 
 
 def collect(cfg: PushTDataConfig, out, workers=0, progress=True, overwrite=False):
-    """Collect a dataset into the folder ``out`` and return it loaded.
+    """Collect a dataset with the policy ``cfg.policy`` into the folder ``out`` and return
+    it loaded.
 
     Episodes are collected in parallel (``workers`` processes, 0 = one per core) and
     streamed into memory-mapped arrays inside ``out.partial``; only when everything,
     ``meta.json`` last, is written is that folder renamed to ``out``. An interrupted
     collection therefore never leaves a folder that loads as a dataset.
     """
+    policy_step(cfg.policy)
     out = Path(out)
     if out.exists():
         if not overwrite:
@@ -341,7 +428,8 @@ def collect(cfg: PushTDataConfig, out, workers=0, progress=True, overwrite=False
     arrays = {name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype,
                                               shape=(n_frames, *shape(cfg.render_size)))
               for name, (shape, dtype) in ARRAYS.items()}
-    jobs = [(e, int(lengths[e]) - 1, int(seeds[e]), cfg.render_size) for e in range(cfg.episodes)]
+    jobs = [(e, int(lengths[e]) - 1, int(seeds[e]), cfg.render_size, cfg.policy)
+            for e in range(cfg.episodes)]
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=cfg.episodes, desc=f"collect {out.name}", unit="ep", disable=not progress)
     with mp.get_context("spawn").Pool(workers) as pool:
@@ -409,15 +497,38 @@ class PushTData:
         return np.stack(maps).reshape(*index.shape, size, size)
 
 
+# The config of datasets written before ``policy`` existed, all by the weak expert.
+_ConfigBeforePolicy = make_dataclass("PushTDataConfigBeforePolicy", [
+    (f.name, f.type) for f in fields(PushTDataConfig) if f.name != "policy"])
+
+
+def _stored_config_fields(path):
+    """The config's field names in ``path/meta.json``; None if it cannot be read (then
+    read_dataset_meta says why)."""
+    try:
+        return set(json.loads((path / "meta.json").read_text())["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load_dataset(path, expect: PushTDataConfig | None = None):
     """Load and validate a dataset folder written by ``collect``.
 
     Raises DatasetError, saying what was expected and found, when meta.json is missing
     (never finished, or not a dataset), an array is truncated or has the wrong shape or
-    dtype, or the dataset was made with another config than ``expect``.
+    dtype, or the dataset was made with another config than ``expect``. A dataset whose
+    config has no ``policy`` (written before that field existed) loads as policy "weak".
     """
     path = Path(path)
-    meta, cfg = read_dataset_meta(path, FORMAT, PushTDataConfig, expect)
+    if _stored_config_fields(path) == {f.name for f in fields(_ConfigBeforePolicy)}:
+        meta, old = read_dataset_meta(path, FORMAT, _ConfigBeforePolicy)
+        cfg = PushTDataConfig(**asdict(old), policy="weak")
+        if expect is not None and cfg != expect:   # as read_dataset_meta words it
+            diff = {k: (v, getattr(cfg, k)) for k, v in asdict(expect).items()
+                    if getattr(cfg, k) != v}
+            raise DatasetError(f"{path} was made with another config; (expected, found): {diff}")
+    else:
+        meta, cfg = read_dataset_meta(path, FORMAT, PushTDataConfig, expect)
     n = meta["n_frames"]
     arrays = {name: load_array(path / f"{name}.npy", (n, *shape(cfg.render_size)), dtype)
               for name, (shape, dtype) in ARRAYS.items()}
@@ -523,6 +634,24 @@ class Windows(torch.utils.data.Dataset):
             item["slots"] = torch.as_tensor(np.asarray(self.slots[index]), dtype=torch.float32)
         return item
 
+    def batch(self, indices):
+        """Items ``indices`` stacked, as ``torch.stack`` of each key of ``self[i]`` would give,
+        gathered with one indexing per array (a batch of 256 windows: 5.6 ms item by item)."""
+        t0 = self.starts[np.asarray(indices)]  # (B,)
+        index = t0[:, None] + self.frameskip * np.arange(self.n_frames)  # (B, T)
+        batch = {"index": torch.from_numpy(index)}
+        if self.controlled:
+            steps = t0[:, None] + np.arange(self.n_frames * self.frameskip)  # (B, T * fs) env steps
+            actions = self.data.action[steps].reshape(len(t0), self.n_frames, self.frameskip * ACTION_DIM)
+            batch["actions"] = torch.from_numpy((actions - self.action_mean) / self.action_std).float()
+            batch["proprio"] = torch.from_numpy(normalize_proprio(self.data.proprio[index], self.data.stats))
+            batch["state"] = torch.from_numpy(self.data.state[index])
+        if self.slots is None:
+            batch["frames"] = torch.stack([frames_to_tensor(self.data.pixels[i]) for i in index])
+        else:
+            batch["slots"] = torch.as_tensor(np.asarray(self.slots[index]), dtype=torch.float32)
+        return batch
+
 
 def normalize_proprio(proprio, stats):
     """z-score proprio (..., 4) with the dataset statistics; returns float32."""
@@ -553,12 +682,14 @@ def sample_eval_pairs(data: PushTData, split="val", n_episodes=50, seed=0, goal_
 # ---------------------------------------------------------------------------------------
 def main(argv=None):
     parser = build_parser(PushTDataConfig, DATA_PRESETS, "Collect a Push-T dataset.")
-    parser.add_argument("--out", default=None, help="dataset folder (default data/pusht-<preset>)")
+    parser.add_argument("--out", default=None,
+                        help="dataset folder (default data/pusht-<preset>[-<policy>])")
     parser.add_argument("--workers", type=int, default=0, help="processes (0 = one per core)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     args = parser.parse_args(argv)
     cfg = config_from_args(PushTDataConfig, DATA_PRESETS, args, default_preset="cpu")
-    out = args.out or f"data/pusht-{args.preset or 'cpu'}"
+    policy = "" if cfg.policy == "weak" else f"-{cfg.policy}"
+    out = args.out or f"data/pusht-{args.preset or 'cpu'}{policy}"
     data = collect(cfg, out, workers=args.workers, overwrite=args.overwrite)
     print(f"wrote {data.path}: {len(data.state)} frames in {len(data.episode_starts) - 1} "
           f"episodes, {data.pixels.nbytes / 2**20:.0f} MiB of pixels")

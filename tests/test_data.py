@@ -1,3 +1,5 @@
+import dataclasses
+import json
 import math
 import shutil
 
@@ -7,9 +9,10 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from data import (DATA_PRESETS, DEFAULT_GOAL_STATE, OBJECT_IDS, DatasetError, FrameClips,
-                  PushTDataConfig, PushTEnv, Windows, collect, is_success, load_dataset,
-                  render_ids, render_pixels, sample_eval_pairs)
+from data import (AGENT_RADIUS, DATA_PRESETS, DEFAULT_GOAL_STATE, INNER_HIGH, INNER_LOW,
+                  OBJECT_IDS, TEE_OUTLINE, DatasetError, FrameClips, PushTDataConfig, PushTEnv,
+                  Windows, collect, collect_episode, is_success, load_dataset, render_ids,
+                  render_pixels, sample_eval_pairs, wrap_angle)
 
 FAR_STATE = [100.0, 100.0, 350.0, 350.0, 0.5, 0.0, 0.0]
 
@@ -281,3 +284,101 @@ def test_restore_substep_moves_the_agent_by_its_velocity_unless_off():
     _, swm = PushTEnv().reset(options={"state": state})
     assert swm["state"][:2] == pytest.approx(state[:2] + 0.01 * state[5:7], abs=1e-9)
     assert np.array_equal(swm["state"][2:5], state[2:5])  # the block, untouched, stays put
+
+
+# ---------------------------------------------------------------------------------------
+# The "all moving" collection policy (App. D.1)
+# ---------------------------------------------------------------------------------------
+def block_motion(state):
+    """Per step: block displacement (px) and |turn| (rad); over the episode: the range of
+    the unwrapped angle (rad). state: (L, 7)."""
+    state = np.asarray(state, np.float64)
+    turn = wrap_angle(np.diff(state[:, 4]))
+    shift = np.linalg.norm(np.diff(state[:, 2:4], axis=0), axis=1)
+    return shift, np.abs(turn), np.ptp(np.cumsum(turn))
+
+
+def past_walls(state):
+    """How far (px) the T's outline pokes past the walls' inner faces, per frame; 0 inside."""
+    state = np.asarray(state, np.float64)
+    c, s = np.cos(state[:, 4:5]), np.sin(state[:, 4:5])
+    px, py = np.array(TEE_OUTLINE, np.float64).T
+    xy = np.concatenate([state[:, 2:3] + c * px - s * py, state[:, 3:4] + s * px + c * py], axis=1)
+    return np.maximum(np.maximum(INNER_LOW - xy.min(1), xy.max(1) - INNER_HIGH), 0)
+
+
+def test_drive_block_moves_the_block_at_its_own_velocity_until_reset():
+    env = PushTEnv(16)
+    env.reset(options={"state": [100.0, 100.0, 250.0, 250.0, 0.0, 0.0, 0.0]})
+    env.drive_block([100.0, -50.0], 0.0)
+    _, _, _, _, info = env.step([0.0, 0.0])        # 0.1 s, nothing in the way
+    assert info["state"][2:5] == pytest.approx([260.0, 245.0, 0.0], abs=1e-6)
+    env.reset(options={"state": [100.0, 100.0, 250.0, 250.0, 0.0, 0.0, 0.0]})
+    _, _, _, _, info = env.step([0.0, 0.0])        # a reset gives back the resting block
+    assert info["state"][2:5] == pytest.approx([250.0, 250.0, 0.0], abs=1e-9)
+
+
+def test_all_moving_moves_and_turns_the_block_far_more_than_the_weak_expert():
+    weak_shares = []
+    for seed in range(3):
+        moved, angle_range = {}, {}
+        for policy in ("weak", "all_moving"):
+            shift, turn, angle_range[policy] = block_motion(
+                collect_episode(40, seed, 8, policy)["state"])
+            moved[policy] = np.mean((shift > 0.5) | (turn > 0.005))   # share of steps it moves
+        assert moved["all_moving"] >= 0.8 and angle_range["all_moving"] > 1.0
+        assert moved["weak"] < moved["all_moving"]
+        weak_shares.append(moved["weak"])
+    assert np.mean(weak_shares) < 0.6
+
+
+def test_all_moving_keeps_block_and_agent_inside_the_walls_without_jumps():
+    # without the agent's back-off, it squeezes the block 14 and 18 px into a wall in
+    # seeds 71 and 111; contacts alone let it sink up to ~3 px (a reset can start it
+    # overlapping a wall, hence the comparison with frame 0)
+    for seed in [*range(12), 71, 111]:
+        episode = collect_episode(100, seed, 8, "all_moving")
+        state, action = episode["state"], episode["action"]
+        depth = past_walls(state)
+        assert depth[1:].max() <= depth[0] + 5.0, f"seed {seed}: {depth.max():.1f} px past a wall"
+        assert block_motion(state)[0].max() < 60.0                     # no teleports
+        agent = state[:, :2]                            # the agent's disk stays inside too
+        assert agent.min() > INNER_LOW + AGENT_RADIUS - 1
+        assert agent.max() < INNER_HIGH - AGENT_RADIUS + 1
+        assert np.abs(action[:-1]).max() <= 1.0 and np.isnan(action[-1]).all()
+
+
+def test_all_moving_collection_is_deterministic(tmp_path):
+    cfg = PushTDataConfig(episodes=3, min_steps=20, max_steps=25, render_size=16, seed=5,
+                          policy="all_moving")
+    a = collect(cfg, tmp_path / "a", workers=1, progress=False)
+    b = collect(cfg, tmp_path / "b", workers=1, progress=False)
+    assert a.config.policy == "all_moving"
+    for name in ("pixels", "state", "proprio", "action"):
+        assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=name == "action"), name
+    last = a.episode_starts[1:] - 1                    # steps that cross no episode boundary
+    shift, turn, _ = block_motion(a.state)
+    inside = ~np.isin(np.arange(len(shift)), last)
+    assert np.mean(((shift > 0.5) | (turn > 0.005))[inside]) >= 0.8
+
+
+def test_unknown_policy_is_a_clear_error(tmp_path):
+    cfg = PushTDataConfig(episodes=2, min_steps=3, max_steps=3, policy="expert")
+    allowed = r"unknown policy 'expert'; expected one of \['all_moving', 'weak'\]"
+    with pytest.raises(ValueError, match=allowed):
+        collect(cfg, tmp_path / "ds", workers=1, progress=False)
+    assert list(tmp_path.iterdir()) == []              # raised before any work
+    with pytest.raises(ValueError, match="unknown policy"):
+        collect_episode(3, 0, 8, "expert")
+
+
+def test_dataset_written_before_policy_existed_loads_as_weak(tiny_dataset, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(tiny_dataset.path, old)
+    meta = json.loads((old / "meta.json").read_text())
+    del meta["config"]["policy"]
+    (old / "meta.json").write_text(json.dumps(meta))
+    data = load_dataset(old, expect=DATA_PRESETS["tiny"])
+    assert data.config.policy == "weak" and np.array_equal(data.state, tiny_dataset.state)
+    with pytest.raises(DatasetError, match="another config.*policy"):
+        load_dataset(old, expect=dataclasses.replace(DATA_PRESETS["tiny"], policy="all_moving"))
