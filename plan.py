@@ -2,15 +2,19 @@
 
     python plan.py --ckpt runs/pusht-cpu-m1 --seeds 0 1 2 --episodes 50 --out plan.json
 
-The paper's protocol: for each seed, 50 (start, goal) pairs drawn from the validation
+The paper's protocol: for each seed, 50 (start, goal) pairs drawn from the training
 split with the goal 25 env steps after the start; the env is set to the start state, the
 goal is that later frame (image for the model, state for the success test); the agent
 has exactly 50 env steps and succeeds if any step meets the criterion. MPC: the plan is
 5 blocks of 5 env actions (one world-model step each), all 25 executed before solving
-again, with 1 frame of history. CEM in z-scored action space: mean 0, std 1, 300
-candidates (candidate 0 is the mean), 30 elites, 30 iterations; the plan is the final mean.
-The cost compares the predicted slots of the last planned frame with the goal's slots
-after the best matching of slots (all S! permutations at once) plus the proprio error.
+again. Each rollout starts from the 1 observed frame; its context grows with predicted
+frames up to the model's history (3), right-aligned in time as in training, and the
+predicted frame's action is never shown. CEM in z-scored action space: mean 0, std 1, 300
+candidates (candidate 0 is the mean), 30 elites, 30 iterations, new std the elites'
+unbiased std, candidates not clamped; the plan is the final mean. The cost compares the
+predicted slots of the last planned frame with the goal's slots after the best matching
+of slots (all S! permutations at once), plus the proprio error in the space the model
+predicts it in (its 128-d embedding, as the paper's code does).
 
 All episodes of a seed are solved together as one (episodes x candidates) batch;
 ``--sequential`` solves them one at a time, with the same per-episode random streams,
@@ -47,19 +51,21 @@ class PlanConfig:
     """The evaluation protocol; defaults are the paper's."""
     ckpt: str = ""                # run folder of train.py, or its predictor.pt
     policy: str = "cem"           # cem | random | replay (the dataset's own actions)
-    split: str = "val"
+    split: str = "train"          # where starts and goals are drawn (the paper: the training split)
     seeds: tuple[int, ...] = (0, 1, 2)
     episodes: int = 50
     goal_offset: int = 25         # env steps from start to goal
     budget: int = 50              # env steps per episode
     horizon: int = 5              # planned world-model steps
     receding: int = 5             # planned steps executed before solving again
-    history: int = 1              # world-model frames of history while planning
+    history: int = 0              # most world-model frames of context while planning (0: the model's n_history)
     samples: int = 300
     topk: int = 30
     iterations: int = 30
     init_std: float = 1.0
-    clip_actions: bool = True     # CEM samples only actions the env executes (raw [-1, 1]); False: unbounded
+    # -- ours (off: the paper's protocol)
+    clip_actions: bool = False    # clamp CEM candidates to the actions the env executes (raw [-1, 1])
+    time_align: str = "right"     # left: a rollout window starts at time position 0 (the earlier planner)
     proprio_weight: float = 1.0
     sequential: bool = False      # solve one episode at a time (for the speed comparison)
     cost_batch: int = 0           # most candidate rollouts per predictor call; 0: 300 on CPU, no limit on GPU
@@ -131,7 +137,7 @@ def cem(cost_fn, n_problems, horizon, action_dim, generators, cfg: PlanConfig, d
         elite = costs.topk(cfg.topk, dim=1, largest=False).indices  # (E, K)
         elites = torch.gather(candidates, 1, elite[:, :, None, None].expand(
             -1, -1, horizon, action_dim))                           # (E, K, H, A)
-        mean, std = elites.mean(1), elites.std(1, unbiased=False)
+        mean, std = elites.mean(1), elites.std(1)  # unbiased, as SWM
     return mean
 
 
@@ -165,21 +171,26 @@ class WorldModel:
         return torch.from_numpy(normalize_proprio(np.asarray(proprio), self.stats)).to(self.device)
 
     @torch.no_grad()
-    def costs(self, slots, proprio, goal_slots, goal_proprio, candidates, history, proprio_weight):
-        """Score candidates (E, N, H, A) from the current slots (E, S, D) / proprio (E, P).
+    def costs(self, slots, proprio, goal_slots, goal_proprio, candidates, history, proprio_weight,
+              align="right"):
+        """Score candidates (E, N, H, A) from the current slots (E, S, D) / z-scored proprio (E, P)
+        against the goal's; ``history``: the most frames of context (0: the model's n_history).
 
-        The rollout needs one action per frame, the predicted ones included; the action at
-        the last predicted frame is not part of the plan and is set to the dataset mean (0).
+        The rollout needs one action per frame, the predicted ones included; the predicted
+        frame's action is hidden from the model (its query token) and set to the dataset mean (0).
+        The proprio is compared in the space the model predicts it in (predictor.proprio_features).
         """
         E, N, H, A = candidates.shape
         actions = torch.cat([candidates, candidates.new_zeros(E, N, 1, A)], dim=2)  # (E, N, H+1, A)
         start = slots[:, None, None].expand(E, N, 1, *slots.shape[1:])   # (E, N, 1, S, D)
         start_proprio = proprio[:, None, None].expand(E, N, 1, proprio.shape[-1])
         with autocast(self.device, self.precision):
-            out = rollout(self.predictor, start, actions, start_proprio, n_future=H, history=history)
+            out = rollout(self.predictor, start, actions, start_proprio, n_future=H,
+                          history=history or self.predictor.n_history, align=align)
+            goal_proprio = self.predictor.proprio_features(goal_proprio)  # (E, P')
         proprio = None if out["proprio"] is None else out["proprio"][:, :, -1].float()
-        return goal_cost(out["slots"][:, :, -1].float(), proprio, goal_slots[:, None], goal_proprio[:, None],
-                         proprio_weight)  # (E, N)
+        return goal_cost(out["slots"][:, :, -1].float(), proprio, goal_slots[:, None],
+                         goal_proprio[:, None].float(), proprio_weight)  # (E, N)
 
     def _action_stats(self):
         """Mean and std of one model action: frameskip env actions side by side, (2 * frameskip,)."""
@@ -308,7 +319,8 @@ def solve_all(cfg, model, pixels, proprio, goal_slots, goal_proprio, seed, solve
             for i in range(0, len(idx), per_call):
                 part = idx[i:i + per_call]
                 costs.append(model.costs(slots[part], prop[part], goal_slots[part], goal_proprio[part],
-                                         candidates[i:i + per_call], cfg.history, cfg.proprio_weight))
+                                         candidates[i:i + per_call], cfg.history, cfg.proprio_weight,
+                                         cfg.time_align))
             return torch.cat(costs)
         plans.append(cem(cost_fn, len(idx), cfg.horizon, model.action_dim,
                          [generators[i] for i in idx], cfg, model.device,
@@ -332,8 +344,10 @@ def evaluate(cfg: PlanConfig, progress=True):
         raise ValueError(f"policy must be cem, random or replay, got {cfg.policy!r}")
     if not cfg.ckpt:
         raise ValueError("--ckpt is required: a run folder of train.py or its predictor.pt")
-    if not 1 <= cfg.receding <= cfg.horizon or cfg.topk > cfg.samples:
-        raise ValueError("need 1 <= receding <= horizon and topk <= samples")
+    if not 1 <= cfg.receding <= cfg.horizon or not 2 <= cfg.topk <= cfg.samples:
+        raise ValueError("need 1 <= receding <= horizon and 2 <= topk <= samples")
+    if cfg.time_align not in ("right", "left") or cfg.history < 0:
+        raise ValueError(f"need --time-align right|left and --history >= 0, got {cfg.time_align!r}, {cfg.history}")
     check_precision(cfg.precision)
     if cfg.cost_batch < 0:
         raise ValueError(f"expected --cost-batch >= 0 (0: automatic), got {cfg.cost_batch}")

@@ -6,13 +6,23 @@ token is replaced by the identity query `mask_token + time_pos[t] + Linear(slot 
 model is told *which* object to predict but not its state. There is no slot-index embedding:
 slots are a set and permuting them permutes the outputs.
 
-Loss (weights 1:1:1, each term mean-reduced): MSE on the hidden history slots + MSE on all future
-slots + MSE on the future proprio. The action node is never a target. With
-proprio_residual=True (ours, not the paper's) the proprio head predicts the change from the last
-observed frame's proprio instead of the proprio itself, and with slot_residual=True (ours too)
-each hidden slot token predicts the change of its slot since the last frame where that slot was
-visible (for a future slot, the last history frame; for a slot masked in the history, the t = 0
-anchor), so "nothing moves" is the zero output instead of a copy through the network.
+Loss (weights 1:1:1, each term mean-reduced): MSE on the hidden history slots (Eq. 5 scores only
+masked inputs, so the visible t = 0 anchor is not a target; the official code also averages the
+anchor in) + MSE on all future slots + MSE on the future proprio. As in the official code, proprio
+is predicted and scored as its 128-d embedding: the target is the proprio encoder's output for the
+true proprio, detached. The action node is never a target, and the action of a future frame is
+never shown: its token is a learned query (the action taken *at* the predicted frame causes
+nothing inside the window).
+
+Time positions are fixed relative to the prediction: history frame n_history - 1 is always the
+newest observed frame. A window with fewer history frames (a rollout that starts from one
+observed frame) is right-aligned to the positions it had in training (`time_offset`).
+
+Options that are ours, not the paper's, all off by default (docs/additions.md measures each):
+proprio_residual / slot_residual predict the change since the last visible frame instead of the
+value ("nothing moves" is the zero output instead of a copy through the network; for a slot masked
+in the history the base is the t = 0 anchor), future_action="visible" shows the future frame's
+action, proprio_space="raw" predicts the z-scored proprio itself instead of its embedding.
 
 Two baselines are options of the same module:
 - causal=True (OC-DINO-WM): block-causal attention, a token at frame t sees frames <= t.
@@ -116,6 +126,9 @@ class Predictor(nn.Module):
 
     action_dim = 0 or proprio_dim = 0 means the dataset has no such input (CLEVRER has neither).
     aux: "nodes" (one action and one proprio token per frame) or "concat" (see module docstring).
+    n_history: the history length trained with; the newest observed frame of a rollout window
+    takes its time position, n_history - 1. proprio_space: "embedding" (the paper's code) or
+    "raw" (ours); future_action: "query" (the paper) or "visible" (ours).
     """
 
     def __init__(
@@ -133,14 +146,20 @@ class Predictor(nn.Module):
         max_frames: int = 32,
         aux: str = "nodes",
         causal: bool = False,
+        n_history: int = 3,
+        proprio_space: str = "embedding",
+        future_action: str = "query",
         proprio_residual: bool = False,
         slot_residual: bool = False,
-        hide_last_action: bool = False,
     ):
         super().__init__()
-        if aux not in ("nodes", "concat"):
-            raise ValueError(f"expected aux in ('nodes', 'concat'), got {aux!r}")
-        for name, value in (("n_slots", n_slots), ("slot_dim", slot_dim), ("max_frames", max_frames)):
+        for name, value, allowed in (("aux", aux, ("nodes", "concat")),
+                                     ("proprio_space", proprio_space, ("embedding", "raw")),
+                                     ("future_action", future_action, ("query", "visible"))):
+            if value not in allowed:
+                raise ValueError(f"expected {name} in {allowed}, got {value!r}")
+        for name, value in (("n_slots", n_slots), ("slot_dim", slot_dim), ("max_frames", max_frames),
+                            ("n_history", n_history)):
             if value < 1:
                 raise ValueError(f"expected {name} >= 1, got {value}")
         if action_dim < 0 or proprio_dim < 0:
@@ -148,9 +167,9 @@ class Predictor(nn.Module):
         dim = slot_dim if dim is None else dim
         self.n_slots, self.slot_dim, self.dim = n_slots, slot_dim, dim
         self.action_dim, self.proprio_dim = action_dim, proprio_dim
-        self.max_frames, self.aux, self.causal = max_frames, aux, causal
+        self.max_frames, self.aux, self.causal, self.n_history = max_frames, aux, causal, n_history
+        self.proprio_space, self.future_action = proprio_space, future_action
         self.proprio_residual, self.slot_residual = proprio_residual, slot_residual
-        self.hide_last_action = hide_last_action and action_dim > 0
 
         self.slot_in = nn.Linear(slot_dim, dim)
         self.anchor_in = nn.Linear(slot_dim, dim)  # identity query from the slot at t = 0
@@ -158,8 +177,8 @@ class Predictor(nn.Module):
         self.proprio_in = nn.Linear(proprio_dim, dim) if proprio_dim else None
         self.mask_token = nn.Parameter(0.02 * torch.randn(dim))
         self.proprio_mask_token = nn.Parameter(0.02 * torch.randn(dim))
-        if self.hide_last_action:
-            self.action_mask_token = nn.Parameter(0.02 * torch.randn(dim))
+        if action_dim and future_action == "query":
+            self.action_query = nn.Parameter(0.02 * torch.randn(dim))
         self.time_pos = nn.Parameter(0.02 * torch.randn(max_frames, dim))
         self.type_emb = nn.Parameter(0.02 * torch.randn(3, dim))
         n_aux = int(action_dim > 0) + int(proprio_dim > 0)
@@ -168,15 +187,20 @@ class Predictor(nn.Module):
         self.blocks = nn.ModuleList(Block(dim, heads, dim_head, mlp_dim, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.slot_out = nn.Linear(dim, slot_dim)
-        self.proprio_out = nn.Linear(dim, proprio_dim) if proprio_dim else None
+        # the proprio head predicts in proprio_space: the dim-d embedding, or the raw proprio
+        self.proprio_out = nn.Linear(dim, dim if proprio_space == "embedding" else proprio_dim) if proprio_dim else None
 
-    def _check_inputs(self, slots, mask, actions, proprio, n_history) -> None:
-        S, D, A, P = self.n_slots, self.slot_dim, self.action_dim, self.proprio_dim
+    def _check_inputs(self, slots, mask, actions, proprio, n_history, time_offset, proprio_embedded) -> None:
+        S, D, A = self.n_slots, self.slot_dim, self.action_dim
+        P = self.dim if proprio_embedded else self.proprio_dim
         if slots.ndim != 4 or slots.shape[2:] != (S, D):
             raise ValueError(f"expected slots of shape (B, T, {S}, {D}), got {tuple(slots.shape)}")
         B, T = slots.shape[:2]
-        if not 1 <= T <= self.max_frames:
-            raise ValueError(f"expected 1 <= T <= max_frames = {self.max_frames}, got T = {T}")
+        if time_offset < 0 or not 1 <= time_offset + T <= self.max_frames:
+            raise ValueError(f"expected time_offset >= 0 and 1 <= time_offset + T <= max_frames = "
+                             f"{self.max_frames}, got time_offset = {time_offset}, T = {T}")
+        if proprio_embedded and self.proprio_space != "embedding":
+            raise ValueError("proprio_embedded=True needs a model with proprio_space='embedding'")
         if mask.shape != (B, T, S) or mask.dtype != torch.bool:
             got = f"{mask.dtype} {tuple(mask.shape)}"
             raise ValueError(f"expected a bool mask of shape ({B}, {T}, {S}), got {got}")
@@ -192,10 +216,17 @@ class Predictor(nn.Module):
                 got = None if x is None else tuple(x.shape)
                 raise ValueError(f"expected {name} of shape ({B}, {T}, {size}), got {got}")
 
-    def _embed(self, slots, mask, actions, proprio, n_history) -> torch.Tensor:
-        """Build the token sequence (B, T * tokens_per_frame, dim); frame-major, slots first."""
+    def proprio_features(self, proprio: torch.Tensor) -> torch.Tensor:
+        """Raw z-scored proprio (..., P) -> the space the model predicts it in: its embedding
+        (..., dim) with proprio_space "embedding", the proprio itself with "raw"."""
+        return self.proprio_in(proprio) if self.proprio_space == "embedding" else proprio
+
+    def _embed(self, slots, mask, actions, proprio_tok, n_history, time_offset) -> torch.Tensor:
+        """Build the token sequence (B, T * tokens_per_frame, dim); frame-major, slots first.
+        proprio_tok: (B, T, dim), the proprio embeddings, or None."""
         T = slots.shape[1]
-        time = self.time_pos[:T]  # (T, dim)
+        time = self.time_pos[time_offset:time_offset + T]  # (T, dim)
+        future = (torch.arange(T, device=slots.device) >= n_history)[None, :, None]  # (1, T, 1)
 
         visible = self.slot_in(slots)  # (B, T, S, dim)
         anchor_seen = ~mask[:, 0, :, None]  # (B, S, 1): no anchor from a slot hidden at t = 0 (tube mask)
@@ -206,17 +237,15 @@ class Predictor(nn.Module):
         aux = []  # (embedding (B, T, dim), token type) per auxiliary input
         if self.action_in is not None:
             action_tok = self.action_in(actions)  # (B, T, dim)
-            if self.hide_last_action:
-                # actions[:, t] is taken at frame t and moves the world to t + 1: the last
-                # frame's action causes nothing in the window, and as the data's policy picks it
-                # from where the agent and block are, it would tell the predictor where the last
-                # (predicted) frame is. While planning it is the next candidate action.
-                last = self.action_mask_token.expand(action_tok.shape[0], 1, -1)
-                action_tok = torch.cat([action_tok[:, :-1], last], dim=1)
+            if self.future_action == "query":
+                # actions[:, t] is taken at frame t and moves the world to t + 1: a future
+                # frame's action is not known when its state is predicted, and as the data's
+                # policy picks it from where the agent and block are, it would tell the
+                # predictor where that frame is.
+                action_tok = torch.where(future, self.action_query, action_tok)
             aux.append((action_tok, ACTION))
-        if self.proprio_in is not None:
-            future = (torch.arange(T, device=slots.device) >= n_history)[None, :, None]  # (1, T, 1)
-            aux.append((torch.where(future, self.proprio_mask_token, self.proprio_in(proprio)), PROPRIO))
+        if proprio_tok is not None:
+            aux.append((torch.where(future, self.proprio_mask_token, proprio_tok), PROPRIO))
 
         if self.aux == "concat":
             if aux:
@@ -244,17 +273,28 @@ class Predictor(nn.Module):
         actions: torch.Tensor | None,
         proprio: torch.Tensor | None,
         n_history: int,
+        time_offset: int = 0,
+        proprio_embedded: bool = False,
     ) -> dict:
         """Predict every frame from the visible tokens.
 
         slots: (B, T, S, D); mask: (B, T, S) bool, True = hidden (every future slot must be hidden);
-        actions: (B, T, A) or None; proprio: (B, T, P) or None; frames >= n_history are the future.
-        Returns {"slots": (B, T, S, D), "proprio": (B, T, P) or None}. Only hidden positions (and
-        future proprio) are meaningful predictions; the others are whatever the model outputs.
+        actions: (B, T, A) or None; proprio: (B, T, P) raw z-scored, or (B, T, dim) embeddings with
+        proprio_embedded=True (a rollout feeding back its predictions), or None; frames >= n_history
+        are the future (their proprio values are never read). Frame t takes time position
+        time_offset + t.
+        Returns {"slots": (B, T, S, D), "proprio": (B, T, P') or None, "proprio_target": (B, T, P')
+        or None}, P' the size of proprio_space; "proprio_target" is the true proprio in that space
+        (the embedding detached). Only hidden positions (and future proprio) are meaningful
+        predictions; the others are whatever the model outputs.
         """
-        self._check_inputs(slots, mask, actions, proprio, n_history)
+        self._check_inputs(slots, mask, actions, proprio, n_history, time_offset, proprio_embedded)
         T, S = slots.shape[1], self.n_slots
-        x = self._embed(slots, mask, actions, proprio, n_history)  # (B, L, dim)
+        proprio_tok = target = None
+        if self.proprio_in is not None:
+            proprio_tok = proprio if proprio_embedded else self.proprio_in(proprio)  # (B, T, dim)
+            target = proprio_tok.detach() if self.proprio_space == "embedding" else proprio
+        x = self._embed(slots, mask, actions, proprio_tok, n_history, time_offset)  # (B, L, dim)
         per_frame = x.shape[1] // T
         allowed = self._attention_mask(T, per_frame, x.device)
         for block in self.blocks:
@@ -271,8 +311,8 @@ class Predictor(nn.Module):
             else:
                 pred_proprio = self.proprio_out(x[:, :, -1])  # (B, T, P), from the proprio token
             if self.proprio_residual:  # a change from the last observed proprio
-                pred_proprio = pred_proprio + proprio[:, n_history - 1:n_history]
-        return {"slots": pred_slots, "proprio": pred_proprio}
+                pred_proprio = pred_proprio + target[:, n_history - 1:n_history]
+        return {"slots": pred_slots, "proprio": pred_proprio, "proprio_target": target}
 
 
 def last_seen(slots: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -294,16 +334,15 @@ def _masked_mse(pred: torch.Tensor, target: torch.Tensor, select: torch.Tensor) 
     return ((pred - target) ** 2 * weight).sum() / weight.sum().clamp(min=1.0)
 
 
-def cjepa_loss(
-    pred: dict, slots: torch.Tensor, proprio: torch.Tensor | None, mask: torch.Tensor, n_history: int
-) -> tuple[torch.Tensor, dict]:
-    """C-JEPA loss, weights 1:1:1, each term mean-reduced.
+def cjepa_loss(pred: dict, slots: torch.Tensor, mask: torch.Tensor, n_history: int) -> tuple[torch.Tensor, dict]:
+    """C-JEPA loss (Eq. 5-6), weights 1:1:1, each term mean-reduced.
 
-    pred: output of Predictor.forward; slots: target slots (B, T, S, D); proprio: target proprio
-    (B, T, P) or None; mask: (B, T, S) bool, the mask the prediction was made with.
-    Returns (loss, terms) with terms {"history", "future", "proprio"} (detached 0-d tensors) and
-    loss == history + future + proprio.
+    pred: output of Predictor.forward (its "proprio_target" is the proprio target, in the space
+    the proprio is predicted in); slots: target slots (B, T, S, D); mask: (B, T, S) bool, the
+    mask the prediction was made with. Returns (loss, terms) with terms {"history", "future",
+    "proprio"} (detached 0-d tensors) and loss == history + future + proprio.
     """
+    proprio = pred.get("proprio_target")
     if pred["slots"].shape != slots.shape:
         expected = tuple(pred["slots"].shape)
         raise ValueError(f"expected target slots of shape {expected}, got {tuple(slots.shape)}")
@@ -311,7 +350,7 @@ def cjepa_loss(
         got = f"{mask.dtype} {tuple(mask.shape)}"
         raise ValueError(f"expected a bool mask of shape {tuple(slots.shape[:3])}, got {got}")
     if (pred["proprio"] is None) != (proprio is None):
-        raise ValueError("expected proprio targets exactly when the model predicts proprio")
+        raise ValueError("expected pred['proprio_target'] exactly when the model predicts proprio")
     T = slots.shape[1]
     future = torch.arange(T, device=slots.device) >= n_history  # (T,)
 
@@ -338,18 +377,28 @@ def rollout(
     n_future: int,
     history: int,
     block: int = 1,
+    align: str = "right",
 ) -> dict:
     """Predict `n_future` frames autoregressively, `block` frames per call of the model.
 
     slots: (..., T0, S, D) observed slots; actions: (..., T0 + K, A) or None, where actions[..., t]
-    is taken at frame t; proprio: (..., T0, P) or None; K = n_future. Each call feeds the last
-    min(history, frames so far) frames, all visible, plus `block` hidden frames to predict (fewer
-    at the end). Use the block the model was trained to predict (its config's n_future): a
+    is taken at frame t; proprio: (..., T0, P) raw z-scored, or None; K = n_future. Each call
+    feeds the last min(history, frames so far) frames, all visible, plus `block` hidden frames to
+    predict (fewer at the end): from one observed frame the context grows with predicted frames
+    up to `history`. Use the block the model was trained to predict (its config's n_future): a
     model trained to fill 4 hidden frames at once predicts worse when asked for one at a time.
+    align: "right" (as in training and the paper's planner: the newest frame of a window takes
+    time position model.n_history - 1) or "left" (a window starts at position 0; ours, earlier).
     Leading axes (e.g. episodes x candidates) are flattened into the batch. Runs under the
     caller's grad mode and train / eval mode.
-    Returns {"slots": (..., K, S, D), "proprio": (..., K, P) or None}.
+    Returns {"slots": (..., K, S, D), "proprio": (..., K, P') or None}: the predicted proprio in
+    the model's proprio_space (model.proprio_features of the raw proprio is comparable to it).
     """
+    if align not in ("right", "left"):
+        raise ValueError(f"expected align 'right' or 'left', got {align!r}")
+    if align == "right" and history > model.n_history:
+        raise ValueError(f"a right-aligned rollout keeps at most the model's n_history = {model.n_history} "
+                         f"frames of context, got history = {history}")
     if n_future < 1:
         raise ValueError(f"expected n_future >= 1, got {n_future}")
     if block < 1:
@@ -372,6 +421,8 @@ def rollout(
             expected = (*lead, T0, model.proprio_dim)
             raise ValueError(f"expected proprio of shape {expected}, got {tuple(proprio.shape)}")
         proprio, _ = einops.pack([proprio], "* t p")  # (B, T0, P)
+        embedded = model.proprio_space == "embedding"
+        proprio = model.proprio_features(proprio)  # (B, T0, P'): fed back as it is predicted
 
     B, _, S, D = slots.shape
     while slots.shape[1] < T0 + n_future:
@@ -386,7 +437,9 @@ def rollout(
         prop = None
         if proprio is not None:
             prop = torch.cat([proprio[:, start:], proprio.new_zeros(B, k, proprio.shape[-1])], dim=1)
-        out = model(window, mask, act, prop, n_history=W)
+        offset = model.n_history - W if align == "right" else 0
+        out = model(window, mask, act, prop, n_history=W, time_offset=offset,
+                    proprio_embedded=proprio is not None and embedded)
         slots = torch.cat([slots, out["slots"][:, W:]], dim=1)  # (B, now + k, S, D)
         if proprio is not None:
             proprio = torch.cat([proprio, out["proprio"][:, W:]], dim=1)  # (B, now + k, P)

@@ -83,7 +83,6 @@ class TrainConfig:
     decoder_rgb: str = "slot"     # slot: one colour per slot | pixel: RGB per pixel (Locatello)
     slot_init: str = "query"      # query: learned queries, straight-through (BO-QSA) | noise: mu + sigma * noise
     recon_weight: float = 20.0    # pixel weight 1 + this * |pixel - background colour| (0: plain MSE)
-    position_weight: float = 0.0  # attention decoder: + this * each slot's spread in place (slots.mask_spread)
     encoder_plain_steps: int = 0  # the last this many encoder steps train with plain MSE (recon_weight 0)
     encoder_plain_lr: float = 0.0  # those steps at this constant learning rate (0: the cosine schedule goes on)
     cnn_stride2: bool = True
@@ -96,12 +95,11 @@ class TrainConfig:
     encoder_warmup: int = 200
     encoder_clip: float = 1.0     # gradient-norm clipping of the encoder (0: none)
     encoder_seed: int = 0
+    encoder_data: str = "all_moving"  # Push-T: the encoder trains on all_moving data (App. D.1) | predictor: on the predictor's
     slot_mode: str = "frame"      # slots for the predictor: frame (each frame alone, as plan.py encodes) | video
-    mask_moments: float = 0.0     # > 0: each slot followed by this times its mask's moments (slots.mask_moments; ours)
     # -- predictor (predictor.Predictor); frames are frameskip env steps apart
     n_history: int = 3
     n_future: int = 1
-    random_history: bool = True   # each step trains on the last h of the n_history frames, h in 1..n_history
     frameskip: int = 5
     predictor_dim: int = 64       # transformer width (the paper: 128, the slot size)
     depth: int = 3
@@ -111,18 +109,38 @@ class TrainConfig:
     dropout: float = 0.1
     aux: str = "nodes"            # nodes (the paper) | concat (the DINO-WM ablation)
     causal: bool = False          # True: block-causal over time (OC-DINO-WM)
-    proprio_residual: bool = True  # future proprio = last observed + predicted change (ours)
-    slot_residual: bool = True    # a hidden slot = its last visible value + predicted change (ours)
-    hide_last_action: bool = False  # the last frame's action token is a learned mask token (ours)
     epochs: int = 10
     batch_size: int = 64
     lr: float = 5e-4              # AdamW, constant
     action_lr: float = 5e-4
-    proprio_lr: float = 1e-4
+    proprio_lr: float = 5e-4      # App. E (the official Push-T script: 1e-4)
     # -- bookkeeping
     val_every: int = 500
     val_batches: int = 20
     ckpt_every: int = 500
+    # -- our additions: each off (its default) is the paper's method; OURS describes them and
+    #    docs/additions.md has each one's measured effect
+    random_history: bool = False  # each step trains on the last h of the n_history frames, h in 1..n_history
+    slot_residual: bool = False   # a hidden slot = its last visible value + predicted change
+    proprio_residual: bool = False  # future proprio = last observed + predicted change
+    future_action: str = "query"  # visible: the future frame's action token shows its action
+    proprio_space: str = "embedding"  # raw: proprio predicted and scored as the z-scored 4 numbers
+    mask_moments: float = 0.0     # > 0: each slot followed by this times its mask's moments (slots.mask_moments)
+    position_weight: float = 0.0  # attention decoder: + this * each slot's spread in place (slots.mask_spread)
+
+
+# One line each: what an addition of ours changes against the paper's method (its value there
+# is the field's default, and every preset keeps it).
+OURS = {
+    "random_history": "trains on 1..n_history history frames, as the planner starts from one",
+    "slot_residual": "predicts each hidden slot's change since it was last visible",
+    "proprio_residual": "predicts the proprio's change since the last observed frame",
+    "future_action": "shows the predicted frame's action to the predictor",
+    "proprio_space": "predicts and scores raw z-scored proprio, not its 128-d embedding",
+    "mask_moments": "appends each slot's mask moments (share, centre, spread) to the slot",
+    "position_weight": "charges slot attention's masks for their spread in place",
+}
+PAPER_METHOD = {name: getattr(TrainConfig(), name) for name in OURS}
 
 
 PRESETS = {
@@ -133,6 +151,7 @@ PRESETS = {
         # CNN-only fields, unused by DINOv2, at their values before they existed: the encoder's
         # folder name and its checkpoints' config stay those of earlier paper runs
         cnn_fullres=False, decoder="broadcast",
+        # heads of 64 as App. E says (the official code's nn.MultiheadAttention(128, 16) has heads of 8)
         predictor_dim=128, depth=6, heads=16, dim_head=64, mlp_dim=2048, epochs=30,
         batch_size=256,
         val_every=2000, ckpt_every=2000),
@@ -147,25 +166,23 @@ PRESETS = {
 # 7 slots, history 6, frameskip 2; 4 predicted frames cover the 8 held-out frames. The cpu
 # preset keeps the encoder recipe it was measured with (stride-2 features, a broadcast decoder
 # with per-pixel RGB, plain MSE, lr 4e-4, no clipping, noisy slot init; the tiny preset the
-# same decoder) and trains the predictor on full histories only (its VQA
-# rollouts always have n_history observed frames), on video-mode slots: VQA reads whole
-# observed videos, and objects alike in kind need the propagation to keep their slots.
-# The slot-residual head (a Push-T default) is unmeasured here and stays off.
+# same decoder), trained on the videos themselves (every object already moves). The predictor
+# trains on video-mode slots: VQA reads whole observed videos, and objects alike in kind need
+# the propagation to keep their slots.
 COLLIDE_PRESETS = {
     "cpu": dataclasses.replace(PRESETS["cpu"], dataset="collide", episodes=2000, n_slots=7,
                                frameskip=2, n_history=6, n_future=4, cnn_fullres=False, decoder="broadcast",
                                decoder_rgb="pixel", recon_weight=0.0, encoder_clip_len=2, encoder_steps=4000,
                                encoder_batch=16, encoder_lr=4e-4, encoder_clip=0.0, slot_init="noise",
-                               random_history=False, slot_mode="video", slot_residual=False),
+                               encoder_data="predictor", slot_mode="video"),
     "paper": dataclasses.replace(PRESETS["paper"], dataset="collide", episodes=20000,
                                  video_observed=128, video_future=32, render_size=128,
                                  val_fraction=0.25, n_slots=7, frameskip=2, n_history=6, n_future=10,
-                                 random_history=False, slot_mode="video", slot_residual=False),
+                                 encoder_data="predictor", slot_mode="video"),
     "tiny": dataclasses.replace(PRESETS["tiny"], dataset="collide", episodes=16, video_observed=12,
                                 video_future=4, frame_substeps=10, n_slots=4, frameskip=2,
                                 cnn_fullres=False, decoder="broadcast",
-                                n_history=2, n_future=2, random_history=False, slot_mode="video",
-                                slot_residual=False),
+                                n_history=2, n_future=2, encoder_data="predictor", slot_mode="video"),
 }
 DATASETS = {"pusht": PRESETS, "collide": COLLIDE_PRESETS}
 STAGES = ("data", "encoder", "slots", "predictor")
@@ -182,16 +199,37 @@ def data_config(cfg: TrainConfig) -> PushTDataConfig | CollideConfig:
                            val_fraction=cfg.val_fraction, seed=cfg.data_seed)
 
 
-def make_dataset(cfg: TrainConfig, path, workers=0, progress=True):
-    """Collect (Push-T) or generate (collide) the dataset of ``cfg`` into ``path``."""
-    make = generate if cfg.dataset == "collide" else collect
-    return make(data_config(cfg), path, workers=workers, progress=progress, overwrite=True)
+def encoder_data_config(cfg: TrainConfig) -> PushTDataConfig | CollideConfig:
+    """The data the encoder trains on: on Push-T by default the all-moving variant of the
+    predictor's data (App. D.1: every object moves randomly, so the block takes every pose)."""
+    if cfg.encoder_data == "all_moving":
+        return dataclasses.replace(data_config(cfg), policy="all_moving")
+    return data_config(cfg)
 
 
-def open_dataset(cfg: TrainConfig, path):
-    """Load the dataset of ``cfg`` from ``path``, checking it was made with that config."""
+def data_key(data_cfg) -> dict:
+    """A dataset's config as folder names hash it: a field added later is left out at the value
+    datasets had before it existed (Push-T's collection policy, "weak"), so their names stay."""
+    key = config_to_dict(data_cfg)
+    return {k: v for k, v in key.items() if not (k == "policy" and v == "weak")}
+
+
+def data_dir(root, data_cfg) -> Path:
+    """The folder of a dataset, named by a hash of its config."""
+    return Path(root) / "data" / f"{data_cfg.name}-{short_hash(data_key(data_cfg))}"
+
+
+def make_dataset(data_cfg, path, workers=0, progress=True):
+    """Collect (Push-T) or generate (collide) the dataset ``data_cfg`` into ``path``."""
+    make = generate if isinstance(data_cfg, CollideConfig) else collect
+    return make(data_cfg, path, workers=workers, progress=progress, overwrite=True)
+
+
+def open_dataset(cfg: TrainConfig, path, data_cfg=None):
+    """Load the dataset of ``cfg`` (the predictor's, or ``data_cfg``) from ``path``, checking
+    it was made with that config."""
     load = load_collide if cfg.dataset == "collide" else load_dataset
-    return load(path, expect=data_config(cfg))
+    return load(path, expect=data_config(cfg) if data_cfg is None else data_cfg)
 
 
 ENCODER_FIELDS = ("backbone", "dinov2_path", "image_size", "n_slots", "slot_dim", "cnn_channels",
@@ -204,7 +242,7 @@ ENCODER_FIELDS = ("backbone", "dinov2_path", "image_size", "n_slots", "slot_dim"
 
 def encoder_config(cfg: TrainConfig) -> dict:
     """The settings the encoder stage depends on (the data's included)."""
-    return {"data": config_to_dict(data_config(cfg)),
+    return {"data": data_key(encoder_data_config(cfg)),
             **{name: getattr(cfg, name) for name in ENCODER_FIELDS}}
 
 
@@ -288,7 +326,8 @@ def save_checkpoint(path, model, optimizer, config, step, done, **extra):
 LEGACY_VALUES = {"decoder_rgb": "pixel", "decoder": "broadcast", "cnn_fullres": False, "recon_weight": 0.0,
                  "encoder_clip": 0.0, "slot_init": "noise",
                  "random_history": False, "slot_mode": "video", "proprio_residual": False,
-                 "slot_residual": False}
+                 "slot_residual": False, "future_action": "visible", "proprio_space": "raw",
+                 "encoder_data": "predictor"}
 
 
 # Encoder fields added after the first encoders were trained; at the value they had before
@@ -310,8 +349,17 @@ def encoder_hash(cfg: TrainConfig) -> str:
     return short_hash({k: v for k, v in encoder_config(cfg).items() if k not in before or v != before[k]})
 
 
+def renamed_fields(config: dict) -> dict:
+    """A stored config with the flag hide_last_action, which future_action replaced, read as it."""
+    config = dict(config)
+    if "hide_last_action" in config:
+        config["future_action"] = "query" if config.pop("hide_last_action") else "visible"
+    return config
+
+
 def with_legacy_values(config: dict) -> dict:
     """A TrainConfig dict with the LEGACY_VALUES fields it lacks filled in."""
+    config = renamed_fields(config)
     return {**{k: v for k, v in LEGACY_VALUES.items() if k not in config}, **config}
 
 
@@ -336,7 +384,8 @@ def load_checkpoint(path, config=None, known=None, may_differ=()):
         # checkpoint ran with: LEGACY_VALUES' or else the field's default.
         if known is None:
             known = values_before_fields_existed()
-        theirs = {**{k: known[k] for k in set(config) - set(ckpt["config"]) if k in known}, **ckpt["config"]}
+        stored = renamed_fields(ckpt["config"])
+        theirs = {**{k: known[k] for k in set(config) - set(stored) if k in known}, **stored}
         absent = object()
         diff = sorted(k for k in set(theirs) | set(config)
                       if k not in may_differ and theirs.get(k, absent) != config.get(k, absent))
@@ -386,6 +435,10 @@ def batch_indices(n_items, batch_size, step, seed, ctx: Context):
 
 
 def collate(dataset, indices, device):
+    """The items ``indices`` of ``dataset`` stacked on ``device``: one call of its ``batch``
+    where it has one (data.Windows), else item by item."""
+    if hasattr(dataset, "batch"):
+        return {key: value.to(device) for key, value in dataset.batch(indices).items()}
     items = [dataset[i] for i in indices]
     return {key: torch.stack([item[key] for item in items]).to(device) for key in items[0]}
 
@@ -812,18 +865,18 @@ def build_predictor(cfg: TrainConfig) -> Predictor:
                      proprio_dim=4 if controlled else 0, dim=cfg.predictor_dim, depth=cfg.depth, heads=cfg.heads, dim_head=cfg.dim_head,
                      mlp_dim=cfg.mlp_dim, dropout=cfg.dropout,
                      max_frames=max(16, cfg.n_history + cfg.n_future), aux=cfg.aux,
-                     causal=cfg.causal, proprio_residual=cfg.proprio_residual,
-                     slot_residual=cfg.slot_residual, hide_last_action=cfg.hide_last_action)
+                     causal=cfg.causal, n_history=cfg.n_history, proprio_space=cfg.proprio_space,
+                     future_action=cfg.future_action, proprio_residual=cfg.proprio_residual,
+                     slot_residual=cfg.slot_residual)
 
 
 def predictor_loss(cfg):
     """The C-JEPA loss of a batch of windows (FACTS section 1; predictor.cjepa_loss).
 
     With ``cfg.random_history`` (ours, not the paper's) each call draws h in 1..n_history
-    from the step's generator and drops the oldest n_history - h frames of every window. The planner rolls out from
-    one frame (FACTS section 5: history 1), i.e. on windows of one visible and one hidden
-    frame; a predictor that only ever saw n_history visible frames ranks plans from there
-    almost at random (benchmarks/cost_check.py).
+    from the step's generator and drops the oldest n_history - h frames of every window; the
+    frames left keep their time positions (the newest observed frame stays at n_history - 1,
+    as in a right-aligned rollout). The planner's first prediction is made from one frame.
     """
     def loss_fn(model, batch, generator, step):
         n_history = cfg.n_history
@@ -835,8 +888,8 @@ def predictor_loss(cfg):
                             for x in (batch.get("actions"), batch.get("proprio")))
         mask = make_mask(cfg.mask_kind, slots.shape[0], n_history, cfg.n_future,
                          cfg.n_slots, cfg.masked, generator).to(slots.device)
-        pred = model(slots, mask, actions, proprio, n_history)
-        return cjepa_loss(pred, slots, proprio, mask, n_history)
+        pred = model(slots, mask, actions, proprio, n_history, time_offset=drop)
+        return cjepa_loss(pred, slots, mask, n_history)
     return loss_fn
 
 
@@ -925,8 +978,15 @@ def check_config(cfg: TrainConfig):
                          f"for their spread: it needs --backbone cnn --decoder attention")
     if cfg.mask_moments < 0:
         raise ValueError(f"--mask-moments weighs each slot's mask moments: it must be >= 0, got {cfg.mask_moments}")
-    if cfg.aux not in ("nodes", "concat") or cfg.backbone not in ("cnn", "dinov2"):
-        raise ValueError(f"aux must be nodes|concat and backbone cnn|dinov2, got {cfg.aux}, {cfg.backbone}")
+    for name, allowed in (("aux", ("nodes", "concat")), ("backbone", ("cnn", "dinov2")),
+                          ("future_action", ("query", "visible")), ("proprio_space", ("embedding", "raw")),
+                          ("encoder_data", ("all_moving", "predictor"))):
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(f"--{name.replace('_', '-')} must be one of {'|'.join(allowed)}, "
+                             f"got {getattr(cfg, name)!r}")
+    if cfg.encoder_data == "all_moving" and cfg.dataset != "pusht":
+        raise ValueError("--encoder-data all_moving is a Push-T collection mode: use --encoder-data predictor "
+                         f"on {cfg.dataset}")
 
 
 def run(cfg: TrainConfig, out, redo=(), resume=False, device="auto", workers=0, progress=True,
@@ -948,24 +1008,28 @@ def run(cfg: TrainConfig, out, redo=(), resume=False, device="auto", workers=0, 
 
 
 def _run_stages(cfg, out, redo, resume, workers, root, until, ctx):
-    data_cfg = data_config(cfg)
-    data_dir = root / "data" / f"{cfg.dataset}-{short_hash(config_to_dict(data_cfg))}"
+    data_cfg, enc_data_cfg = data_config(cfg), encoder_data_config(cfg)
+    pred_dir, enc_data_dir = data_dir(root, data_cfg), data_dir(root, enc_data_cfg)
     enc_dir = root / "runs" / "encoders" / f"{cfg.dataset}-{encoder_hash(cfg)}"
     if until == "predictor":  # a predictor of another config fails on every rank, config.json untouched
         existing_predictor(cfg, out, "predictor" in redo, resume)
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
         enc_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "config.json", {"config": config_to_dict(cfg), "data": str(data_dir),
+        atomic_write_json(out / "config.json", {"config": config_to_dict(cfg), "data": str(pred_dir),
+                                                "encoder_data": str(enc_data_dir),
                                                 "encoder": str(enc_dir), "precision": ctx.precision})
-        if "data" in redo or not (data_dir / "meta.json").is_file():
-            make_dataset(cfg, data_dir, workers=workers, progress=ctx.progress)
+        for folder, made_of in {pred_dir: data_cfg, enc_data_dir: enc_data_cfg}.items():
+            if "data" in redo or not (folder / "meta.json").is_file():
+                make_dataset(made_of, folder, workers=workers, progress=ctx.progress)
     ctx.barrier()
-    data = open_dataset(cfg, data_dir)
+    data = open_dataset(cfg, pred_dir)
     if until == "data":
         return
 
-    encoder = train_encoder(cfg, data, enc_dir, "encoder" in redo, resume, ctx)
+    enc_data = data if enc_data_dir == pred_dir else open_dataset(cfg, enc_data_dir, enc_data_cfg)
+    encoder = train_encoder(cfg, enc_data, enc_dir, "encoder" in redo, resume, ctx)
+    # scored on the predictor's validation episodes: the frames its slots are made of
     if ctx.main and ("encoder" in redo or not (enc_dir / "metrics.json").is_file()):
         metrics = evaluate_encoder(encoder, data, cfg, ctx.device, enc_dir / "encoder.png")
         atomic_write_json(enc_dir / "metrics.json", metrics)
@@ -988,6 +1052,18 @@ def _run_stages(cfg, out, redo, resume, workers, root, until, ctx):
     train_predictor(cfg, data, slots, out, "predictor" in redo, resume, ctx)
 
 
+def describe_method(cfg: TrainConfig) -> str:
+    """One line: the method ``cfg`` trains, naming every field that differs from the paper's."""
+    ours = [f"{k}={getattr(cfg, k)}" for k in OURS if getattr(cfg, k) != PAPER_METHOD[k]]
+    ablations = [f"{k}={getattr(cfg, k)}" for k, paper in (("mask_kind", "object"), ("aux", "nodes"),
+                                                             ("causal", False)) if getattr(cfg, k) != paper]
+    name = "C-JEPA" if cfg.masked else "OC-JEPA (no masking)"
+    line = f"[method] {name}, M = {cfg.masked}"
+    line += f"; the paper's ablations: {', '.join(ablations)}" if ablations else ""
+    line += f"; our additions on: {', '.join(ours)}" if ours else "; the paper's method, none of our additions"
+    return line + " (--print-config shows every field)"
+
+
 def main(argv=None):
     parser = build_parser(TrainConfig, PRESETS, "Train C-JEPA end to end. Presets are per "
                           "dataset: --dataset collide --preset cpu is the collide world's.")
@@ -1000,11 +1076,16 @@ def main(argv=None):
                         help="bf16: autocast forward passes (2.3x faster on a CPU with AMX)")
     parser.add_argument("--workers", type=int, default=0, help="data collection processes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     args = parser.parse_args(argv)
     if args.dataset is not None and args.dataset not in DATASETS:
         parser.error(f"unknown --dataset {args.dataset!r}; available: {', '.join(DATASETS)}")
     cfg = config_from_args(TrainConfig, DATASETS[args.dataset or "pusht"], args, default_preset="cpu")
+    if args.print_config:
+        print(json.dumps(config_to_dict(cfg), indent=2))
+        return
     out = args.out or f"runs/{cfg.dataset}-{args.preset or 'cpu'}-m{cfg.masked}"
+    print(describe_method(cfg))
     start = time.time()
     try:
         run(cfg, out, redo=tuple(args.redo), resume=args.resume, device=args.device,

@@ -44,7 +44,8 @@ def leak_table(predictor, windows, pick, oracle, seed=0):
     rows = []
     for name, last in variants.items():
         acts = torch.stack([actions[:, 0], last], dim=1)
-        pred = predictor(slots, mask, acts, proprio, n_history=1)["slots"][:, 1]
+        pred = predictor(slots, mask, acts, proprio, n_history=1,
+                         time_offset=predictor.n_history - 1)["slots"][:, 1]  # right-aligned, as a rollout
         row = {"last action": name, "slot_mse": float((pred - slots[:, 1]).pow(2).mean())}
         if oracle:
             (pa, pb, _), (ra, rb, _) = physical(pred.numpy()), physical(slots[:, 1].numpy())
@@ -75,7 +76,7 @@ def main(argv=None):
     for row in rows:
         print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()))
     out = Path(args.out) if args.out else run_dir / "action-leak.json"
-    out.write_text(json.dumps({"run": str(run_dir), "step": ckpt["step"], "hide_last_action": cfg.hide_last_action,
+    out.write_text(json.dumps({"run": str(run_dir), "step": ckpt["step"], "future_action": cfg.future_action,
                                "windows": len(pick), "rows": rows}, indent=1))
     print(f"wrote {out}")
 

@@ -28,11 +28,14 @@ from predictor import rollout  # noqa: E402
 
 def predicted_proprio(model, pixels, proprio, plans):
     """Roll plans (E, H, A) out from one frame each; returns raw proprio (E, H, 4)."""
+    if model.predictor.proprio_space != "raw":
+        raise ValueError("agent_check reads the agent from predicted raw proprio: it needs a run trained "
+                         "with --proprio-space raw")
     E, H, A = plans.shape
     actions = torch.cat([plans, plans.new_zeros(E, 1, A)], dim=1)
     with torch.no_grad():
         out = rollout(model.predictor, model.encode(pixels)[:, None], actions,
-                      model.proprio(proprio)[:, None], n_future=H, history=PlanConfig().history)
+                      model.proprio(proprio)[:, None], n_future=H, history=model.predictor.n_history)
     mean, std = np.array(model.stats["proprio_mean"]), np.array(model.stats["proprio_std"])
     return out["proprio"].cpu().numpy() * std + mean
 

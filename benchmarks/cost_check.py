@@ -23,7 +23,7 @@ A planner can only steer by this cost: if the correlation is weak, better search
 samples or iterations) will not help, the model or its slots must get better.
 
 With ``--cem`` each episode also gets the planner's own first solve (``plan.py``'s CEM,
-history 1) from the start frame, scored and executed like the others. Its model cost
+from one observed frame) from the start frame, scored and executed like the others. Its model cost
 against the dataset plan's separates two failures: CEM finds a plan the model likes better
 than the dataset's that really ends farther away (the model is fooled), or it stops at a
 plan the model likes less (the search falls short).
@@ -85,7 +85,8 @@ def cost_with_history(model, data, start, goal_slots, goal_proprio, plans, args)
     context_proprio = model.proprio(data.proprio[frames])[None].expand(N, -1, -1)
     out = rollout(model.predictor, context, actions, context_proprio, n_future=H, history=h)
     proprio = None if out["proprio"] is None else out["proprio"][:, -1]
-    return goal_cost(out["slots"][:, -1], proprio, goal_slots, goal_proprio, args.proprio_weight).numpy()
+    return goal_cost(out["slots"][:, -1], proprio, goal_slots, model.predictor.proprio_features(goal_proprio),
+                     args.proprio_weight).numpy()
 
 
 def main():

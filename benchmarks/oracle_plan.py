@@ -27,7 +27,8 @@ from data import Windows, wrap_angle  # noqa: E402
 from plan import PlanConfig, WorldModel, evaluate_model  # noqa: E402
 from predictor import rollout  # noqa: E402
 from train import (PRESETS, TrainConfig, build_predictor, config_to_dict, data_config, load_checkpoint,  # noqa: E402
-                   open_dataset, setup, short_hash, train_predictor)
+                   open_dataset, setup, train_predictor)
+from train import data_dir as train_data_dir  # noqa: E402
 
 SLOT_DIM = 6
 SCALE, CENTRE = 100.0, 256.0
@@ -65,7 +66,7 @@ def rollout_errors(predictor, data, slots, cfg, steps=5, max_windows=2000):
     actions = torch.from_numpy(np.stack([b["actions"] for b in batch])).float()
     proprio = torch.from_numpy(np.stack([b["proprio"] for b in batch])).float()
     out = rollout(predictor.eval(), torch.from_numpy(real[:, :1]), actions, proprio[:, :1],
-                  n_future=steps, history=PlanConfig().history)
+                  n_future=steps, history=predictor.n_history)
     rows = []
     for name, guess in (("model", out["slots"].numpy()), ("no motion", np.repeat(real[:, :1], steps, 1))):
         (pa, pb, pt), (ra, rb, rt) = physical(guess), physical(real[:, 1:])
@@ -92,12 +93,19 @@ class OracleWorldModel(WorldModel):
 def main(argv=None):
     parser = build_parser(TrainConfig, PRESETS, __doc__.split("\n")[0] + " Every train.py flag "
                           "applies to the predictor; --n-slots and --slot-dim are the oracle's.")
-    parser.add_argument("--out", required=True, help="run folder: predictor.pt, log.jsonl, plan-oracle.json")
+    parser.add_argument("--out", required=True, help="run folder: predictor.pt, log.jsonl, plan-<plan-name>.json")
     parser.add_argument("--plan-seeds", type=int, nargs="+", default=[0, 1, 2], help="planning seeds")
     parser.add_argument("--plan-episodes", type=int, default=50, help="episodes per planning seed")
     parser.add_argument("--gifs", type=int, default=3)
     parser.add_argument("--resume", action="store_true", help="continue an interrupted training")
     parser.add_argument("--check-only", action="store_true", help="rollout errors only, no planning")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    parser.add_argument("--plan-name", default="oracle", help="results go to <out>/plan-<name>.json")
+    parser.add_argument("--plan-split", default=PlanConfig().split, help="where starts and goals are drawn")
+    parser.add_argument("--time-align", default=PlanConfig().time_align, help="right | left (ours, earlier)")
+    parser.add_argument("--clip-actions", action="store_true", help="clamp CEM candidates to [-1, 1] (ours)")
+    parser.add_argument("--plan-history", type=int, default=PlanConfig().history,
+                        help="most frames of context while planning (0: the model's n_history)")
     args = parser.parse_args(argv)
     cfg = dataclasses.replace(config_from_args(TrainConfig, PRESETS, args, default_preset="cpu"),
                               n_slots=2, slot_dim=SLOT_DIM)
@@ -106,7 +114,7 @@ def main(argv=None):
     if cfg.dataset != "pusht" or not 0 <= cfg.masked <= cfg.n_slots:
         sys.exit(f"error: the oracle is for --dataset pusht with --masked 0, 1 or 2, got {cfg.dataset}, "
                  f"{cfg.masked}")
-    data_dir = Path("data") / f"pusht-{short_hash(config_to_dict(data_config(cfg)))}"
+    data_dir = train_data_dir(".", data_config(cfg))
     if not (data_dir / "meta.json").is_file():
         sys.exit(f"error: no {data_dir}: make it first with python train.py --until data and the same "
                  "data flags (--episodes, --render-size, ...)")
@@ -116,12 +124,13 @@ def main(argv=None):
                                             "encoder": "none, true object states: plan this run with benchmarks/oracle_plan.py"})
     data = open_dataset(cfg, data_dir)
     slots = object_slots(data.state)
-    ctx = setup("cpu", progress=True)
+    ctx = setup(args.device, progress=True)
     train_predictor(cfg, data, slots, out, redo=False, resume=args.resume, ctx=ctx)
 
-    predictor = build_predictor(cfg)
+    predictor = build_predictor(cfg).to(ctx.device)
     predictor.load_state_dict(load_checkpoint(out / "predictor.pt", config_to_dict(cfg))["model"])
-    errors = rollout_errors(predictor, data, slots, cfg)
+    errors = rollout_errors(predictor.cpu(), data, slots, cfg)
+    predictor.to(ctx.device)
     atomic_write_json(out / "rollout-errors.json", errors)
     for row in errors:
         print(row["what"] + ": " + "; ".join(
@@ -131,8 +140,9 @@ def main(argv=None):
         return
     model = OracleWorldModel(cfg, predictor, data.stats, ctx.device)
     plan_cfg = PlanConfig(ckpt=str(out), seeds=tuple(args.plan_seeds), episodes=args.plan_episodes,
-                          gifs=args.gifs)
-    results, path = evaluate_model(plan_cfg, model, data, out / "plan-oracle.json")
+                          gifs=args.gifs, split=args.plan_split, time_align=args.time_align,
+                          clip_actions=args.clip_actions, history=args.plan_history)
+    results, path = evaluate_model(plan_cfg, model, data, out / f"plan-{args.plan_name}.json")
     print(json.dumps({"success_mean": results["success_mean"], "success_std": results["success_std"],
                       "per_seed": [r["success_rate"] for r in results["seeds"].values()]}))
 

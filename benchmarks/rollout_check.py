@@ -3,7 +3,7 @@
     python benchmarks/rollout_check.py --ckpt runs/pusht-cpu-m1-frame [--starts 300] [--steps 5]
 
 From ``--starts`` validation frames the predictor rolls out ``--steps`` world-model steps
-(``frameskip`` env steps each) with the dataset's own actions and one frame of history,
+(``frameskip`` env steps each) with the dataset's own actions from one observed frame (the context growing to the model's history),
 as the planner does, every frame encoded alone as plan.py encodes it. At every step the
 predicted slots are compared with the slots of the real frame of that time by plan.py's
 matched slot MSE (the planning cost without proprio), and so are the start frame's
@@ -80,7 +80,7 @@ def main():
     slots = model.encode(data.pixels[starts])[:, None]                # (B, 1, S, D)
     proprio = torch.from_numpy(normalize_proprio(data.proprio[starts], data.stats))[:, None]
     out = rollout(model.predictor, slots, torch.from_numpy(actions).float(), proprio,
-                  n_future=args.steps, history=1)
+                  n_future=args.steps, history=model.predictor.n_history)
     real = torch.cat([model.encode(data.pixels[t]) for t in times.T], dim=0)  # (K * B, S, D), step-major
     real = real.reshape(args.steps, len(starts), *real.shape[1:]).transpose(0, 1)  # (B, K, S, D)
     error = {"model": matched_slot_cost(out["slots"], real).numpy(),   # (B, K)

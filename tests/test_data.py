@@ -235,6 +235,18 @@ def test_windows_align_actions_with_frames(tiny_dataset):
     assert np.array_equal(with_slots["slots"].numpy(), slots[item["index"].numpy()])
 
 
+def test_a_batch_of_windows_equals_its_items_stacked(tiny_dataset):
+    slots = np.random.default_rng(0).standard_normal((len(tiny_dataset.pixels), 2, 3)).astype(np.float32)
+    for windows in (Windows(tiny_dataset, "train", 3, 1, 5, slots=slots), Windows(tiny_dataset, "val", 2, 2, 3)):
+        picked = [len(windows) - 1, 0, len(windows) // 2, 0]
+        batch = windows.batch(picked)
+        items = [windows[i] for i in picked]
+        assert set(batch) == set(items[0])
+        for key, value in batch.items():
+            expected = torch.stack([item[key] for item in items])
+            assert value.dtype == expected.dtype and torch.equal(value, expected), key
+
+
 def test_frame_clips(tiny_dataset):
     clips = FrameClips(tiny_dataset, "val", clip_len=3, frameskip=5)
     item = clips[0]

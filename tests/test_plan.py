@@ -77,10 +77,61 @@ class QuadraticModel:
     def action_bounds(self):
         return torch.full((self.action_dim,), -1.5), torch.full((self.action_dim,), 1.5)
 
-    def costs(self, slots, proprio, goal_slots, goal_proprio, candidates, history, weight):
+    def costs(self, slots, proprio, goal_slots, goal_proprio, candidates, history, weight, align="right"):
         self.calls.append(len(slots))
         target = (goal_slots - slots).mean((1, 2))[:, None, None, None] + proprio[:, None, None, :]
         return (candidates - target).pow(2).mean((-1, -2))
+
+
+def known_world_model(n_history=3):
+    """plan.WorldModel around a tiny predictor whose outputs are constants: every predicted slot
+    is 0.5, every predicted proprio embedding (1, 1, 1, 1); proprio_in doubles the proprio."""
+    from predictor import Predictor
+    from train import PRESETS
+    torch.manual_seed(0)
+    predictor = Predictor(n_slots=2, slot_dim=3, action_dim=10, proprio_dim=4, dim=4, depth=1, heads=1,
+                          dim_head=4, mlp_dim=8, dropout=0.0, n_history=n_history)
+    with torch.no_grad():
+        predictor.slot_out.weight.zero_()
+        predictor.slot_out.bias.fill_(0.5)
+        predictor.proprio_out.weight.zero_()
+        predictor.proprio_out.bias.fill_(1.0)
+        predictor.proprio_in.weight.copy_(2 * torch.eye(4))
+        predictor.proprio_in.bias.zero_()
+    return plan.WorldModel(PRESETS["tiny"], None, predictor, stats=None, device=torch.device("cpu"))
+
+
+def test_proprio_cost_compares_embeddings_as_computed_by_hand():
+    model = known_world_model()
+    slots = torch.zeros(1, 2, 3)
+    goal_slots = torch.full((1, 2, 3), 0.5)  # the predicted slots: no slot cost
+    goal_proprio = torch.tensor([[1.0, 0.0, -1.0, 0.5]])  # embedded: (2, 0, -2, 1)
+    candidates = torch.zeros(1, 3, 5, 10)
+    cost = model.costs(slots, torch.zeros(1, 4), goal_slots, goal_proprio, candidates, history=0,
+                       proprio_weight=2.0)
+    # (1, 1, 1, 1) - (2, 0, -2, 1) = (-1, 1, 3, 0): mean square 2.75, times the weight 2
+    torch.testing.assert_close(cost, torch.full((1, 3), 5.5))
+
+
+def test_planner_context_grows_to_the_models_history():
+    model = known_world_model(n_history=3)
+    calls = []
+    forward = model.predictor.forward
+
+    def recording(*args, **kwargs):
+        calls.append((args[0].shape[1], kwargs["n_history"], kwargs["time_offset"]))
+        return forward(*args, **kwargs)
+    model.predictor.forward = recording
+    model.costs(torch.zeros(2, 2, 3), torch.zeros(2, 4), torch.zeros(2, 2, 3), torch.zeros(2, 4),
+                torch.zeros(2, 3, 5, 10), history=PlanConfig().history, proprio_weight=1.0)
+    # (window frames, of which observed or already predicted, first time position) per model step
+    assert calls == [(2, 1, 2), (3, 2, 1), (4, 3, 0), (4, 3, 0), (4, 3, 0)]
+
+
+def test_the_default_protocol_is_the_papers():
+    cfg = PlanConfig()
+    assert (cfg.split, cfg.history, cfg.time_align, cfg.clip_actions) == ("train", 0, "right", False)
+    assert (cfg.samples, cfg.topk, cfg.iterations, cfg.horizon, cfg.receding) == (300, 30, 30, 5, 5)
 
 
 def test_batched_and_one_at_a_time_planning_agree():
@@ -107,9 +158,11 @@ def test_batched_and_one_at_a_time_planning_agree():
 
 def test_replay_reaches_every_goal_and_cem_runs(tiny_run):
     _, out = tiny_run
-    replay, _ = evaluate(PlanConfig(ckpt=str(out), policy="replay", seeds=(0,), episodes=4,
+    replay, _ = evaluate(PlanConfig(ckpt=str(out), policy="replay", split="val", seeds=(0,), episodes=4,
                                     gifs=0), progress=False)
-    assert replay["success_mean"] == 1.0   # the dataset's own actions reach its own goal
+    # the dataset's own actions reach its own goal in these 4 episodes (in general replay misses
+    # about 9 %: a state does not hold the block's velocity, benchmarks/replay_check.py)
+    assert replay["success_mean"] == 1.0
     seed0 = replay["seeds"]["0"]
     assert all(len(seed0[key]) == 4 for key in ("final_agent_px", "final_block_px", "final_angle_deg"))
     assert seed0["needs_push"] == [int(px >= 20 or deg >= 20)
@@ -161,7 +214,7 @@ def test_bf16_planning_scores_candidates_in_float32_close_to_fp32(tiny_run):
         slots, goal_slots = model.encode(pixels), model.encode(goal_pixels)
         assert slots.dtype == torch.float32
         costs[name] = model.costs(slots, model.proprio(proprio), goal_slots, model.proprio(goal_proprio),
-                                  candidates, history=1, proprio_weight=1.0)
+                                  candidates, history=0, proprio_weight=1.0)
     assert costs["bf16"].dtype == torch.float32 and not torch.equal(costs["bf16"], costs["fp32"])
     torch.testing.assert_close(costs["bf16"], costs["fp32"], rtol=0.05, atol=0.01)
     with pytest.raises(ValueError, match="precision must be one of"):

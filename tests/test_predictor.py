@@ -1,5 +1,6 @@
 """Tests for predictor.py: no leakage of hidden inputs, slot-permutation equivariance, loss identity,
-causal masking, head size, rollout, and a tiny training run on a synthetic dynamical system."""
+causal masking, head size, the hidden future action, right-aligned rollouts, and a tiny training
+run on a synthetic dynamical system."""
 
 import math
 
@@ -63,17 +64,20 @@ def test_loss_is_the_sum_of_its_terms_and_only_counts_targets():
     model = tiny()
     slots, mask, actions, proprio = inputs()
     pred = model(slots, mask, actions, proprio, N_HISTORY)
-    loss, terms = cjepa_loss(pred, slots, proprio, mask, N_HISTORY)
+    loss, terms = cjepa_loss(pred, slots, mask, N_HISTORY)
     assert loss.item() == (terms["history"] + terms["future"] + terms["proprio"]).item()
     assert all(terms[k] > 0 for k in ("history", "future", "proprio"))
+    assert not mask[:, 0].any()  # the t = 0 anchor is visible, so Eq. 5 does not score it
 
-    exact = {"slots": torch.where(mask[..., None], slots, slots + 1.0), "proprio": proprio.clone()}
+    target = pred["proprio_target"]
+    exact = {"slots": torch.where(mask[..., None], slots, slots + 1.0), "proprio": target.clone(),
+             "proprio_target": target}
     exact["proprio"][:, :N_HISTORY] += 1.0  # errors only where nothing is a target
-    loss, terms = cjepa_loss(exact, slots, proprio, mask, N_HISTORY)
+    loss, terms = cjepa_loss(exact, slots, mask, N_HISTORY)
     assert loss.item() == 0.0
 
     none = make_mask("none", 6, N_HISTORY, N_FUTURE, S, 0, torch.Generator().manual_seed(0))
-    loss, terms = cjepa_loss(model(slots, none, actions, proprio, N_HISTORY), slots, proprio, none, N_HISTORY)
+    loss, terms = cjepa_loss(model(slots, none, actions, proprio, N_HISTORY), slots, none, N_HISTORY)
     assert terms["history"].item() == 0.0 and torch.isfinite(loss)
     loss.backward()
     assert model.slot_out.weight.grad.abs().sum() > 0
@@ -90,28 +94,29 @@ def test_actions_change_the_predicted_future():
 
 
 @pytest.mark.parametrize("aux", ["nodes", "concat"])
-def test_hide_last_action_makes_the_prediction_independent_of_the_action_taken_after_it(aux):
+def test_a_future_frames_prediction_does_not_change_with_that_frames_action(aux):
     slots, mask, actions, proprio = inputs()
     later = actions.clone()
-    later[:, -1] += 5.0  # taken at the last frame: it moves the world only after the window
-    for hide, changes in ((False, True), (True, False)):
-        model = tiny(aux=aux, hide_last_action=hide)
+    later[:, N_HISTORY:] += 5.0  # taken at the future frames: they cause nothing before them
+    for future_action, changes in (("visible", True), ("query", False)):  # ours, the paper's
+        model = tiny(aux=aux, future_action=future_action)
         out = model(slots, mask, actions, proprio, N_HISTORY)
         out2 = model(slots, mask, later, proprio, N_HISTORY)
         assert ((out["slots"] - out2["slots"]).abs().max() > 1e-3) == changes
-    # the actions before it still drive the future
+    assert tiny().future_action == "query"  # the default
+    # the actions of the history still drive the future
     earlier = actions.clone()
     earlier[:, N_HISTORY - 1] += 1.0
     out2 = model(slots, mask, earlier, proprio, N_HISTORY)
     assert (out["slots"][:, N_HISTORY:] - out2["slots"][:, N_HISTORY:]).abs().max() > 1e-3
-    # in a rollout each step's next action is no longer an input of the step's prediction
+    # in a rollout each step's own action is no input of the step's prediction
     K = 3
-    a = rollout(model, slots[:, :1], actions[:, :K + 1], proprio[:, :1], n_future=K, history=1)
+    a = rollout(model, slots[:, :1], actions[:, :K + 1], proprio[:, :1], n_future=K, history=N_HISTORY)
     actions3 = actions[:, :K + 1].clone()
     actions3[:, K] += 5.0
-    b = rollout(model, slots[:, :1], actions3, proprio[:, :1], n_future=K, history=1)
+    b = rollout(model, slots[:, :1], actions3, proprio[:, :1], n_future=K, history=N_HISTORY)
     torch.testing.assert_close(a["slots"], b["slots"])
-    assert "action_mask_token" not in tiny(action_dim=0, hide_last_action=True).state_dict()
+    assert "action_query" not in tiny(action_dim=0).state_dict()
 
 
 @pytest.mark.parametrize("aux", ["nodes", "concat"])
@@ -162,7 +167,7 @@ def test_model_without_actions_or_proprio():
     model = tiny(action_dim=0, proprio_dim=0)
     slots, mask, _, _ = inputs()
     pred = model(slots, mask, None, None, N_HISTORY)
-    loss, terms = cjepa_loss(pred, slots, None, mask, N_HISTORY)
+    loss, terms = cjepa_loss(pred, slots, mask, N_HISTORY)
     assert pred["proprio"] is None and terms["proprio"].item() == 0.0
     assert rollout(model, slots[:, :2], None, None, n_future=3, history=2)["slots"].shape == (6, 3, S, D)
 
@@ -175,7 +180,7 @@ def test_rollout_shapes_and_one_step_equals_forward():
     actions = torch.randn(E, N, T0 + K, A, generator=g)
     proprio = torch.randn(E, N, T0, P, generator=g)
     out = rollout(model, slots, actions, proprio, n_future=K, history=N_HISTORY)
-    assert out["slots"].shape == (E, N, K, S, D) and out["proprio"].shape == (E, N, K, P)
+    assert out["slots"].shape == (E, N, K, S, D) and out["proprio"].shape == (E, N, K, model.dim)
     single = rollout(model, slots[1, 2], actions[1, 2], proprio[1, 2], n_future=K, history=N_HISTORY)
     torch.testing.assert_close(single["slots"], out["slots"][1, 2])
 
@@ -197,12 +202,64 @@ def test_rollout_in_blocks_predicts_each_block_in_one_call():
     assert out["slots"].shape == (6, 3, S, D)
     mask = torch.zeros(6, T0 + k, S, dtype=torch.bool)
     mask[:, T0:] = True
-    first = model(slots[:, :T0 + k], mask, actions[:, :T0 + k], proprio[:, :T0 + k], n_history=T0)
+    first = model(slots[:, :T0 + k], mask, actions[:, :T0 + k], proprio[:, :T0 + k], n_history=T0,
+                  time_offset=N_HISTORY - T0)
     torch.testing.assert_close(out["slots"][:, :k], first["slots"][:, T0:])    # both frames in one call
     one_by_one = rollout(model, slots[:, :T0], actions[:, :T0 + 3], proprio[:, :T0], n_future=3, history=T0)
     assert (one_by_one["slots"][:, 1] - out["slots"][:, 1]).abs().max() > 1e-4  # not the same rollout
     with pytest.raises(ValueError, match="block"):
         rollout(model, slots[:, :T0], None, None, n_future=1, history=T0, block=0)
+
+
+def test_rollout_context_grows_to_the_history_right_aligned_in_time():
+    model = tiny(n_history=N_HISTORY)
+    slots, _, actions, proprio = inputs()
+    calls = []
+    forward = model.forward
+
+    def recording(*args, **kwargs):
+        calls.append((args[0].shape[1], kwargs["n_history"], kwargs["time_offset"]))
+        return forward(*args, **kwargs)
+    model.forward = recording
+    rollout(model, slots[:, :1], actions[:, :5], proprio[:, :1], n_future=4, history=N_HISTORY)
+    # (frames in the window, of which visible, first time position): 1 observed frame, then the
+    # context grows with predicted frames to 3; the newest visible frame always sits at position 2
+    assert calls == [(2, 1, 2), (3, 2, 1), (4, 3, 0), (4, 3, 0)]
+    calls.clear()
+    rollout(model, slots[:, :1], actions[:, :3], proprio[:, :1], n_future=2, history=N_HISTORY, align="left")
+    assert calls == [(2, 1, 0), (3, 2, 0)]
+
+
+def test_newest_frame_gets_the_time_embedding_it_had_in_training():
+    model = tiny(n_history=N_HISTORY)
+    slots, _, actions, proprio = inputs()
+    first = rollout(model, slots[:, :1], actions[:, :2], proprio[:, :1], n_future=1, history=N_HISTORY)
+    with torch.no_grad():  # only positions n_history - 1 (newest observed) and n_history (predicted) count
+        model.time_pos[:N_HISTORY - 1] = torch.randn_like(model.time_pos[:N_HISTORY - 1])
+        model.time_pos[N_HISTORY + 1:] = torch.randn_like(model.time_pos[N_HISTORY + 1:])
+    again = rollout(model, slots[:, :1], actions[:, :2], proprio[:, :1], n_future=1, history=N_HISTORY)
+    torch.testing.assert_close(first["slots"], again["slots"])
+    with torch.no_grad():
+        model.time_pos[N_HISTORY - 1] += torch.randn(model.dim)
+    moved = rollout(model, slots[:, :1], actions[:, :2], proprio[:, :1], n_future=1, history=N_HISTORY)
+    assert (moved["slots"] - first["slots"]).abs().max() > 1e-3
+
+
+def test_proprio_is_predicted_and_scored_as_its_detached_embedding():
+    model = tiny()
+    slots, mask, actions, proprio = inputs()
+    pred = model(slots, mask, actions, proprio, N_HISTORY)
+    assert pred["proprio"].shape == (6, T, model.dim)
+    embedded = model.proprio_in(proprio).detach()  # (B, T, dim)
+    _, terms = cjepa_loss(pred, slots, mask, N_HISTORY)
+    by_hand = (pred["proprio"][:, N_HISTORY:] - embedded[:, N_HISTORY:]).pow(2).mean()
+    torch.testing.assert_close(terms["proprio"], by_hand.detach())
+    # the target carries no gradient: with the predictions detached, nothing is left to train
+    frozen = {k: v.detach() for k, v in pred.items()}
+    loss, _ = cjepa_loss(frozen, slots, mask, N_HISTORY)
+    assert not loss.requires_grad
+    raw = tiny(proprio_space="raw")(slots, mask, actions, proprio, N_HISTORY)
+    assert raw["proprio"].shape == (6, T, P) and torch.equal(raw["proprio_target"], proprio)
 
 
 def test_rollout_window_keeps_only_the_last_history_frames():
@@ -237,7 +294,7 @@ def test_tiny_model_learns_a_synthetic_dynamical_system():
     for _ in range(100):
         slots, actions, proprio = synthetic_batch(64, g)
         mask = make_mask("object", 64, N_HISTORY, N_FUTURE, S, 1, g)
-        loss, _ = cjepa_loss(model(slots, mask, actions, proprio, N_HISTORY), slots, proprio, mask, N_HISTORY)
+        loss, _ = cjepa_loss(model(slots, mask, actions, proprio, N_HISTORY), slots, mask, N_HISTORY)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -260,7 +317,8 @@ def test_explicit_attention_equals_the_fused_kernel(masked):
 @pytest.mark.parametrize("aux", ["nodes", "concat"])
 def test_residual_proprio_is_a_change_from_the_last_observed_frame(aux):
     slots, mask, actions, proprio = inputs()
-    plain, residual = tiny(aux=aux), tiny(aux=aux, proprio_residual=True)  # the same weights
+    plain = tiny(aux=aux, proprio_space="raw")
+    residual = tiny(aux=aux, proprio_space="raw", proprio_residual=True)  # the same weights
     out_plain = plain(slots, mask, actions, proprio, N_HISTORY)["proprio"]
     out_residual = residual(slots, mask, actions, proprio, N_HISTORY)["proprio"]
     last = proprio[:, N_HISTORY - 1:N_HISTORY]

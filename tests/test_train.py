@@ -87,13 +87,18 @@ def test_checkpoint_for_another_config_fails_clearly(tiny_run, tmp_path):
         load_checkpoint(tmp_path / "older.pt", dataclasses.asdict(TINY))
     legacy = dataclasses.asdict(dataclasses.replace(TINY, decoder_rgb="pixel"))
     assert load_checkpoint(tmp_path / "older.pt", legacy)["done"]
-    # predictors trained before slot_residual existed predicted the slots themselves
-    del older["config"]["slot_residual"]
+    # predictors trained before future_action existed showed the future action, or hid it
+    # with the flag hide_last_action
+    del older["config"]["future_action"]
     torch.save(older, tmp_path / "older.pt")
-    assert TINY.slot_residual
-    with pytest.raises(ValueError, match="differing fields: \\['decoder_rgb', 'slot_residual'\\]"):
+    assert TINY.future_action == "query"
+    with pytest.raises(ValueError, match="differing fields: \\['decoder_rgb', 'future_action'\\]"):
         load_checkpoint(tmp_path / "older.pt", dataclasses.asdict(TINY))
-    legacy = dataclasses.asdict(dataclasses.replace(TINY, decoder_rgb="pixel", slot_residual=False))
+    legacy = dataclasses.asdict(dataclasses.replace(TINY, decoder_rgb="pixel", future_action="visible"))
+    assert load_checkpoint(tmp_path / "older.pt", legacy)["done"]
+    older["config"]["hide_last_action"] = True
+    torch.save(older, tmp_path / "older.pt")
+    legacy = dataclasses.asdict(dataclasses.replace(TINY, decoder_rgb="pixel"))
     assert load_checkpoint(tmp_path / "older.pt", legacy)["done"]
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
@@ -379,13 +384,33 @@ class _Recorder(torch.nn.Module):
         super().__init__()
         self.calls = []
 
-    def forward(self, slots, mask, actions, proprio, n_history):
-        self.calls.append((n_history, slots, actions.shape[1], proprio.shape[1], mask))
-        return {"slots": slots, "proprio": proprio}
+    def forward(self, slots, mask, actions, proprio, n_history, time_offset=0):
+        self.calls.append((n_history, slots, actions.shape[1], proprio.shape[1], mask, time_offset))
+        return {"slots": slots, "proprio": proprio, "proprio_target": proprio}
+
+
+@pytest.mark.parametrize("dataset", sorted(train.DATASETS))
+@pytest.mark.parametrize("preset", ["cpu", "paper", "tiny"])
+def test_presets_train_the_papers_method(dataset, preset):
+    cfg = train.DATASETS[dataset][preset]
+    assert {name: getattr(cfg, name) for name in train.OURS} == train.PAPER_METHOD
+    assert PRESETS["cpu"].random_history is False and PRESETS["cpu"].future_action == "query"  # not vacuous
+    assert (cfg.mask_kind, cfg.aux, cfg.causal) == ("object", "nodes", False)
+    assert "none of our additions" in train.describe_method(cfg)
+    line = train.describe_method(dataclasses.replace(cfg, slot_residual=True, aux="concat"))
+    assert "our additions on: slot_residual=True" in line and "ablations: aux=concat" in line
+    assert cfg.encoder_data == ("all_moving" if dataset == "pusht" else "predictor")
+
+
+def test_print_config_prints_the_resolved_config_and_exits(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    train.main(["--dataset", "pusht", "--preset", "paper", "--masked", "1", "--print-config"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == dataclasses.asdict(PRESETS["paper"]) and not list(tmp_path.iterdir())
 
 
 def test_random_history_trains_on_the_last_h_frames_of_each_window():
-    cfg = dataclasses.replace(TINY, n_history=3, n_future=1, masked=1)
+    cfg = dataclasses.replace(TINY, n_history=3, n_future=1, masked=1, random_history=True)
     B, T, S, D = 4, 4, cfg.n_slots, 2
     slots = torch.arange(B * T * S * D, dtype=torch.float32).reshape(B, T, S, D)
     batch = {"slots": slots, "actions": torch.randn(B, T, 10), "proprio": torch.randn(B, T, 4)}
@@ -394,8 +419,9 @@ def test_random_history_trains_on_the_last_h_frames_of_each_window():
         train.predictor_loss(cfg)(model, batch, train.step_generator(0, step, 0), step)
     histories = {h for h, *_ in model.calls}
     assert histories == {1, 2, 3}
-    for h, seen, t_actions, t_proprio, mask in model.calls:
-        assert torch.equal(seen, slots[:, 3 - h:])  # the oldest 3 - h frames dropped
+    for h, seen, t_actions, t_proprio, mask, offset in model.calls:
+        assert torch.equal(seen, slots[:, 3 - h:])  # the oldest 3 - h frames dropped ...
+        assert offset == 3 - h  # ... and the others keep their time positions
         assert t_actions == t_proprio == h + 1
         assert mask.shape == (B, h + 1, S) and mask[:, h].all() and not mask[:, 0].any()
     model.calls = []
@@ -455,10 +481,12 @@ def test_encoder_folder_names_survive_added_fields():
     # folders, trained before encoder_plain_steps existed (the collide one before encoder_clip);
     # the Push-T one is the CPU recipe before the attention decoder and full-size features.
     before = dataclasses.replace(PRESETS["cpu"], cnn_fullres=False, decoder="broadcast", encoder_steps=4000,
-                                 encoder_clip_len=2, encoder_batch=16)
+                                 encoder_clip_len=2, encoder_batch=16, encoder_data="predictor")
     assert train.encoder_hash(before) == "27761001"
     assert train.encoder_hash(train.COLLIDE_PRESETS["cpu"]) == "111eb2d3"
     assert train.encoder_hash(dataclasses.replace(before, encoder_plain_steps=100)) != "27761001"
     assert train.encoder_hash(PRESETS["cpu"]) != "27761001"
-    # the DINOv2 paper preset, which the CNN fields do not touch, keeps its folder
-    assert train.encoder_hash(PRESETS["paper"]) == "1c3210be"
+    # the DINOv2 paper preset, which the CNN fields do not touch, keeps its folder when trained
+    # on the weak expert's data; on all-moving data (the default now) it is another encoder
+    assert train.encoder_hash(dataclasses.replace(PRESETS["paper"], encoder_data="predictor")) == "1c3210be"
+    assert train.encoder_hash(PRESETS["paper"]) != "1c3210be"
