@@ -354,6 +354,7 @@ def cjepa_loss(pred: dict, slots: torch.Tensor, mask: torch.Tensor, n_history: i
     T = slots.shape[1]
     future = torch.arange(T, device=slots.device) >= n_history  # (T,)
 
+    # Eq. 5 scores masked inputs only, so not the visible t = 0 anchor (the official code averages it in)
     history = _masked_mse(pred["slots"], slots, mask & ~future[None, :, None])
     future_slots = _masked_mse(pred["slots"], slots, future[None, :, None].expand_as(mask))
     if proprio is None:

@@ -1,0 +1,43 @@
+"""Planning results of several runs as one markdown table (the tables of docs/faithful.md).
+
+    python experiments/plan_table.py runs/oracle1k-m1/plan-paper.json runs/oracle1k-m0/plan-paper.json ...
+
+One row per results JSON of plan.py or benchmarks/oracle_plan.py: success per seed, mean +/- std
+over seeds (in %), episodes whose block must be pushed that succeeded, and the median final
+block distance and angle error.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def row(path: Path) -> str:
+    results = json.loads(path.read_text())
+    seeds = results["seeds"].values()
+    rates = [100 * s["success_rate"] for s in seeds]
+    push = sum(sum(ok * p for ok, p in zip(s["successes"], s["needs_push"])) for s in seeds)
+    n_push = sum(sum(s["needs_push"]) for s in seeds)
+    block = np.median([px for s in seeds for px in s["final_block_px"]])
+    angle = np.median([deg for s in seeds for deg in s["final_angle_deg"]])
+    per_seed = " / ".join(f"{r:.0f}" for r in rates)
+    return (f"| {path.parent.name}/{path.stem} | {per_seed} | {np.mean(rates):.1f} +/- {np.std(rates):.1f} | "
+            f"{push} of {n_push} | {block:.0f} px / {angle:.0f} deg |")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("results", nargs="+", type=Path, help="results JSON files")
+    args = parser.parse_args(argv)
+    print("| run / plan | success per seed (%) | mean +/- std | pushes that succeeded | median end: block / angle |")
+    print("|---|---|---|---|---|")
+    for path in args.results:
+        if not path.is_file():
+            raise SystemExit(f"error: no results file {path}")
+        print(row(path))
+
+
+if __name__ == "__main__":
+    main()
