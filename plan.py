@@ -14,7 +14,7 @@ candidates (candidate 0 is the mean), 30 elites, 30 iterations, new std the elit
 unbiased std, candidates not clamped; the plan is the final mean. The cost compares the
 predicted slots of the last planned frame with the goal's slots after the best matching
 of slots (all S! permutations at once), plus the proprio error in the space the model
-predicts it in (its 128-d embedding, as the paper's code does).
+predicts it in (its embedding, of the predictor's width: 128 in the paper, as its code does).
 
 All episodes of a seed are solved together as one (episodes x candidates) batch;
 ``--sequential`` solves them one at a time, with the same per-episode random streams,
@@ -63,9 +63,6 @@ class PlanConfig:
     topk: int = 30
     iterations: int = 30
     init_std: float = 1.0
-    # -- ours (off: the paper's protocol)
-    clip_actions: bool = False    # clamp CEM candidates to the actions the env executes (raw [-1, 1])
-    time_align: str = "right"     # left: a rollout window starts at time position 0 (the earlier planner)
     proprio_weight: float = 1.0
     sequential: bool = False      # solve one episode at a time (for the speed comparison)
     cost_batch: int = 0           # most candidate rollouts per predictor call; 0: 300 on CPU, no limit on GPU
@@ -73,6 +70,10 @@ class PlanConfig:
     out: str = ""                 # JSON of results (GIFs beside it); default <run>/plan-<policy>.json
     device: str = "auto"
     precision: str = "fp32"       # bf16: encoder and rollouts under train.autocast; costs in float32
+    # -- our additions, off (their defaults) in the paper's protocol; docs/additions.md
+    #    (history 1 and split val above are ours too, when chosen)
+    clip_actions: bool = False    # clamp CEM candidates to the actions the env executes (raw [-1, 1])
+    time_align: str = "right"     # left: a rollout window starts at time position 0 (the earlier planner)
 
 
 # Candidate rollouts per predictor call on a CPU, where bigger calls are slower per

@@ -9,10 +9,10 @@ slots are a set and permuting them permutes the outputs.
 Loss (weights 1:1:1, each term mean-reduced): MSE on the hidden history slots (Eq. 5 scores only
 masked inputs, so the visible t = 0 anchor is not a target; the official code also averages the
 anchor in) + MSE on all future slots + MSE on the future proprio. As in the official code, proprio
-is predicted and scored as its 128-d embedding: the target is the proprio encoder's output for the
-true proprio, detached. The action node is never a target, and the action of a future frame is
-never shown: its token is a learned query (the action taken *at* the predicted frame causes
-nothing inside the window).
+is predicted and scored as its embedding (of the model's width, 128 in the paper): the target is
+the proprio encoder's output for the true proprio, detached. The action node is never a target,
+and the action of a future frame is never shown: its token is a learned query (the action taken
+*at* the predicted frame causes nothing inside the window).
 
 Time positions are fixed relative to the prediction: history frame n_history - 1 is always the
 newest observed frame. A window with fewer history frames (a rollout that starts from one

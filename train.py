@@ -136,7 +136,7 @@ OURS = {
     "slot_residual": "predicts each hidden slot's change since it was last visible",
     "proprio_residual": "predicts the proprio's change since the last observed frame",
     "future_action": "shows the predicted frame's action to the predictor",
-    "proprio_space": "predicts and scores raw z-scored proprio, not its 128-d embedding",
+    "proprio_space": "predicts and scores raw z-scored proprio, not its embedding",
     "mask_moments": "appends each slot's mask moments (share, centre, spread) to the slot",
     "position_weight": "charges slot attention's masks for their spread in place",
 }
