@@ -488,6 +488,8 @@ def fit(name, model, optimizer, lr_factor, loss_fn, train_set, val_set, total_st
     the total.
     """
     step = 0
+    # the schedule scales these base rates; a saved optimizer state holds the scaled ones
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
     if resume and Path(ckpt_path).is_file():
         ckpt = load_checkpoint(ckpt_path, config, may_differ=extendable)
         if ckpt["step"] > total_steps:
@@ -509,7 +511,6 @@ def fit(name, model, optimizer, lr_factor, loss_fn, train_set, val_set, total_st
     if ctx.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
     bar = tqdm(total=total_steps, initial=step, desc=name, disable=not ctx.progress,
                dynamic_ncols=True)
     model.train()

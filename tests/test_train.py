@@ -143,6 +143,41 @@ def test_resume_continues_with_the_same_losses(tiny_run, tmp_path, monkeypatch):
 
 
 
+def test_encoder_resume_continues_with_the_same_losses_and_learning_rates(tiny_run, tmp_path, monkeypatch):
+    # the encoder's learning rate follows a schedule: a resumed run must apply it to the base
+    # rate, not to the scaled rate its optimizer state was saved with
+    _, out = tiny_run
+    info = json.loads((out / "config.json").read_text())
+    data = train.load_dataset(info["encoder_data"])
+    ctx = train.setup("auto", progress=False)
+    reference = read_log(Path(info["encoder"]) / "log.jsonl", "encoder")
+    real_loss = train.encoder_loss
+
+    def interrupted_loss(cfg):
+        inner, calls = real_loss(cfg), {"train": 0}
+
+        def loss_fn(model, batch, generator, step):
+            if model.training:
+                calls["train"] += 1
+                if calls["train"] == 6:  # dies during step 6; the checkpoint is at step 4
+                    raise KeyboardInterrupt
+            return inner(model, batch, generator, step)
+        return loss_fn
+
+    killed = tmp_path / "encoder"
+    killed.mkdir()
+    monkeypatch.setattr(train, "encoder_loss", interrupted_loss)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_encoder(TINY, data, killed, redo=False, resume=False, ctx=ctx)
+    assert load_checkpoint(killed / "encoder.pt")["step"] == 4
+    monkeypatch.setattr(train, "encoder_loss", real_loss)
+    train.train_encoder(TINY, data, killed, redo=False, resume=True, ctx=ctx)
+    resumed = read_log(killed / "log.jsonl", "encoder")
+    assert [r["step"] for r in resumed] == [r["step"] for r in reference] == list(range(1, 7))
+    for a, b in zip(resumed, reference):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6, abs=1e-7)
+
+
 def test_resume_with_more_epochs_continues_a_finished_predictor_exactly(tiny_run, tmp_path):
     root, out = tiny_run
     info = json.loads((out / "config.json").read_text())
