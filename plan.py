@@ -77,9 +77,7 @@ class PlanConfig:
 
 
 # Candidate rollouts per predictor call on a CPU, where bigger calls are slower per
-# candidate (their activations fall out of cache). One CEM iteration's costs for 50
-# episodes x 300 candidates, CPU preset, one thread of the 2-core development machine:
-# 6.0 s at 300 rollouts a call, 6.3 at 600, 6.6 at 1,200, 8.6 at 2,400, 11.6 at 15,000.
+# candidate: their activations fall out of cache (docs/speed.md).
 CPU_COST_BATCH = 300
 
 PRESETS = {"paper": PlanConfig(), "quick": PlanConfig(seeds=(0,), episodes=10, samples=100,
@@ -149,7 +147,7 @@ class WorldModel:
     """A trained encoder + predictor: encodes frames, rolls out candidate plans, scores them."""
 
     def __init__(self, run_cfg: TrainConfig, encoder, predictor, stats, device, precision="fp32"):
-        # encoder None: a subclass whose encode() does without one (benchmarks/oracle_plan.py)
+        # encoder None: a subclass whose encode() does without one (diagnostics/oracle_plan.py)
         self.cfg, self.predictor = run_cfg, predictor.eval()
         self.encoder = None if encoder is None else encoder.eval()
         self.stats, self.device, self.precision = stats, device, precision
@@ -160,7 +158,7 @@ class WorldModel:
         """uint8 (E, H, W, 3) frames -> slots (E, S, D), each frame encoded on its own (with
         the run's ``--mask-moments``, D includes them: train.with_moments).
         ``states`` (E, 7), the frames' env states, are for models that read the state
-        instead of the image (benchmarks/oracle_plan.py); this one ignores them."""
+        instead of the image (diagnostics/oracle_plan.py); this one ignores them."""
         frames = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
         frames = frames.permute(0, 3, 1, 2).float().div(255)[:, None]  # (E, 1, 3, H, W)
         frames = resize_frames(frames, self.cfg.image_size)

@@ -63,13 +63,9 @@ class Attention(nn.Module):
 
 
 # On a GPU, the fused float32 attention kernel works on tiles of 64 queries x 64 keys, and
-# the predictor's sequences are short (12 tokens when the planner rolls out from one frame).
-# Measured on one H100 (torch 2.11, what benchmarks/gpu_attention.py does), fused against
-# written out, two repeats each: a batched CEM solve (50 episodes x 300 candidates, 60,000
-# batch x head rows) 1.89-1.96 s against 1.38-1.44 s (the fused kernel was 47 % of its GPU
-# time); one episode's solve at a time (1,200 rows) 20.4-20.7 s against 23.4-24.2 s;
-# predictor training (256 and 4,096 rows) 5,067-5,287 and 12,712-13,633 samples/s against
-# 4,522-4,746 and 10,445-11,399.
+# the predictor's sequences are short (12 tokens when the planner rolls out from one frame):
+# over many of them attention written out as two products is faster, over few slower
+# (benchmarks/gpu_attention.py; the numbers are in docs/speed.md).
 SHORT_SEQUENCE, MANY_ROWS = 64, 16384
 
 

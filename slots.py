@@ -216,7 +216,7 @@ class AttentionDecoder(nn.Module):
     so the reconstruction loss trains the assignment of pixels to slots itself, as a soft
     k-means of the frame's colours. A spatial broadcast decoder must first learn to draw a
     turned T from a slot vector before its masks can say where the block is; on the CPU
-    budget it draws a blob over block and agent (README, Results), and its gradient keeps
+    budget it draws a blob over block and agent (docs/encoder.md), and its gradient keeps
     the attention from splitting them.
     """
 

@@ -264,10 +264,7 @@ def check_precision(precision):
 def autocast(device, precision):
     """The precision of forward passes: "fp32", or "bf16" autocast, which runs matrix products
     and convolutions in bfloat16 while parameters, gradients and optimiser state stay float32.
-    On a CPU with AMX, bf16 made an encoder training step 2.4x faster and slot extraction 2.2x
-    (benchmarks/bench_encoder.py --precision bf16), and a VQA head's step 1.65x on one with
-    AVX-512 bf16 (benchmarks/bench_vqa.py); its effect on slot quality is not settled
-    (README, Training)."""
+    Its speed and its unsettled effect on slot quality: docs/speed.md, docs/training.md."""
     check_precision(precision)
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
@@ -760,8 +757,7 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
     fs = cfg.frameskip
     if cfg.slot_mode == "frame":  # chains of one frame
         chains = [np.array([i]) for i in range(len(data.pixels))]
-        # a GPU wants large calls; on a CPU 64 frames a call run faster than 512 (1.1-1.2x
-        # on 2 idle cores, 1.5x on one thread beside another job: benchmarks/bench_encoder.py)
+        # a GPU wants large calls; on a CPU 64 frames a call run faster than 512 (docs/speed.md)
         batch_chains = 512 if torch.device(device).type == "cuda" else 64
     else:
         chains = []

@@ -454,7 +454,7 @@ class VQAConfig:
     dropout: float = 0.1
     max_words: int = 64          # longest question or choice, in words
     frame_stride: int = 2        # keep every n-th frame, counted back from the last (``keep_frames``)
-    # Measured on ground-truth states (README, VQA): at this size the multiple-choice loss
+    # Measured on ground-truth states (docs/collide.md): at this size the multiple-choice loss
     # starts to fall only after ~2,000 steps of 64 + 64 examples; 4,000 steps reach
     # explanatory 72 % per option, and more would help.
     steps: int = 4000

@@ -3,7 +3,7 @@
 #
 #     bash experiments/faithful_cpu.sh
 #
-# True object states (benchmarks/oracle_plan.py) on the cpu preset's 1,000 weak-expert episodes
+# True object states (diagnostics/oracle_plan.py) on the cpu preset's 1,000 weak-expert episodes
 # (16 px: the runs read states), each trained, then planned with the protocol's 3 seeds of 50
 # episodes (--check-only: rollout errors only, no planning); and the cpu preset's encoder
 # trained on all-moving and on weak-expert data, scored on the same validation clips.
@@ -18,7 +18,7 @@ OURS_PLAN="--clip-actions --plan-split val --plan-history 1"
 note() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$LOG/timeline.log"; }
 oracle() {  # oracle RUN:PLAN FLAGS...: train (or reuse) runs/oracle1k-RUN, then plan it as PLAN
   local name=$1; shift
-  python benchmarks/oracle_plan.py $DATA --gifs 0 --out "runs/oracle1k-${name%%:*}" --plan-name "${name#*:}" \
+  python diagnostics/oracle_plan.py $DATA --gifs 0 --out "runs/oracle1k-${name%%:*}" --plan-name "${name#*:}" \
     "$@" >> "$LOG/${name/:/-}.log" 2>&1
   note "$name done (exit $?)"
 }

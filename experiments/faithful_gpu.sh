@@ -5,7 +5,7 @@
 #
 # 1. data: 10,000 weak-expert episodes for the true-state runs (16 px: they read states, not
 #    pixels), and the cpu preset's data with its all-moving twin for the encoder;
-# 2. true object states (benchmarks/oracle_plan.py), all at once: the paper's method at M = 1 and
+# 2. true object states (diagnostics/oracle_plan.py), all at once: the paper's method at M = 1 and
 #    M = 0, each of our additions alone at M = 1, and all of them (the earlier defaults) at
 #    M = 1 and M = 0; then the planner's additions alone on the M = 1 predictor;
 # 3. learned slots at the cpu preset: M = 1 and M = 0 on the all-moving encoder, M = 1 on an
@@ -49,7 +49,7 @@ note "data done"
 
 oracle() {  # oracle NAME FLAGS...: train (or reuse) runs/oracle-NAME, then plan it
   local name=$1; shift
-  python benchmarks/oracle_plan.py $ORACLE_DATA $ORACLE_TRAIN $ORACLE_PLAN --device $DEVICE --gifs 0 \
+  python diagnostics/oracle_plan.py $ORACLE_DATA $ORACLE_TRAIN $ORACLE_PLAN --device $DEVICE --gifs 0 \
     --out "runs/oracle-${name%%:*}" --plan-name "${name#*:}" "$@" >> "$OUT/oracle-${name/:/-}.log" 2>&1
   note "oracle $name done (exit $?)"
 }
@@ -78,10 +78,10 @@ oracle m1-ours:ours --masked 1 $OURS_TRAIN $OURS_PLAN &
 oracle m0-ours:ours --masked 0 $OURS_TRAIN $OURS_PLAN &
 (learned m1 --masked 1
  learned m0 --masked 0 &
- python benchmarks/probe_slots.py --run runs/cpu-m1 > "$OUT/probe-allmoving.log" 2>&1 &
+ python diagnostics/probe_slots.py --run runs/cpu-m1 > "$OUT/probe-allmoving.log" 2>&1 &
  wait) &
 (learned weakenc-m1 --masked 1 --encoder-data predictor
- python benchmarks/probe_slots.py --run runs/cpu-weakenc-m1 > "$OUT/probe-weak.log" 2>&1) &
+ python diagnostics/probe_slots.py --run runs/cpu-weakenc-m1 > "$OUT/probe-weak.log" 2>&1) &
 wait $(jobs -p | grep -v "^$PACKER$")
 note "all done"
 kill $PACKER

@@ -2,7 +2,7 @@
 
     python experiments/plan_table.py runs/oracle1k-m1/plan-paper.json runs/oracle1k-m0/plan-paper.json ...
 
-One row per results JSON of plan.py or benchmarks/oracle_plan.py: success per seed, mean +/- std
+One row per results JSON of plan.py or diagnostics/oracle_plan.py: success per seed, mean +/- std
 over seeds (in %), episodes whose block must be pushed that succeeded, and the median final
 block distance and angle error.
 """

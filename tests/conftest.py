@@ -5,7 +5,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(1, str(ROOT / "benchmarks"))  # the diagnostics tested beside the code they read
+sys.path.insert(1, str(ROOT / "diagnostics"))  # the diagnostics, tested in test_diagnostics.py
 
 
 @pytest.fixture(scope="session")

@@ -161,7 +161,7 @@ def test_replay_reaches_every_goal_and_cem_runs(tiny_run):
     replay, _ = evaluate(PlanConfig(ckpt=str(out), policy="replay", split="val", seeds=(0,), episodes=4,
                                     gifs=0), progress=False)
     # the dataset's own actions reach its own goal in these 4 episodes (in general replay misses
-    # about 9 %: a state does not hold the block's velocity, benchmarks/replay_check.py)
+    # about 9 %: a state does not hold the block's velocity, diagnostics/replay_check.py)
     assert replay["success_mean"] == 1.0
     seed0 = replay["seeds"]["0"]
     assert all(len(seed0[key]) == 4 for key in ("final_agent_px", "final_block_px", "final_angle_deg"))

@@ -1,6 +1,6 @@
 """How far the world model's rollouts drift from the encoded real frames.
 
-    python benchmarks/rollout_check.py --ckpt runs/pusht-cpu-m1-frame [--starts 300] [--steps 5]
+    python diagnostics/rollout_check.py --ckpt runs/pusht-cpu-m1-frame [--starts 300] [--steps 5]
 
 From ``--starts`` validation frames the predictor rolls out ``--steps`` world-model steps
 (``frameskip`` env steps each) with the dataset's own actions from one observed frame (the context growing to the model's history),

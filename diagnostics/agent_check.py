@@ -1,7 +1,7 @@
 """How well a Push-T predictor knows where its own agent goes: predicted against real agent
 position, step by step along the dataset's plans, and at the end of the planner's plans.
 
-    python benchmarks/agent_check.py --ckpt runs/pusht-cpu-m1 [--episodes 50] [--cem 20]
+    python diagnostics/agent_check.py --ckpt runs/pusht-cpu-m1 [--episodes 50] [--cem 20]
 
 For the protocol's start frames of seed 0, rolls the predictor out from one frame (as the
 planner does) on the dataset's own 25 actions and prints, after each of the 5 model steps,

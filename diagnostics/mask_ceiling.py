@@ -1,6 +1,6 @@
 """What a decoder of a given mask resolution can at best score: FG-ARI and mBO of ideal masks.
 
-    python benchmarks/mask_ceiling.py --data data/pusht-XXXXXXXX --sizes 16 32 64
+    python diagnostics/mask_ceiling.py --data data/pusht-XXXXXXXX --sizes 16 32 64
 
 The CNN encoder's masks come out at ``decoder_size`` and are upsampled bilinearly to the
 frame size before the argmax (``slots.masks_to_segmentation``), as train.py's evaluation

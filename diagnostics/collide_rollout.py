@@ -1,6 +1,6 @@
 """How close are the future slots the VQA head reads to the encoder's slots of the real frames?
 
-    python benchmarks/collide_rollout.py --run runs/collide-cpu-m4 [--split val] [--videos 500]
+    python diagnostics/collide_rollout.py --run runs/collide-cpu-m4 [--split val] [--videos 500]
 
 ``vqa.run_slots`` gives the head the encoder's slots of a collide video's observed frames
 and, for the held-out frames, the run's predictor rolled forward from them (no masking).

@@ -1,6 +1,6 @@
 """Planning with perfect slots: how far do the predictor and CEM get when the encoder is exact?
 
-    python benchmarks/oracle_plan.py --masked 1 --out runs/pusht-oracle-m1 [train.py's flags]
+    python diagnostics/oracle_plan.py --masked 1 --out runs/pusht-oracle-m1 [train.py's flags]
 
 Replaces the slot encoder by the ground-truth state of each Push-T object, one "slot" per
 object and frame: the agent [1, 0, x, y, 0, 0] and the T-block [0, 1, x, y, cos a, sin a]
@@ -121,7 +121,7 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", {"config": config_to_dict(cfg), "data": str(data_dir),
-                                            "encoder": "none, true object states: plan this run with benchmarks/oracle_plan.py"})
+                                            "encoder": "none, true object states: plan this run with diagnostics/oracle_plan.py"})
     data = open_dataset(cfg, data_dir)
     slots = object_slots(data.state)
     ctx = setup(args.device, progress=True)

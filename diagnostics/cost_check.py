@@ -1,6 +1,6 @@
 """Does the world model's planning cost rank plans the way the real outcome does?
 
-    python benchmarks/cost_check.py --ckpt runs/pusht-cpu-m1 --episodes 20 --samples 64
+    python diagnostics/cost_check.py --ckpt runs/pusht-cpu-m1 --episodes 20 --samples 64
 
 For the protocol's (start, goal) pairs (``sample_eval_pairs``, validation split), each
 episode gets candidate plans of 5 blocks of 5 actions: the dataset's own 25 actions (which

@@ -1,6 +1,6 @@
 """A trained VQA head's descriptive accuracy per kind of question.
 
-    python benchmarks/vqa_templates.py --run runs/collide20k-sres-m4 [RUN ...] --seed 0 [--split val]
+    python diagnostics/vqa_templates.py --run runs/collide20k-sres-m4 [RUN ...] --seed 0 [--split val]
 
 The collide world asks a few kinds of descriptive question ("How many objects are there?",
 "What shape is the blue object?", ...). This scores the finished head RUN/vqa-seed<S>.pt

@@ -1,7 +1,7 @@
 """Per-type VQA accuracy, mean +/- std over seeds, from the files ``vqa.py`` wrote.
 
-    python benchmarks/vqa_table.py runs/collide-cpu-m0 runs/collide-cpu-m4 [--split val]
-    python benchmarks/vqa_table.py runs/collide-cpu-m4/vqa-seed0.pt --curve
+    python diagnostics/vqa_table.py runs/collide-cpu-m0 runs/collide-cpu-m4 [--split val]
+    python diagnostics/vqa_table.py runs/collide-cpu-m4/vqa-seed0.pt --curve
 
 Each argument is a run folder holding ``vqa-seed<k>.json`` files (``vqa.py --run RUN
 --seed k``) or one such file. Prints a markdown table: descriptive per question;

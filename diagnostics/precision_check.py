@@ -1,6 +1,6 @@
 """How far a trained encoder's bf16 slots lie from its fp32 ones, against how far slots move.
 
-    python benchmarks/precision_check.py --run runs/pusht-cpu-m1 [--frames 2048]
+    python diagnostics/precision_check.py --run runs/pusht-cpu-m1 [--frames 2048]
 
 Encodes validation frames alone (frame mode, as extraction and the planner do) once in
 float32 and once under ``train.autocast(..., "bf16")``, and reports the mean absolute

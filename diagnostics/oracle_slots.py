@@ -1,6 +1,6 @@
 """Ground-truth object states in the slot-file format of vqa.py: an upper bound for the head.
 
-    python benchmarks/oracle_slots.py --data data/collide-<hash> --out oracle.npy
+    python diagnostics/oracle_slots.py --data data/collide-<hash> --out oracle.npy
     python vqa.py --data data/collide-<hash> --slots oracle.npy --out vqa-oracle.json ...
 
 Every video is re-simulated (collision.simulate, exact) and each object becomes one "slot"

@@ -1,6 +1,6 @@
 """Why replaying a dataset's own actions misses some goals of the planning protocol.
 
-    python benchmarks/replay_check.py --data data/pusht-<hash> --seeds 0 1 2
+    python diagnostics/replay_check.py --data data/pusht-<hash> --seeds 0 1 2
 
 For the protocol's (start, goal) pairs (``sample_eval_pairs``), the env is set to the start
 state and the dataset's actions between start and goal are replayed. With a perfect restore

@@ -1,6 +1,6 @@
 """What a collide encoder's slots say about the object each one holds: probes.
 
-    python benchmarks/collide_probe.py --run runs/collide20k-m4 [--clips 256]
+    python diagnostics/collide_probe.py --run runs/collide20k-m4 [--clips 256]
 
 The VQA head has to tell objects apart by the colour and shape its questions name. This runs
 the run's encoder on validation clips in video mode (``train.validation_segments``), gives

@@ -1,6 +1,6 @@
 """How far the collide questions can be answered without simulating anything.
 
-    python benchmarks/question_baselines.py --data data/collide-<hash> [--split val]
+    python diagnostics/question_baselines.py --data data/collide-<hash> [--split val]
 
 Scores rule-based answerers of the multiple-choice questions with vqa.py's scorer, each
 reading only the factual video's collision log (what a perfect perception model could
@@ -14,7 +14,7 @@ extract from the frames it sees):
   collision is not downstream of X (X, or an object X has touched, touched A or B
   before it); no new collisions are ever predicted. Explanatory yes iff X is upstream of
   the A-B collision along the same chains. Predictive as "factual".
-A gap between these and the oracle head (benchmarks/oracle_slots.py) is what a head has
+A gap between these and the oracle head (diagnostics/oracle_slots.py) is what a head has
 to learn beyond reading the collision log: the changed trajectories of the world
 without X.
 """

@@ -1,6 +1,6 @@
 """Does the predictor read the action taken at the frame it predicts?
 
-    python benchmarks/action_leak.py --run RUN_DIR [--windows 4000]
+    python diagnostics/action_leak.py --run RUN_DIR [--windows 4000]
 
 ``actions[t]`` is taken at frame t and moves the world to t + 1, so the action at the last
 frame of a window changes nothing inside it. But the data's policy picks that action from
@@ -10,7 +10,7 @@ sees CEM's next candidate there instead. On validation windows of one visible an
 hidden frame (as the planner rolls out), this scores the predicted frame with that action
 as in the data, set to the dataset mean (0 in z-scored units), and taken from another
 window (shuffled). A predictor that does not use it scores the same three times.
-Works on train.py runs and on benchmarks/oracle_plan.py runs (true object states, errors
+Works on train.py runs and on diagnostics/oracle_plan.py runs (true object states, errors
 in px as well).
 """
 

@@ -1,6 +1,6 @@
 """Do objects of one colour share a slot? Pairs of objects on the collide world's encoder.
 
-    python benchmarks/slot_sharing.py --run runs/collide-cpu-m0 [--clips 64]
+    python diagnostics/slot_sharing.py --run runs/collide-cpu-m0 [--clips 64]
 
 Runs the run's encoder on the validation clips that ``train.evaluate_encoder`` scores
 (``train.validation_segments``: the same 64 clips of 8 frames, in video mode), gives every object in every frame the slot that

@@ -1,6 +1,6 @@
 """What does a trained VQA head read from the predicted frames?
 
-    python benchmarks/vqa_future.py --run runs/collide20k-sres-m4 --seed 0 --other runs/collide20k-sres-m0
+    python diagnostics/vqa_future.py --run runs/collide20k-sres-m4 --seed 0 --other runs/collide20k-sres-m0
 
 ``vqa.py --run RUN`` trains its head on the encoder's slots of the observed frames followed
 by the predictor's rollout over the held-out ones. This scores the finished head

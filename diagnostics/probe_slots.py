@@ -1,6 +1,6 @@
 """How much of the Push-T state the extracted slots hold: a linear (ridge) probe.
 
-    python benchmarks/probe_slots.py --run runs/pusht-cpu-m1 [--features slots|moments|both]
+    python diagnostics/probe_slots.py --run runs/pusht-cpu-m1 [--features slots|moments|both]
 
 Fits state features (agent x, y, block x, y, cos and sin of the block angle) from the slots
 of every third training frame, all slots concatenated in the encoder's order, and reports

@@ -1,0 +1,145 @@
+"""Tests for the diagnostics in diagnostics/: each one's numbers against a hand computation or the
+score it breaks down, and its command line on the tiny runs."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vqa import Descriptive, main, run_slots
+from vqa_table import TYPES, score_cells
+
+
+def test_vqa_table_cells_are_mean_and_std_over_seeds():
+    def result(desc, cf_option, cf_question):
+        r = {kind: {"option": 0.5, "question": 0.25} for kind in ("explanatory", "predictive", "all")}
+        return {**r, "descriptive": {"question": desc},
+                "counterfactual": {"option": cf_option, "question": cf_question}}
+    cells = dict(zip(TYPES, score_cells([result(0.4, 0.5, 0.1), result(0.6, 0.7, 0.3)])))
+    assert cells["descriptive"] == "50.0 +/- 10.0"
+    assert cells["counterfactual"] == "60.0 +/- 10.0 / 20.0 +/- 10.0"
+    assert cells["predictive"] == "50.0 +/- 0.0 / 25.0 +/- 0.0"
+    assert score_cells([result(0.4, 0.5, 0.1)])[0] == "40.0"
+
+
+def test_vqa_future_swaps_only_the_future_frames(tiny_collide_run, tmp_path, capsys):
+    import vqa_future
+    _, out = tiny_collide_run
+    main(["--preset", "tiny", "--steps", "2", "--run", str(out), "--out", str(tmp_path / "vqa.json"),
+          "--device", "cpu"])
+    result = json.loads((tmp_path / "vqa.json").read_text())
+    variants, data = vqa_future.future_variants(out)
+    slots = variants["rollout"]
+    info = json.loads((out / "config.json").read_text())
+    frame_slots = torch.from_numpy(np.load(Path(info["encoder"]) / "slots-video.npy"))
+    fs = info["config"]["frameskip"]
+    n_obs = len(range(0, data.n_observed, fs))
+    for v, start in enumerate(data.episode_starts[:-1]):
+        real = frame_slots[start + n_obs * fs:start + data.n_observed + data.n_future:fs]
+        torch.testing.assert_close(variants["real"][v, n_obs:], real)
+        torch.testing.assert_close(variants["no motion"][v, n_obs:], slots[v, n_obs - 1].expand_as(real))
+    for future in variants.values():
+        assert torch.equal(future[:, :n_obs], slots[:, :n_obs])
+    capsys.readouterr()
+    vqa_future.main(["--run", str(out), "--head", str(tmp_path / "vqa.pt"), "--other", str(out)])
+    table = [line.strip("| ").split(" | ") for line in capsys.readouterr().out.splitlines()
+             if line.startswith("| ") and "---" not in line]
+    rows = {cells[0]: cells[1:] for cells in table}
+    assert rows["rollout"] == score_cells([result["val"]])   # the head as trained
+    assert rows[f"rollout of {out}"] == rows["rollout"]
+    assert set(rows) == {"future frames", "rollout", "no motion", "real", f"rollout of {out}"}
+
+
+def test_collide_rollout_scores_the_future_vqa_reads(tiny_collide_run):
+    from collide_rollout import future_errors
+    _, out = tiny_collide_run
+    slots, data = run_slots(out)
+    info = json.loads((out / "config.json").read_text())
+    frame_slots = torch.from_numpy(np.load(Path(info["encoder"]) / "slots-video.npy"))
+    pred, still, frames = future_errors(out, "val", n_videos=2)
+    videos = data.episodes("val")[:2]
+    n_fut = len(frames)
+    real = frame_slots[data.episode_starts[videos, None] + frames]           # (2, K, S, D)
+    expect_pred = ((slots[videos, -n_fut:] - real) ** 2).mean(dim=(0, 2, 3))
+    expect_still = ((slots[videos, -n_fut - 1:-n_fut] - real) ** 2).mean(dim=(0, 2, 3))
+    np.testing.assert_allclose(pred, expect_pred.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(still, expect_still.numpy(), rtol=1e-5)
+
+
+def test_vqa_templates_kinds_and_priors_by_hand():
+    from vqa_templates import kind_of, kind_scores
+    names = {1: "how", 2: "many", 3: "red", 4: "objects", 5: "?", 6: "what", 7: "shape", 8: "is", 9: "the",
+             10: "circle", 11: "3"}
+    assert kind_of((1, 2, 3, 4, 5), names) == "how many <colour> objects ?"
+    assert kind_of((6, 7, 8, 9, 3, 10, 11), names) == "what shape is the <colour> <shape> <n>"
+    count, shape = (1, 2, 3, 4, 5), (6, 7, 8, 9, 3, 4, 5)
+    train = [Descriptive(0, i, q, a) for i, (q, a) in enumerate([(count, 1), (count, 1), (count, 2), (shape, 7)])]
+    val = [Descriptive(1, 0, count, 1), Descriptive(1, 1, count, 2), Descriptive(1, 2, count, 2),
+           Descriptive(1, 3, shape, 8), Descriptive(1, 4, (6, 7, 5), 0)]
+    scores = kind_scores([2, 2, 1, 8, 0], val, train, names)
+    assert scores["how many <colour> objects ?"] == (3, 1 / 3, 1 / 3)  # prior "1" right once
+    assert scores["what shape is the <colour> objects ?"] == (1, 1.0, 0.0)
+    assert scores["what shape ?"] == (1, 1.0, 0.0)  # a kind unseen in training: no prior
+
+
+def test_vqa_templates_add_up_to_the_descriptive_score(tiny_collide_run, tmp_path, capsys):
+    import vqa_templates
+    _, out = tiny_collide_run
+    main(["--preset", "tiny", "--steps", "2", "--run", str(out), "--out", str(tmp_path / "vqa-seed0.json"),
+          "--device", "cpu"])
+    result = json.loads((tmp_path / "vqa-seed0.json").read_text())
+    for name in ("vqa-seed0.json", "vqa-seed0.pt"):  # the heads are read from the run folder
+        (out / name).write_bytes((tmp_path / name).read_bytes())
+    capsys.readouterr()
+    vqa_templates.main(["--run", str(out), "--seed", "0"])
+    rows = [line.strip("| ").split(" | ") for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and "---" not in line][1:]
+    n = sum(int(r[1]) for r in rows)
+    right = sum(int(r[1]) * float(r[3].rstrip("%")) / 100 for r in rows)
+    assert n == result["val"]["descriptive"]["questions"]
+    assert right / n == pytest.approx(result["val"]["descriptive"]["question"], abs=1e-3 * len(rows))
+    for name in ("vqa-seed0.json", "vqa-seed0.pt"):
+        (out / name).unlink()
+
+
+def test_collide_probe_rows_and_scores():
+    from collide_probe import object_rows, probe
+    truth = np.zeros((8, 8), dtype=np.int64)
+    truth[0:2, 0:2], truth[4:6, 4:8], truth[7, 7] = 1, 2, 3       # object 3 has 1 pixel: left out
+    seg = np.zeros((8, 8), dtype=np.int64)
+    seg[0:2, 0:2], seg[4:6, 4:8] = 2, 2                           # objects 1 and 2 share slot 2
+    slots = np.arange(12, dtype=np.float32).reshape(3, 4)
+    objects = [{"color": "red", "shape": "square"}, {"color": "blue", "shape": "circle"},
+               {"color": "gray", "shape": "triangle"}]
+    rows = object_rows(truth, seg, slots, objects, min_pixels=2)
+    assert len(rows) == 2 and all(r[5] for r in rows)
+    np.testing.assert_array_equal(rows[0][0], slots[2])
+    assert rows[0][1:5] == (1, 1, 0.5 / 8, 0.5 / 8) and rows[1][1:5] == (2, 0, 5.5 / 8, 4.5 / 8)
+    seg[4:6, 4:8] = 1
+    assert [r[5] for r in object_rows(truth, seg, slots, objects, min_pixels=2)] == [False, False]
+    # slots that say the colour and the centre but not the shape
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(400):
+        colour, shape, x, y = rng.integers(8), rng.integers(3), rng.random(), rng.random()
+        vector = np.concatenate([np.eye(8)[colour], [x, y], rng.normal(size=6)]).astype(np.float32)
+        rows.append((vector, colour, shape, x, y, False))
+    scores = probe(rows, 200)
+    assert scores["colour"]["linear"]["all"] == 1.0 and scores["colour"]["linear"]["shared slot"] is None
+    assert scores["shape"]["linear"]["all"] < 0.5 and scores["shape"]["mlp 256"]["all"] < 0.5
+    assert min(scores["centre R2"]) > 0.99
+
+
+def test_encoder_clip_tools_run_on_a_collide_run_and_refuse_push_t(tiny_collide_run, tiny_run, capsys):
+    import collide_probe
+    import slot_sharing
+    _, out = tiny_collide_run
+    collide_probe.main(["--run", str(out), "--clips", "4", "--min-pixels", "1"])
+    slot_sharing.main(["--run", str(out), "--clips", "4", "--min-pixels", "1"])
+    text = capsys.readouterr().out
+    assert "colour, linear:" in text and "shape, mlp 256:" in text and "centre x, y: R^2" in text
+    assert "pairs of one colour:" in text
+    with pytest.raises(SystemExit, match="trained on 'pusht'; this probes collide objects"):
+        collide_probe.main(["--run", str(tiny_run[1])])
