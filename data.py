@@ -144,7 +144,7 @@ class PushTEnv(gym.Env):
 
     restore_substep: setting a state runs one physics substep afterwards, as SWM does and
     the paper's protocol therefore did (FACTS section 4); the agent then starts v * 0.01 s
-    ahead of the state given. False sets the state exactly (``benchmarks/replay_check.py``
+    ahead of the state given. False sets the state exactly (``diagnostics/replay_check.py``
     measures what that substep does to replaying a dataset's actions).
     """
 
