@@ -38,12 +38,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from common import atomic_write_bytes, atomic_write_json, build_parser, config_from_args
+from common import atomic_write_bytes, atomic_write_json, autocast, build_parser, check_precision, config_from_args
+from config import (TrainConfig, build_encoder, build_predictor, data_config, encoder_config, load_checkpoint,
+                    open_run)
 from data import (SUCCESS_ANGLE, SUCCESS_DIST, PushTEnv, load_dataset, normalize_proprio, sample_eval_pairs,
                   wrap_angle)
+from encoder import resize_frames, with_moments
 from predictor import rollout
-from train import (TrainConfig, autocast, build_encoder, build_predictor, check_precision, data_config,
-                   encoder_config, load_checkpoint, open_run, resize_frames, with_moments)
 
 
 @dataclass(frozen=True)

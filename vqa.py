@@ -34,10 +34,11 @@ from torch import nn
 from tqdm import tqdm
 
 from collision import QUESTION_TYPES, build_answer_vocab, build_vocab, encode, load_collide
-from common import atomic_write_json, build_parser, config_from_args, config_to_dict
+from common import (PRECISIONS, atomic_write_json, autocast, build_parser, check_precision, config_from_args,
+                    config_to_dict, save_checkpoint)
+from config import build_predictor, load_checkpoint, open_dataset, open_run
+from encoder import load_slots
 from predictor import Block, rollout
-from train import (PRECISIONS, autocast, build_predictor, check_precision, load_checkpoint, load_slots,
-                   open_dataset, open_run, save_checkpoint)
 
 MULTIPLE_CHOICE = QUESTION_TYPES[1:]      # explanatory, predictive, counterfactual
 CLS, SLOT, QUESTION, CHOICE = 0, 1, 2, 3  # rows of the token-type embedding

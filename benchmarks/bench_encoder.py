@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import build_parser, config_from_args  # noqa: E402
-from train import PRECISIONS, PRESETS, TrainConfig, autocast, build_encoder, encoder_loss  # noqa: E402
+from common import PRECISIONS, autocast, build_parser, config_from_args  # noqa: E402
+from config import PRESETS, TrainConfig, build_encoder  # noqa: E402
+from encoder import encoder_loss  # noqa: E402
 
 
 def best_of(fn, repeats):

@@ -14,7 +14,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from train import PRECISIONS, PRESETS, autocast, build_predictor, predictor_loss  # noqa: E402
+from common import PRECISIONS, autocast  # noqa: E402
+from config import PRESETS, build_predictor  # noqa: E402
+from train import predictor_loss  # noqa: E402
 
 
 def throughput(cfg, steps, device, precision="fp32", warmup=3):

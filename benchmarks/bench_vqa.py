@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from train import PRECISIONS, autocast  # noqa: E402
+from common import PRECISIONS, autocast  # noqa: E402
 from vqa import PRESETS, build_model  # noqa: E402
 
 

@@ -22,7 +22,7 @@ import predictor  # noqa: E402
 from bench_plan import load_problems  # noqa: E402
 from bench_train import throughput  # noqa: E402
 from plan import PlanConfig, solve_all  # noqa: E402
-from train import PRESETS  # noqa: E402
+from config import PRESETS  # noqa: E402
 
 WAYS = {"fused": float("inf"), "written out": 0}  # predictor.MANY_ROWS for each
 

@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data import Windows, load_dataset  # noqa: E402
 from oracle_plan import object_slots, physical  # noqa: E402
-from train import build_predictor, data_config, load_slots, open_run  # noqa: E402
+from config import build_predictor, data_config, open_run  # noqa: E402
+from encoder import load_slots  # noqa: E402
 
 
 @torch.no_grad()

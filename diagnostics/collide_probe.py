@@ -22,7 +22,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from collision import COLORS, SHAPES  # noqa: E402
 from slot_sharing import clip_parser, collide_encoder  # noqa: E402
-from train import validation_segments  # noqa: E402
+from encoder import validation_segments  # noqa: E402
 
 MLP_WIDTH = 256
 

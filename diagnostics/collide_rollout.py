@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from train import build_predictor  # noqa: E402
+from config import build_predictor  # noqa: E402
 from vqa import collide_frames, video_slots  # noqa: E402
 
 

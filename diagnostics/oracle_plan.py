@@ -22,13 +22,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import atomic_write_json, build_parser, config_from_args  # noqa: E402
+from common import atomic_write_json, build_parser, config_from_args, config_to_dict, setup  # noqa: E402
 from data import Windows, wrap_angle  # noqa: E402
 from plan import PlanConfig, WorldModel, evaluate_model  # noqa: E402
 from predictor import rollout  # noqa: E402
-from train import (PRESETS, TrainConfig, build_predictor, config_to_dict, data_config, load_checkpoint,  # noqa: E402
-                   open_dataset, setup, train_predictor)
-from train import data_dir as train_data_dir  # noqa: E402
+from config import (PRESETS, TrainConfig, build_predictor, data_config, data_dir, load_checkpoint,  # noqa: E402
+                    open_dataset)
+from train import train_predictor  # noqa: E402
 
 SLOT_DIM = 6
 SCALE, CENTRE = 100.0, 256.0
@@ -114,7 +114,7 @@ def main(argv=None):
     if cfg.dataset != "pusht" or not 0 <= cfg.masked <= cfg.n_slots:
         sys.exit(f"error: the oracle is for --dataset pusht with --masked 0, 1 or 2, got {cfg.dataset}, "
                  f"{cfg.masked}")
-    data_dir = train_data_dir(".", data_config(cfg))
+    data_dir = data_dir(".", data_config(cfg))
     if not (data_dir / "meta.json").is_file():
         sys.exit(f"error: no {data_dir}: make it first with python train.py --until data and the same "
                  "data flags (--episodes, --render-size, ...)")

@@ -20,7 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data import load_dataset  # noqa: E402
-from train import load_slots, open_run  # noqa: E402
+from config import open_run  # noqa: E402
+from encoder import load_slots  # noqa: E402
 
 TARGETS = ("agent x", "agent y", "block x", "block y", "cos angle", "sin angle")
 

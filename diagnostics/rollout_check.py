@@ -30,7 +30,8 @@ from data import ACTION_DIM, normalize_proprio, window_starts, wrap_angle  # noq
 from plan import load_world_model, matched_slot_cost  # noqa: E402
 from predictor import rollout  # noqa: E402
 from probe_slots import fit_ridge, split_rows, state_features  # noqa: E402
-from train import load_slots, open_run  # noqa: E402
+from config import open_run  # noqa: E402
+from encoder import load_slots  # noqa: E402
 
 
 def fit_state_probe(ckpt, data, every):

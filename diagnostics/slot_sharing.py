@@ -19,8 +19,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from train import (TrainConfig, build_encoder, config_from_dict, encoder_config, load_checkpoint,  # noqa: E402
-                   open_dataset, validation_segments, with_legacy_values)
+from common import config_from_dict  # noqa: E402
+from config import (TrainConfig, build_encoder, encoder_config, load_checkpoint, open_dataset,  # noqa: E402
+                    with_legacy_values)
+from encoder import validation_segments  # noqa: E402
 
 
 def shared_pairs(truth, seg, colours, min_pixels):

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import config_from_dict  # noqa: E402
-from train import load_checkpoint  # noqa: E402
+from config import load_checkpoint  # noqa: E402
 from vqa import (VQAConfig, build_model, collide_frames, evaluate, keep_frames, question_examples,  # noqa: E402
                  run_slots)
 from vqa_table import TYPES, score_cells  # noqa: E402

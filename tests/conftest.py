@@ -20,7 +20,8 @@ def tiny_dataset(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """The whole pipeline at the tiny preset: (root folder, run folder)."""
-    from train import PRESETS, run
+    from config import PRESETS
+    from train import run
 
     root = tmp_path_factory.mktemp("pipeline")
     out = run(PRESETS["tiny"], root / "runs" / "tiny", progress=False, root=root, workers=2)
@@ -30,7 +31,8 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_collide_run(tmp_path_factory):
     """The pipeline on the collide world at its tiny preset: (root folder, run folder)."""
-    from train import COLLIDE_PRESETS, run
+    from config import COLLIDE_PRESETS
+    from train import run
 
     root = tmp_path_factory.mktemp("collide-pipeline")
     out = run(COLLIDE_PRESETS["tiny"], root / "runs" / "collide-tiny", progress=False, root=root,

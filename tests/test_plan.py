@@ -87,7 +87,7 @@ def known_world_model(n_history=3):
     """plan.WorldModel around a tiny predictor whose outputs are constants: every predicted slot
     is 0.5, every predicted proprio embedding (1, 1, 1, 1); proprio_in doubles the proprio."""
     from predictor import Predictor
-    from train import PRESETS
+    from config import PRESETS
     torch.manual_seed(0)
     predictor = Predictor(n_slots=2, slot_dim=3, action_dim=10, proprio_dim=4, dim=4, depth=1, heads=1,
                           dim_head=4, mlp_dim=8, dropout=0.0, n_history=n_history)

@@ -9,10 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+import common
+import config
+import encoder as encoder_stage
 import plan
 import train
+from config import PRESETS, load_checkpoint
+from data import load_dataset
 from plan import PlanConfig, load_world_model
-from train import PRESETS, load_checkpoint, run
+from train import run
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = PRESETS["tiny"]
@@ -108,9 +113,9 @@ def test_checkpoint_for_another_config_fails_clearly(tiny_run, tmp_path):
 def test_resume_continues_with_the_same_losses(tiny_run, tmp_path, monkeypatch):
     root, out = tiny_run
     info = json.loads((out / "config.json").read_text())
-    data = train.load_dataset(info["data"])
-    slots = train.load_slots(Path(info["encoder"]), TINY, len(data.state))
-    ctx = train.setup("auto", progress=False)  # the device tiny_run trained on
+    data = load_dataset(info["data"])
+    slots = encoder_stage.load_slots(Path(info["encoder"]), TINY, len(data.state))
+    ctx = common.setup("auto", progress=False)  # the device tiny_run trained on
     reference = read_log(out / "log.jsonl", "predictor")
 
     real_loss = train.predictor_loss
@@ -148,10 +153,10 @@ def test_encoder_resume_continues_with_the_same_losses_and_learning_rates(tiny_r
     # rate, not to the scaled rate its optimizer state was saved with
     _, out = tiny_run
     info = json.loads((out / "config.json").read_text())
-    data = train.load_dataset(info["encoder_data"])
-    ctx = train.setup("auto", progress=False)
+    data = load_dataset(info["encoder_data"])
+    ctx = common.setup("auto", progress=False)
     reference = read_log(Path(info["encoder"]) / "log.jsonl", "encoder")
-    real_loss = train.encoder_loss
+    real_loss = encoder_stage.encoder_loss
 
     def interrupted_loss(cfg):
         inner, calls = real_loss(cfg), {"train": 0}
@@ -166,12 +171,12 @@ def test_encoder_resume_continues_with_the_same_losses_and_learning_rates(tiny_r
 
     killed = tmp_path / "encoder"
     killed.mkdir()
-    monkeypatch.setattr(train, "encoder_loss", interrupted_loss)
+    monkeypatch.setattr(encoder_stage, "encoder_loss", interrupted_loss)
     with pytest.raises(KeyboardInterrupt):
-        train.train_encoder(TINY, data, killed, redo=False, resume=False, ctx=ctx)
+        encoder_stage.train_encoder(TINY, data, killed, redo=False, resume=False, ctx=ctx)
     assert load_checkpoint(killed / "encoder.pt")["step"] == 4
-    monkeypatch.setattr(train, "encoder_loss", real_loss)
-    train.train_encoder(TINY, data, killed, redo=False, resume=True, ctx=ctx)
+    monkeypatch.setattr(encoder_stage, "encoder_loss", real_loss)
+    encoder_stage.train_encoder(TINY, data, killed, redo=False, resume=True, ctx=ctx)
     resumed = read_log(killed / "log.jsonl", "encoder")
     assert [r["step"] for r in resumed] == [r["step"] for r in reference] == list(range(1, 7))
     for a, b in zip(resumed, reference):
@@ -181,9 +186,9 @@ def test_encoder_resume_continues_with_the_same_losses_and_learning_rates(tiny_r
 def test_resume_with_more_epochs_continues_a_finished_predictor_exactly(tiny_run, tmp_path):
     root, out = tiny_run
     info = json.loads((out / "config.json").read_text())
-    data = train.load_dataset(info["data"])
-    slots = train.load_slots(Path(info["encoder"]), TINY, len(data.state))
-    ctx = train.setup("cpu", progress=False)
+    data = load_dataset(info["data"])
+    slots = encoder_stage.load_slots(Path(info["encoder"]), TINY, len(data.state))
+    ctx = common.setup("cpu", progress=False)
     longer = dataclasses.replace(TINY, epochs=2)
     scratch, extended = tmp_path / "scratch", tmp_path / "extended"
     scratch.mkdir(), extended.mkdir()
@@ -224,14 +229,14 @@ def test_extracted_slots_round_trip(tiny_run, tmp_path):
     root, out = tiny_run
     info = json.loads((out / "config.json").read_text())
     enc_dir = Path(info["encoder"])
-    data = train.load_dataset(info["data"])
-    encoder = train.build_encoder(TINY)
+    data = load_dataset(info["data"])
+    encoder = config.build_encoder(TINY)
     encoder.load_state_dict(load_checkpoint(enc_dir / "encoder.pt")["model"])
     encoder.eval()
     begin, end = data.episode_starts[1], data.episode_starts[2]
     chain = np.arange(begin + 2, end, TINY.frameskip)   # the frames one window can hold
     frames = torch.from_numpy(np.asarray(data.pixels[chain])).permute(0, 3, 1, 2).float() / 255
-    frames = train.resize_frames(frames[None], TINY.image_size)  # (1, T, 3, H, W)
+    frames = encoder_stage.resize_frames(frames[None], TINY.image_size)  # (1, T, 3, H, W)
     with torch.no_grad():
         alone = encoder.encode(frames.transpose(0, 1), noise=False)["slots"][:, 0]  # each frame alone
         in_video = encoder.encode(frames, noise=False)["slots"][0]
@@ -239,28 +244,28 @@ def test_extracted_slots_round_trip(tiny_run, tmp_path):
     # the run's slots (Push-T's default, slot_mode "frame") are the frames encoded alone, as
     # plan.py encodes them ...
     assert TINY.slot_mode == "frame"
-    slots = train.load_slots(enc_dir, TINY, len(data.state))
+    slots = encoder_stage.load_slots(enc_dir, TINY, len(data.state))
     assert torch.allclose(torch.from_numpy(slots[chain]), alone, atol=1e-5)
     # ... and video-mode slots follow each chain of frames a window holds
     video = dataclasses.replace(TINY, slot_mode="video")
-    train.extract_slots(encoder, data, video, tmp_path, "cpu", progress=False)
-    slots = train.load_slots(tmp_path, video, len(data.state))
+    encoder_stage.extract_slots(encoder, data, video, tmp_path, "cpu", progress=False)
+    slots = encoder_stage.load_slots(tmp_path, video, len(data.state))
     assert torch.allclose(torch.from_numpy(slots[chain]), in_video, atol=1e-5)
     assert not torch.allclose(in_video[1:], alone[1:], atol=1e-3)   # the two modes differ
     assert encoder.pixel_mean.tolist() != [0.5, 0.5, 0.5]   # centred on the data's colours
     with pytest.raises(ValueError, match="another encoder or dataset"):
-        train.load_slots(enc_dir, dataclasses.replace(TINY, n_iters=1), len(data.state))
+        encoder_stage.load_slots(enc_dir, dataclasses.replace(TINY, n_iters=1), len(data.state))
     with pytest.raises(FileNotFoundError, match="video-mode slots"):
-        train.load_slots(enc_dir, video, len(data.state))
+        encoder_stage.load_slots(enc_dir, video, len(data.state))
     # slots written before an encoder field existed count as made with its legacy value
-    meta_path = train.slot_files(tmp_path, "video")[1]
+    meta_path = encoder_stage.slot_files(tmp_path, "video")[1]
     meta = json.loads(meta_path.read_text())
     del meta["encoder"]["encoder_clip"]   # legacy value 0.0, TINY's 1.0
     meta_path.write_text(json.dumps(meta))
     old = dataclasses.replace(video, encoder_clip=0.0)
-    assert train.load_slots(tmp_path, old, len(data.state)).shape == slots.shape
+    assert encoder_stage.load_slots(tmp_path, old, len(data.state)).shape == slots.shape
     with pytest.raises(ValueError, match="another encoder or dataset"):
-        train.load_slots(tmp_path, video, len(data.state))
+        encoder_stage.load_slots(tmp_path, video, len(data.state))
 
 
 def test_mask_moments_follow_each_slot_in_training_and_planning(tiny_run, tmp_path):
@@ -268,8 +273,8 @@ def test_mask_moments_follow_each_slot_in_training_and_planning(tiny_run, tmp_pa
     cfg = dataclasses.replace(TINY, mask_moments=2.0)
     out = run(cfg, root / "runs" / "moments", progress=False, root=root)  # the fixture's encoder and slots
     info = json.loads((out / "config.json").read_text())
-    enc_dir, data = Path(info["encoder"]), train.load_dataset(info["data"])
-    plain, slots = train.load_slots(enc_dir, TINY, len(data.state)), train.load_slots(enc_dir, cfg, len(data.state))
+    enc_dir, data = Path(info["encoder"]), load_dataset(info["data"])
+    plain, slots = encoder_stage.load_slots(enc_dir, TINY, len(data.state)), encoder_stage.load_slots(enc_dir, cfg, len(data.state))
     D = TINY.slot_dim
     assert slots.shape == (*plain.shape[:2], D + 10)
     np.testing.assert_array_equal(slots[..., :D], plain)
@@ -284,29 +289,29 @@ def test_mask_moments_follow_each_slot_in_training_and_planning(tiny_run, tmp_pa
     assert len(results["seeds"]["0"]["final_block_px"]) == 2
     # slots extracted without moments are not used for them, and say so; a run that wants
     # them extracts again, in the precision the slots were made in
-    meta_path = train.slot_files(enc_dir, "frame")[1]
+    meta_path = encoder_stage.slot_files(enc_dir, "frame")[1]
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "moments"}))
-    assert train.slots_extracted(enc_dir, TINY) and not train.slots_extracted(enc_dir, cfg)
+    assert encoder_stage.slots_extracted(enc_dir, TINY) and not encoder_stage.slots_extracted(enc_dir, cfg)
     with pytest.raises(FileNotFoundError, match="without mask moments"):
-        train.load_slots(enc_dir, cfg, len(data.state))
+        encoder_stage.load_slots(enc_dir, cfg, len(data.state))
     run(cfg, root / "runs" / "moments", progress=False, root=root, until="slots", precision="bf16")
     assert json.loads(meta_path.read_text()) == meta
-    np.testing.assert_array_equal(train.load_slots(enc_dir, cfg, len(data.state)), slots)
+    np.testing.assert_array_equal(encoder_stage.load_slots(enc_dir, cfg, len(data.state)), slots)
     with pytest.raises(ValueError, match="--mask-moments"):
-        train.check_config(dataclasses.replace(TINY, mask_moments=-1.0))
+        config.check_config(dataclasses.replace(TINY, mask_moments=-1.0))
 
 
 def test_an_interrupted_slot_extraction_goes_on_from_its_last_save(tiny_run, tmp_path):
     root, out = tiny_run
     info = json.loads((out / "config.json").read_text())
-    data = train.load_dataset(info["data"])
-    encoder = train.build_encoder(TINY)
+    data = load_dataset(info["data"])
+    encoder = config.build_encoder(TINY)
     encoder.load_state_dict(load_checkpoint(Path(info["encoder"]) / "encoder.pt")["model"])
     video = dataclasses.replace(TINY, slot_mode="video")
     (tmp_path / "whole").mkdir()
-    train.extract_slots(encoder, data, video, tmp_path / "whole", "cpu", progress=False, batch_chains=2)
-    whole = train.load_slots(tmp_path / "whole", video, len(data.state))
+    encoder_stage.extract_slots(encoder, data, video, tmp_path / "whole", "cpu", progress=False, batch_chains=2)
+    whole = encoder_stage.load_slots(tmp_path / "whole", video, len(data.state))
     n_chains = (len(data.episode_starts) - 1) * TINY.frameskip   # one per episode and phase
     n_groups = (n_chains + 1) // 2
 
@@ -324,34 +329,34 @@ def test_an_interrupted_slot_extraction_goes_on_from_its_last_save(tiny_run, tmp
     encoder.encode = stops_at_the_third_call
     (tmp_path / "cut").mkdir()
     with pytest.raises(Stop):
-        train.extract_slots(encoder, data, video, tmp_path / "cut", "cpu", progress=False,
+        encoder_stage.extract_slots(encoder, data, video, tmp_path / "cut", "cpu", progress=False,
                             batch_chains=2, save_every=0)
-    npy, meta = train.slot_files(tmp_path / "cut", "video")
+    npy, meta = encoder_stage.slot_files(tmp_path / "cut", "video")
     assert not npy.exists() and not meta.exists()
     calls.clear()
     encoder.encode = lambda *args, **kwargs: calls.append(1) or encode(*args, **kwargs)
-    train.extract_slots(encoder, data, video, tmp_path / "cut", "cpu", progress=False, batch_chains=2)
+    encoder_stage.extract_slots(encoder, data, video, tmp_path / "cut", "cpu", progress=False, batch_chains=2)
     assert len(calls) == n_groups - 2   # the two saved groups are not encoded again
-    assert np.array_equal(train.load_slots(tmp_path / "cut", video, len(data.state)), whole)
-    moments = train.moments_file(tmp_path / "cut", "video")
+    assert np.array_equal(encoder_stage.load_slots(tmp_path / "cut", video, len(data.state)), whole)
+    moments = encoder_stage.moments_file(tmp_path / "cut", "video")
     assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == sorted([meta.name, moments.name, npy.name])
     with_moments = dataclasses.replace(video, mask_moments=1.0)
-    assert np.array_equal(train.load_slots(tmp_path / "cut", with_moments, len(data.state)),
-                          train.load_slots(tmp_path / "whole", with_moments, len(data.state)))
+    assert np.array_equal(encoder_stage.load_slots(tmp_path / "cut", with_moments, len(data.state)),
+                          encoder_stage.load_slots(tmp_path / "whole", with_moments, len(data.state)))
 
     # a partial file written by other weights is not continued
     calls.clear()
     encoder.encode = stops_at_the_third_call
     with pytest.raises(Stop):
-        train.extract_slots(encoder, data, video, tmp_path / "cut", "cpu", progress=False,
+        encoder_stage.extract_slots(encoder, data, video, tmp_path / "cut", "cpu", progress=False,
                             batch_chains=2, save_every=0)
     with torch.no_grad():
         next(encoder.parameters()).add_(0.1)
     calls.clear()
     encoder.encode = lambda *args, **kwargs: calls.append(1) or encode(*args, **kwargs)
-    train.extract_slots(encoder, data, video, tmp_path / "cut", "cpu", progress=False, batch_chains=2)
+    encoder_stage.extract_slots(encoder, data, video, tmp_path / "cut", "cpu", progress=False, batch_chains=2)
     assert len(calls) == n_groups
-    assert not np.allclose(train.load_slots(tmp_path / "cut", video, len(data.state)), whole)
+    assert not np.allclose(encoder_stage.load_slots(tmp_path / "cut", video, len(data.state)), whole)
 
 
 def test_bf16_runs_the_stages_under_autocast_and_records_it(tiny_run, tmp_path):
@@ -362,16 +367,16 @@ def test_bf16_runs_the_stages_under_autocast_and_records_it(tiny_run, tmp_path):
     enc_dir = Path(info["encoder"])
     assert info["precision"] == "bf16"
     assert load_checkpoint(enc_dir / "encoder.pt")["precision"] == "bf16"
-    assert json.loads(train.slot_files(enc_dir, "frame")[1].read_text())["precision"] == "bf16"
-    data = train.load_dataset(info["data"])
-    bf16 = train.load_slots(enc_dir, cfg, len(data.state))
+    assert json.loads(encoder_stage.slot_files(enc_dir, "frame")[1].read_text())["precision"] == "bf16"
+    data = load_dataset(info["data"])
+    bf16 = encoder_stage.load_slots(enc_dir, cfg, len(data.state))
     assert bf16.dtype == np.float32
 
     # the same weights extracting in fp32: close to the bf16 slots, but not equal (autocast was on)
-    encoder = train.build_encoder(cfg)
+    encoder = config.build_encoder(cfg)
     encoder.load_state_dict(load_checkpoint(enc_dir / "encoder.pt")["model"])
-    train.extract_slots(encoder, data, cfg, tmp_path, "cpu", progress=False)
-    fp32 = train.load_slots(tmp_path, cfg, len(data.state))
+    encoder_stage.extract_slots(encoder, data, cfg, tmp_path, "cpu", progress=False)
+    fp32 = encoder_stage.load_slots(tmp_path, cfg, len(data.state))
     error = np.abs(bf16 - fp32)
     assert error.max() > 0 and error.mean() < 0.05 * np.abs(fp32).mean()
     with pytest.raises(ValueError, match="precision must be one of"):
@@ -382,8 +387,8 @@ def test_collide_pipeline_trains_a_predictor_without_action_nodes(tiny_collide_r
     from collision import load_collide
     _, out = tiny_collide_run
     info = json.loads((out / "config.json").read_text())
-    cfg = train.COLLIDE_PRESETS["tiny"]
-    data = load_collide(info["data"], expect=train.data_config(cfg))
+    cfg = config.COLLIDE_PRESETS["tiny"]
+    data = load_collide(info["data"], expect=config.data_config(cfg))
     assert len(data.scenes) == cfg.episodes and data.n_observed == cfg.video_observed
     slots = np.load(Path(info["encoder"]) / "slots-video.npy")
     assert slots.shape == (len(data.pixels), cfg.n_slots, cfg.slot_dim)
@@ -401,15 +406,15 @@ def test_unknown_dataset_fails_clearly(capsys):
         train.main(["--dataset", "clevrer"])
     assert "unknown --dataset 'clevrer'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown dataset 'clevrer'"):
-        train.check_config(dataclasses.replace(TINY, dataset="clevrer"))
+        config.check_config(dataclasses.replace(TINY, dataset="clevrer"))
 
 
 def test_frame_mode_slots_need_query_init():
     with pytest.raises(ValueError, match="needs --slot-init query"):
-        train.check_config(dataclasses.replace(TINY, slot_mode="frame", slot_init="noise"))
+        config.check_config(dataclasses.replace(TINY, slot_mode="frame", slot_init="noise"))
     with pytest.raises(ValueError, match="slot mode must be"):
-        train.check_config(dataclasses.replace(TINY, slot_mode="clip"))
-    train.check_config(dataclasses.replace(TINY, slot_mode="video", slot_init="noise"))
+        config.check_config(dataclasses.replace(TINY, slot_mode="clip"))
+    config.check_config(dataclasses.replace(TINY, slot_mode="video", slot_init="noise"))
 
 
 class _Recorder(torch.nn.Module):
@@ -424,15 +429,15 @@ class _Recorder(torch.nn.Module):
         return {"slots": slots, "proprio": proprio, "proprio_target": proprio}
 
 
-@pytest.mark.parametrize("dataset", sorted(train.DATASETS))
+@pytest.mark.parametrize("dataset", sorted(config.DATASETS))
 @pytest.mark.parametrize("preset", ["cpu", "paper", "tiny"])
 def test_presets_train_the_papers_method(dataset, preset):
-    cfg = train.DATASETS[dataset][preset]
-    assert {name: getattr(cfg, name) for name in train.OURS} == train.PAPER_METHOD
+    cfg = config.DATASETS[dataset][preset]
+    assert {name: getattr(cfg, name) for name in config.OURS} == config.PAPER_METHOD
     assert PRESETS["cpu"].random_history is False and PRESETS["cpu"].future_action == "query"  # not vacuous
     assert (cfg.mask_kind, cfg.aux, cfg.causal) == ("object", "nodes", False)
-    assert "none of our additions" in train.describe_method(cfg)
-    line = train.describe_method(dataclasses.replace(cfg, slot_residual=True, aux="concat"))
+    assert "none of our additions" in config.describe_method(cfg)
+    line = config.describe_method(dataclasses.replace(cfg, slot_residual=True, aux="concat"))
     assert "our additions on: slot_residual=True" in line and "ablations: aux=concat" in line
     assert cfg.encoder_data == ("all_moving" if dataset == "pusht" else "predictor")
 
@@ -451,7 +456,7 @@ def test_random_history_trains_on_the_last_h_frames_of_each_window():
     batch = {"slots": slots, "actions": torch.randn(B, T, 10), "proprio": torch.randn(B, T, 4)}
     model = _Recorder()
     for step in range(40):
-        train.predictor_loss(cfg)(model, batch, train.step_generator(0, step, 0), step)
+        train.predictor_loss(cfg)(model, batch, common.step_generator(0, step, 0), step)
     histories = {h for h, *_ in model.calls}
     assert histories == {1, 2, 3}
     for h, seen, t_actions, t_proprio, mask, offset in model.calls:
@@ -462,23 +467,23 @@ def test_random_history_trains_on_the_last_h_frames_of_each_window():
     model.calls = []
     fixed = dataclasses.replace(cfg, random_history=False)
     for step in range(5):
-        train.predictor_loss(fixed)(model, batch, train.step_generator(0, step, 0), step)
+        train.predictor_loss(fixed)(model, batch, common.step_generator(0, step, 0), step)
     assert {h for h, *_ in model.calls} == {3}
     # the same step draws the same history length (resume reproduces the run)
     model.calls = []
     for _ in range(2):
-        train.predictor_loss(cfg)(model, batch, train.step_generator(0, 7, 0), 7)
+        train.predictor_loss(cfg)(model, batch, common.step_generator(0, 7, 0), 7)
     assert model.calls[0][0] == model.calls[1][0]
 
 
 def test_encoder_plain_steps_switch_the_last_steps_to_plain_mse():
     cfg = dataclasses.replace(TINY, encoder_steps=10, encoder_plain_steps=3)
-    train.check_config(cfg)
+    config.check_config(cfg)
     torch.manual_seed(0)
-    model = train.build_encoder(cfg)
+    model = config.build_encoder(cfg)
     model.background.copy_(torch.tensor([1.0, 1.0, 1.0]))
     frames = torch.rand(2, 2, 3, cfg.image_size, cfg.image_size)
-    loss_fn = train.encoder_loss(cfg)
+    loss_fn = encoder_stage.encoder_loss(cfg)
     losses = {}
     with torch.no_grad():
         for step in (0, 6, 7, 9):
@@ -490,24 +495,24 @@ def test_encoder_plain_steps_switch_the_last_steps_to_plain_mse():
         assert losses[step][0] == pytest.approx(losses[step][1])
         assert losses[step][1] == pytest.approx(losses[0][1])
     with pytest.raises(ValueError, match="between 0 and --encoder-steps = 10"):
-        train.check_config(dataclasses.replace(cfg, encoder_plain_steps=11))
+        config.check_config(dataclasses.replace(cfg, encoder_plain_steps=11))
     with pytest.raises(ValueError, match="needs --backbone cnn and --recon-weight > 0"):
-        train.check_config(dataclasses.replace(cfg, recon_weight=0.0))
+        config.check_config(dataclasses.replace(cfg, recon_weight=0.0))
 
 
 def test_encoder_plain_lr_holds_the_plain_steps_at_a_constant_rate():
     cfg = dataclasses.replace(TINY, encoder_steps=10, encoder_warmup=2, encoder_lr=1e-3, encoder_plain_steps=3)
-    cosine = train.encoder_lr_factor(cfg)
-    held = train.encoder_lr_factor(dataclasses.replace(cfg, encoder_plain_lr=3e-4))
+    cosine = encoder_stage.encoder_lr_factor(cfg)
+    held = encoder_stage.encoder_lr_factor(dataclasses.replace(cfg, encoder_plain_lr=3e-4))
     for step in range(7):  # warmup and cosine before the plain steps are the same
         assert held(step) == cosine(step)
     assert cosine(0) == pytest.approx(0.5) and cosine(9) < cosine(7) < cosine(6)
     for step in (7, 8, 9):
         assert held(step) == pytest.approx(0.3)
     with pytest.raises(ValueError, match="needs a value >= 0 and --encoder-plain-steps > 0"):
-        train.check_config(dataclasses.replace(cfg, encoder_plain_steps=0, encoder_plain_lr=3e-4))
+        config.check_config(dataclasses.replace(cfg, encoder_plain_steps=0, encoder_plain_lr=3e-4))
     with pytest.raises(ValueError, match="needs a value >= 0"):
-        train.check_config(dataclasses.replace(cfg, encoder_plain_lr=-1.0))
+        config.check_config(dataclasses.replace(cfg, encoder_plain_lr=-1.0))
 
 
 def test_encoder_folder_names_survive_added_fields():
@@ -517,11 +522,11 @@ def test_encoder_folder_names_survive_added_fields():
     # the Push-T one is the CPU recipe before the attention decoder and full-size features.
     before = dataclasses.replace(PRESETS["cpu"], cnn_fullres=False, decoder="broadcast", encoder_steps=4000,
                                  encoder_clip_len=2, encoder_batch=16, encoder_data="predictor")
-    assert train.encoder_hash(before) == "27761001"
-    assert train.encoder_hash(train.COLLIDE_PRESETS["cpu"]) == "111eb2d3"
-    assert train.encoder_hash(dataclasses.replace(before, encoder_plain_steps=100)) != "27761001"
-    assert train.encoder_hash(PRESETS["cpu"]) != "27761001"
+    assert config.encoder_hash(before) == "27761001"
+    assert config.encoder_hash(config.COLLIDE_PRESETS["cpu"]) == "111eb2d3"
+    assert config.encoder_hash(dataclasses.replace(before, encoder_plain_steps=100)) != "27761001"
+    assert config.encoder_hash(PRESETS["cpu"]) != "27761001"
     # the DINOv2 paper preset, which the CNN fields do not touch, keeps its folder when trained
     # on the weak expert's data; on all-moving data (the default now) it is another encoder
-    assert train.encoder_hash(dataclasses.replace(PRESETS["paper"], encoder_data="predictor")) == "1c3210be"
-    assert train.encoder_hash(PRESETS["paper"]) != "1c3210be"
+    assert config.encoder_hash(dataclasses.replace(PRESETS["paper"], encoder_data="predictor")) == "1c3210be"
+    assert config.encoder_hash(PRESETS["paper"]) != "1c3210be"

@@ -309,7 +309,7 @@ def test_command_line_on_a_tiny_collide_dataset(tmp_path, capsys):
 
 
 def test_run_slots_roll_a_collide_run_forward(tiny_collide_run, tmp_path):
-    from train import COLLIDE_PRESETS
+    from config import COLLIDE_PRESETS
     _, out = tiny_collide_run
     cfg = COLLIDE_PRESETS["tiny"]
     slots, data = run_slots(out)

@@ -1,0 +1,413 @@
+"""What a run is: the config of the whole pipeline, its presets, and how to open a run.
+
+``TrainConfig`` holds every setting, with the CPU preset as defaults and the paper's values as
+the ``paper`` preset (FACTS section 2); every preset trains the paper's method, and our additions
+are grouped at the end of the dataclass (``OURS``; docs/additions.md). Stage outputs are named
+by a hash of the fields they depend on (``data_dir``, ``encoder_hash``). ``open_run`` and
+``load_checkpoint`` are the loading API plan.py, vqa.py and the diagnostics use; runs written
+before a field existed load with the value they ran with (``LEGACY_VALUES``).
+"""
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from collision import CollideConfig, generate, load_collide
+from common import config_from_dict, config_to_dict
+from data import PushTDataConfig, collect, load_dataset
+from masking import MASK_KINDS
+from predictor import Predictor
+from slots import N_MOMENTS, SlotEncoder
+
+
+# ---------------------------------------------------------------------------------------
+# The config, our additions and the presets
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of the pipeline; defaults are the CPU preset."""
+    dataset: str = "pusht"        # pusht | collide
+    masked: int = 1               # M, object slots hidden per sample (0 = OC-JEPA)
+    mask_kind: str = "object"     # object | token | tube | none
+    seed: int = 0                 # predictor seed (data and encoder have their own)
+    # -- data (data.PushTDataConfig or collision.CollideConfig)
+    episodes: int = 1000          # Push-T episodes, or collide videos
+    min_steps: int = 100          # Push-T episode length
+    max_steps: int = 100
+    video_observed: int = 32      # collide: observed frames per video
+    video_future: int = 8         # collide: held-out frames after them
+    frame_substeps: int = 4       # collide: physics steps per frame
+    render_size: int = 64
+    val_fraction: float = 0.1     # (collide: test split the same size)
+    data_seed: int = 0
+    # -- slot encoder (slots.SlotEncoder)
+    backbone: str = "cnn"         # cnn | dinov2
+    dinov2_path: str = ""         # local dinov2_vits14_pretrain.pth for backbone dinov2
+    image_size: int = 64          # frames are resized to this before the encoder
+    n_slots: int = 4
+    slot_dim: int = 128
+    cnn_channels: int = 32
+    cnn_fullres: bool = True      # stride-2 CNN features upsampled and joined with the pixels: slot attention at full size
+    decoder: str = "attention"    # attention: slot attention's masks paint one colour per slot (ours) | broadcast
+    decoder_channels: int = 32    # (broadcast decoder)
+    decoder_size: int = 32        # the broadcast decoder reconstructs frames averaged down to this
+    decoder_rgb: str = "slot"     # slot: one colour per slot | pixel: RGB per pixel (Locatello)
+    slot_init: str = "query"      # query: learned queries, straight-through (BO-QSA) | noise: mu + sigma * noise
+    recon_weight: float = 20.0    # pixel weight 1 + this * |pixel - background colour| (0: plain MSE)
+    encoder_plain_steps: int = 0  # the last this many encoder steps train with plain MSE (recon_weight 0)
+    encoder_plain_lr: float = 0.0  # those steps at this constant learning rate (0: the cosine schedule goes on)
+    cnn_stride2: bool = True
+    n_iters_first: int = 3
+    n_iters: int = 2
+    encoder_clip_len: int = 4
+    encoder_steps: int = 1500
+    encoder_batch: int = 8
+    encoder_lr: float = 1e-3
+    encoder_warmup: int = 200
+    encoder_clip: float = 1.0     # gradient-norm clipping of the encoder (0: none)
+    encoder_seed: int = 0
+    encoder_data: str = "all_moving"  # Push-T: the encoder trains on all_moving data (App. D.1) | predictor: on the predictor's
+    slot_mode: str = "frame"      # slots for the predictor: frame (each frame alone, as plan.py encodes) | video
+    # -- predictor (predictor.Predictor); frames are frameskip env steps apart
+    n_history: int = 3
+    n_future: int = 1
+    frameskip: int = 5
+    predictor_dim: int = 64       # transformer width (the paper: 128, the slot size)
+    depth: int = 3
+    heads: int = 4
+    dim_head: int = 16
+    mlp_dim: int = 256
+    dropout: float = 0.1
+    aux: str = "nodes"            # nodes (the paper) | concat (the DINO-WM ablation)
+    causal: bool = False          # True: block-causal over time (OC-DINO-WM)
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 5e-4              # AdamW, constant
+    action_lr: float = 5e-4
+    proprio_lr: float = 5e-4      # App. E (the official Push-T script: 1e-4)
+    # -- bookkeeping
+    val_every: int = 500
+    val_batches: int = 20
+    ckpt_every: int = 500
+    # -- our additions: each off (its default) is the paper's method; OURS describes them and
+    #    docs/additions.md has each one's measured effect
+    random_history: bool = False  # each step trains on the last h of the n_history frames, h in 1..n_history
+    slot_residual: bool = False   # a hidden slot = its last visible value + predicted change
+    proprio_residual: bool = False  # future proprio = last observed + predicted change
+    future_action: str = "query"  # visible: the future frame's action token shows its action
+    proprio_space: str = "embedding"  # raw: proprio predicted and scored as the z-scored 4 numbers
+    mask_moments: float = 0.0     # > 0: each slot followed by this times its mask's moments (slots.mask_moments)
+    position_weight: float = 0.0  # attention decoder: + this * each slot's spread in place (slots.mask_spread)
+
+
+# One line each: what an addition of ours changes against the paper's method (its value there
+# is the field's default, and every preset keeps it).
+OURS = {
+    "random_history": "trains on 1..n_history history frames, as the planner starts from one",
+    "slot_residual": "predicts each hidden slot's change since it was last visible",
+    "proprio_residual": "predicts the proprio's change since the last observed frame",
+    "future_action": "shows the predicted frame's action to the predictor",
+    "proprio_space": "predicts and scores raw z-scored proprio, not its embedding",
+    "mask_moments": "appends each slot's mask moments (share, centre, spread) to the slot",
+    "position_weight": "charges slot attention's masks for their spread in place",
+}
+PAPER_METHOD = {name: getattr(TrainConfig(), name) for name in OURS}
+
+
+PRESETS = {
+    "cpu": TrainConfig(),
+    "paper": TrainConfig(
+        episodes=2000, min_steps=100, max_steps=200, render_size=224, backbone="dinov2",
+        image_size=196, slot_dim=128, n_iters=2, encoder_clip_len=2, encoder_steps=100_000, encoder_batch=64,
+        # CNN-only fields, unused by DINOv2, at their values before they existed: the encoder's
+        # folder name and its checkpoints' config stay those of earlier paper runs
+        cnn_fullres=False, decoder="broadcast",
+        # heads of 64 as App. E says (the official code's nn.MultiheadAttention(128, 16) has heads of 8)
+        predictor_dim=128, depth=6, heads=16, dim_head=64, mlp_dim=2048, epochs=30,
+        batch_size=256,
+        val_every=2000, ckpt_every=2000),
+    "tiny": TrainConfig(
+        episodes=12, min_steps=30, max_steps=40, val_fraction=0.25, image_size=32, cnn_channels=16,
+        decoder_channels=8, decoder_size=16,
+        slot_dim=32, encoder_clip_len=2, encoder_steps=6, encoder_batch=4, encoder_warmup=2,
+        predictor_dim=16, depth=1, heads=2, dim_head=8, mlp_dim=32, epochs=1, batch_size=8, val_every=4,
+        val_batches=2, ckpt_every=4),
+}
+# The collide world (collision.py), CLEVRER's settings where they carry over (FACTS section 2):
+# 7 slots, history 6, frameskip 2; 4 predicted frames cover the 8 held-out frames. The cpu
+# preset keeps the encoder recipe it was measured with (stride-2 features, a broadcast decoder
+# with per-pixel RGB, plain MSE, lr 4e-4, no clipping, noisy slot init; the tiny preset the
+# same decoder), trained on the videos themselves (every object already moves). The predictor
+# trains on video-mode slots: VQA reads whole observed videos, and objects alike in kind need
+# the propagation to keep their slots.
+COLLIDE_PRESETS = {
+    "cpu": dataclasses.replace(PRESETS["cpu"], dataset="collide", episodes=2000, n_slots=7,
+                               frameskip=2, n_history=6, n_future=4, cnn_fullres=False, decoder="broadcast",
+                               decoder_rgb="pixel", recon_weight=0.0, encoder_clip_len=2, encoder_steps=4000,
+                               encoder_batch=16, encoder_lr=4e-4, encoder_clip=0.0, slot_init="noise",
+                               encoder_data="predictor", slot_mode="video"),
+    "paper": dataclasses.replace(PRESETS["paper"], dataset="collide", episodes=20000,
+                                 video_observed=128, video_future=32, render_size=128,
+                                 val_fraction=0.25, n_slots=7, frameskip=2, n_history=6, n_future=10,
+                                 encoder_data="predictor", slot_mode="video"),
+    "tiny": dataclasses.replace(PRESETS["tiny"], dataset="collide", episodes=16, video_observed=12,
+                                video_future=4, frame_substeps=10, n_slots=4, frameskip=2,
+                                cnn_fullres=False, decoder="broadcast",
+                                n_history=2, n_future=2, encoder_data="predictor", slot_mode="video"),
+}
+DATASETS = {"pusht": PRESETS, "collide": COLLIDE_PRESETS}
+STAGES = ("data", "encoder", "slots", "predictor")
+
+
+def check_config(cfg: TrainConfig):
+    if cfg.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; available: {', '.join(DATASETS)}")
+    if cfg.mask_kind not in MASK_KINDS:
+        raise ValueError(f"mask kind must be one of {MASK_KINDS}, got {cfg.mask_kind!r}")
+    if not 0 <= cfg.masked <= cfg.n_slots:
+        raise ValueError(f"--masked must be between 0 and n_slots = {cfg.n_slots}, got {cfg.masked}")
+    if cfg.mask_kind == "none" and cfg.masked:
+        raise ValueError("--mask-kind none hides no slot: use --masked 0")
+    if cfg.slot_mode not in ("frame", "video"):
+        raise ValueError(f"slot mode must be frame or video, got {cfg.slot_mode!r}")
+    if cfg.slot_mode == "frame" and cfg.slot_init != "query":
+        raise ValueError("--slot-mode frame needs --slot-init query: with noisy initial slots, slot k "
+                         "of one frame is not the same object as slot k of the next; use --slot-mode video")
+    if not 0 <= cfg.encoder_plain_steps <= cfg.encoder_steps:
+        raise ValueError(f"--encoder-plain-steps must be between 0 and --encoder-steps = {cfg.encoder_steps}, "
+                         f"got {cfg.encoder_plain_steps}")
+    if cfg.encoder_plain_steps and not (cfg.backbone == "cnn" and cfg.recon_weight):
+        raise ValueError("--encoder-plain-steps switches the CNN's weighted pixel loss to plain MSE: it needs "
+                         "--backbone cnn and --recon-weight > 0")
+    if cfg.encoder_plain_lr < 0 or (cfg.encoder_plain_lr and not cfg.encoder_plain_steps):
+        raise ValueError(f"--encoder-plain-lr sets the learning rate of the --encoder-plain-steps: it needs "
+                         f"a value >= 0 and --encoder-plain-steps > 0, got {cfg.encoder_plain_lr} and "
+                         f"{cfg.encoder_plain_steps}")
+    if cfg.position_weight < 0 or (cfg.position_weight and not (cfg.backbone == "cnn" and cfg.decoder == "attention")):
+        raise ValueError(f"--position-weight (>= 0, got {cfg.position_weight}) charges slot attention's masks "
+                         f"for their spread: it needs --backbone cnn --decoder attention")
+    if cfg.mask_moments < 0:
+        raise ValueError(f"--mask-moments weighs each slot's mask moments: it must be >= 0, got {cfg.mask_moments}")
+    for name, allowed in (("aux", ("nodes", "concat")), ("backbone", ("cnn", "dinov2")),
+                          ("future_action", ("query", "visible")), ("proprio_space", ("embedding", "raw")),
+                          ("encoder_data", ("all_moving", "predictor"))):
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(f"--{name.replace('_', '-')} must be one of {'|'.join(allowed)}, "
+                             f"got {getattr(cfg, name)!r}")
+    if cfg.encoder_data == "all_moving" and cfg.dataset != "pusht":
+        raise ValueError("--encoder-data all_moving is a Push-T collection mode: use --encoder-data predictor "
+                         f"on {cfg.dataset}")
+
+
+def describe_method(cfg: TrainConfig) -> str:
+    """One line: the method ``cfg`` trains, naming every field that differs from the paper's."""
+    ours = [f"{k}={getattr(cfg, k)}" for k in OURS if getattr(cfg, k) != PAPER_METHOD[k]]
+    ablations = [f"{k}={getattr(cfg, k)}" for k, paper in (("mask_kind", "object"), ("aux", "nodes"),
+                                                             ("causal", False)) if getattr(cfg, k) != paper]
+    name = "C-JEPA" if cfg.masked else "OC-JEPA (no masking)"
+    line = f"[method] {name}, M = {cfg.masked}"
+    line += f"; the paper's ablations: {', '.join(ablations)}" if ablations else ""
+    line += f"; our additions on: {', '.join(ours)}" if ours else "; the paper's method, none of our additions"
+    return line + " (--print-config shows every field)"
+
+
+
+# ---------------------------------------------------------------------------------------
+# The data and the folders stages write, named by hashes
+# ---------------------------------------------------------------------------------------
+def data_config(cfg: TrainConfig) -> PushTDataConfig | CollideConfig:
+    if cfg.dataset == "collide":
+        return CollideConfig(name=cfg.dataset, videos=cfg.episodes, n_observed=cfg.video_observed,
+                             n_future=cfg.video_future, frame_substeps=cfg.frame_substeps,
+                             render_size=cfg.render_size, val_fraction=cfg.val_fraction,
+                             test_fraction=cfg.val_fraction, seed=cfg.data_seed)
+    return PushTDataConfig(name=cfg.dataset, episodes=cfg.episodes, min_steps=cfg.min_steps,
+                           max_steps=cfg.max_steps, render_size=cfg.render_size,
+                           val_fraction=cfg.val_fraction, seed=cfg.data_seed)
+
+
+def encoder_data_config(cfg: TrainConfig) -> PushTDataConfig | CollideConfig:
+    """The data the encoder trains on: on Push-T by default the all-moving variant of the
+    predictor's data (App. D.1: every object moves randomly, so the block takes every pose)."""
+    if cfg.encoder_data == "all_moving":
+        return dataclasses.replace(data_config(cfg), policy="all_moving")
+    return data_config(cfg)
+
+
+def data_key(data_cfg) -> dict:
+    """A dataset's config as folder names hash it: a field added later is left out at the value
+    datasets had before it existed (Push-T's collection policy, "weak"), so their names stay."""
+    key = config_to_dict(data_cfg)
+    return {k: v for k, v in key.items() if not (k == "policy" and v == "weak")}
+
+
+def data_dir(root, data_cfg) -> Path:
+    """The folder of a dataset, named by a hash of its config."""
+    return Path(root) / "data" / f"{data_cfg.name}-{short_hash(data_key(data_cfg))}"
+
+
+def make_dataset(data_cfg, path, workers=0, progress=True):
+    """Collect (Push-T) or generate (collide) the dataset ``data_cfg`` into ``path``."""
+    make = generate if isinstance(data_cfg, CollideConfig) else collect
+    return make(data_cfg, path, workers=workers, progress=progress, overwrite=True)
+
+
+def open_dataset(cfg: TrainConfig, path, data_cfg=None):
+    """Load the dataset of ``cfg`` (the predictor's, or ``data_cfg``) from ``path``, checking
+    it was made with that config."""
+    load = load_collide if cfg.dataset == "collide" else load_dataset
+    return load(path, expect=data_config(cfg) if data_cfg is None else data_cfg)
+
+
+ENCODER_FIELDS = ("backbone", "dinov2_path", "image_size", "n_slots", "slot_dim", "cnn_channels",
+                  "cnn_fullres", "decoder", "decoder_channels", "decoder_size", "decoder_rgb", "recon_weight",
+                  "position_weight", "encoder_plain_steps", "encoder_plain_lr", "slot_init",
+                  "cnn_stride2", "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps",
+                  "encoder_batch", "encoder_lr", "encoder_warmup", "encoder_clip", "encoder_seed",
+                  "frameskip")
+
+
+def encoder_config(cfg: TrainConfig) -> dict:
+    """The settings the encoder stage depends on (the data's included)."""
+    return {"data": data_key(encoder_data_config(cfg)),
+            **{name: getattr(cfg, name) for name in ENCODER_FIELDS}}
+
+
+def short_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
+
+
+# ---------------------------------------------------------------------------------------
+# Opening runs: checkpoints, and configs written before a field existed
+# ---------------------------------------------------------------------------------------
+# Values that configs written before a field existed ran with, where they differ from
+# today's default; any other missing field ran with its default.
+LEGACY_VALUES = {"decoder_rgb": "pixel", "decoder": "broadcast", "cnn_fullres": False, "recon_weight": 0.0,
+                 "encoder_clip": 0.0, "slot_init": "noise",
+                 "random_history": False, "slot_mode": "video", "proprio_residual": False,
+                 "slot_residual": False, "future_action": "visible", "proprio_space": "raw",
+                 "encoder_data": "predictor"}
+
+
+# Encoder fields added after the first encoders were trained; at the value they had before
+# they existed they stay out of the encoder folder's hash, so that folder keeps its name.
+ADDED_ENCODER_FIELDS = ("decoder_rgb", "recon_weight", "encoder_clip", "slot_init", "encoder_plain_steps",
+                        "encoder_plain_lr", "decoder", "cnn_fullres", "position_weight")
+
+
+def values_before_fields_existed() -> dict:
+    """Every TrainConfig field's value in configs written before it existed: LEGACY_VALUES'
+    or else its default."""
+    return {**config_to_dict(TrainConfig()), **LEGACY_VALUES}
+
+
+def encoder_hash(cfg: TrainConfig) -> str:
+    """The short hash naming the encoder folder of ``cfg``."""
+    known = values_before_fields_existed()
+    before = {k: known[k] for k in ADDED_ENCODER_FIELDS}
+    return short_hash({k: v for k, v in encoder_config(cfg).items() if k not in before or v != before[k]})
+
+
+def renamed_fields(config: dict) -> dict:
+    """A stored config with the flag hide_last_action, which future_action replaced, read as it."""
+    config = dict(config)
+    if "hide_last_action" in config:
+        config["future_action"] = "query" if config.pop("hide_last_action") else "visible"
+    return config
+
+
+def with_legacy_values(config: dict) -> dict:
+    """A TrainConfig dict with the LEGACY_VALUES fields it lacks filled in."""
+    config = renamed_fields(config)
+    return {**{k: v for k, v in LEGACY_VALUES.items() if k not in config}, **config}
+
+
+def load_checkpoint(path, config=None, known=None, may_differ=()):
+    """Load a checkpoint; with ``config``, fail clearly if it was made for another config.
+
+    A field of ``config`` the checkpoint's lacks counts as ``known[field]`` where given
+    (default: a TrainConfig's value before the field existed); fields in ``may_differ``
+    are not compared."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file
+        raise ValueError(f"{path} is not a readable checkpoint: {err}") from err
+    if not isinstance(ckpt, dict) or not {"model", "config", "step"} <= set(ckpt):
+        raise ValueError(f"{path} is not a checkpoint of this project (expected keys model, "
+                         "config, step)")
+    if config is not None:
+        # A field added to TrainConfig after the checkpoint was written takes the value the
+        # checkpoint ran with: LEGACY_VALUES' or else the field's default.
+        if known is None:
+            known = values_before_fields_existed()
+        stored = renamed_fields(ckpt["config"])
+        theirs = {**{k: known[k] for k in set(config) - set(stored) if k in known}, **stored}
+        absent = object()
+        diff = sorted(k for k in set(theirs) | set(config)
+                      if k not in may_differ and theirs.get(k, absent) != config.get(k, absent))
+        if diff:
+            raise ValueError(f"{path} was made for another config; differing fields: {diff}")
+    return ckpt
+
+
+def open_run(path, dataset, purpose):
+    """Read a finished or unfinished run of this script: a run folder or the predictor.pt in it.
+
+    Returns (cfg, info, run_dir, predictor checkpoint); ``info`` is the run's config.json
+    (its "data" and "encoder" folders). Fails clearly when the run is missing or was trained
+    on another dataset than ``dataset`` (the message starts with ``purpose``).
+    """
+    path = Path(path)
+    run_dir = path.parent if path.is_file() else path
+    info_path = run_dir / "config.json"
+    if not info_path.is_file():
+        raise FileNotFoundError(f"{info_path} is missing: expected a run folder of train.py or the "
+                                "predictor.pt inside one")
+    info = json.loads(info_path.read_text())
+    cfg = config_from_dict(TrainConfig, with_legacy_values(info["config"]))
+    if cfg.dataset != dataset:
+        raise ValueError(f"{purpose}; {run_dir} was trained on {cfg.dataset!r}")
+    return cfg, info, run_dir, load_checkpoint(run_dir / "predictor.pt", config_to_dict(cfg))
+
+
+# ---------------------------------------------------------------------------------------
+# The models a config builds
+# ---------------------------------------------------------------------------------------
+def build_encoder(cfg: TrainConfig) -> SlotEncoder:
+    if cfg.backbone == "dinov2" and not cfg.dinov2_path:
+        raise ValueError("backbone dinov2 needs the frozen ViT-S/14 weights: pass --dinov2-path "
+                         "/path/to/dinov2_vits14_pretrain.pth (or use --backbone cnn)")
+    return SlotEncoder(backbone=cfg.backbone, image_size=cfg.image_size, n_slots=cfg.n_slots,
+                       slot_dim=cfg.slot_dim, n_iters_first=cfg.n_iters_first,
+                       n_iters=cfg.n_iters, cnn_channels=cfg.cnn_channels,
+                       cnn_stride2=cfg.cnn_stride2, cnn_full_res=cfg.cnn_fullres, decoder=cfg.decoder,
+                       decoder_channels=cfg.decoder_channels,
+                       decoder_size=cfg.decoder_size, decoder_rgb=cfg.decoder_rgb,
+                       recon_weight=cfg.recon_weight, position_weight=cfg.position_weight,
+                       slot_init=cfg.slot_init,
+                       dinov2_weights=cfg.dinov2_path or None)
+
+
+def slot_dim_seen(cfg: TrainConfig) -> int:
+    """The size of a slot as the predictor sees it: the encoder's, plus the mask moments if used."""
+    return cfg.slot_dim + (N_MOMENTS if cfg.mask_moments else 0)
+
+
+def build_predictor(cfg: TrainConfig) -> Predictor:
+    """The predictor of ``cfg``; on collide there are no action or proprio nodes."""
+    controlled = cfg.dataset == "pusht"
+    return Predictor(n_slots=cfg.n_slots, slot_dim=slot_dim_seen(cfg),
+                     action_dim=2 * cfg.frameskip if controlled else 0,
+                     proprio_dim=4 if controlled else 0, dim=cfg.predictor_dim, depth=cfg.depth, heads=cfg.heads, dim_head=cfg.dim_head,
+                     mlp_dim=cfg.mlp_dim, dropout=cfg.dropout,
+                     max_frames=max(16, cfg.n_history + cfg.n_future), aux=cfg.aux,
+                     causal=cfg.causal, n_history=cfg.n_history, proprio_space=cfg.proprio_space,
+                     future_action=cfg.future_action, proprio_residual=cfg.proprio_residual,
+                     slot_residual=cfg.slot_residual)

@@ -1,0 +1,335 @@
+"""Stages 2 and 3 of the pipeline: train the frozen object-centric encoder, score it, and
+extract the slots of every frame (paper: the encoder is trained first and frozen; FACTS
+sections 6 and 9, App. D.1).
+
+The encoder (``slots.SlotEncoder``) trains on short frame clips with its own reconstruction
+loss, a warm-up and a cosine schedule; on Push-T its data is the all-moving variant by
+default (``config.encoder_data_config``). It is scored by FG-ARI and mBO on the predictor's
+validation clips. Extraction writes float32 (N, S, D) slots, row i those of dataset frame i,
+encoding each frame alone (as the planner does) or in video mode; it saves its place and
+goes on from there when interrupted.
+"""
+
+import hashlib
+import io
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from common import (Stage, atomic_write_bytes, atomic_write_json, autocast, batch_indices, collate, step_generator,
+                    validate)
+from config import ENCODER_FIELDS, build_encoder, encoder_config, load_checkpoint, values_before_fields_existed
+from data import FrameClips
+from slots import N_MOMENTS, fg_ari, mask_moments, masks_to_segmentation, mbo
+
+
+# ---------------------------------------------------------------------------------------
+# Stage 2: the slot encoder
+# ---------------------------------------------------------------------------------------
+def resize_frames(frames, size):
+    """(B, T, 3, H, W) -> (B, T, 3, size, size), antialiased, if the sizes differ."""
+    if frames.shape[-1] == size:
+        return frames
+    B = frames.shape[0]
+    flat = F.interpolate(frames.flatten(0, 1), size=(size, size), mode="bilinear", antialias=True)
+    return flat.unflatten(0, (B, -1))
+
+
+def colour_stats(data, split, n_frames=2000):
+    """Mean and median RGB in [0, 1] over up to ``n_frames`` evenly spread frames of ``split``.
+
+    Returns two float32 arrays (3,); the median is the background colour on worlds where
+    the background covers most of every frame (Push-T, collide).
+    """
+    rows = np.concatenate([np.arange(data.episode_starts[e], data.episode_starts[e + 1])
+                           for e in data.episodes(split)])
+    rows = rows[np.linspace(0, len(rows) - 1, min(n_frames, len(rows))).astype(int)]
+    pixels = np.asarray(data.pixels[rows]).reshape(-1, 3) / 255
+    return pixels.mean(0).astype(np.float32), np.median(pixels, axis=0).astype(np.float32)
+
+
+def encoder_loss(cfg):
+    """The encoder's loss at a training step (0-based): the model's own, or plain pixel MSE in
+    the last ``cfg.encoder_plain_steps`` steps."""
+    def loss_fn(model, batch, generator, step):
+        plain = step >= cfg.encoder_steps - cfg.encoder_plain_steps
+        out = model(resize_frames(batch["frames"], cfg.image_size), generator=generator,
+                    recon_weight=0.0 if plain else None)
+        return out["loss"], {k: out[k].detach() for k in ("mse", "place") if k in out}
+    return loss_fn
+
+
+def encoder_lr_factor(cfg):
+    """The encoder's learning rate at a step (0-based) over ``cfg.encoder_lr``: linear warmup,
+    then cosine decay to 10 %; the plain-MSE steps at ``cfg.encoder_plain_lr`` when it is set."""
+    def factor(step):
+        if cfg.encoder_plain_lr and step >= cfg.encoder_steps - cfg.encoder_plain_steps:
+            return cfg.encoder_plain_lr / cfg.encoder_lr
+        if step < cfg.encoder_warmup:
+            return (step + 1) / cfg.encoder_warmup
+        progress = (step - cfg.encoder_warmup) / max(1, cfg.encoder_steps - cfg.encoder_warmup)
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
+def train_encoder(cfg, data, enc_dir, redo, resume, ctx):
+    """Stage 2: train the slot encoder on frame clips of ``data`` into ``enc_dir``, unless a
+    finished one with this config is there. Returns it in eval mode."""
+    ckpt_path = enc_dir / "encoder.pt"
+    config = encoder_config(cfg)
+    if ckpt_path.is_file() and not redo:
+        ckpt = load_checkpoint(ckpt_path, config)
+        if ckpt["done"]:
+            model = build_encoder(cfg)
+            model.load_state_dict(ckpt["model"])
+            return model.to(ctx.device).eval()
+    elif ckpt_path.is_file() and redo and ctx.main:
+        ckpt_path.unlink()
+    ctx.barrier()
+    torch.manual_seed(cfg.encoder_seed)
+    model = build_encoder(cfg).to(ctx.device)
+    if cfg.backbone == "cnn":
+        mean, median = colour_stats(data, "train")
+        model.pixel_mean.copy_(torch.from_numpy(mean))
+        model.background.copy_(torch.from_numpy(median))
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.encoder_lr)
+    train_set = FrameClips(data, "train", cfg.encoder_clip_len, cfg.frameskip)
+    val_set = FrameClips(data, "val", cfg.encoder_clip_len, cfg.frameskip)
+    loss_fn, lr_factor = encoder_loss(cfg), encoder_lr_factor(cfg)
+
+    stage = Stage("encoder", ckpt_path, enc_dir / "log.jsonl", config, cfg.encoder_steps, cfg.val_every,
+                  cfg.ckpt_every, ctx)
+    step = stage.start(model, optimizer, load_checkpoint(ckpt_path, config) if resume and ckpt_path.is_file()
+                       else None)
+    net = stage.distributed(model)
+    while step < cfg.encoder_steps:
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.encoder_lr * lr_factor(step)
+        batch = collate(train_set, batch_indices(len(train_set), cfg.encoder_batch, step, cfg.encoder_seed, ctx),
+                        ctx.device)
+        with autocast(ctx.device, ctx.precision):
+            loss, terms = loss_fn(net, batch, step_generator(cfg.encoder_seed, step, ctx.rank), step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.encoder_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.encoder_clip)
+        optimizer.step()
+        step += 1
+        stage.end_step(step, loss, terms, model, optimizer, lambda: validate(
+            model, loss_fn, val_set, cfg.val_batches, cfg.encoder_batch, ctx, step - 1))
+    stage.close()
+    return model.eval()
+
+
+@torch.no_grad()
+def validation_segments(model, data, cfg, device, n_clips=64, clip_len=8):
+    """The encoder in video mode on ``n_clips`` fixed validation clips, 16 a call: yields
+    (frames (B, T, 3, h, w) as the encoder saw them, its output, segment ids (B, T, H, W) at
+    the data's size, dataset frame indices (B, T))."""
+    model.eval()
+    longest = max(np.diff(data.episode_starts)[data.episodes("val")])
+    clips = FrameClips(data, "val", min(clip_len, (longest - 1) // cfg.frameskip + 1), cfg.frameskip)
+    order = np.random.default_rng(0).permutation(len(clips))[:n_clips]
+    for start in range(0, len(order), 16):
+        batch = collate(clips, order[start:start + 16].tolist(), device)
+        frames = resize_frames(batch["frames"], cfg.image_size)
+        out = model(frames)
+        H = batch["frames"].shape[-1]
+        seg = masks_to_segmentation(out["masks"], size=(H, H)).cpu().numpy()
+        yield frames, out, seg, batch["index"].cpu().numpy()
+
+
+def evaluate_encoder(model, data, cfg, device, figure_path, n_clips=64, clip_len=8):
+    """FG-ARI (per frame and per video) and mBO on validation clips, and a picture."""
+    scores = {"fg_ari_frame": [], "fg_ari_video": [], "mbo": []}
+    for start, (frames, out, seg, indices) in enumerate(validation_segments(model, data, cfg, device,
+                                                                           n_clips, clip_len)):
+        for b, index in enumerate(indices):
+            truth = data.id_maps(index)  # (T, H, W)
+            scores["fg_ari_video"].append(fg_ari(truth, seg[b]))
+            scores["fg_ari_frame"].append(np.nanmean([fg_ari(t, p) for t, p in zip(truth, seg[b])]))
+            scores["mbo"].append(mbo(truth, seg[b]))
+        if start == 0:
+            save_encoder_figure(frames[0], out, figure_path)
+    return {k: float(np.nanmean(v)) for k, v in scores.items()}
+
+
+def save_encoder_figure(frames, out, path):
+    """A PNG: frames, reconstructions (CNN backbone) and each slot's mask, one column a frame."""
+    T, _, H, W = frames.shape
+    rows = [frames]
+    if out["recon"].ndim == 5:  # pixels (CNN backbone), at the decoder's size
+        rows.append(F.interpolate(out["recon"][0], size=(H, W), mode="nearest").clamp(0, 1))
+    masks = F.interpolate(out["masks"][0], size=(H, W), mode="nearest")  # (T, S, H, W)
+    for s in range(masks.shape[1]):
+        rows.append(frames * masks[:, s, None] + (1 - masks[:, s, None]))
+    grid = torch.cat([torch.cat(list(row), dim=-1) for row in rows], dim=-2)  # (3, rows*H, T*W)
+    image = (grid.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(image).resize((image.shape[1] * 2, image.shape[0] * 2), Image.NEAREST).save(
+        buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+# ---------------------------------------------------------------------------------------
+# Stage 3: slots of every frame
+# ---------------------------------------------------------------------------------------
+def slot_files(enc_dir, mode):
+    """The slots of every frame extracted in ``mode`` and their description: (npy, json)."""
+    return enc_dir / f"slots-{mode}.npy", enc_dir / f"slots-{mode}.json"
+
+
+def moments_file(enc_dir, mode):
+    """The mask moments (slots.mask_moments, unweighted) of every frame's slots in ``mode``."""
+    return enc_dir / f"moments-{mode}.npy"
+
+
+def slots_extracted(enc_dir, cfg):
+    """Whether the slots ``cfg`` trains on are on disk, mask moments included when it uses them."""
+    meta = slot_files(enc_dir, cfg.slot_mode)[1]
+    return meta.is_file() and (not cfg.mask_moments or json.loads(meta.read_text()).get("moments", False))
+
+
+def with_moments(slots, attn, cfg):
+    """The encoder's slots (B, S, D) and attention (B, S, N) -> the predictor's slots: the
+    slots, followed by ``cfg.mask_moments`` times their mask moments when that is set. What
+    ``load_slots`` reads back for the same frames."""
+    if not cfg.mask_moments:
+        return slots
+    return torch.cat([slots, cfg.mask_moments * mask_moments(attn.float()).to(slots.dtype)], dim=-1)
+
+
+def weights_fingerprint(model):
+    """A hash of ``model``'s parameters and buffers: which weights wrote a partial file."""
+    h = hashlib.sha1()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+@torch.inference_mode()
+def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, resume=True,
+                  save_every=60.0, precision="fp32"):
+    """Write the frozen encoder's slots of every dataset frame to ``slot_files(enc_dir, mode)``.
+
+    Format: float32 (N, S, D), row i the slots of dataset frame i; beside it
+    ``moments_file``, float32 (N, S, 10), their masks' moments (slots.mask_moments,
+    unweighted, for ``--mask-moments``); the json records the encoder config and the mode.
+    Slot-initialisation noise is off, so extraction is deterministic. ``cfg.slot_mode``:
+    - "frame": every frame encoded alone, from the learned initial slots, exactly as
+      plan.py encodes its observations and goals (history 1). With query init, slot k is
+      the same object in every frame.
+    - "video": the encoder runs in video mode over the frames that the world model sees
+      together: for each episode and each phase r < frameskip, the chain of frames r,
+      r + frameskip, ... (chains are padded with their last frame to a common length; the
+      encoder is causal in time, so padding changes no real frame's slots). A frame's slots
+      then depend on the frames before it, which a planner given one frame does not have.
+
+    An interrupted extraction goes on from its last save (every ``save_every`` seconds) when
+    run again with ``resume``, if the partial file was written by the same weights, mode,
+    dataset size and ``precision`` (see ``autocast``); otherwise it starts over.
+    """
+    model.eval()
+    fs = cfg.frameskip
+    if cfg.slot_mode == "frame":  # chains of one frame
+        chains = [np.array([i]) for i in range(len(data.pixels))]
+        # a GPU wants large calls; on a CPU 64 frames a call run faster than 512 (docs/speed.md)
+        batch_chains = 512 if torch.device(device).type == "cuda" else 64
+    else:
+        chains = []
+        for e in range(len(data.episode_starts) - 1):
+            begin, end = data.episode_starts[e], data.episode_starts[e + 1]
+            chains += [np.arange(begin + r, end, fs) for r in range(min(fs, end - begin))]
+    out_path, meta_path = slot_files(enc_dir, cfg.slot_mode)
+    moments_path = moments_file(enc_dir, cfg.slot_mode)
+    tmp, tmp_moments = out_path.with_suffix(".npy.partial"), moments_path.with_suffix(".npy.partial")
+    place_path = out_path.with_suffix(".partial.json")
+    shape = (len(data.pixels), cfg.n_slots, cfg.slot_dim)
+    # what a partial file must have been written with to be continued
+    written_by = {"weights": weights_fingerprint(model), "mode": cfg.slot_mode,
+                  "shape": list(shape), "precision": precision, "moments": True}
+    first = 0
+    if resume and tmp.is_file() and tmp_moments.is_file() and place_path.is_file():
+        saved = json.loads(place_path.read_text())
+        if saved["written_by"] == written_by:
+            first = saved["next_chain"]
+    if first:
+        slots = np.lib.format.open_memmap(tmp, mode="r+")
+        moments = np.lib.format.open_memmap(tmp_moments, mode="r+")
+        print(f"[slots] resuming {tmp} at chain {first} of {len(chains)}")
+    else:
+        place_path.unlink(missing_ok=True)
+        slots = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        moments = np.lib.format.open_memmap(tmp_moments, mode="w+", dtype=np.float32,
+                                            shape=(*shape[:2], N_MOMENTS))
+    bar = tqdm(total=len(data.pixels), initial=sum(len(c) for c in chains[:first]),
+               desc=f"slots ({cfg.slot_mode})", unit="frame", disable=not progress)
+    last_save = time.time()
+    for start in range(first, len(chains), batch_chains):
+        group = chains[start:start + batch_chains]
+        length = max(len(c) for c in group)
+        index = np.stack([np.concatenate([c, np.full(length - len(c), c[-1])]) for c in group])
+        frames = torch.from_numpy(np.ascontiguousarray(data.pixels[index]))  # (B, T, H, W, 3)
+        frames = frames.to(device).permute(0, 1, 4, 2, 3).float().div_(255)
+        with autocast(device, precision):
+            out = model.encode(resize_frames(frames, cfg.image_size), noise=False)
+        z = out["slots"].float().cpu().numpy()
+        m = mask_moments(out["attn"].float()).cpu().numpy()
+        for b, chain in enumerate(group):
+            slots[chain] = z[b, :len(chain)]
+            moments[chain] = m[b, :len(chain)]
+        bar.update(sum(len(c) for c in group))
+        if time.time() - last_save > save_every:  # the rows are on disk before the count is
+            slots.flush()
+            moments.flush()
+            atomic_write_json(place_path, {"written_by": written_by,
+                                              "next_chain": start + len(group)})
+            last_save = time.time()
+    bar.close()
+    slots.flush()
+    moments.flush()
+    del slots, moments
+    os.replace(tmp, out_path)
+    os.replace(tmp_moments, moments_path)
+    place_path.unlink(missing_ok=True)
+    atomic_write_json(meta_path, {"encoder": encoder_config(cfg), "mode": cfg.slot_mode,
+                                  "shape": list(shape), "precision": precision, "moments": True})
+
+
+def load_slots(enc_dir, cfg, n_frames):
+    """The slots of ``cfg.slot_mode`` (N, S, D), after checking they belong to this encoder
+    and dataset; with ``cfg.mask_moments`` each slot followed by that times its mask moments
+    (N, S, D + 10), as ``with_moments`` computes them."""
+    npy, meta_path = slot_files(enc_dir, cfg.slot_mode)
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"no {cfg.slot_mode}-mode slots extracted in {enc_dir}")
+    meta = json.loads(meta_path.read_text())
+    expected = [n_frames, cfg.n_slots, cfg.slot_dim]
+    # An encoder field added after the slots were written ran with its legacy or default value.
+    known = values_before_fields_existed()
+    written = {**{k: known[k] for k in ENCODER_FIELDS if k not in meta["encoder"]}, **meta["encoder"]}
+    if written != encoder_config(cfg) or meta["shape"] != expected:
+        raise ValueError(f"{npy} was extracted with another encoder or dataset")
+    slots = np.load(npy, mmap_mode="r")
+    if list(slots.shape) != expected:
+        raise ValueError(f"{npy}: expected shape {expected}, found {slots.shape}")
+    if not cfg.mask_moments:
+        return np.ascontiguousarray(slots)
+    if not meta.get("moments", False):
+        raise FileNotFoundError(f"{npy} was extracted without mask moments: a train.py run with "
+                                "--mask-moments extracts the slots again with them")
+    moments = np.load(moments_file(enc_dir, cfg.slot_mode), mmap_mode="r")
+    if moments.shape != (*slots.shape[:2], N_MOMENTS):
+        raise ValueError(f"{moments_file(enc_dir, cfg.slot_mode)}: expected shape "
+                         f"{(*slots.shape[:2], N_MOMENTS)}, found {moments.shape}")
+    # a copy in memory, unlike the slots alone (read through the page cache): 1.01 M frames
+    # of 4 slots take 2.2 GB
+    return np.concatenate([slots, np.float32(cfg.mask_moments) * moments], axis=-1)
