@@ -28,6 +28,7 @@ import multiprocessing as mp
 import os
 import re
 import shutil
+import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,8 @@ import pymunk
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from common import (DatasetError, atomic_write_json, build_parser, config_from_args, config_to_dict,
-                    load_array, publish_dataset, read_dataset_meta)
+from common import (DatasetError, atomic_write_json, build_parser, check_replaceable, config_from_args,
+                    config_to_dict, load_array, publish_dataset, read_dataset_meta)
 
 # ---------------------------------------------------------------------------------------
 # The world's constants
@@ -551,8 +552,7 @@ def generate(cfg: CollideConfig, out, workers=0, progress=True, overwrite=False)
     never leaves a folder that loads.
     """
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+    check_replaceable(out, FORMAT, overwrite)
     if not 2 <= cfg.min_objects <= cfg.max_objects <= len(SHAPES) * len(COLORS):
         raise ValueError(f"need 2 <= min_objects <= max_objects <= {len(SHAPES) * len(COLORS)}, "
                          f"got {cfg.min_objects}, {cfg.max_objects}")
@@ -678,7 +678,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cfg = config_from_args(CollideConfig, COLLIDE_PRESETS, args, default_preset="cpu")
     out = args.out or f"data/collide-{args.preset or 'cpu'}"
-    data = generate(cfg, out, workers=args.workers, overwrite=args.overwrite)
+    try:
+        data = generate(cfg, out, workers=args.workers, overwrite=args.overwrite)
+    except (ValueError, OSError) as err:  # DatasetError is a ValueError, FileExistsError an OSError
+        sys.exit(f"error: {err}")
     print(f"wrote {data.path}: {len(data.scenes)} videos, {len(data.pixels)} frames, "
           f"{data.pixels.nbytes / 2**20:.0f} MiB of pixels")
     for split, scenes in data.questions.items():

@@ -111,6 +111,28 @@ def atomic_write_bytes(path, data: bytes):
         raise
 
 
+def check_results_path(path, kind, keys):
+    """Refuse ``path`` as the place for a ``kind`` results JSON unless it ends in .json and is
+    new or an earlier results file (a JSON object with ``keys``), and its folder is writable:
+    a results file never replaces a checkpoint, config or dataset file. ValueError otherwise."""
+    path = Path(path)
+    if path.suffix != ".json":
+        raise ValueError(f"--out {path}: {kind} results are a .json file")
+    if path.exists():
+        try:
+            earlier = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            earlier = None
+        if not isinstance(earlier, dict) or not set(keys) <= set(earlier):
+            raise ValueError(f"--out {path} exists and is not a {kind} results file: choose another path")
+    folder = path.parent if path.parent != Path("") else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise ValueError(f"--out {path}: cannot write in {folder} ({err.strerror})") from err
+
+
 def atomic_write_json(path, obj):
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
@@ -165,6 +187,23 @@ def load_array(file, shape, dtype):
         raise DatasetError(f"{file}: expected {np.dtype(dtype)} {tuple(shape)}, found "
                            f"{array.dtype} {array.shape}")
     return array
+
+
+def check_replaceable(out, fmt, overwrite):
+    """Before collecting into ``out``: it must not exist, or, with ``overwrite``, be a dataset
+    folder of format ``fmt`` (its meta.json says so): --overwrite never deletes anything else."""
+    out = Path(out)
+    if not out.exists():
+        return
+    if not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+    try:
+        found = json.loads((out / "meta.json").read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        found = None
+    if found != fmt:
+        raise FileExistsError(f"{out} exists and is not a {fmt} dataset (no meta.json saying so): "
+                              "--overwrite only replaces a dataset; choose another --out")
 
 
 def publish_dataset(tmp, out, meta):
@@ -354,7 +393,13 @@ class Stage:
 
     def end_step(self, step, loss, terms, model, optimizer, validation):
         """After optimizer step ``step`` (1-based): log it, validate (``validation()`` returns
-        the val_ terms) and checkpoint when due."""
+        the val_ terms) and checkpoint when due. A loss that is not finite stops the stage
+        with FloatingPointError before anything of this step is written: the last checkpoint
+        stays the last good one, unfinished."""
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"[{self.name}] the loss is {loss.item()} at step {step}: training diverged "
+                                     f"(a learning rate too high, or non-finite inputs); {self.ckpt_path} holds "
+                                     "the last good step, unfinished")
         record = {"step": step, "loss": loss.item(), **{k: float(v) for k, v in terms.items()},
                   "seconds": round(time.perf_counter() - self.started, 3)}  # since this process began
         self.bar.set_postfix(loss=f"{record['loss']:.4f}")

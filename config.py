@@ -163,7 +163,27 @@ DATASETS = {"pusht": PRESETS, "collide": COLLIDE_PRESETS}
 STAGES = ("data", "encoder", "slots", "predictor")
 
 
+# Counts that must be at least 1, and rates that must be positive, checked before any stage runs.
+AT_LEAST_ONE = ("episodes", "min_steps", "max_steps", "render_size", "image_size", "n_slots", "slot_dim",
+                "cnn_channels", "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps", "encoder_batch",
+                "n_history", "n_future", "frameskip", "predictor_dim", "depth", "heads", "dim_head", "mlp_dim",
+                "epochs", "batch_size", "val_every", "val_batches", "ckpt_every", "video_observed", "video_future",
+                "frame_substeps")
+POSITIVE = ("lr", "action_lr", "proprio_lr", "encoder_lr")
+
+
 def check_config(cfg: TrainConfig):
+    """Raise ValueError, naming the flag, for a config no stage can run."""
+    for name in AT_LEAST_ONE:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    for name in POSITIVE:
+        if not getattr(cfg, name) > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    if not 0 < cfg.val_fraction < 1 or not 0 <= cfg.dropout < 1 or cfg.encoder_warmup < 0 or cfg.encoder_clip < 0:
+        raise ValueError(f"need 0 < --val-fraction < 1, 0 <= --dropout < 1, --encoder-warmup >= 0 and "
+                         f"--encoder-clip >= 0, got {cfg.val_fraction}, {cfg.dropout}, {cfg.encoder_warmup}, "
+                         f"{cfg.encoder_clip}")
     if cfg.dataset not in DATASETS:
         raise ValueError(f"unknown dataset {cfg.dataset!r}; available: {', '.join(DATASETS)}")
     if cfg.mask_kind not in MASK_KINDS:

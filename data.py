@@ -19,6 +19,7 @@ import math
 import multiprocessing as mp
 import os
 import shutil
+import sys
 from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from common import (DatasetError, build_parser, config_from_args, config_to_dict, load_array,
+from common import (DatasetError, build_parser, check_replaceable, config_from_args, config_to_dict, load_array,
                     publish_dataset, read_dataset_meta)
 
 # ---------------------------------------------------------------------------------------
@@ -409,9 +410,7 @@ def collect(cfg: PushTDataConfig, out, workers=0, progress=True, overwrite=False
     """
     policy_step(cfg.policy)
     out = Path(out)
-    if out.exists():
-        if not overwrite:
-            raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+    check_replaceable(out, FORMAT, overwrite)
     if cfg.min_steps < 1 or cfg.max_steps < cfg.min_steps:
         raise ValueError(f"need 1 <= min_steps <= max_steps, got {cfg.min_steps}, {cfg.max_steps}")
     if cfg.episodes < 2 or not 0 < cfg.val_fraction < 1:
@@ -690,7 +689,10 @@ def main(argv=None):
     cfg = config_from_args(PushTDataConfig, DATA_PRESETS, args, default_preset="cpu")
     policy = "" if cfg.policy == "weak" else f"-{cfg.policy}"
     out = args.out or f"data/pusht-{args.preset or 'cpu'}{policy}"
-    data = collect(cfg, out, workers=args.workers, overwrite=args.overwrite)
+    try:
+        data = collect(cfg, out, workers=args.workers, overwrite=args.overwrite)
+    except (ValueError, OSError) as err:  # DatasetError is a ValueError, FileExistsError an OSError
+        sys.exit(f"error: {err}")
     print(f"wrote {data.path}: {len(data.state)} frames in {len(data.episode_starts) - 1} "
           f"episodes, {data.pixels.nbytes / 2**20:.0f} MiB of pixels")
 

@@ -38,9 +38,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from common import atomic_write_bytes, atomic_write_json, autocast, build_parser, check_precision, config_from_args
+from common import (atomic_write_bytes, atomic_write_json, autocast, build_parser, check_precision,
+                    check_results_path, config_from_args, config_to_dict)
 from config import (TrainConfig, build_encoder, build_predictor, data_config, encoder_config, load_checkpoint,
-                    open_run)
+                    open_run, short_hash)
 from data import (SUCCESS_ANGLE, SUCCESS_DIST, PushTEnv, load_dataset, normalize_proprio, sample_eval_pairs,
                   wrap_angle)
 from encoder import resize_frames, with_moments
@@ -70,7 +71,8 @@ class PlanConfig:
     gifs: int = 3                 # episodes of the first seed saved as GIFs
     out: str = ""                 # JSON of results (GIFs beside it); default <run>/plan-<policy>.json
     device: str = "auto"
-    precision: str = "fp32"       # bf16: encoder and rollouts under train.autocast; costs in float32
+    precision: str = "fp32"       # bf16: encoder and rollouts under common.autocast; costs in float32
+    allow_unfinished: bool = False  # plan with a predictor whose training has not finished
     # -- our additions, off (their defaults) in the paper's protocol; docs/additions.md
     #    (history 1 and split val above are ours too, when chosen)
     clip_actions: bool = False    # clamp CEM candidates to the actions the env executes (raw [-1, 1])
@@ -134,6 +136,9 @@ def cem(cost_fn, n_problems, horizon, action_dim, generators, cfg: PlanConfig, d
         if bounds is not None:
             candidates = candidates.clamp(*bounds)
         costs = cost_fn(candidates)                                 # (E, N)
+        if not torch.isfinite(costs).all():
+            raise FloatingPointError("the planning cost is not finite: the model predicts NaN or inf "
+                                     "(a diverged predictor, or non-finite slots)")
         elite = costs.topk(cfg.topk, dim=1, largest=False).indices  # (E, K)
         elites = torch.gather(candidates, 1, elite[:, :, None, None].expand(
             -1, -1, horizon, action_dim))                           # (E, K, H, A)
@@ -147,11 +152,12 @@ def cem(cost_fn, n_problems, horizon, action_dim, generators, cfg: PlanConfig, d
 class WorldModel:
     """A trained encoder + predictor: encodes frames, rolls out candidate plans, scores them."""
 
-    def __init__(self, run_cfg: TrainConfig, encoder, predictor, stats, device, precision="fp32"):
+    def __init__(self, run_cfg: TrainConfig, encoder, predictor, stats, device, precision="fp32", checkpoint=None):
         # encoder None: a subclass whose encode() does without one (diagnostics/oracle_plan.py)
         self.cfg, self.predictor = run_cfg, predictor.eval()
         self.encoder = None if encoder is None else encoder.eval()
         self.stats, self.device, self.precision = stats, device, precision
+        self.checkpoint = checkpoint  # which predictor checkpoint: {"path", "step", "done", "config_hash"}
         self.action_dim = 2 * run_cfg.frameskip
 
     @torch.no_grad()
@@ -219,12 +225,15 @@ class WorldModel:
         return (actions.reshape(*actions.shape[:-2], -1, len(mean)) - mean) / std
 
 
-def load_world_model(ckpt, device, precision="fp32"):
-    """Rebuild encoder and predictor from a run folder (or its predictor.pt)."""
+def load_world_model(ckpt, device, precision="fp32", allow_unfinished=False):
+    """Rebuild encoder and predictor from a run folder (or its predictor.pt); an unfinished
+    predictor only with ``allow_unfinished``."""
     cfg, info, run_dir, predictor_ckpt = open_run(ckpt, "pusht", "plan.py plans on Push-T")
     if not predictor_ckpt["done"]:
-        print(f"warning: {run_dir / 'predictor.pt'} is from an unfinished run "
-              f"(step {predictor_ckpt['step']})")
+        message = f"{run_dir / 'predictor.pt'} is from an unfinished run (step {predictor_ckpt['step']})"
+        if not allow_unfinished:
+            raise ValueError(f"{message}: finish it with train.py --resume, or pass --allow-unfinished")
+        print(f"warning: {message}")
     if cfg.slot_mode != "frame":
         print(f"warning: {run_dir} trained its predictor on {cfg.slot_mode}-mode slots, but the "
               "planner encodes each observation and goal alone (train with --slot-mode frame)")
@@ -233,7 +242,10 @@ def load_world_model(ckpt, device, precision="fp32"):
     encoder, predictor = build_encoder(cfg), build_predictor(cfg)
     encoder.load_state_dict(encoder_ckpt["model"])
     predictor.load_state_dict(predictor_ckpt["model"])
-    return WorldModel(cfg, encoder.to(device), predictor.to(device), data.stats, device, precision), data
+    checkpoint = {"path": str(run_dir / "predictor.pt"), "step": predictor_ckpt["step"],
+                  "done": bool(predictor_ckpt["done"]), "config_hash": short_hash(config_to_dict(cfg))}
+    return WorldModel(cfg, encoder.to(device), predictor.to(device), data.stats, device, precision,
+                      checkpoint), data
 
 
 # ---------------------------------------------------------------------------------------
@@ -344,6 +356,14 @@ def evaluate(cfg: PlanConfig, progress=True):
         raise ValueError(f"policy must be cem, random or replay, got {cfg.policy!r}")
     if not cfg.ckpt:
         raise ValueError("--ckpt is required: a run folder of train.py or its predictor.pt")
+    for name in ("episodes", "goal_offset", "budget", "horizon", "iterations"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    if not cfg.seeds or not cfg.init_std > 0 or not cfg.proprio_weight >= 0:
+        raise ValueError(f"need at least one seed, --init-std > 0 and --proprio-weight >= 0, got {list(cfg.seeds)}, "
+                         f"{cfg.init_std}, {cfg.proprio_weight}")
+    if cfg.split not in ("train", "val"):
+        raise ValueError(f"--split must be train or val, got {cfg.split!r}")
     if not 1 <= cfg.receding <= cfg.horizon or not 2 <= cfg.topk <= cfg.samples:
         raise ValueError("need 1 <= receding <= horizon and 2 <= topk <= samples")
     if cfg.time_align not in ("right", "left") or cfg.history < 0:
@@ -351,18 +371,23 @@ def evaluate(cfg: PlanConfig, progress=True):
     check_precision(cfg.precision)
     if cfg.cost_batch < 0:
         raise ValueError(f"expected --cost-batch >= 0 (0: automatic), got {cfg.cost_batch}")
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                          if cfg.device == "auto" else cfg.device)
-    model, data = load_world_model(cfg.ckpt, device, cfg.precision)
+    try:
+        device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
+                              if cfg.device == "auto" else cfg.device)
+    except RuntimeError as err:
+        raise ValueError(f"--device {cfg.device!r}: expected auto, cpu, cuda or cuda:N") from err
     run_dir = Path(cfg.ckpt) if Path(cfg.ckpt).is_dir() else Path(cfg.ckpt).parent
     out = Path(cfg.out) if cfg.out else run_dir / f"plan-{cfg.policy}.json"
+    check_results_path(out, "plan.py", ("config", "seeds"))  # before any planning
+    model, data = load_world_model(cfg.ckpt, device, cfg.precision, cfg.allow_unfinished)
     return evaluate_model(cfg, model, data, out, progress)
 
 
 def evaluate_model(cfg: PlanConfig, model: WorldModel, data, out: Path, progress=True):
     """Run the protocol of ``cfg`` on every seed with a loaded model; write and return the
     results (and ``out``)."""
-    results = {"config": json.loads(json.dumps(dataclasses.asdict(cfg))), "seeds": {}}
+    results = {"config": json.loads(json.dumps(dataclasses.asdict(cfg))), "seeds": {},
+               "checkpoint": getattr(model, "checkpoint", None)}
     start = time.perf_counter()
     bar = tqdm(cfg.seeds, desc=f"plan {cfg.policy}", disable=not progress)
     for i, seed in enumerate(bar):
@@ -409,7 +434,7 @@ def main(argv=None):
     cfg = config_from_args(PlanConfig, PRESETS, args, default_preset="paper")
     try:
         results, out = evaluate(cfg)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FloatingPointError) as err:
         sys.exit(f"error: {err}")
     print(f"success {100 * results['success_mean']:.1f} +/- {100 * results['success_std']:.1f} % "
           f"over {len(results['seeds'])} seeds; wall {results['wall_seconds']:.0f} s, "

@@ -233,7 +233,7 @@ def main(argv=None):
         run(cfg, out, redo=tuple(args.redo), resume=args.resume, device=args.device,
             workers=args.workers, progress=not args.no_progress, until=args.until,
             precision=args.precision)
-    except (DatasetError, ValueError, FileExistsError, FileNotFoundError) as err:
+    except (DatasetError, ValueError, FileExistsError, FileNotFoundError, FloatingPointError) as err:
         sys.exit(f"error: {err}")
     print(f"done in {time.time() - start:.0f} s: {out}")
 

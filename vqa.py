@@ -34,8 +34,8 @@ from torch import nn
 from tqdm import tqdm
 
 from collision import QUESTION_TYPES, build_answer_vocab, build_vocab, encode, load_collide
-from common import (PRECISIONS, atomic_write_json, autocast, build_parser, check_precision, config_from_args,
-                    config_to_dict, save_checkpoint)
+from common import (PRECISIONS, atomic_write_json, autocast, build_parser, check_precision, check_results_path,
+                    config_from_args, config_to_dict, save_checkpoint)
 from config import build_predictor, load_checkpoint, open_dataset, open_run
 from encoder import load_slots
 from predictor import Block, rollout
@@ -613,6 +613,17 @@ def main(argv=None):
     checkpoint = Path(out).with_suffix(".pt")
     if checkpoint == Path(out):
         parser.error("--out names the JSON result; its training state goes beside it as .pt")
+    if checkpoint.name in ("predictor.pt", "encoder.pt"):
+        parser.error(f"--out {out}: its training state would replace the run's {checkpoint.name}")
+    for name in ("steps", "batch_size", "val_every", "frame_stride", "dim", "depth", "heads"):
+        if getattr(cfg, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    if not cfg.lr > 0:
+        parser.error(f"--lr must be positive, got {cfg.lr}")
+    try:
+        check_results_path(out, "vqa.py", ("val", "test"))
+    except ValueError as err:
+        parser.error(str(err))
     if checkpoint.is_file() and not args.resume:
         sys.exit(f"error: {checkpoint} holds a VQA training run: pass --resume to continue it "
                  "(a finished one is scored again, or trained on to a larger --steps), or delete it to start over")

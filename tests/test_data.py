@@ -394,3 +394,16 @@ def test_dataset_written_before_policy_existed_loads_as_weak(tiny_dataset, tmp_p
     assert data.config.policy == "weak" and np.array_equal(data.state, tiny_dataset.state)
     with pytest.raises(DatasetError, match="another config.*policy"):
         load_dataset(old, expect=dataclasses.replace(DATA_PRESETS["tiny"], policy="all_moving"))
+
+
+def test_overwrite_replaces_only_a_dataset_of_ours(tiny_dataset, tmp_path):
+    precious = tmp_path / "runs"
+    precious.mkdir()
+    (precious / "predictor.pt").write_bytes(b"weights")
+    cfg = PushTDataConfig(episodes=2, min_steps=3, max_steps=3)
+    with pytest.raises(FileExistsError, match="not a cjepa-pusht/1 dataset"):
+        collect(cfg, precious, workers=1, progress=False, overwrite=True)
+    assert (precious / "predictor.pt").read_bytes() == b"weights"
+    out = tmp_path / "ds"
+    collect(cfg, out, workers=1, progress=False)
+    assert collect(cfg, out, workers=1, progress=False, overwrite=True).path == out  # a dataset is replaced

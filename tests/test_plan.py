@@ -1,4 +1,5 @@
 import itertools
+import os
 import json
 
 import numpy as np
@@ -271,3 +272,42 @@ def test_a_collide_run_is_refused(tiny_collide_run):
     _, out = tiny_collide_run
     with pytest.raises(ValueError, match="plans on Push-T"):
         evaluate(PlanConfig(ckpt=str(out), seeds=(0,), episodes=1, gifs=0), progress=False)
+
+
+def test_results_never_replace_a_checkpoint_or_config(tiny_run, tmp_path):
+    _, out = tiny_run
+    before = {name: (out / name).read_bytes() for name in ("predictor.pt", "config.json")}
+    for target in ("predictor.pt", "config.json"):
+        with pytest.raises(ValueError, match="--out"):
+            evaluate(PlanConfig(ckpt=str(out), policy="random", seeds=(0,), episodes=1, gifs=0,
+                                out=str(out / target)), progress=False)
+    assert {name: (out / name).read_bytes() for name in before} == before
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o500)
+    if not os.access(tmp_path / "ro", os.W_OK):  # root may write anywhere
+        with pytest.raises(ValueError, match="cannot write"):
+            evaluate(PlanConfig(ckpt=str(out), policy="random", seeds=(0,), episodes=1, gifs=0,
+                                out=str(tmp_path / "ro" / "plan.json")), progress=False)
+
+
+@pytest.mark.parametrize("field, value", [("iterations", 0), ("budget", 0), ("init_std", -1.0), ("episodes", 0),
+                                          ("split", "bogus"), ("device", "bogus")])
+def test_impossible_protocols_are_refused(tiny_run, field, value):
+    with pytest.raises(ValueError):
+        evaluate(PlanConfig(**{"ckpt": str(tiny_run[1]), "seeds": (0,), field: value}), progress=False)
+
+
+def test_an_unfinished_predictor_plans_only_when_allowed_and_results_name_the_checkpoint(tiny_run, tmp_path):
+    _, out = tiny_run
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_bytes((out / "config.json").read_bytes())
+    ckpt = torch.load(out / "predictor.pt", weights_only=True)
+    ckpt["done"] = False
+    torch.save(ckpt, run_dir / "predictor.pt")
+    cfg = PlanConfig(ckpt=str(run_dir), policy="random", seeds=(0,), episodes=1, gifs=0)
+    with pytest.raises(ValueError, match="unfinished run .* --allow-unfinished"):
+        evaluate(cfg, progress=False)
+    results, _ = evaluate(PlanConfig(**{**cfg.__dict__, "allow_unfinished": True}), progress=False)
+    assert results["checkpoint"]["step"] == ckpt["step"] and results["checkpoint"]["done"] is False
+    assert len(results["checkpoint"]["config_hash"]) == 8

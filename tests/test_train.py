@@ -530,3 +530,27 @@ def test_encoder_folder_names_survive_added_fields():
     # on the weak expert's data; on all-moving data (the default now) it is another encoder
     assert config.encoder_hash(dataclasses.replace(PRESETS["paper"], encoder_data="predictor")) == "1c3210be"
     assert config.encoder_hash(PRESETS["paper"]) != "1c3210be"
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("epochs", -1), ("encoder_steps", 0), ("batch_size", 0),
+                                          ("n_slots", 0), ("n_history", 0), ("image_size", 0), ("val_every", 0),
+                                          ("lr", -1.0), ("encoder_lr", 0.0)])
+def test_impossible_values_are_refused_before_any_stage_runs(field, value, tmp_path):
+    cfg = dataclasses.replace(TINY, **{field: value})
+    flag = "--" + field.replace("_", "-")
+    with pytest.raises(ValueError, match=f"{flag} must be"):
+        run(cfg, tmp_path / "run", progress=False, root=tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing collected, nothing written
+
+
+def test_a_non_finite_loss_stops_training_before_the_checkpoint_is_done(tiny_run, tmp_path, monkeypatch):
+    _, out = tiny_run
+    info = json.loads((out / "config.json").read_text())
+    data = load_dataset(info["data"])
+    slots = encoder_stage.load_slots(Path(info["encoder"]), TINY, len(data.state)).copy()
+    slots[:] = np.nan
+    ctx = common.setup("cpu", progress=False)
+    with pytest.raises(FloatingPointError, match="loss is nan at step 1: training diverged"):
+        train.train_predictor(TINY, data, slots, tmp_path, redo=False, resume=False, ctx=ctx)
+    assert not (tmp_path / "predictor.pt").exists()
+    assert not (tmp_path / "log.jsonl").exists()
