@@ -91,7 +91,10 @@ def train_encoder(cfg, data, enc_dir, redo, resume, ctx):
             model.load_state_dict(ckpt["model"])
             return model.to(ctx.device).eval()
     elif ckpt_path.is_file() and redo and ctx.main:
-        ckpt_path.unlink()
+        # what the old encoder made goes with it: an interrupted redo must not leave slots or
+        # scores of the old encoder beside the new, unfinished one
+        for made in (ckpt_path, enc_dir / "metrics.json", *enc_dir.glob("slots-*.json")):
+            made.unlink(missing_ok=True)
     ctx.barrier()
     torch.manual_seed(cfg.encoder_seed)
     model = build_encoder(cfg).to(ctx.device)

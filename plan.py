@@ -238,6 +238,9 @@ def load_world_model(ckpt, device, precision="fp32", allow_unfinished=False):
         print(f"warning: {run_dir} trained its predictor on {cfg.slot_mode}-mode slots, but the "
               "planner encodes each observation and goal alone (train with --slot-mode frame)")
     encoder_ckpt = load_checkpoint(Path(info["encoder"]) / "encoder.pt", encoder_config(cfg))
+    if not encoder_ckpt["done"]:
+        raise ValueError(f"{Path(info['encoder']) / 'encoder.pt'} is unfinished (step {encoder_ckpt['step']}): "
+                         "finish it with train.py --resume before planning")
     data = load_dataset(info["data"], expect=data_config(cfg))
     encoder, predictor = build_encoder(cfg), build_predictor(cfg)
     encoder.load_state_dict(encoder_ckpt["model"])

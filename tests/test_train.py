@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -554,3 +555,28 @@ def test_a_non_finite_loss_stops_training_before_the_checkpoint_is_done(tiny_run
         train.train_predictor(TINY, data, slots, tmp_path, redo=False, resume=False, ctx=ctx)
     assert not (tmp_path / "predictor.pt").exists()
     assert not (tmp_path / "log.jsonl").exists()
+
+
+def test_an_interrupted_redo_of_the_encoder_leaves_nothing_of_the_old_one(tiny_run, tmp_path, monkeypatch):
+    root, out = tiny_run
+    work = tmp_path / "copy"
+    shutil.copytree(root, work)
+    info = json.loads((out / "config.json").read_text())
+    enc_dir = work / Path(info["encoder"]).relative_to(root)
+    run_dir = work / out.relative_to(root)
+    assert list(enc_dir.glob("slots-*.json")) and (enc_dir / "metrics.json").is_file()
+    real_loss = encoder_stage.encoder_loss
+
+    def dies(cfg):
+        def loss_fn(model, batch, generator, step):
+            if step == 5:
+                raise KeyboardInterrupt
+            return real_loss(cfg)(model, batch, generator, step)
+        return loss_fn
+    monkeypatch.setattr(encoder_stage, "encoder_loss", dies)
+    with pytest.raises(KeyboardInterrupt):
+        run(TINY, run_dir, redo=("encoder",), progress=False, root=work)
+    assert not list(enc_dir.glob("slots-*.json")) and not (enc_dir / "metrics.json").exists()
+    assert not load_checkpoint(enc_dir / "encoder.pt")["done"]
+    with pytest.raises(ValueError, match="encoder.pt is unfinished"):
+        plan.evaluate(PlanConfig(ckpt=str(run_dir), policy="random", seeds=(0,), episodes=1, gifs=0), progress=False)
