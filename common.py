@@ -8,6 +8,7 @@ starts from the paper preset and overrides one field.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import io
 import json
@@ -187,6 +188,46 @@ def load_array(file, shape, dtype):
         raise DatasetError(f"{file}: expected {np.dtype(dtype)} {tuple(shape)}, found "
                            f"{array.dtype} {array.shape}")
     return array
+
+
+@contextlib.contextmanager
+def claim(folder, what):
+    """Hold ``folder`` (its ``<folder>.lock`` file, with this process's pid) while writing
+    ``what`` into it: a second process gets FileExistsError saying who holds it, instead of
+    both writing. A lock whose process is gone is taken over."""
+    lock = Path(folder).with_name(Path(folder).name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                raise FileExistsError(f"{folder} is being written by process {pid} ({what}): wait for it to "
+                                      f"finish, or remove {lock} if that process is gone") from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+    else:
+        raise FileExistsError(f"{lock} could not be taken")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def check_replaceable(out, fmt, overwrite):

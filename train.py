@@ -24,6 +24,7 @@ learning rate is constant, so ``--resume`` with more ``--epochs`` continues a fi
 predictor to exactly where a run of that many epochs from the start would be.
 """
 
+import contextlib
 import json
 import sys
 import time
@@ -33,7 +34,7 @@ import torch
 import torch.distributed as dist
 
 from common import (PRECISIONS, Stage, atomic_write_json, autocast, batch_indices, build_parser, check_precision,
-                    collate, config_from_args, config_to_dict, setup, step_generator, validate)
+                    claim, collate, config_from_args, config_to_dict, setup, step_generator, validate)
 from config import (DATASETS, PRESETS, STAGES, TrainConfig, build_predictor, check_config,
                     data_config, data_dir, describe_method, encoder_data_config, encoder_hash, load_checkpoint,
                     make_dataset, open_dataset)
@@ -154,7 +155,8 @@ def run(cfg: TrainConfig, out, redo=(), resume=False, device="auto", workers=0, 
     check_precision(precision)
     ctx = setup(device, progress, precision)
     try:
-        _run_stages(cfg, Path(out), set(redo), resume, workers, Path(root), until, ctx)
+        with claim(out, "a train.py run") if ctx.main else contextlib.nullcontext():
+            _run_stages(cfg, Path(out), set(redo), resume, workers, Path(root), until, ctx)
     finally:
         if ctx.world > 1:
             dist.destroy_process_group()
@@ -175,13 +177,35 @@ def _run_stages(cfg, out, redo, resume, workers, root, until, ctx):
                                                 "encoder": str(enc_dir), "precision": ctx.precision})
         for folder, made_of in {pred_dir: data_cfg, enc_data_dir: enc_data_cfg}.items():
             if "data" in redo or not (folder / "meta.json").is_file():
-                make_dataset(made_of, folder, workers=workers, progress=ctx.progress)
+                with claim(folder, "data collection"):
+                    make_dataset(made_of, folder, workers=workers, progress=ctx.progress)
     ctx.barrier()
     data = open_dataset(cfg, pred_dir)
     if until == "data":
         return
 
     enc_data = data if enc_data_dir == pred_dir else open_dataset(cfg, enc_data_dir, enc_data_cfg)
+    with claim(enc_dir, "encoder training and slot extraction") if ctx.main and encoder_work(
+            cfg, enc_dir, redo, until) else contextlib.nullcontext():
+        slots = _encoder_stages(cfg, data, enc_data, enc_dir, redo, resume, until, ctx)
+    if until in ("encoder", "slots"):
+        return
+    train_predictor(cfg, data, slots, out, "predictor" in redo, resume, ctx)
+
+
+def encoder_work(cfg, enc_dir, redo, until):
+    """Whether the encoder stages of this run will write into ``enc_dir`` (and must hold it)."""
+    if {"encoder", "slots"} & redo or not (enc_dir / "metrics.json").is_file():
+        return True
+    ckpt = enc_dir / "encoder.pt"
+    if not ckpt.is_file() or not load_checkpoint(ckpt)["done"]:
+        return True
+    return until != "encoder" and not slots_extracted(enc_dir, cfg)
+
+
+def _encoder_stages(cfg, data, enc_data, enc_dir, redo, resume, until, ctx):
+    """Stages 2 and 3: the encoder (trained, or the finished one), its scores, every frame's
+    slots; returns the slots, or None with ``until="encoder"``."""
     encoder = train_encoder(cfg, enc_data, enc_dir, "encoder" in redo, resume, ctx)
     # scored on the predictor's validation episodes: the frames its slots are made of
     if ctx.main and ("encoder" in redo or not (enc_dir / "metrics.json").is_file()):
@@ -189,7 +213,7 @@ def _run_stages(cfg, out, redo, resume, workers, root, until, ctx):
         atomic_write_json(enc_dir / "metrics.json", metrics)
         print("[encoder] validation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     if until == "encoder":
-        return
+        return None
     if ctx.main and ({"encoder", "slots"} & redo or not slots_extracted(enc_dir, cfg)):
         precision = ctx.precision
         meta = slot_files(enc_dir, cfg.slot_mode)[1]
@@ -200,10 +224,7 @@ def _run_stages(cfg, out, redo, resume, workers, root, until, ctx):
         extract_slots(encoder, data, cfg, enc_dir, ctx.device, ctx.progress,
                       resume=not {"encoder", "slots"} & redo, precision=precision)
     ctx.barrier()
-    slots = load_slots(enc_dir, cfg, len(data.pixels))
-    if until == "slots":
-        return
-    train_predictor(cfg, data, slots, out, "predictor" in redo, resume, ctx)
+    return load_slots(enc_dir, cfg, len(data.pixels))
 
 
 def main(argv=None):

@@ -580,3 +580,19 @@ def test_an_interrupted_redo_of_the_encoder_leaves_nothing_of_the_old_one(tiny_r
     assert not load_checkpoint(enc_dir / "encoder.pt")["done"]
     with pytest.raises(ValueError, match="encoder.pt is unfinished"):
         plan.evaluate(PlanConfig(ckpt=str(run_dir), policy="random", seeds=(0,), episodes=1, gifs=0), progress=False)
+
+
+def test_a_folder_being_written_is_refused_to_a_second_process(tiny_run, tmp_path):
+    _, out = tiny_run
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = out.with_name(out.name + ".lock")
+        lock.write_text(str(holder.pid))  # as if a run of that process held the folder
+        with pytest.raises(FileExistsError, match=f"being written by process {holder.pid}"):
+            run(TINY, out, progress=False, root=tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    with common.claim(out, "a test"):  # the holder is gone: its lock is stale and taken over
+        assert lock.read_text() == str(os.getpid())
+    assert not lock.exists()
