@@ -114,15 +114,15 @@ def main(argv=None):
     if cfg.dataset != "pusht" or not 0 <= cfg.masked <= cfg.n_slots:
         sys.exit(f"error: the oracle is for --dataset pusht with --masked 0, 1 or 2, got {cfg.dataset}, "
                  f"{cfg.masked}")
-    data_dir = data_dir(".", data_config(cfg))
-    if not (data_dir / "meta.json").is_file():
-        sys.exit(f"error: no {data_dir}: make it first with python train.py --until data and the same "
+    folder = data_dir(".", data_config(cfg))
+    if not (folder / "meta.json").is_file():
+        sys.exit(f"error: no {folder}: make it first with python train.py --until data and the same "
                  "data flags (--episodes, --render-size, ...)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", {"config": config_to_dict(cfg), "data": str(data_dir),
+    atomic_write_json(out / "config.json", {"config": config_to_dict(cfg), "data": str(folder),
                                             "encoder": "none, true object states: plan this run with diagnostics/oracle_plan.py"})
-    data = open_dataset(cfg, data_dir)
+    data = open_dataset(cfg, folder)
     slots = object_slots(data.state)
     ctx = setup(args.device, progress=True)
     train_predictor(cfg, data, slots, out, redo=False, resume=args.resume, ctx=ctx)

@@ -143,3 +143,17 @@ def test_encoder_clip_tools_run_on_a_collide_run_and_refuse_push_t(tiny_collide_
     assert "pairs of one colour:" in text
     with pytest.raises(SystemExit, match="trained on 'pusht'; this probes collide objects"):
         collide_probe.main(["--run", str(tiny_run[1])])
+
+
+def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, capsys):
+    import oracle_plan
+    import train
+    monkeypatch.chdir(tmp_path)  # it finds its data under ./data, as train.py made it
+    train.main(["--preset", "tiny", "--encoder-data", "predictor", "--until", "data", "--out", "runs/d",
+                "--no-progress"])
+    oracle_plan.main(["--preset", "tiny", "--out", "runs/o", "--plan-seeds", "0", "--plan-episodes", "2",
+                      "--gifs", "0", "--plan-name", "t"])
+    result = json.loads((tmp_path / "runs" / "o" / "plan-t.json").read_text())
+    assert set(result["seeds"]) == {"0"} and len(result["seeds"]["0"]["successes"]) == 2
+    rows = json.loads((tmp_path / "runs" / "o" / "rollout-errors.json").read_text())
+    assert [r["what"] for r in rows] == ["model", "no motion"]
