@@ -10,6 +10,12 @@
 #    M = 1 and M = 0; then the planner's additions alone on the M = 1 predictor;
 # 3. learned slots at the cpu preset: M = 1 and M = 0 on the all-moving encoder, M = 1 on an
 #    encoder trained on the weak expert's data, each planned; both encoders' angle probes.
+# A GPU machine without pymunk or gymnasium gets them as wheels for its Python (3.12), downloaded
+# beside the checkout into a git-ignored .whl/ with `pip download --no-deps --only-binary=:all:
+# --python-version 3.12 --platform manylinux2014_x86_64 -d .whl pymunk==7.3.1 gymnasium==1.4.0
+# cffi==2.0.0 pycparser==3.0 farama-notifications==0.0.6`, installed there first with
+# `pip install --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site`.
+# SIZE=tiny ran end to end on 2 CPU cores in 90 s.
 # Logs go to logs/faithful; results (JSON and logs, no checkpoints) are packed into
 # OUT_DIR/results.tgz every 30 s.
 set -u
