@@ -42,8 +42,8 @@ from common import (atomic_write_bytes, atomic_write_json, autocast, build_parse
                     check_results_path, config_from_args, config_to_dict)
 from config import (TrainConfig, build_encoder, build_predictor, data_config, encoder_config, load_checkpoint,
                     open_run, short_hash)
-from data import (SUCCESS_ANGLE, SUCCESS_DIST, PushTEnv, load_dataset, normalize_proprio, sample_eval_pairs,
-                  wrap_angle)
+from data import load_dataset, normalize_proprio, sample_eval_pairs
+from pusht import PushTEnv, SUCCESS_ANGLE, SUCCESS_DIST, wrap_angle
 from encoder import resize_frames, with_moments
 from predictor import rollout
 

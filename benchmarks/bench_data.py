@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data import DATA_PRESETS, PushTEnv, collect  # noqa: E402
+from data import DATA_PRESETS, collect  # noqa: E402
+from pusht import PushTEnv  # noqa: E402
 
 
 def env_steps_per_second(render_size, n_steps=1000):

@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data import PushTEnv, sample_eval_pairs, wrap_angle  # noqa: E402
+from data import sample_eval_pairs  # noqa: E402
+from pusht import PushTEnv, wrap_angle  # noqa: E402
 from plan import PlanConfig, goal_cost, load_world_model, solve_all  # noqa: E402
 from predictor import rollout  # noqa: E402
 

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data import OBJECT_IDS, load_dataset  # noqa: E402
+from data import load_dataset  # noqa: E402
+from pusht import OBJECT_IDS  # noqa: E402
 from slots import fg_ari, mbo  # noqa: E402
 
 

@@ -23,7 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import atomic_write_json, build_parser, config_from_args, config_to_dict, setup  # noqa: E402
-from data import Windows, wrap_angle  # noqa: E402
+from data import Windows  # noqa: E402
+from pusht import wrap_angle  # noqa: E402
 from plan import PlanConfig, WorldModel, evaluate_model  # noqa: E402
 from predictor import rollout  # noqa: E402
 from config import (PRESETS, TrainConfig, build_predictor, data_config, data_dir, load_checkpoint,  # noqa: E402

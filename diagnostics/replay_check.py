@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data import PushTEnv, load_dataset, sample_eval_pairs  # noqa: E402
+from data import load_dataset, sample_eval_pairs  # noqa: E402
+from pusht import PushTEnv  # noqa: E402
 
 
 def replay(data, start, goal, budget, restore_substep):

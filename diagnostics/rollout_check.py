@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data import ACTION_DIM, normalize_proprio, window_starts, wrap_angle  # noqa: E402
+from data import normalize_proprio, window_starts  # noqa: E402
+from pusht import ACTION_DIM, wrap_angle  # noqa: E402
 from plan import load_world_model, matched_slot_cost  # noqa: E402
 from predictor import rollout  # noqa: E402
 from probe_slots import fit_ridge, split_rows, state_features  # noqa: E402

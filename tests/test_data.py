@@ -9,10 +9,10 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from data import (AGENT_RADIUS, DATA_PRESETS, DEFAULT_GOAL_STATE, INNER_HIGH, INNER_LOW,
-                  OBJECT_IDS, TEE_OUTLINE, DatasetError, FrameClips, PushTDataConfig, PushTEnv,
-                  Windows, collect, collect_episode, is_success, load_dataset, render_ids,
-                  render_pixels, sample_eval_pairs, wrap_angle)
+from data import (DATA_PRESETS, DatasetError, FrameClips, INNER_HIGH, INNER_LOW, PushTDataConfig, Windows,
+                  collect, collect_episode, load_dataset, sample_eval_pairs)
+from pusht import (AGENT_RADIUS, DEFAULT_GOAL_STATE, OBJECT_IDS, PushTEnv, TEE_OUTLINE, is_success,
+                   render_ids, render_pixels, wrap_angle)
 
 FAR_STATE = [100.0, 100.0, 350.0, 350.0, 0.5, 0.0, 0.0]
 
