@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from collision import CollideConfig, generate, load_collide
+from collide_data import CollideConfig, generate, load_collide
 from common import config_from_dict, config_to_dict
 from data import PushTDataConfig, collect, load_dataset
 from masking import MASK_KINDS
@@ -34,7 +34,7 @@ class TrainConfig:
     masked: int = 1               # M, object slots hidden per sample (0 = OC-JEPA)
     mask_kind: str = "object"     # object | token | tube | none
     seed: int = 0                 # predictor seed (data and encoder have their own)
-    # -- data (data.PushTDataConfig or collision.CollideConfig)
+    # -- data (data.PushTDataConfig or collide_data.CollideConfig)
     episodes: int = 1000          # Push-T episodes, or collide videos
     min_steps: int = 100          # Push-T episode length
     max_steps: int = 100

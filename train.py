@@ -8,7 +8,7 @@
 Stages (paper: a frozen object-centric encoder, then the masked predictor of the method
 section; FACTS sections 1, 2 and 6):
 1. data: collect the Push-T dataset (``data.py``; on Push-T also the encoder's all-moving
-   variant) or generate the collide world (``collision.py``) into ``data/<name>-<hash>``.
+   variant) or generate the collide world (``collide_data.py``) into ``data/<name>-<hash>``.
 2. encoder: train the slot encoder (``encoder.py``) into ``runs/encoders/<name>-<hash>``.
 3. slots: write the frozen encoder's slots of every frame next to it (``encoder.py``).
 4. predictor: train the C-JEPA predictor (``predictor.py``) on those slots into ``--out``:

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from collision import QUESTION_TYPES, build_answer_vocab, build_vocab, encode, load_collide
+from collide_data import load_collide
+from questions import QUESTION_TYPES, build_answer_vocab, build_vocab, encode
 from common import (PRECISIONS, atomic_write_json, autocast, build_parser, check_precision, check_results_path,
                     config_from_args, config_to_dict, save_checkpoint)
 from config import build_predictor, load_checkpoint, open_dataset, open_run
@@ -182,7 +183,7 @@ class Choice:
 
 
 def build_examples(question_scenes, vocab, answer_vocab, unknown_answers="raise"):
-    """Flatten question files (``collision.load_questions``) into {"descriptive": [Descriptive],
+    """Flatten question files (``questions.load_questions``) into {"descriptive": [Descriptive],
     "choice": [Choice]}, one Choice per choice of every multiple-choice question.
 
     The video of a question is its scene's "scene_index" (the row of the slots array).
@@ -591,7 +592,7 @@ def main(argv=None):
     parser = build_parser(VQAConfig, PRESETS, "Train and score the VQA head on slots of a collide dataset.")
     parser.add_argument("--run", help="a train.py --dataset collide run folder: its encoder's "
                         "slots rolled forward by its predictor")
-    parser.add_argument("--data", help="collide dataset folder (collision.py), with --slots")
+    parser.add_argument("--data", help="collide dataset folder (collide_data.py), with --slots")
     parser.add_argument("--slots",
                         help="float32 .npy (V, T, S, D): slots of every video, observed + future frames")
     parser.add_argument("--out", help="JSON file for the scores and the training log "

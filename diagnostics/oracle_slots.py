@@ -47,7 +47,7 @@ def object_states(scenes, dim):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="a collide dataset folder (collision.py)")
+    parser.add_argument("--data", required=True, help="a collide dataset folder (collide_data.py)")
     parser.add_argument("--out", required=True, help="the .npy file to write")
     parser.add_argument("--dim", type=int, default=32, help="features per slot (zero-padded)")
     args = parser.parse_args()

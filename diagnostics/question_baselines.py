@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from collision import load_questions  # noqa: E402
+from questions import load_questions  # noqa: E402
 from vqa import MULTIPLE_CHOICE, Choice, format_table, score  # noqa: E402
 
 
@@ -94,7 +94,7 @@ def answer(rule, question, choice, scene, n_observed):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="a collide dataset folder (collision.py)")
+    parser.add_argument("--data", required=True, help="a collide dataset folder (collide_data.py)")
     parser.add_argument("--split", default="val")
     args = parser.parse_args()
     path = Path(args.data)

@@ -4,10 +4,11 @@ import re
 import numpy as np
 import pytest
 
+import collide_data
 import collision
-from collision import (COLLIDE_PRESETS, COLORS, CollideConfig, DatasetError, build_answer_vocab,
-                       build_vocab, encode, generate, load_collide, load_questions, make_video,
-                       render_frame, sample_scene, simulate, tokenize)
+from collide_data import COLLIDE_PRESETS, CollideConfig, DatasetError, generate, load_collide, make_video
+from collision import COLORS, render_frame, sample_scene, simulate
+from questions import build_answer_vocab, build_vocab, encode, load_questions, tokenize
 
 TINY = COLLIDE_PRESETS["tiny"]
 SMALL = CollideConfig(videos=6, n_observed=6, n_future=2, frame_substeps=10, render_size=32,
@@ -232,7 +233,7 @@ def test_interrupted_or_truncated_dataset_does_not_load(tiny, tmp_path, monkeypa
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(collision, "atomic_write_json", boom)
+    monkeypatch.setattr(collide_data, "atomic_write_json", boom)
     out = tmp_path / "ds"
     with pytest.raises(KeyboardInterrupt):
         generate(SMALL, out, workers=1, progress=False)

@@ -271,7 +271,7 @@ def test_eval_pairs_reproducible_and_inside_episodes(tiny_dataset):
 
 
 def test_id_maps_and_windows_of_both_worlds(tiny_dataset, tmp_path):
-    from collision import CollideConfig, generate
+    from collide_data import CollideConfig, generate
     index = np.array([[0, 5], [7, 9]])
     maps = tiny_dataset.id_maps(index)
     assert maps.shape == (2, 2, 64, 64)

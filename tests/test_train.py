@@ -385,7 +385,7 @@ def test_bf16_runs_the_stages_under_autocast_and_records_it(tiny_run, tmp_path):
 
 
 def test_collide_pipeline_trains_a_predictor_without_action_nodes(tiny_collide_run):
-    from collision import load_collide
+    from collide_data import load_collide
     _, out = tiny_collide_run
     info = json.loads((out / "config.json").read_text())
     cfg = config.COLLIDE_PRESETS["tiny"]

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from collision import CollideConfig, build_answer_vocab, build_vocab, generate, load_questions
+from collide_data import CollideConfig, generate
+from questions import build_answer_vocab, build_vocab, load_questions
 from predictor import Predictor, rollout
 from vqa import (PRESETS, Choice, Descriptive, VQAModel, build_examples, evaluate, keep_frames, main,
                  run_slots, score, train_vqa, video_slots)
