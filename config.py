@@ -21,7 +21,8 @@ from common import config_from_dict, config_to_dict
 from data import PushTDataConfig, collect, load_dataset
 from masking import MASK_KINDS
 from predictor import Predictor
-from slots import N_MOMENTS, SlotEncoder
+from masks import N_MOMENTS
+from slots import SlotEncoder
 
 
 # ---------------------------------------------------------------------------------------
@@ -100,8 +101,8 @@ class TrainConfig:
     proprio_residual: bool = False  # future proprio = last observed + predicted change
     future_action: str = "query"  # visible: the future frame's action token shows its action
     proprio_space: str = "embedding"  # raw: proprio predicted and scored as the z-scored 4 numbers
-    mask_moments: float = 0.0     # > 0: each slot followed by this times its mask's moments (slots.mask_moments)
-    position_weight: float = 0.0  # attention decoder: + this * each slot's spread in place (slots.mask_spread)
+    mask_moments: float = 0.0     # > 0: each slot followed by this times its mask's moments (masks.mask_moments)
+    position_weight: float = 0.0  # attention decoder: + this * each slot's spread in place (masks.mask_spread)
 
 
 # One line each: what an addition of ours changes against the paper's method (its value there

@@ -27,7 +27,7 @@ from common import (Stage, atomic_write_bytes, atomic_write_json, autocast, batc
                     validate)
 from config import ENCODER_FIELDS, build_encoder, encoder_config, load_checkpoint, values_before_fields_existed
 from data import FrameClips
-from slots import N_MOMENTS, fg_ari, mask_moments, masks_to_segmentation, mbo
+from masks import N_MOMENTS, fg_ari, mask_moments, masks_to_segmentation, mbo
 
 
 # ---------------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ def slot_files(enc_dir, mode):
 
 
 def moments_file(enc_dir, mode):
-    """The mask moments (slots.mask_moments, unweighted) of every frame's slots in ``mode``."""
+    """The mask moments (masks.mask_moments, unweighted) of every frame's slots in ``mode``."""
     return enc_dir / f"moments-{mode}.npy"
 
 
@@ -224,7 +224,7 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
     """Write the frozen encoder's slots of every dataset frame to ``slot_files(enc_dir, mode)``.
 
     Format: float32 (N, S, D), row i the slots of dataset frame i; beside it
-    ``moments_file``, float32 (N, S, 10), their masks' moments (slots.mask_moments,
+    ``moments_file``, float32 (N, S, 10), their masks' moments (masks.mask_moments,
     unweighted, for ``--mask-moments``); the json records the encoder config and the mode.
     Slot-initialisation noise is off, so extraction is deterministic. ``cfg.slot_mode``:
     - "frame": every frame encoded alone, from the learned initial slots, exactly as

@@ -3,7 +3,7 @@
     python diagnostics/mask_ceiling.py --data data/pusht-XXXXXXXX --sizes 16 32 64
 
 The CNN encoder's masks come out at ``decoder_size`` and are upsampled bilinearly to the
-frame size before the argmax (``slots.masks_to_segmentation``), as train.py's evaluation
+frame size before the argmax (``masks.masks_to_segmentation``), as train.py's evaluation
 does. Here the masks are ideal: each object's share of every low-resolution cell (the
 ground-truth id map, one-hot, area-averaged down). Scored as train.py's evaluation scores
 (clips of 8 frames, 5 env steps apart; FG-ARI per video and mBO against the full-size id
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data import load_dataset  # noqa: E402
 from pusht import OBJECT_IDS  # noqa: E402
-from slots import fg_ari, mbo  # noqa: E402
+from masks import fg_ari, mbo  # noqa: E402
 
 
 def ideal_segmentation(ids, size, mode):

@@ -5,7 +5,7 @@
 Fits state features (agent x, y, block x, y, cos and sin of the block angle) from the slots
 of every third training frame, all slots concatenated in the encoder's order, and reports
 R^2 and RMSE on every validation frame. ``--features moments`` reads each slot's mask
-moments (slots.mask_moments, as extracted beside the slots) instead of its vector, ``both``
+moments (masks.mask_moments, as extracted beside the slots) instead of its vector, ``both``
 the two side by side. The planning cost is a squared distance between
 slots, so what a linear map cannot read from them the planner can hardly steer toward:
 success needs agent and block within 20 px together and the angle within pi / 9.

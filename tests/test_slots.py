@@ -8,19 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slots import (
-    AttentionDecoder,
-    BroadcastDecoder,
-    FeatureDecoder,
-    SlotAttention,
-    SlotEncoder,
-    fg_ari,
-    load_official_slots,
-    mask_moments,
-    mask_spread,
-    masks_to_segmentation,
-    mbo,
-)
+from masks import fg_ari, mask_moments, mask_spread, masks_to_segmentation, mbo
+from slots import AttentionDecoder, BroadcastDecoder, FeatureDecoder, SlotAttention, SlotEncoder, load_official_slots
 
 
 def tiny_encoder(**kwargs):
