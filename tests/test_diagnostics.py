@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from vqa import Descriptive, main, run_slots
+from vqa import main, run_slots
+from vqa_model import Descriptive
 from vqa_table import TYPES, score_cells
 
 

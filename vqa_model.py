@@ -1,0 +1,218 @@
+"""The ALOE-style answering model and its inputs (paper, VQA experiments; FACTS section 7).
+
+One transformer over the sequence
+
+    [CLS] + frames x slots + question words (+ choice words)
+
+- Slots are a set: a slot token is Linear(slot) + time embedding + type embedding, with no
+  slot-index embedding, so permuting the slots of a frame leaves every answer unchanged.
+- A multiple-choice question (explanatory, predictive, counterfactual) becomes one sequence per
+  (question, choice) pair with a yes / no logit (BCE); a descriptive question is one sequence
+  whose CLS output is classified over the answers seen in training (cross-entropy).
+Question files become examples here (``build_examples``) and examples batches (``collate``);
+``vqa.py`` trains and scores the model.
+"""
+
+from dataclasses import dataclass
+
+import einops
+import torch
+from torch import nn
+
+from predictor import Block
+from questions import encode
+
+CLS, SLOT, QUESTION, CHOICE = 0, 1, 2, 3  # rows of the token-type embedding
+
+
+# ---------------------------------------------------------------------------------------
+# The answering model
+# ---------------------------------------------------------------------------------------
+class VQAModel(nn.Module):
+    """One pre-LN transformer over [CLS] + T x S slot tokens + question words (+ choice words).
+
+    The CLS output feeds two heads: ``answer_logits`` (B, n_answers), a classifier over the
+    descriptive answers, and ``choice_logit`` (B,), whether the given choice is correct.
+    Padded words (mask False) are hidden from every query by a key padding mask.
+    """
+
+    def __init__(self, slot_dim: int, vocab_size: int, n_answers: int, dim: int = 128, depth: int = 4,
+                 heads: int = 4, max_frames: int = 160, max_words: int = 64, dropout: float = 0.1):
+        super().__init__()
+        for name, value in (("slot_dim", slot_dim), ("vocab_size", vocab_size), ("dim", dim),
+                            ("heads", heads), ("max_frames", max_frames), ("max_words", max_words)):
+            if value < 1:
+                raise ValueError(f"expected {name} >= 1, got {value}")
+        if dim % heads:
+            raise ValueError(f"expected dim divisible by heads, got dim {dim} and {heads} heads")
+        self.slot_dim, self.vocab_size, self.n_answers = slot_dim, vocab_size, n_answers
+        self.max_frames, self.max_words = max_frames, max_words
+
+        self.cls = nn.Parameter(0.02 * torch.randn(dim))
+        self.slot_in = nn.Linear(slot_dim, dim)
+        self.word_emb = nn.Embedding(vocab_size, dim)
+        self.time_pos = nn.Parameter(0.02 * torch.randn(max_frames, dim))
+        self.word_pos = nn.Parameter(0.02 * torch.randn(max_words, dim))  # shared by question and choice
+        self.type_emb = nn.Parameter(0.02 * torch.randn(4, dim))
+        self.blocks = nn.ModuleList(Block(dim, heads, dim // heads, 4 * dim, dropout) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.answer_head = nn.Linear(dim, n_answers)
+        self.choice_head = nn.Linear(dim, 1)
+
+    def _check_words(self, name, words, mask, batch):
+        if words.ndim != 2 or words.dtype != torch.long:
+            raise ValueError(f"expected {name} word ids long (B, L), got {words.dtype} {tuple(words.shape)}")
+        if words.shape[0] != batch or words.shape[1] > self.max_words:
+            raise ValueError(f"expected {name} of shape ({batch}, L <= max_words = {self.max_words}), "
+                             f"got {tuple(words.shape)}")
+        if mask is None or mask.shape != words.shape or mask.dtype != torch.bool:
+            got = None if mask is None else f"{mask.dtype} {tuple(mask.shape)}"
+            raise ValueError(f"expected a bool {name}_mask of shape {tuple(words.shape)}, got {got}")
+        if words.numel() and not 0 <= int(words.min()) <= int(words.max()) < self.vocab_size:
+            raise ValueError(f"expected {name} word ids in [0, {self.vocab_size}), got ids "
+                             f"from {int(words.min())} to {int(words.max())}")
+
+    def _words(self, words, kind):
+        """Word tokens (B, L, dim): embedding + position in its own text + type."""
+        return self.word_emb(words) + self.word_pos[:words.shape[1]] + self.type_emb[kind]
+
+    def forward(self, slots, question, question_mask, choice=None, choice_mask=None) -> dict:
+        """slots: (B, T, S, D); question: (B, Lq) long word ids; question_mask: (B, Lq) bool, True
+        at real words; choice, choice_mask: (B, Lc), or None for descriptive questions.
+        Returns {"answer_logits": (B, n_answers), "choice_logit": (B,)}."""
+        if slots.ndim != 4 or slots.shape[-1] != self.slot_dim:
+            raise ValueError(f"expected slots of shape (B, T, S, {self.slot_dim}), got {tuple(slots.shape)}")
+        B, T, S, _ = slots.shape
+        if not 1 <= T <= self.max_frames:
+            raise ValueError(f"expected 1 <= T <= max_frames = {self.max_frames}, got T = {T}")
+        self._check_words("question", question, question_mask, B)
+        if (choice is None) != (choice_mask is None):
+            raise ValueError("expected choice and choice_mask both given or both None")
+        if choice is not None:
+            self._check_words("choice", choice, choice_mask, B)
+
+        cls = einops.repeat(self.cls + self.type_emb[CLS], "d -> b 1 d", b=B)
+        slot_tok = self.slot_in(slots) + self.time_pos[:T, None] + self.type_emb[SLOT]  # (B, T, S, dim)
+        tokens = [cls, einops.rearrange(slot_tok, "b t s d -> b (t s) d"), self._words(question, QUESTION)]
+        keep = [question_mask.new_ones(B, 1 + T * S), question_mask]
+        if choice is not None:
+            tokens.append(self._words(choice, CHOICE))
+            keep.append(choice_mask)
+        x = torch.cat(tokens, dim=1)  # (B, L, dim), L = 1 + T * S + Lq (+ Lc)
+        keep = torch.cat(keep, dim=1)  # (B, L), True at keys any token may attend
+        allowed = einops.rearrange(keep, "b l -> b 1 1 l")  # broadcast over heads and queries
+        for block in self.blocks:
+            x = block(x, allowed)
+        out = self.norm(x[:, 0])  # (B, dim), the CLS token
+        with torch.autocast(out.device.type, enabled=False):  # float32 logits under bf16 autocast:
+            out = out.float()                                  # no ties from rounding in argmax
+            return {"answer_logits": self.answer_head(out), "choice_logit": self.choice_head(out)[:, 0]}
+
+
+# ---------------------------------------------------------------------------------------
+# Examples: question files -> (video, words, target)
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Descriptive:
+    """One descriptive question; answer indexes the answer vocabulary, -1 = outside it."""
+    video: int
+    question_id: int
+    question: tuple
+    answer: int
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One (question, choice) pair of a multiple-choice question; label 1 = correct, 0 = wrong."""
+    video: int
+    question_id: int
+    question_type: str
+    question: tuple
+    choice_id: int
+    choice: tuple
+    label: int
+
+
+def build_examples(question_scenes, vocab, answer_vocab, unknown_answers="raise"):
+    """Flatten question files (``questions.load_questions``) into {"descriptive": [Descriptive],
+    "choice": [Choice]}, one Choice per choice of every multiple-choice question.
+
+    The video of a question is its scene's "scene_index" (the row of the slots array).
+    Words go through ``collision.encode``, so an unknown word raises its error. A descriptive
+    question whose answer is missing or not in ``answer_vocab``, or a multiple-choice question
+    with a choice lacking a "correct" / "wrong" answer, is handled by ``unknown_answers``:
+    "raise" (an error), "skip" (left out) or "wrong" (a descriptive question is kept with answer
+    -1, which no prediction matches: the honest choice for scoring held-out splits).
+    """
+    if unknown_answers not in ("raise", "skip", "wrong"):
+        raise ValueError(f"expected unknown_answers in ('raise', 'skip', 'wrong'), got {unknown_answers!r}")
+    answer_index = {a: i for i, a in enumerate(answer_vocab)}
+    examples = {"descriptive": [], "choice": []}
+    for scene in question_scenes:
+        video = int(scene["scene_index"])
+        for q in scene["questions"]:
+            where = f"scene {video} question {q['question_id']}"
+            if q["question_type"] == "descriptive":
+                answer = q.get("answer")
+                if answer not in answer_index:
+                    if unknown_answers == "skip":
+                        continue
+                    if answer is None:
+                        raise ValueError(f"{where} has no answer; pass unknown_answers='skip'")
+                    if unknown_answers == "raise":
+                        raise ValueError(f"{where}: answer {answer!r} is not one of the {len(answer_vocab)} "
+                                         "answers of the classifier (built from the training questions); "
+                                         "pass unknown_answers='skip', or 'wrong' to score it as a miss")
+                words = tuple(encode(q["question"], vocab))
+                examples["descriptive"].append(Descriptive(video, q["question_id"], words,
+                                                           answer_index.get(answer, -1)))
+                continue
+            answers = [c.get("answer") for c in q["choices"]]
+            if any(a not in ("correct", "wrong") for a in answers):
+                if unknown_answers == "skip":
+                    continue
+                raise ValueError(f"{where}: expected every choice answered 'correct' or 'wrong', "
+                                 f"found {answers}; pass unknown_answers='skip'")
+            words = tuple(encode(q["question"], vocab))
+            for c in q["choices"]:
+                examples["choice"].append(Choice(
+                    video, q["question_id"], q["question_type"], words, c["choice_id"],
+                    tuple(encode(c["choice"], vocab)), int(c["answer"] == "correct")))
+    return examples
+
+
+def _pad(texts, device):
+    """Word ids long (B, L) padded with 0 and mask bool (B, L), L = the longest text."""
+    ids = torch.zeros(len(texts), max(map(len, texts)), dtype=torch.long)
+    for i, text in enumerate(texts):
+        ids[i, :len(text)] = torch.tensor(text, dtype=torch.long)
+    mask = torch.arange(ids.shape[1])[None] < torch.tensor([len(t) for t in texts])[:, None]
+    return ids.to(device), mask.to(device)
+
+
+def collate(batch, slots_per_video, device):
+    """(inputs, target) of a list of Descriptive or of Choice examples: inputs are the keyword
+    arguments of VQAModel.forward, target (B,) the answer ids (long) or the labels (float).
+    Both kinds in one batch is an error."""
+    kinds = {type(e) for e in batch}
+    if len(kinds) != 1:
+        raise ValueError(f"expected a batch of one example kind, got {sorted(k.__name__ for k in kinds)}")
+    videos = torch.tensor([e.video for e in batch])
+    inputs = {"slots": slots_per_video[videos].to(device)}  # (B, T, S, D)
+    inputs["question"], inputs["question_mask"] = _pad([e.question for e in batch], device)
+    if kinds == {Choice}:
+        inputs["choice"], inputs["choice_mask"] = _pad([e.choice for e in batch], device)
+        target = torch.tensor([e.label for e in batch], dtype=torch.float)
+    else:
+        target = torch.tensor([e.answer for e in batch], dtype=torch.long)
+    return inputs, target.to(device)
+
+
+def check_videos(slots_per_video, examples):
+    if slots_per_video.ndim != 4:
+        raise ValueError("expected slots per video of shape (V, T, S, D), "
+                         f"got {tuple(slots_per_video.shape)}")
+    videos = [e.video for kind in examples.values() for e in kind]
+    if videos and not 0 <= min(videos) <= max(videos) < len(slots_per_video):
+        raise ValueError(f"questions refer to videos {min(videos)} to {max(videos)}, but the slots "
+                         f"hold {len(slots_per_video)} videos")
