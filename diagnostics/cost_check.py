@@ -2,7 +2,7 @@
 
     python diagnostics/cost_check.py --ckpt runs/pusht-cpu-m1 --episodes 20 --samples 64
 
-For the protocol's (start, goal) pairs (``sample_eval_pairs``, validation split), each
+For the protocol's (start, goal) pairs (``sample_eval_pairs``, the protocol's split: training starts), each
 episode gets candidate plans of 5 blocks of 5 actions: the dataset's own 25 actions (which
 reach the goal), ``--samples`` draws from CEM's first distribution (N(0, 1) in z-scored
 action space), and as many draws around the dataset's plan (its z-scored actions plus

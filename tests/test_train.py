@@ -24,6 +24,22 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = PRESETS["tiny"]
 
 
+def dying(loss_factory, call):
+    """A stand-in for a stage's loss factory whose loss raises KeyboardInterrupt during the
+    ``call``-th training call (1-based), as a process killed there would stop."""
+    def factory(cfg):
+        inner, calls = loss_factory(cfg), {"train": 0}
+
+        def loss_fn(model, batch, generator, step):
+            if model.training:
+                calls["train"] += 1
+                if calls["train"] == call:
+                    raise KeyboardInterrupt
+            return inner(model, batch, generator, step)
+        return loss_fn
+    return factory
+
+
 def read_log(path, stage):
     return [r for r in map(json.loads, Path(path).read_text().splitlines()) if r["stage"] == stage]
 
@@ -120,21 +136,9 @@ def test_resume_continues_with_the_same_losses(tiny_run, tmp_path, monkeypatch):
     reference = read_log(out / "log.jsonl", "predictor")
 
     real_loss = train.predictor_loss
-
-    def interrupted_loss(cfg):
-        inner, calls = real_loss(cfg), {"train": 0}
-
-        def loss_fn(model, batch, generator, step):
-            if model.training:
-                calls["train"] += 1
-                if calls["train"] == 10:  # dies during step 10; the checkpoint is at step 8
-                    raise KeyboardInterrupt
-            return inner(model, batch, generator, step)
-        return loss_fn
-
     killed = tmp_path / "killed"
     killed.mkdir()
-    monkeypatch.setattr(train, "predictor_loss", interrupted_loss)
+    monkeypatch.setattr(train, "predictor_loss", dying(real_loss, 10))  # during step 10; checkpoint at 8
     with pytest.raises(KeyboardInterrupt):
         train.train_predictor(TINY, data, slots, killed, redo=False, resume=False, ctx=ctx)
     assert load_checkpoint(killed / "predictor.pt")["step"] == 8
@@ -158,21 +162,9 @@ def test_encoder_resume_continues_with_the_same_losses_and_learning_rates(tiny_r
     ctx = common.setup("auto", progress=False)
     reference = read_log(Path(info["encoder"]) / "log.jsonl", "encoder")
     real_loss = encoder_stage.encoder_loss
-
-    def interrupted_loss(cfg):
-        inner, calls = real_loss(cfg), {"train": 0}
-
-        def loss_fn(model, batch, generator, step):
-            if model.training:
-                calls["train"] += 1
-                if calls["train"] == 6:  # dies during step 6; the checkpoint is at step 4
-                    raise KeyboardInterrupt
-            return inner(model, batch, generator, step)
-        return loss_fn
-
     killed = tmp_path / "encoder"
     killed.mkdir()
-    monkeypatch.setattr(encoder_stage, "encoder_loss", interrupted_loss)
+    monkeypatch.setattr(encoder_stage, "encoder_loss", dying(real_loss, 6))  # during step 6; checkpoint at 4
     with pytest.raises(KeyboardInterrupt):
         encoder_stage.train_encoder(TINY, data, killed, redo=False, resume=False, ctx=ctx)
     assert load_checkpoint(killed / "encoder.pt")["step"] == 4
@@ -275,7 +267,8 @@ def test_mask_moments_follow_each_slot_in_training_and_planning(tiny_run, tmp_pa
     out = run(cfg, root / "runs" / "moments", progress=False, root=root)  # the fixture's encoder and slots
     info = json.loads((out / "config.json").read_text())
     enc_dir, data = Path(info["encoder"]), load_dataset(info["data"])
-    plain, slots = encoder_stage.load_slots(enc_dir, TINY, len(data.state)), encoder_stage.load_slots(enc_dir, cfg, len(data.state))
+    plain = encoder_stage.load_slots(enc_dir, TINY, len(data.state))
+    slots = encoder_stage.load_slots(enc_dir, cfg, len(data.state))
     D = TINY.slot_dim
     assert slots.shape == (*plain.shape[:2], D + 10)
     np.testing.assert_array_equal(slots[..., :D], plain)
@@ -565,15 +558,7 @@ def test_an_interrupted_redo_of_the_encoder_leaves_nothing_of_the_old_one(tiny_r
     enc_dir = work / Path(info["encoder"]).relative_to(root)
     run_dir = work / out.relative_to(root)
     assert list(enc_dir.glob("slots-*.json")) and (enc_dir / "metrics.json").is_file()
-    real_loss = encoder_stage.encoder_loss
-
-    def dies(cfg):
-        def loss_fn(model, batch, generator, step):
-            if step == 5:
-                raise KeyboardInterrupt
-            return real_loss(cfg)(model, batch, generator, step)
-        return loss_fn
-    monkeypatch.setattr(encoder_stage, "encoder_loss", dies)
+    monkeypatch.setattr(encoder_stage, "encoder_loss", dying(encoder_stage.encoder_loss, 6))  # during step 6
     with pytest.raises(KeyboardInterrupt):
         run(TINY, run_dir, redo=("encoder",), progress=False, root=work)
     assert not list(enc_dir.glob("slots-*.json")) and not (enc_dir / "metrics.json").exists()
