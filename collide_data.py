@@ -8,7 +8,6 @@ and asked its questions (``questions.py``); the folder holds pixels, ground-trut
 the scenes with their collision logs and one question file per split.
 """
 
-import json
 import multiprocessing as mp
 import os
 import shutil
@@ -20,8 +19,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from common import (DatasetError, atomic_write_json, build_parser, check_replaceable, config_from_args,
-                    config_to_dict, load_array, publish_dataset, read_dataset_meta)
+from common import (atomic_write_json, build_parser, check_replaceable, config_from_args,
+                    config_to_dict, DatasetError, error_line, load_array, publish_dataset,
+                    read_dataset_meta, read_json)
 from collision import COLORS, SHAPES, render_video, sample_scene, simulate
 from questions import load_questions, make_questions, question_stats
 
@@ -192,7 +192,7 @@ def load_collide(path, expect: CollideConfig | None = None):
     if not np.array_equal(starts, np.arange(meta["n_videos"] + 1) * length):
         raise DatasetError(f"{path}/episode_starts.npy: expected {meta['n_videos'] + 1} offsets "
                            f"{length} frames apart, found {starts.shape}")
-    scenes = json.loads((path / "scenes.json").read_text())
+    scenes = read_json(path / "scenes.json")
     if len(scenes) != meta["n_videos"]:
         raise DatasetError(f"{path}/scenes.json: expected {meta['n_videos']} scenes, "
                            f"found {len(scenes)}")
@@ -215,8 +215,8 @@ def main(argv=None):
     out = args.out or f"data/collide-{args.preset or 'cpu'}"
     try:
         data = generate(cfg, out, workers=args.workers, overwrite=args.overwrite)
-    except (ValueError, OSError) as err:  # DatasetError is a ValueError, FileExistsError an OSError
-        sys.exit(f"error: {err}")
+    except (ValueError, OSError) as err:  # DatasetError is a ValueError
+        sys.exit(f"error: {error_line(err)}")
     print(f"wrote {data.path}: {len(data.scenes)} videos, {len(data.pixels)} frames, "
           f"{data.pixels.nbytes / 2**20:.0f} MiB of pixels")
     for split, scenes in data.questions.items():

@@ -10,9 +10,12 @@ starts from the paper preset and overrides one field.
 import argparse
 import contextlib
 import dataclasses
+import errno
 import io
 import json
 import os
+import pickle
+import re
 import shutil
 import tempfile
 import time
@@ -136,6 +139,36 @@ def check_results_path(path, kind, keys):
 
 def atomic_write_json(path, obj):
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_json(path):
+    """The JSON in ``path``; a file cut short or edited by hand is a ValueError naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}): it was cut short or edited; restore it "
+                         "or make it again") from err
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for a failed file operation: which file, what went wrong, what to do. Our own
+    errors (no errno) keep their message."""
+    if err.errno is None:
+        return str(err)
+    where = err.filename or "a file"
+    if isinstance(err, PermissionError):
+        return f"no permission to write {where}: choose another path (--out) or change its permissions"
+    if isinstance(err, (FileExistsError, NotADirectoryError)):
+        return f"cannot make a folder at {where}: a file stands in the way; move it or choose another path"
+    if err.errno == errno.ENOSPC:
+        return f"no space left on the device while writing {where}: free some and rerun with --resume"
+    return f"{where}: {err.strerror or err}"
+
+
+def error_line(err: Exception) -> str:
+    """The one line a script prints for an error it stops on."""
+    return os_error_line(err) if isinstance(err, OSError) else str(err)
 
 
 class DatasetError(ValueError):
@@ -317,6 +350,25 @@ def setup(device_flag: str, progress: bool, precision: str = "fp32") -> Context:
 # ---------------------------------------------------------------------------------------
 # Checkpoints
 # ---------------------------------------------------------------------------------------
+def load_weights(path, map_location="cpu"):
+    """``torch.load(path, weights_only=True)``: tensors and plain values only, never arbitrary
+    objects. A file that is not one is a ValueError naming it (torch's own message would
+    suggest the unsafe ``weights_only=False``, which this project never does)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        if found:
+            raise ValueError(f"{path} holds an object of class {found.group(1)}, which a safe "
+                             "(weights-only) load refuses: it was not written by this project; use a "
+                             "checkpoint that train.py or vqa.py wrote") from err
+        first = str(err).splitlines()[0].split(". ")[0] if str(err) else type(err).__name__
+        if "weights_only" in first:  # torch's advice to load unsafely is not passed on
+            first = "not a weights-only pickle"
+        raise ValueError(f"{path} is not a readable checkpoint ({first}): it was cut short or is "
+                         "another kind of file; make it again") from err
+
+
 def save_checkpoint(path, model, optimizer, config, step, done, **extra):
     """Write the training state to ``path`` atomically; ``extra`` entries are stored alongside."""
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": config,
@@ -436,11 +488,16 @@ class Stage:
         """After optimizer step ``step`` (1-based): log it, validate (``validation()`` returns
         the val_ terms) and checkpoint when due. A loss that is not finite stops the stage
         with FloatingPointError before anything of this step is written: the last checkpoint
-        stays the last good one, unfinished."""
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"[{self.name}] the loss is {loss.item()} at step {step}: training diverged "
-                                     f"(a learning rate too high, or non-finite inputs); {self.ckpt_path} holds "
-                                     "the last good step, unfinished")
+        stays the last good one, unfinished. Under DDP every process stops together (a NaN on
+        one rank alone would leave the others waiting for it)."""
+        finite = torch.isfinite(loss.detach()).float()
+        if self.ctx.world > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if not finite:
+            which = "another process's loss is not finite" if torch.isfinite(loss) else f"the loss is {loss.item()}"
+            raise FloatingPointError(f"[{self.name}] {which} at step {step}: training diverged (a learning rate "
+                                     f"too high, or non-finite inputs); {self.ckpt_path} holds the last good "
+                                     "step, unfinished")
         record = {"step": step, "loss": loss.item(), **{k: float(v) for k, v in terms.items()},
                   "seconds": round(time.perf_counter() - self.started, 3)}  # since this process began
         self.bar.set_postfix(loss=f"{record['loss']:.4f}")

@@ -14,10 +14,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 
 from collide_data import CollideConfig, generate, load_collide
-from common import config_from_dict, config_to_dict
+from common import config_from_dict, config_to_dict, load_weights, read_json
 from data import PushTDataConfig, collect, load_dataset
 from masking import MASK_KINDS
 from predictor import Predictor
@@ -356,10 +355,7 @@ def load_checkpoint(path, config=None, known=None, may_differ=()):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file
-        raise ValueError(f"{path} is not a readable checkpoint: {err}") from err
+    ckpt = load_weights(path)
     if not isinstance(ckpt, dict) or not {"model", "config", "step"} <= set(ckpt):
         raise ValueError(f"{path} is not a checkpoint of this project (expected keys model, "
                          "config, step)")
@@ -391,7 +387,7 @@ def open_run(path, dataset, purpose):
     if not info_path.is_file():
         raise FileNotFoundError(f"{info_path} is missing: expected a run folder of train.py or the "
                                 "predictor.pt inside one")
-    info = json.loads(info_path.read_text())
+    info = read_json(info_path)
     cfg = config_from_dict(TrainConfig, with_legacy_values(info["config"]))
     if cfg.dataset != dataset:
         raise ValueError(f"{purpose}; {run_dir} was trained on {cfg.dataset!r}")

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common import (DatasetError, build_parser, check_replaceable, config_from_args, config_to_dict, load_array,
-                    publish_dataset, read_dataset_meta)
+from common import (build_parser, check_replaceable, config_from_args, config_to_dict, DatasetError,
+                    error_line, load_array, publish_dataset, read_dataset_meta)
 from pusht import (ACTION_DIM, ACTION_SCALE, AGENT_RADIUS, PROPRIO_DIM, STATE_DIM, WALL_RADIUS, PushTEnv, render_ids,
                    tee_polygon)
 
@@ -449,8 +449,8 @@ def main(argv=None):
     out = args.out or f"data/pusht-{args.preset or 'cpu'}{policy}"
     try:
         data = collect(cfg, out, workers=args.workers, overwrite=args.overwrite)
-    except (ValueError, OSError) as err:  # DatasetError is a ValueError, FileExistsError an OSError
-        sys.exit(f"error: {err}")
+    except (ValueError, OSError) as err:  # DatasetError is a ValueError
+        sys.exit(f"error: {error_line(err)}")
     print(f"wrote {data.path}: {len(data.state)} frames in {len(data.episode_starts) - 1} "
           f"episodes, {data.pixels.nbytes / 2**20:.0f} MiB of pixels")
 

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from common import load_weights
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 POS_EMBED_OFFSET = 0.1  # DINOv2's scale-factor offset for resizing position embeddings
@@ -195,7 +197,7 @@ def load_dinov2(path: str, map_location: str | torch.device = "cpu") -> DinoV2:
     The file is read with `torch.load(weights_only=True)`; it must be a flat dict of
     tensors with exactly the keys and shapes of `DinoV2().state_dict()`.
     """
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    state = load_weights(path, map_location)
     if not isinstance(state, dict):
         raise ValueError(f"expected {path} to hold a dict of tensors, got {type(state).__name__}")
     model = DinoV2()

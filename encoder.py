@@ -12,7 +12,6 @@ goes on from there when interrupted.
 
 import hashlib
 import io
-import json
 import math
 import os
 import time
@@ -23,8 +22,8 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from common import (Stage, atomic_write_bytes, atomic_write_json, autocast, batch_indices, collate, step_generator,
-                    validate)
+from common import (atomic_write_bytes, atomic_write_json, autocast, batch_indices, collate,
+                    read_json, Stage, step_generator, validate)
 from config import ENCODER_FIELDS, build_encoder, encoder_config, load_checkpoint, values_before_fields_existed
 from data import FrameClips
 from masks import N_MOMENTS, fg_ari, mask_moments, masks_to_segmentation, mbo
@@ -197,7 +196,7 @@ def moments_file(enc_dir, mode):
 def slots_extracted(enc_dir, cfg):
     """Whether the slots ``cfg`` trains on are on disk, mask moments included when it uses them."""
     meta = slot_files(enc_dir, cfg.slot_mode)[1]
-    return meta.is_file() and (not cfg.mask_moments or json.loads(meta.read_text()).get("moments", False))
+    return meta.is_file() and (not cfg.mask_moments or read_json(meta).get("moments", False))
 
 
 def with_moments(slots, attn, cfg):
@@ -261,7 +260,7 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
                   "shape": list(shape), "precision": precision, "moments": True}
     first = 0
     if resume and tmp.is_file() and tmp_moments.is_file() and place_path.is_file():
-        saved = json.loads(place_path.read_text())
+        saved = read_json(place_path)
         if saved["written_by"] == written_by:
             first = saved["next_chain"]
     if first:
@@ -314,7 +313,7 @@ def load_slots(enc_dir, cfg, n_frames):
     npy, meta_path = slot_files(enc_dir, cfg.slot_mode)
     if not meta_path.is_file():
         raise FileNotFoundError(f"no {cfg.slot_mode}-mode slots extracted in {enc_dir}")
-    meta = json.loads(meta_path.read_text())
+    meta = read_json(meta_path)
     expected = [n_frames, cfg.n_slots, cfg.slot_dim]
     # An encoder field added after the slots were written ran with its legacy or default value.
     known = values_before_fields_existed()

@@ -39,7 +39,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from common import (atomic_write_bytes, atomic_write_json, autocast, build_parser, check_precision,
-                    check_results_path, config_from_args, config_to_dict)
+                    check_results_path, config_from_args, config_to_dict, error_line)
 from config import (TrainConfig, build_encoder, build_predictor, data_config, encoder_config, load_checkpoint,
                     open_run, short_hash)
 from data import load_dataset, normalize_proprio, sample_eval_pairs
@@ -437,8 +437,8 @@ def main(argv=None):
     cfg = config_from_args(PlanConfig, PRESETS, args, default_preset="paper")
     try:
         results, out = evaluate(cfg)
-    except (ValueError, FileNotFoundError, FloatingPointError) as err:
-        sys.exit(f"error: {err}")
+    except (ValueError, OSError, FloatingPointError) as err:
+        sys.exit(f"error: {error_line(err)}")
     print(f"success {100 * results['success_mean']:.1f} +/- {100 * results['success_std']:.1f} % "
           f"over {len(results['seeds'])} seeds; wall {results['wall_seconds']:.0f} s, "
           f"{results['seconds_per_solve']:.2f} s per episode solve; wrote {out}")

@@ -33,12 +33,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from common import (PRECISIONS, Stage, atomic_write_json, autocast, batch_indices, build_parser, check_precision,
-                    claim, collate, config_from_args, config_to_dict, setup, step_generator, validate)
+from common import (PRECISIONS, atomic_write_json, autocast, batch_indices, build_parser,
+                    check_precision, claim, collate, config_from_args, config_to_dict, error_line,
+                    read_json, setup, Stage, step_generator, validate)
 from config import (DATASETS, PRESETS, STAGES, TrainConfig, build_predictor, check_config,
                     data_config, data_dir, describe_method, encoder_data_config, encoder_hash, load_checkpoint,
                     make_dataset, open_dataset)
-from data import DatasetError, Windows
+from data import Windows
 from encoder import evaluate_encoder, extract_slots, load_slots, slot_files, slots_extracted, train_encoder
 from masking import make_mask
 from predictor import cjepa_loss
@@ -220,7 +221,7 @@ def _encoder_stages(cfg, data, enc_data, enc_dir, redo, resume, until, ctx):
         if not {"encoder", "slots"} & redo and meta.is_file():
             # slots without moments, extracted again for them: in the precision they were
             # made in, so the runs that trained on them keep the same slots
-            precision = json.loads(meta.read_text()).get("precision", "fp32")
+            precision = read_json(meta).get("precision", "fp32")
         extract_slots(encoder, data, cfg, enc_dir, ctx.device, ctx.progress,
                       resume=not {"encoder", "slots"} & redo, precision=precision)
     ctx.barrier()
@@ -254,8 +255,8 @@ def main(argv=None):
         run(cfg, out, redo=tuple(args.redo), resume=args.resume, device=args.device,
             workers=args.workers, progress=not args.no_progress, until=args.until,
             precision=args.precision)
-    except (DatasetError, ValueError, FileExistsError, FileNotFoundError, FloatingPointError) as err:
-        sys.exit(f"error: {err}")
+    except (ValueError, OSError, FloatingPointError) as err:  # DatasetError is a ValueError
+        sys.exit(f"error: {error_line(err)}")
     print(f"done in {time.time() - start:.0f} s: {out}")
 
 

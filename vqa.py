@@ -25,8 +25,9 @@ from torch import nn
 from tqdm import tqdm
 
 from collide_data import load_collide
-from common import (PRECISIONS, atomic_write_json, autocast, build_parser, check_precision, check_results_path,
-                    config_from_args, config_to_dict, save_checkpoint)
+from common import (PRECISIONS, atomic_write_json, autocast, build_parser, check_precision,
+                    check_results_path, config_from_args, config_to_dict, error_line,
+                    save_checkpoint)
 from config import build_predictor, load_checkpoint, open_dataset, open_run
 from encoder import load_slots
 from predictor import rollout
@@ -138,6 +139,9 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
                 else:
                     terms[kind] = F.binary_cross_entropy_with_logits(out["choice_logit"].float(), target)
             loss = sum(terms.values())
+            if not torch.isfinite(loss):  # before this step touches the weights or the checkpoint
+                raise FloatingPointError(f"[vqa] the loss is {loss.item()} at step {step}: training "
+                                         "diverged; the last checkpoint is kept: lower --lr and --resume")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
@@ -369,6 +373,9 @@ def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True, checkpoint
     came from, e.g. the run folder; recorded in the result as "slots"). The vocabularies are
     ``question_examples``'.
     """
+    if not torch.isfinite(slots).all():
+        raise FloatingPointError(f"the slots from {source or 'the input'} hold NaN or inf values: the "
+                                 "encoder or predictor that made them diverged; train it again")
     slots = keep_frames(slots, cfg.frame_stride)
     vocab, answers, examples = question_examples(data, cfg.max_words)
     model = build_model(cfg, slots.shape[-1], len(vocab), len(answers), slots.shape[1])
@@ -432,12 +439,12 @@ def main(argv=None):
         else:
             data = load_collide(args.data)
             slots = load_video_slots(args.slots, len(data.scenes), data.n_observed + data.n_future)
-    except (ValueError, FileNotFoundError) as err:  # DatasetError is a ValueError
-        sys.exit(f"error: {err}")
+    except (ValueError, OSError) as err:  # DatasetError is a ValueError
+        sys.exit(f"error: {error_line(err)}")
     try:
         result = run_vqa(cfg, slots, data, device, checkpoint=checkpoint, source=args.run or args.slots)
-    except ValueError as err:  # a checkpoint of another config or run, a question too long
-        sys.exit(f"error: {err}")
+    except (ValueError, OSError, FloatingPointError) as err:  # e.g. a checkpoint of another run
+        sys.exit(f"error: {error_line(err)}")
     atomic_write_json(out, result)
     for split in ("val", "test"):
         print(f"{split}:\n{format_table(result[split])}")

@@ -16,10 +16,13 @@ can be followed.
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
-import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import load_weights  # noqa: E402
 
 TYPES = ("descriptive", "explanatory", "predictive", "counterfactual", "all")
 
@@ -44,7 +47,7 @@ def read_log(path):
     """The training log of a vqa.py result (.json) or training state (.pt)."""
     path = Path(path)
     if path.suffix == ".pt":
-        return torch.load(path, map_location="cpu", weights_only=True)["log"]
+        return load_weights(path)["log"]
     return json.loads(path.read_text())["log"]
 
 

@@ -1,3 +1,4 @@
+import argparse
 import itertools
 import os
 import json
@@ -288,6 +289,32 @@ def test_results_never_replace_a_checkpoint_or_config(tiny_run, tmp_path):
         with pytest.raises(ValueError, match="cannot write"):
             evaluate(PlanConfig(ckpt=str(out), policy="random", seeds=(0,), episodes=1, gifs=0,
                                 out=str(tmp_path / "ro" / "plan.json")), progress=False)
+
+
+def test_broken_run_files_stop_with_one_line_naming_the_file(tiny_run, tmp_path, capsys):
+    _, out = tiny_run
+    broken = tmp_path / "run"
+    broken.mkdir()
+    for name in ("config.json", "predictor.pt"):
+        (broken / name).write_bytes((out / name).read_bytes())
+    args = ["--ckpt", str(broken), "--seeds", "0", "--episodes", "1", "--gifs", "0"]
+    (broken / "config.json").write_text('{"config": ')   # cut short
+    with pytest.raises(SystemExit, match=r"error: .*run/config.json is not valid JSON"):
+        plan.main(args + ["--out", str(tmp_path / "a.json")])
+    (broken / "config.json").write_bytes((out / "config.json").read_bytes())
+    # a pickle holding an arbitrary object: refused, and torch's advice to load it unsafely
+    # (weights_only=False) is never passed on
+    torch.save({"model": {}, "config": {}, "step": 0, "args": argparse.Namespace(a=1)}, broken / "predictor.pt")
+    with pytest.raises(SystemExit) as stop:
+        plan.main(args + ["--out", str(tmp_path / "b.json")])
+    assert "holds an object of class argparse.Namespace" in str(stop.value.code)
+    assert "weights_only=False" not in str(stop.value.code) and "\n" not in str(stop.value.code)
+    (broken / "predictor.pt").write_bytes((out / "predictor.pt").read_bytes()[:2000])   # truncated
+    with pytest.raises(SystemExit, match=r"error: .*predictor.pt is not a readable checkpoint \(.*\): it was cut short"):
+        plan.main(args + ["--out", str(tmp_path / "c.json")])
+    (tmp_path / "afile").write_text("")   # a file where the results' folder should be
+    with pytest.raises(SystemExit, match="error: --out .*afile/d.json: cannot write in"):
+        plan.main(["--ckpt", str(out), "--out", str(tmp_path / "afile" / "d.json")])
 
 
 @pytest.mark.parametrize("field, value", [("iterations", 0), ("budget", 0), ("init_std", -1.0), ("episodes", 0),

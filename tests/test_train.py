@@ -17,6 +17,7 @@ import plan
 import train
 from config import PRESETS, load_checkpoint
 from data import load_dataset
+from data import main as data_main
 from plan import PlanConfig, load_world_model
 from train import run
 
@@ -218,6 +219,39 @@ def test_runs_under_torchrun_ddp(tmp_path):
     assert steps == list(range(1, ckpt["step"] + 1))  # one log, written by rank 0 only
 
 
+def test_nan_on_one_ddp_process_stops_every_process(tmp_path):
+    # rank 1's loss turns NaN at its third step; rank 0's stays finite. Both must stop with
+    # the message (rank 0 saying it was another process's) instead of rank 0 waiting forever.
+    launcher = tmp_path / "nan_on_rank1.py"
+    launcher.write_text(
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "import train\n"
+        "real = train.predictor_loss\n"
+        "def predictor_loss(cfg):\n"
+        "    inner = real(cfg)\n"
+        "    def loss_fn(model, batch, generator, step):\n"
+        "        loss, terms = inner(model, batch, generator, step)\n"
+        "        if model.training and step == 2 and os.environ['RANK'] == '1':\n"
+        "            loss = loss * float('nan')\n"
+        "        return loss, terms\n"
+        "    return loss_fn\n"
+        "train.predictor_loss = predictor_loss\n"
+        "if __name__ == '__main__':  # the data collector's processes import this file too\n"
+        "    train.main(sys.argv[1:])\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(launcher),
+           "--preset", "tiny", "--out", "runs/ddp", "--no-progress", "--workers", "1", "--device", "cpu"]
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "the loss is nan at step 3: training diverged" in out, out[-3000:]
+    assert "another process's loss is not finite at step 3" in out, out[-3000:]
+    ckpt = torch.load(tmp_path / "runs" / "ddp" / "predictor.pt", weights_only=True) \
+        if (tmp_path / "runs" / "ddp" / "predictor.pt").is_file() else None
+    assert ckpt is None or not ckpt["done"]
+
+
 def test_extracted_slots_round_trip(tiny_run, tmp_path):
     root, out = tiny_run
     info = json.loads((out / "config.json").read_text())
@@ -401,6 +435,16 @@ def test_unknown_dataset_fails_clearly(capsys):
     assert "unknown --dataset 'clevrer'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown dataset 'clevrer'"):
         config.check_config(dataclasses.replace(TINY, dataset="clevrer"))
+
+
+def test_a_file_in_the_way_stops_with_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SystemExit, match="error: cannot make a folder at afile: a file stands in the way"):
+        train.main(["--preset", "tiny", "--out", "afile/run", "--no-progress"])
+    with pytest.raises(SystemExit, match="error: cannot make a folder at afile/d.partial: a file stands"):
+        data_main(["--preset", "tiny", "--out", "afile/d"])
+    assert (tmp_path / "afile").read_text() == "" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
 def test_frame_mode_slots_need_query_init():

@@ -242,6 +242,19 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path):
         torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="has trained 9 steps, more than the 8 asked for"):
         fit(tmp_path / "short.pt", steps=8)
+    # a loss that turns NaN stops the run before the step is saved: the checkpoint stays at 4
+    torch.manual_seed(0)
+    model = VQAModel(8, len(vocab), len(answers), dim=16, depth=1, heads=2, max_frames=2, max_words=6)
+    calls = []
+
+    def poison(module, inputs, out):  # from training step 7 on (two forward passes a step)
+        calls.append(module.training)
+        return out * float("nan") if sum(calls) >= 13 and module.training else out
+    model.choice_head.register_forward_hook(poison)
+    with pytest.raises(FloatingPointError, match="the loss is nan at step 7"):
+        train_vqa(model, slots, train, held_out, 9, batch_size=8, lr=3e-3, generator=torch.Generator().manual_seed(0),
+                  device="cpu", progress=False, val_every=4, checkpoint=tmp_path / "nan.pt", config={"run": 1})
+    assert torch.load(tmp_path / "nan.pt", weights_only=True)["step"] == 4
 
 
 def test_keep_frames_counts_back_from_the_last_frame():
@@ -307,6 +320,12 @@ def test_command_line_on_a_tiny_collide_dataset(tmp_path, capsys):
               "--out", str(tmp_path / "bad.json")])
     with pytest.raises(SystemExit, match="error: .*config.json is missing"):  # one line, no traceback
         main(["--preset", "tiny", "--run", str(tmp_path / "no-run")])
+    slots[2, 5, 1, 0] = np.nan   # slots of a diverged encoder: refused before any training
+    np.save(tmp_path / "nan.npy", slots)
+    with pytest.raises(SystemExit, match="error: the slots from .*nan.npy hold NaN or inf values"):
+        main(["--preset", "tiny", "--data", str(tmp_path / "collide"), "--slots", str(tmp_path / "nan.npy"),
+              "--out", str(tmp_path / "nan.json")])
+    assert not (tmp_path / "nan.pt").exists() and not (tmp_path / "nan.json").exists()
 
 
 def test_run_slots_roll_a_collide_run_forward(tiny_collide_run, tmp_path):
