@@ -100,6 +100,7 @@ def main(argv=None):
     parser.add_argument("--gifs", type=int, default=3)
     parser.add_argument("--resume", action="store_true", help="continue an interrupted training")
     parser.add_argument("--check-only", action="store_true", help="rollout errors only, no planning")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--plan-name", default="oracle", help="results go to <out>/plan-<name>.json")
     parser.add_argument("--plan-split", default=PlanConfig().split, help="where starts and goals are drawn")
@@ -125,7 +126,7 @@ def main(argv=None):
                                             "encoder": "none, true object states: plan this run with diagnostics/oracle_plan.py"})
     data = open_dataset(cfg, folder)
     slots = object_slots(data.state)
-    ctx = setup(args.device, progress=True)
+    ctx = setup(args.device, progress=not args.no_progress)
     train_predictor(cfg, data, slots, out, redo=False, resume=args.resume, ctx=ctx)
 
     predictor = build_predictor(cfg).to(ctx.device)
