@@ -190,14 +190,16 @@ def read_dataset_meta(path, fmt, config_cls, expect=None):
             path.name + ".partial").exists() else ""
         raise DatasetError(f"{path} is not a dataset: {meta_path} is missing{hint}")
     try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"{meta_path} is not valid JSON: {err}") from err
+        meta = read_json(meta_path)
+    except ValueError as err:
+        raise DatasetError(str(err)) from err
     if meta.get("format") != fmt:
         raise DatasetError(f"{path}: expected format {fmt!r}, found {meta.get('format')!r}")
     names = {f.name for f in dataclasses.fields(config_cls)}
     if set(meta["config"]) != names:
-        raise DatasetError(f"{path}: config fields {sorted(meta['config'])}, expected {sorted(names)}")
+        raise DatasetError(f"{path} was written by an older version of this code (config fields "
+                           f"{sorted(meta['config'])}, expected {sorted(names)}); older datasets are not "
+                           "converted: make it again (docs/training.md#older-runs)")
     cfg = config_from_dict(config_cls, meta["config"])
     if expect is not None and cfg != expect:
         diff = {k: (v, getattr(cfg, k)) for k, v in dataclasses.asdict(expect).items()

@@ -4,8 +4,9 @@
 the ``paper`` preset (FACTS section 2); every preset trains the paper's method, and our additions
 are grouped at the end of the dataclass (``OURS``; docs/additions.md). Stage outputs are named
 by a hash of the fields they depend on (``data_dir``, ``encoder_hash``). ``open_run`` and
-``load_checkpoint`` are the loading API plan.py, vqa.py and the diagnostics use; runs written
-before a field existed load with the value they ran with (``LEGACY_VALUES``).
+``load_checkpoint`` are the loading API plan.py, vqa.py and the diagnostics use. A run, dataset
+or checkpoint written before a field existed is not converted: it is refused with a message
+saying to make it again (docs/training.md#older-runs).
 """
 
 import dataclasses
@@ -123,9 +124,6 @@ PRESETS = {
     "paper": TrainConfig(
         episodes=2000, min_steps=100, max_steps=200, render_size=224, backbone="dinov2",
         image_size=196, slot_dim=128, n_iters=2, encoder_clip_len=2, encoder_steps=100_000, encoder_batch=64,
-        # CNN-only fields, unused by DINOv2, at their values before they existed: the encoder's
-        # folder name and its checkpoints' config stay those of earlier paper runs
-        cnn_fullres=False, decoder="broadcast",
         # heads of 64 as App. E says (the official code's nn.MultiheadAttention(128, 16) has heads of 8)
         predictor_dim=128, depth=6, heads=16, dim_head=64, mlp_dim=2048, epochs=30,
         batch_size=256,
@@ -258,16 +256,9 @@ def encoder_data_config(cfg: TrainConfig) -> PushTDataConfig | CollideConfig:
     return data_config(cfg)
 
 
-def data_key(data_cfg) -> dict:
-    """A dataset's config as folder names hash it: a field added later is left out at the value
-    datasets had before it existed (Push-T's collection policy, "weak"), so their names stay."""
-    key = config_to_dict(data_cfg)
-    return {k: v for k, v in key.items() if not (k == "policy" and v == "weak")}
-
-
 def data_dir(root, data_cfg) -> Path:
     """The folder of a dataset, named by a hash of its config."""
-    return Path(root) / "data" / f"{data_cfg.name}-{short_hash(data_key(data_cfg))}"
+    return Path(root) / "data" / f"{data_cfg.name}-{short_hash(config_to_dict(data_cfg))}"
 
 
 def make_dataset(data_cfg, path, workers=0, progress=True):
@@ -293,7 +284,7 @@ ENCODER_FIELDS = ("backbone", "dinov2_path", "image_size", "n_slots", "slot_dim"
 
 def encoder_config(cfg: TrainConfig) -> dict:
     """The settings the encoder stage depends on (the data's included)."""
-    return {"data": data_key(encoder_data_config(cfg)),
+    return {"data": config_to_dict(encoder_data_config(cfg)),
             **{name: getattr(cfg, name) for name in ENCODER_FIELDS}}
 
 
@@ -301,57 +292,29 @@ def short_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
 
 
-# ---------------------------------------------------------------------------------------
-# Opening runs: checkpoints, and configs written before a field existed
-# ---------------------------------------------------------------------------------------
-# Values that configs written before a field existed ran with, where they differ from
-# today's default; any other missing field ran with its default.
-LEGACY_VALUES = {"decoder_rgb": "pixel", "decoder": "broadcast", "cnn_fullres": False, "recon_weight": 0.0,
-                 "encoder_clip": 0.0, "slot_init": "noise",
-                 "random_history": False, "slot_mode": "video", "proprio_residual": False,
-                 "slot_residual": False, "future_action": "visible", "proprio_space": "raw",
-                 "encoder_data": "predictor"}
-
-
-# Encoder fields added after the first encoders were trained; at the value they had before
-# they existed they stay out of the encoder folder's hash, so that folder keeps its name.
-ADDED_ENCODER_FIELDS = ("decoder_rgb", "recon_weight", "encoder_clip", "slot_init", "encoder_plain_steps",
-                        "encoder_plain_lr", "decoder", "cnn_fullres", "position_weight")
-
-
-def values_before_fields_existed() -> dict:
-    """Every TrainConfig field's value in configs written before it existed: LEGACY_VALUES'
-    or else its default."""
-    return {**config_to_dict(TrainConfig()), **LEGACY_VALUES}
-
-
 def encoder_hash(cfg: TrainConfig) -> str:
     """The short hash naming the encoder folder of ``cfg``."""
-    known = values_before_fields_existed()
-    before = {k: known[k] for k in ADDED_ENCODER_FIELDS}
-    return short_hash({k: v for k, v in encoder_config(cfg).items() if k not in before or v != before[k]})
+    return short_hash(encoder_config(cfg))
 
 
-def renamed_fields(config: dict) -> dict:
-    """A stored config with the flag hide_last_action, which future_action replaced, read as it."""
-    config = dict(config)
-    if "hide_last_action" in config:
-        config["future_action"] = "query" if config.pop("hide_last_action") else "visible"
-    return config
+# ---------------------------------------------------------------------------------------
+# Opening runs
+# ---------------------------------------------------------------------------------------
+OLDER_RUNS = "older runs are not converted: make it again (docs/training.md#older-runs)"
 
 
-def with_legacy_values(config: dict) -> dict:
-    """A TrainConfig dict with the LEGACY_VALUES fields it lacks filled in."""
-    config = renamed_fields(config)
-    return {**{k: v for k, v in LEGACY_VALUES.items() if k not in config}, **config}
+def check_same_fields(stored, expected, where):
+    """Refuse a stored config whose fields are not ``expected``'s: it was written by an older
+    version of this code."""
+    missing, unknown = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+    if missing or unknown:
+        found = ", ".join(f"{what} {names}" for what, names in (("it lacks", missing), ("it has", unknown)) if names)
+        raise ValueError(f"{where} was written by an older version of this code ({found}); {OLDER_RUNS}")
 
 
-def load_checkpoint(path, config=None, known=None, may_differ=()):
-    """Load a checkpoint; with ``config``, fail clearly if it was made for another config.
-
-    A field of ``config`` the checkpoint's lacks counts as ``known[field]`` where given
-    (default: a TrainConfig's value before the field existed); fields in ``may_differ``
-    are not compared."""
+def load_checkpoint(path, config=None, may_differ=()):
+    """Load a checkpoint; with ``config``, fail clearly if it was made for another config
+    (fields in ``may_differ`` are not compared)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -360,27 +323,18 @@ def load_checkpoint(path, config=None, known=None, may_differ=()):
         raise ValueError(f"{path} is not a checkpoint of this project (expected keys model, "
                          "config, step)")
     if config is not None:
-        # A field added to TrainConfig after the checkpoint was written takes the value the
-        # checkpoint ran with: LEGACY_VALUES' or else the field's default.
-        if known is None:
-            known = values_before_fields_existed()
-        stored = renamed_fields(ckpt["config"])
-        theirs = {**{k: known[k] for k in set(config) - set(stored) if k in known}, **stored}
-        absent = object()
-        diff = sorted(k for k in set(theirs) | set(config)
-                      if k not in may_differ and theirs.get(k, absent) != config.get(k, absent))
+        check_same_fields(ckpt["config"], config, path)
+        diff = sorted(k for k in config if k not in may_differ and ckpt["config"][k] != config[k])
         if diff:
             raise ValueError(f"{path} was made for another config; differing fields: {diff}")
     return ckpt
 
 
-def open_run(path, dataset, purpose):
-    """Read a finished or unfinished run of this script: a run folder or the predictor.pt in it.
-
-    Returns (cfg, info, run_dir, predictor checkpoint); ``info`` is the run's config.json
-    (its "data" and "encoder" folders). Fails clearly when the run is missing or was trained
-    on another dataset than ``dataset`` (the message starts with ``purpose``).
-    """
+def read_run(path, dataset, purpose):
+    """The config of a run of train.py: a run folder or a file in it. Returns (cfg, info,
+    run_dir); ``info`` is the run's config.json (its "data" and "encoder" folders). Fails
+    clearly when the run is missing, older than this code, or was trained on another dataset
+    than ``dataset`` (the message starts with ``purpose``)."""
     path = Path(path)
     run_dir = path.parent if path.is_file() else path
     info_path = run_dir / "config.json"
@@ -388,9 +342,17 @@ def open_run(path, dataset, purpose):
         raise FileNotFoundError(f"{info_path} is missing: expected a run folder of train.py or the "
                                 "predictor.pt inside one")
     info = read_json(info_path)
-    cfg = config_from_dict(TrainConfig, with_legacy_values(info["config"]))
+    check_same_fields(info["config"], config_to_dict(TrainConfig()), info_path)
+    cfg = config_from_dict(TrainConfig, info["config"])
     if cfg.dataset != dataset:
         raise ValueError(f"{purpose}; {run_dir} was trained on {cfg.dataset!r}")
+    return cfg, info, run_dir
+
+
+def open_run(path, dataset, purpose):
+    """A finished or unfinished run of train.py with its predictor: ``read_run``'s (cfg, info,
+    run_dir) and the predictor checkpoint."""
+    cfg, info, run_dir = read_run(path, dataset, purpose)
     return cfg, info, run_dir, load_checkpoint(run_dir / "predictor.pt", config_to_dict(cfg))
 
 

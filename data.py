@@ -9,12 +9,11 @@ torch datasets cut it into frame clips (encoder training) and history + future w
 with a frameskip (world-model training).
 """
 
-import json
 import multiprocessing as mp
 import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -254,38 +253,15 @@ class PushTData:
         return np.stack(maps).reshape(*index.shape, size, size)
 
 
-# The config of datasets written before ``policy`` existed, all by the weak expert.
-_ConfigBeforePolicy = make_dataclass("PushTDataConfigBeforePolicy", [
-    (f.name, f.type) for f in fields(PushTDataConfig) if f.name != "policy"])
-
-
-def _stored_config_fields(path):
-    """The config's field names in ``path/meta.json``; None if it cannot be read (then
-    read_dataset_meta says why)."""
-    try:
-        return set(json.loads((path / "meta.json").read_text())["config"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def load_dataset(path, expect: PushTDataConfig | None = None):
     """Load and validate a dataset folder written by ``collect``.
 
     Raises DatasetError, saying what was expected and found, when meta.json is missing
     (never finished, or not a dataset), an array is truncated or has the wrong shape or
-    dtype, or the dataset was made with another config than ``expect``. A dataset whose
-    config has no ``policy`` (written before that field existed) loads as policy "weak".
+    dtype, or the dataset was made with another config than ``expect``.
     """
     path = Path(path)
-    if _stored_config_fields(path) == {f.name for f in fields(_ConfigBeforePolicy)}:
-        meta, old = read_dataset_meta(path, FORMAT, _ConfigBeforePolicy)
-        cfg = PushTDataConfig(**asdict(old), policy="weak")
-        if expect is not None and cfg != expect:   # as read_dataset_meta words it
-            diff = {k: (v, getattr(cfg, k)) for k, v in asdict(expect).items()
-                    if getattr(cfg, k) != v}
-            raise DatasetError(f"{path} was made with another config; (expected, found): {diff}")
-    else:
-        meta, cfg = read_dataset_meta(path, FORMAT, PushTDataConfig, expect)
+    meta, cfg = read_dataset_meta(path, FORMAT, PushTDataConfig, expect)
     n = meta["n_frames"]
     arrays = {name: load_array(path / f"{name}.npy", (n, *shape(cfg.render_size)), dtype)
               for name, (shape, dtype) in ARRAYS.items()}

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from common import (atomic_write_bytes, atomic_write_json, autocast, batch_indices, collate,
                     read_json, Stage, step_generator, validate)
-from config import ENCODER_FIELDS, build_encoder, encoder_config, load_checkpoint, values_before_fields_existed
+from config import build_encoder, encoder_config, load_checkpoint
 from data import FrameClips
 from masks import N_MOMENTS, fg_ari, mask_moments, masks_to_segmentation, mbo
 
@@ -315,10 +315,7 @@ def load_slots(enc_dir, cfg, n_frames):
         raise FileNotFoundError(f"no {cfg.slot_mode}-mode slots extracted in {enc_dir}")
     meta = read_json(meta_path)
     expected = [n_frames, cfg.n_slots, cfg.slot_dim]
-    # An encoder field added after the slots were written ran with its legacy or default value.
-    known = values_before_fields_existed()
-    written = {**{k: known[k] for k in ENCODER_FIELDS if k not in meta["encoder"]}, **meta["encoder"]}
-    if written != encoder_config(cfg) or meta["shape"] != expected:
+    if meta["encoder"] != encoder_config(cfg) or meta["shape"] != expected:
         raise ValueError(f"{npy} was extracted with another encoder or dataset")
     slots = np.load(npy, mmap_mode="r")
     if list(slots.shape) != expected:

@@ -114,8 +114,7 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
     with torch.random.fork_rng(devices=fork):
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
         if checkpoint is not None and Path(checkpoint).is_file():
-            ckpt = load_checkpoint(checkpoint, config, known={"precision": "fp32"},  # older states
-                                   may_differ=("steps",))
+            ckpt = load_checkpoint(checkpoint, config, may_differ=("steps",))
             if ckpt["step"] > steps:
                 raise ValueError(f"{checkpoint} has trained {ckpt['step']} steps, more than the "
                                  f"{steps} asked for: pass --steps {ckpt['step']} or more")
@@ -258,17 +257,14 @@ class VQAConfig:
     dropout: float = 0.1
     max_words: int = 64          # longest question or choice, in words
     frame_stride: int = 2        # keep every n-th frame, counted back from the last (``keep_frames``)
-    # Measured on ground-truth states (docs/collide.md): at this size the multiple-choice loss
-    # starts to fall only after ~2,000 steps of 64 + 64 examples; 4,000 steps reach
-    # explanatory 72 % per option, and more would help.
-    steps: int = 4000
+    steps: int = 4000            # why this many: docs/collide.md (the multiple-choice loss starts late)
     batch_size: int = 64         # per kind: descriptive and (question, choice) examples each
     lr: float = 3e-4
     weight_decay: float = 0.01
     val_every: int = 500
     seed: int = 0
-    # bf16 autocasts the head's forward passes (weights, logits and AdamW stay fp32): 1.65x
-    # faster a step on one core with AVX-512 bf16 (benchmarks/bench_vqa.py).
+    # bf16 autocasts the head's forward passes (weights, logits and AdamW stay fp32); its speed:
+    # docs/speed.md
     precision: str = field(default="fp32", metadata={
         "choices": PRECISIONS, "help": "bf16: autocast the forward passes of training and scoring"})
 

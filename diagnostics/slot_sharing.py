@@ -11,7 +11,6 @@ pair of one colour and few others.
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -19,9 +18,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import config_from_dict  # noqa: E402
-from config import (TrainConfig, build_encoder, encoder_config, load_checkpoint, open_dataset,  # noqa: E402
-                    with_legacy_values)
+from config import build_encoder, encoder_config, load_checkpoint, open_dataset, read_run  # noqa: E402
 from encoder import validation_segments  # noqa: E402
 
 
@@ -41,10 +38,10 @@ def shared_pairs(truth, seg, colours, min_pixels):
 def collide_encoder(run_dir, purpose):
     """(config.json's dict, TrainConfig, dataset, trained encoder) of a train.py collide run
     folder; exits with one line of error on a Push-T run (``purpose`` says why that is wrong)."""
-    info = json.loads((Path(run_dir) / "config.json").read_text())
-    cfg = config_from_dict(TrainConfig, with_legacy_values(info["config"]))
-    if cfg.dataset != "collide":
-        sys.exit(f"error: {run_dir} was trained on {cfg.dataset!r}; {purpose}")
+    try:
+        cfg, info, _ = read_run(run_dir, "collide", purpose)
+    except (ValueError, OSError) as err:
+        sys.exit(f"error: {err}")
     model = build_encoder(cfg)
     model.load_state_dict(load_checkpoint(Path(info["encoder"]) / "encoder.pt", encoder_config(cfg))["model"])
     return info, cfg, open_dataset(cfg, info["data"]), model

@@ -384,16 +384,14 @@ def test_unknown_policy_is_a_clear_error(tmp_path):
         collect_episode(3, 0, 8, "expert")
 
 
-def test_dataset_written_before_policy_existed_loads_as_weak(tiny_dataset, tmp_path):
+def test_dataset_written_before_a_field_existed_is_refused(tiny_dataset, tmp_path):
     old = tmp_path / "old"
     shutil.copytree(tiny_dataset.path, old)
     meta = json.loads((old / "meta.json").read_text())
     del meta["config"]["policy"]
     (old / "meta.json").write_text(json.dumps(meta))
-    data = load_dataset(old, expect=DATA_PRESETS["tiny"])
-    assert data.config.policy == "weak" and np.array_equal(data.state, tiny_dataset.state)
-    with pytest.raises(DatasetError, match="another config.*policy"):
-        load_dataset(old, expect=dataclasses.replace(DATA_PRESETS["tiny"], policy="all_moving"))
+    with pytest.raises(DatasetError, match="older version of this code .* make it again"):
+        load_dataset(old, expect=DATA_PRESETS["tiny"])
 
 
 def test_overwrite_replaces_only_a_dataset_of_ours(tiny_dataset, tmp_path):

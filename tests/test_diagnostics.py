@@ -142,7 +142,7 @@ def test_encoder_clip_tools_run_on_a_collide_run_and_refuse_push_t(tiny_collide_
     text = capsys.readouterr().out
     assert "colour, linear:" in text and "shape, mlp 256:" in text and "centre x, y: R^2" in text
     assert "pairs of one colour:" in text
-    with pytest.raises(SystemExit, match="trained on 'pusht'; this probes collide objects"):
+    with pytest.raises(SystemExit, match="error: this probes collide objects; .* was trained on 'pusht'"):
         collide_probe.main(["--run", str(tiny_run[1])])
 
 

@@ -95,34 +95,24 @@ def test_checkpoint_for_another_config_fails_clearly(tiny_run, tmp_path):
         load_checkpoint(out / "predictor.pt", other)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
-    # a checkpoint from before a field existed matches while that field keeps its default
+    # a checkpoint written before a field existed, or with one since removed, is refused with
+    # the message to make it again: older runs are not converted
     older = torch.load(out / "predictor.pt", weights_only=True)
     del older["config"]["video_observed"]
     torch.save(older, tmp_path / "older.pt")
-    assert load_checkpoint(tmp_path / "older.pt", dataclasses.asdict(TINY))["done"]
-    changed = dataclasses.asdict(dataclasses.replace(TINY, video_observed=5))
-    with pytest.raises(ValueError, match="differing fields: \\['video_observed'\\]"):
-        load_checkpoint(tmp_path / "older.pt", changed)
-    # ... and a field whose old value differs from today's default takes LEGACY_VALUES'
-    del older["config"]["decoder_rgb"]
-    torch.save(older, tmp_path / "older.pt")
-    with pytest.raises(ValueError, match="differing fields: \\['decoder_rgb'\\]"):
+    with pytest.raises(ValueError, match=r"older version of this code \(it lacks \['video_observed'\]\); "
+                                         "older runs are not converted: make it again"):
         load_checkpoint(tmp_path / "older.pt", dataclasses.asdict(TINY))
-    legacy = dataclasses.asdict(dataclasses.replace(TINY, decoder_rgb="pixel"))
-    assert load_checkpoint(tmp_path / "older.pt", legacy)["done"]
-    # predictors trained before future_action existed showed the future action, or hid it
-    # with the flag hide_last_action
-    del older["config"]["future_action"]
+    older["config"].update(video_observed=TINY.video_observed, hide_last_action=True)
     torch.save(older, tmp_path / "older.pt")
-    assert TINY.future_action == "query"
-    with pytest.raises(ValueError, match="differing fields: \\['decoder_rgb', 'future_action'\\]"):
+    with pytest.raises(ValueError, match=r"it has \['hide_last_action'\]"):
         load_checkpoint(tmp_path / "older.pt", dataclasses.asdict(TINY))
-    legacy = dataclasses.asdict(dataclasses.replace(TINY, decoder_rgb="pixel", future_action="visible"))
-    assert load_checkpoint(tmp_path / "older.pt", legacy)["done"]
-    older["config"]["hide_last_action"] = True
-    torch.save(older, tmp_path / "older.pt")
-    legacy = dataclasses.asdict(dataclasses.replace(TINY, decoder_rgb="pixel"))
-    assert load_checkpoint(tmp_path / "older.pt", legacy)["done"]
+    info = json.loads((out / "config.json").read_text())
+    del info["config"]["future_action"]
+    (tmp_path / "config.json").write_text(json.dumps(info))
+    (tmp_path / "predictor.pt").write_bytes((out / "predictor.pt").read_bytes())
+    with pytest.raises(ValueError, match=r"config.json was written by an older version .*\['future_action'\]"):
+        config.open_run(tmp_path, "pusht", "planning")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
@@ -284,13 +274,11 @@ def test_extracted_slots_round_trip(tiny_run, tmp_path):
         encoder_stage.load_slots(enc_dir, dataclasses.replace(TINY, n_iters=1), len(data.state))
     with pytest.raises(FileNotFoundError, match="video-mode slots"):
         encoder_stage.load_slots(enc_dir, video, len(data.state))
-    # slots written before an encoder field existed count as made with its legacy value
+    # slots written before an encoder field existed are another encoder's: extracted again
     meta_path = encoder_stage.slot_files(tmp_path, "video")[1]
     meta = json.loads(meta_path.read_text())
-    del meta["encoder"]["encoder_clip"]   # legacy value 0.0, TINY's 1.0
+    del meta["encoder"]["encoder_clip"]
     meta_path.write_text(json.dumps(meta))
-    old = dataclasses.replace(video, encoder_clip=0.0)
-    assert encoder_stage.load_slots(tmp_path, old, len(data.state)).shape == slots.shape
     with pytest.raises(ValueError, match="another encoder or dataset"):
         encoder_stage.load_slots(tmp_path, video, len(data.state))
 
@@ -553,21 +541,15 @@ def test_encoder_plain_lr_holds_the_plain_steps_at_a_constant_rate():
         config.check_config(dataclasses.replace(cfg, encoder_plain_lr=-1.0))
 
 
-def test_encoder_folder_names_survive_added_fields():
-    # Fields added to the encoder after its first runs stay out of the folder's hash at their
-    # earlier value, so a config's encoder folder keeps its name: these are the CPU presets'
-    # folders, trained before encoder_plain_steps existed (the collide one before encoder_clip);
-    # the Push-T one is the CPU recipe before the attention decoder and full-size features.
-    before = dataclasses.replace(PRESETS["cpu"], cnn_fullres=False, decoder="broadcast", encoder_steps=4000,
-                                 encoder_clip_len=2, encoder_batch=16, encoder_data="predictor")
-    assert config.encoder_hash(before) == "27761001"
-    assert config.encoder_hash(config.COLLIDE_PRESETS["cpu"]) == "111eb2d3"
-    assert config.encoder_hash(dataclasses.replace(before, encoder_plain_steps=100)) != "27761001"
-    assert config.encoder_hash(PRESETS["cpu"]) != "27761001"
-    # the DINOv2 paper preset, which the CNN fields do not touch, keeps its folder when trained
-    # on the weak expert's data; on all-moving data (the default now) it is another encoder
-    assert config.encoder_hash(dataclasses.replace(PRESETS["paper"], encoder_data="predictor")) == "1c3210be"
-    assert config.encoder_hash(PRESETS["paper"]) != "1c3210be"
+def test_stage_folders_are_named_by_every_field_they_depend_on():
+    # no field is left out of a hash at some earlier value: a field that changes the data or
+    # the encoder changes the folder, one that does not leaves it
+    cfg = PRESETS["cpu"]
+    assert config.encoder_hash(dataclasses.replace(cfg, encoder_plain_steps=100)) != config.encoder_hash(cfg)
+    assert config.encoder_hash(dataclasses.replace(cfg, encoder_data="predictor")) != config.encoder_hash(cfg)
+    assert config.encoder_hash(dataclasses.replace(cfg, masked=0, lr=1e-3)) == config.encoder_hash(cfg)
+    weak, moving = config.data_config(cfg), config.encoder_data_config(cfg)
+    assert weak.policy == "weak" and config.data_dir(".", weak) != config.data_dir(".", moving)
 
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("epochs", -1), ("encoder_steps", 0), ("batch_size", 0),
