@@ -45,6 +45,8 @@ class TrainConfig:
     render_size: int = 64
     val_fraction: float = 0.1     # (collide: test split the same size)
     data_seed: int = 0
+    policy: str = "weak"          # Push-T collection policy: weak | expert (expert.py; ours, as the paper's data was expert)
+    expert_noise: float = 0.03    # std of the scripted expert's action noise
     # -- slot encoder (slots.SlotEncoder)
     backbone: str = "cnn"         # cnn | dinov2
     dinov2_path: str = ""         # local dinov2_vits14_pretrain.pth for backbone dinov2
@@ -122,7 +124,7 @@ PAPER_METHOD = {name: getattr(TrainConfig(), name) for name in OURS}
 PRESETS = {
     "cpu": TrainConfig(),
     "paper": TrainConfig(
-        episodes=2000, min_steps=100, max_steps=200, render_size=224, backbone="dinov2",
+        episodes=2000, min_steps=100, max_steps=200, render_size=224, policy="expert", backbone="dinov2",
         image_size=196, slot_dim=128, n_iters=2, encoder_clip_len=2, encoder_steps=100_000, encoder_batch=64,
         # heads of 64 as App. E says (the official code's nn.MultiheadAttention(128, 16) has heads of 8)
         predictor_dim=128, depth=6, heads=16, dim_head=64, mlp_dim=2048, epochs=30,
@@ -148,7 +150,7 @@ COLLIDE_PRESETS = {
                                decoder_rgb="pixel", recon_weight=0.0, encoder_clip_len=2, encoder_steps=4000,
                                encoder_batch=16, encoder_lr=4e-4, encoder_clip=0.0, slot_init="noise",
                                encoder_data="predictor", slot_mode="video"),
-    "paper": dataclasses.replace(PRESETS["paper"], dataset="collide", episodes=20000,
+    "paper": dataclasses.replace(PRESETS["paper"], dataset="collide", episodes=20000, policy="weak",
                                  video_observed=128, video_future=32, render_size=128,
                                  val_fraction=0.25, n_slots=7, frameskip=2, n_history=6, n_future=10,
                                  encoder_data="predictor", slot_mode="video"),
@@ -212,10 +214,13 @@ def check_config(cfg: TrainConfig):
         raise ValueError(f"--mask-moments weighs each slot's mask moments: it must be >= 0, got {cfg.mask_moments}")
     for name, allowed in (("aux", ("nodes", "concat")), ("backbone", ("cnn", "dinov2")),
                           ("future_action", ("query", "visible")), ("proprio_space", ("embedding", "raw")),
-                          ("encoder_data", ("all_moving", "predictor"))):
+                          ("encoder_data", ("all_moving", "predictor")),
+                          ("policy", ("weak", "expert"))):   # all-moving data is the encoder's alone
         if getattr(cfg, name) not in allowed:
             raise ValueError(f"--{name.replace('_', '-')} must be one of {'|'.join(allowed)}, "
                              f"got {getattr(cfg, name)!r}")
+    if not cfg.expert_noise >= 0:
+        raise ValueError(f"--expert-noise is a standard deviation: at least 0, got {cfg.expert_noise}")
     if cfg.encoder_data == "all_moving" and cfg.dataset != "pusht":
         raise ValueError("--encoder-data all_moving is a Push-T collection mode: use --encoder-data predictor "
                          f"on {cfg.dataset}")
@@ -245,7 +250,8 @@ def data_config(cfg: TrainConfig) -> PushTDataConfig | CollideConfig:
                              test_fraction=cfg.val_fraction, seed=cfg.data_seed)
     return PushTDataConfig(name=cfg.dataset, episodes=cfg.episodes, min_steps=cfg.min_steps,
                            max_steps=cfg.max_steps, render_size=cfg.render_size,
-                           val_fraction=cfg.val_fraction, seed=cfg.data_seed)
+                           val_fraction=cfg.val_fraction, seed=cfg.data_seed, policy=cfg.policy,
+                           expert_noise=cfg.expert_noise)
 
 
 def encoder_data_config(cfg: TrainConfig) -> PushTDataConfig | CollideConfig:

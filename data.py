@@ -22,16 +22,15 @@ from tqdm import tqdm
 
 from common import (build_parser, check_replaceable, config_from_args, config_to_dict, DatasetError,
                     error_line, load_array, publish_dataset, read_dataset_meta)
-from pusht import (ACTION_DIM, ACTION_SCALE, AGENT_RADIUS, PROPRIO_DIM, STATE_DIM, WALL_RADIUS, PushTEnv, render_ids,
-                   tee_polygon)
-
+from expert import ScriptedExpert
+from pusht import (ACTION_DIM, ACTION_SCALE, AGENT_HIGH, AGENT_LOW, INNER_HIGH, INNER_LOW, PROPRIO_DIM, STATE_DIM,
+                   PushTEnv, render_ids, tee_polygon)
 
 
 # ---------------------------------------------------------------------------------------
-# Data collection: the weak expert (FACTS section 4) and "all moving" (App. D.1)
+# Data collection: the weak expert (FACTS section 4), "all moving" (App. D.1) and our
+# scripted expert (expert.py)
 # ---------------------------------------------------------------------------------------
-INNER_LOW, INNER_HIGH = 5 + WALL_RADIUS, 506 - WALL_RADIUS     # the walls' inner faces
-AGENT_LOW, AGENT_HIGH = INNER_LOW + AGENT_RADIUS, INNER_HIGH - AGENT_RADIUS  # agent centres
 DRIVE_EVERY = 5         # all moving: env steps between two random draws of the block's motion,
 DRIVE_SPEED = 200.0     # its speed ~ U[0, 200] px/s (the agent's top step speed is ~374)
 DRIVE_SPIN = 3.0        # and its angular velocity ~ U[-3, 3] rad/s (up to 0.3 rad a step)
@@ -76,15 +75,18 @@ def _all_moving_step(env, t, rng):
     return wander_action(env.get_state(), rng)
 
 
-# policy name -> step(env, t, rng): moves the world if the policy does so, returns the action
-POLICIES = {"weak": _weak_step, "all_moving": _all_moving_step}
+# policy name -> make(noise) -> one episode's step(env, t, rng): moves the world if the
+# policy does so, returns the action
+POLICIES = {"weak": lambda noise: _weak_step, "all_moving": lambda noise: _all_moving_step,
+            "expert": ScriptedExpert}
 
 
-def policy_step(name):
-    """The step function of the collection policy ``name`` (ValueError if there is none)."""
+def policy_step(name, noise=0.0):
+    """A fresh episode's step function of the collection policy ``name`` (ValueError if there
+    is none); ``noise`` is the expert's action noise."""
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; expected one of {sorted(POLICIES)}")
-    return POLICIES[name]
+    return POLICIES[name](noise)
 
 
 @dataclass(frozen=True)
@@ -99,17 +101,20 @@ class PushTDataConfig:
     seed: int = 0
     policy: str = field(default="weak", metadata={
         "choices": sorted(POLICIES),
-        "help": "weak: SWM's weak expert; all_moving: the block moves randomly too (App. D.1)"})
+        "help": "weak: SWM's weak expert; all_moving: the block moves randomly too (App. D.1); "
+                "expert: our scripted pusher (expert.py)"})
+    expert_noise: float = field(default=0.03, metadata={
+        "help": "std of the Gaussian noise on the scripted expert's actions (of 1)"})
 
 
 DATA_PRESETS = {
-    "paper": PushTDataConfig(episodes=2000, min_steps=100, max_steps=200, render_size=224),
+    "paper": PushTDataConfig(episodes=2000, min_steps=100, max_steps=200, render_size=224, policy="expert"),
     "cpu": PushTDataConfig(),
     "tiny": PushTDataConfig(episodes=12, min_steps=30, max_steps=40, val_fraction=0.25),
 }
 
 
-def collect_episode(n_steps, seed, render_size, policy="weak"):
+def collect_episode(n_steps, seed, render_size, policy="weak", noise=0.0):
     """Roll out ``policy`` for ``n_steps`` env steps from a random start.
 
     "weak": SWM's weak expert (``weak_expert_action``); the block moves only when pushed.
@@ -119,13 +124,15 @@ def collect_episode(n_steps, seed, render_size, policy="weak"):
     (U[-DRIVE_SPIN, DRIVE_SPIN] rad/s), which it keeps wherever the walls and the agent
     leave it free; they stop and push it as usual. The block's motion is not in the
     recorded action, so this data is for training the slot encoder, not a world model.
+    "expert": our scripted pusher (``expert.ScriptedExpert``) pushes the block toward target
+    poses it picks, with Gaussian action noise of std ``noise``.
 
     Returns arrays over the n_steps + 1 frames: pixels uint8 (L, H, W, 3), state float32
     (L, 7), proprio float32 (L, 4), action float32 (L, 2) where action[i] is the action
     given to the env at frame i and the last row, which has no action, is NaN. All
     randomness comes from ``np.random.default_rng(seed)``.
     """
-    step = policy_step(policy)
+    step = policy_step(policy, noise)
     rng = np.random.default_rng(seed)
     env = PushTEnv(render_size)
     obs, info = env.reset(seed=int(rng.integers(2**31)))
@@ -172,6 +179,8 @@ def collect(cfg: PushTDataConfig, out, workers=0, progress=True, overwrite=False
         raise ValueError(f"need 1 <= min_steps <= max_steps, got {cfg.min_steps}, {cfg.max_steps}")
     if cfg.episodes < 2 or not 0 < cfg.val_fraction < 1:
         raise ValueError("need at least 2 episodes and 0 < val_fraction < 1")
+    if not cfg.expert_noise >= 0:
+        raise ValueError(f"--expert-noise is a standard deviation: at least 0, got {cfg.expert_noise}")
     master = np.random.default_rng(cfg.seed)
     lengths = master.integers(cfg.min_steps, cfg.max_steps + 1, cfg.episodes) + 1  # frames
     seeds = master.integers(2**63, size=cfg.episodes)
@@ -184,7 +193,7 @@ def collect(cfg: PushTDataConfig, out, workers=0, progress=True, overwrite=False
     arrays = {name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype,
                                               shape=(n_frames, *shape(cfg.render_size)))
               for name, (shape, dtype) in ARRAYS.items()}
-    jobs = [(e, int(lengths[e]) - 1, int(seeds[e]), cfg.render_size, cfg.policy)
+    jobs = [(e, int(lengths[e]) - 1, int(seeds[e]), cfg.render_size, cfg.policy, cfg.expert_noise)
             for e in range(cfg.episodes)]
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=cfg.episodes, desc=f"collect {out.name}", unit="ep", disable=not progress)

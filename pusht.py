@@ -25,6 +25,8 @@ ACTION_SCALE = 100.0             # target = agent position + 100 * action
 AGENT_RADIUS = 15
 WALLS = [((5, 506), (5, 5)), ((5, 5), (506, 5)), ((506, 5), (506, 506)), ((5, 506), (506, 506))]
 WALL_RADIUS = 2
+INNER_LOW, INNER_HIGH = 5 + WALL_RADIUS, 506 - WALL_RADIUS     # the walls' inner faces
+AGENT_LOW, AGENT_HIGH = INNER_LOW + AGENT_RADIUS, INNER_HIGH - AGENT_RADIUS  # agent centres inside
 BAR = [(-60, 30), (60, 30), (60, 0), (-60, 0)]                 # T-block, local coordinates
 STEM = [(-15, 30), (-15, 120), (15, 120), (15, 30)]
 TEE_OUTLINE = [(-60, 0), (60, 0), (60, 30), (15, 30), (15, 120), (-15, 120), (-15, 30), (-60, 30)]

@@ -375,13 +375,13 @@ def test_all_moving_collection_is_deterministic(tmp_path):
 
 
 def test_unknown_policy_is_a_clear_error(tmp_path):
-    cfg = PushTDataConfig(episodes=2, min_steps=3, max_steps=3, policy="expert")
-    allowed = r"unknown policy 'expert'; expected one of \['all_moving', 'weak'\]"
+    cfg = PushTDataConfig(episodes=2, min_steps=3, max_steps=3, policy="human")
+    allowed = r"unknown policy 'human'; expected one of \['all_moving', 'expert', 'weak'\]"
     with pytest.raises(ValueError, match=allowed):
         collect(cfg, tmp_path / "ds", workers=1, progress=False)
     assert list(tmp_path.iterdir()) == []              # raised before any work
     with pytest.raises(ValueError, match="unknown policy"):
-        collect_episode(3, 0, 8, "expert")
+        collect_episode(3, 0, 8, "human")
 
 
 def test_dataset_written_before_a_field_existed_is_refused(tiny_dataset, tmp_path):
