@@ -158,3 +158,22 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
     assert set(result["seeds"]) == {"0"} and len(result["seeds"]["0"]["successes"]) == 2
     rows = json.loads((tmp_path / "runs" / "o" / "rollout-errors.json").read_text())
     assert [r["what"] for r in rows] == ["model", "no motion"]
+
+
+def test_data_motion_counts_moving_steps_and_draws_episodes(tiny_dataset, tmp_path, capsys):
+    import data_motion
+    stats = data_motion.motion_stats(tiny_dataset)
+    states = np.asarray(tiny_dataset.state, np.float64)
+    # by hand over every step inside an episode (a step across two episodes is no motion)
+    moved = total = 0
+    for e in range(len(tiny_dataset.episode_starts) - 1):
+        s = states[tiny_dataset.episode_starts[e]:tiny_dataset.episode_starts[e + 1]]
+        turn = np.abs((np.diff(s[:, 4]) + np.pi) % (2 * np.pi) - np.pi)
+        moved += ((np.linalg.norm(np.diff(s[:, 2:4], axis=0), axis=1) > 0.5) | (turn > 0.005)).sum()
+        total += len(s) - 1
+    assert stats["moving"] == pytest.approx(moved / total) and 0 < stats["moving"] < 1
+    assert 0 <= stats["shift_median"] <= stats["shift_p90"]
+    data_motion.main(["--data", str(tiny_dataset.path), "--figure", str(tmp_path / "f.png"), "--episodes", "2"])
+    assert f"| {100 * stats['moving']:.1f} |" in capsys.readouterr().out
+    from PIL import Image
+    assert Image.open(tmp_path / "f.png").size == (2 * 256 + 4, 256)
