@@ -2,6 +2,8 @@
 
     python diagnostics/probe_slots.py --run runs/pusht-cpu-m1 [--features slots|moments|both]
 
+The run needs its slots, not a predictor: ``python train.py --until slots --out RUN`` is enough.
+
 Fits state features (agent x, y, block x, y, cos and sin of the block angle) from the slots
 of every third training frame, all slots concatenated in the encoder's order, and reports
 R^2 and RMSE on every validation frame. ``--features moments`` reads each slot's mask
@@ -20,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data import load_dataset  # noqa: E402
-from config import open_run  # noqa: E402
+from config import read_run  # noqa: E402
 from encoder import load_slots  # noqa: E402
 
 TARGETS = ("agent x", "agent y", "block x", "block y", "cos angle", "sin angle")
@@ -54,14 +56,17 @@ def ridge_probe(x_train, y_train, x_test, y_test, alpha=1.0):
     return r2, np.sqrt(((pred - y_test) ** 2).mean(0))
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="a train.py run folder on Push-T")
     parser.add_argument("--every", type=int, default=3, help="use every n-th training frame")
     parser.add_argument("--features", choices=("slots", "moments", "both"), default="slots",
                         help="what of each slot to read: its vector, its mask moments, or both")
-    args = parser.parse_args()
-    cfg, info, _, _ = open_run(args.run, "pusht", "the probe reads Push-T states")
+    args = parser.parse_args(argv)
+    try:   # the run's slots are enough: a run of train.py --until slots will do
+        cfg, info, _ = read_run(args.run, "pusht", "the probe reads Push-T states")
+    except (ValueError, OSError) as err:
+        sys.exit(f"error: {err}")
     data = load_dataset(info["data"])
     # the slots alone, or followed by their moments at weight 1, whatever the run trained on
     cfg = dataclasses.replace(cfg, mask_moments=0.0 if args.features == "slots" else 1.0)

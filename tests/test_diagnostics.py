@@ -177,3 +177,18 @@ def test_data_motion_counts_moving_steps_and_draws_episodes(tiny_dataset, tmp_pa
     assert f"| {100 * stats['moving']:.1f} |" in capsys.readouterr().out
     from PIL import Image
     assert Image.open(tmp_path / "f.png").size == (2 * 256 + 4, 256)
+
+
+def test_probe_slots_reads_a_run_without_a_predictor(tiny_run, tmp_path, capsys):
+    import probe_slots
+    _, out = tiny_run
+    slots_only = tmp_path / "slots-only"   # as train.py --until slots leaves a run: no predictor.pt
+    slots_only.mkdir()
+    (slots_only / "config.json").write_bytes((out / "config.json").read_bytes())
+    probe_slots.main(["--run", str(slots_only), "--every", "1"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "R^2" not in line]
+    assert [r.split(" | ")[0][2:] for r in rows] == list(probe_slots.TARGETS)
+    r2 = [float(r.split(" | ")[1]) for r in rows]
+    assert all(np.isfinite(r2)) and max(r2) <= 1.0
+    with pytest.raises(SystemExit, match="config.json is missing"):
+        probe_slots.main(["--run", str(tmp_path / "none")])
