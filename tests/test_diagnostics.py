@@ -192,3 +192,22 @@ def test_probe_slots_reads_a_run_without_a_predictor(tiny_run, tmp_path, capsys)
     assert all(np.isfinite(r2)) and max(r2) <= 1.0
     with pytest.raises(SystemExit, match="config.json is missing"):
         probe_slots.main(["--run", str(tmp_path / "none")])
+
+
+def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, tmp_path, monkeypatch, capsys):
+    import masking_test
+    root, _ = tiny_collide_run
+    monkeypatch.chdir(root)   # the tiny collide dataset lives under root/data
+    scene = {"collisions": [(5, 0, 2), (9, 1, 2), (12, 0, 2)]}
+    assert masking_test.contact_frames(scene, 4) == [[5, 12], [9], [5, 9, 12], []]
+    masking_test.main(["--preset", "tiny", "--masked", "1", "--out", str(tmp_path / "m1"), "--no-progress"])
+    result = json.loads((tmp_path / "m1" / "masking-test.json").read_text())
+    inter, counter = result["interaction_px"], result["counterfactual_px"]
+    assert inter["windows with a collision (object frames)"] > 0 and inter["windows without (object frames)"] > 0
+    # physics, whatever the model: free flight is what constant velocity gets right
+    assert inter["constant velocity, no collision"] < inter["no motion, no collision"]
+    assert inter["constant velocity, no collision"] < inter["constant velocity, collision"]
+    assert counter["cases"] > 0 and all(np.isfinite(v) for v in counter.values())
+    assert "counterfactual_px: intervened" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--masked must be between 0 and"):
+        masking_test.main(["--preset", "tiny", "--masked", "9", "--out", str(tmp_path / "m9")])

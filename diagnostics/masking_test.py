@@ -1,0 +1,182 @@
+"""Does object masking teach interactions? A direct test on the collide world's true states.
+
+    python diagnostics/masking_test.py --render-size 16 --masked M --seed S --out runs/mtest-mM-sS
+
+The paper argues (Theorem 1, App. J) that hiding an object's history makes the predictor
+recover it from the objects that act on it. The collide world logs every collision and
+re-simulates any video without any object, so that can be measured instead of argued.
+This trains (or reuses) the collide ``cpu`` predictor on each object's true state in place of
+slots ([1, x, y, vx, vy, colour, shape] as diagnostics/oracle_slots.py, slot k = object k,
+absent objects all-zero rows) and measures on the validation videos:
+
+1. interaction error: the predicted positions of the run's n_future frames (one call, as
+   trained), split by whether the object begins a collision in the predicted window (the
+   collision log), beside no motion and constant velocity (the state's own velocity);
+2. counterfactual rollout: for each object X whose first contact comes after a full history,
+   the history ending before that contact with X's rows set to the absent-object row (all
+   zero: in true states, as in the data, an object that is not there), rolled out to the end
+   of the video, against the video re-simulated without X (``collision.simulate(remove=X)``),
+   on the objects whose trajectories differ between the two worlds (by 2 px or more): the
+   same rollout without the intervention (what a model that ignores it scores) and no motion
+   are the baselines.
+
+Errors are in px (the world is 512 px), means over objects and frames. Writes
+RUN/masking-test.json. Every train.py flag applies to the predictor.
+"""
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from collision import DT, WORLD_SIZE, simulate  # noqa: E402
+from common import atomic_write_json, build_parser, config_from_args, config_to_dict, setup  # noqa: E402
+from config import (COLLIDE_PRESETS, TrainConfig, build_predictor, data_config, data_dir,  # noqa: E402
+                    load_checkpoint, open_dataset)
+from oracle_slots import SPEED_SCALE, object_states  # noqa: E402
+from train import train_predictor  # noqa: E402
+from vqa import video_slots  # noqa: E402
+
+STATE_DIM = 16          # features per object, zero-padded (5 + 6 colours + 3 shapes = 14 used)
+MOVED_PX = 2.0          # an object's counterfactual trajectory differs from the factual one by this
+
+
+def positions(states):
+    """(..., K, D) true-state rows -> (..., K, 2) positions in px."""
+    return states[..., 1:3] * WORLD_SIZE
+
+
+def contact_frames(scene, n_objects):
+    """For each object, the sorted real frames at which it begins a collision."""
+    frames = [[] for _ in range(n_objects)]
+    for t, a, b in scene["collisions"]:
+        frames[a].append(t)
+        frames[b].append(t)
+    return [sorted(f) for f in frames]
+
+
+def interaction_errors(predictor, states, scenes, videos, cfg):
+    """Mean position error (px) of the model, no motion and constant velocity over every
+    window of every video in ``videos``, for objects with and without a collision beginning in
+    the predicted window. states: (V, T, K, D) true states of every video."""
+    fs, h, f = cfg.frameskip, cfg.n_history, cfg.n_future
+    frame_seconds = scenes[0]["frame_substeps"] * DT
+    sums = {(who, contact): [0.0, 0] for who in ("model", "no motion", "constant velocity") for contact in (0, 1)}
+    n_frames = states.shape[1]
+    for start in range(0, n_frames - (h + f - 1) * fs):
+        real = start + fs * np.arange(h + f)   # the window's real frames
+        hist = torch.from_numpy(states[videos][:, real[:h]])
+        with torch.no_grad():
+            pred = video_slots(hist, predictor, f, h, block=f)[:, h:].numpy()    # (V, f, K, D)
+        truth, last = states[videos][:, real[h:]], states[videos][:, real[h - 1]]
+        steps = (real[h:] - real[h - 1])[None, :, None, None] * frame_seconds
+        guesses = {"model": positions(pred), "no motion": positions(last)[:, None].repeat(f, 1),
+                   "constant velocity": positions(last)[:, None] + last[:, None, :, 3:5] * SPEED_SCALE * steps}
+        present = truth[..., 0] > 0                                               # (V, f, K)
+        window = (real[h - 1], real[-1])
+        hit = np.array([[any(window[0] < t <= window[1] for t in frames)
+                         for frames in contact_frames(scenes[v], states.shape[2])] for v in videos])  # (V, K)
+        for who, guess in guesses.items():
+            error = np.linalg.norm(guess - positions(truth), axis=-1)                  # (V, f, K)
+            for contact in (0, 1):
+                keep = present & (hit[:, None, :] == contact)
+                sums[(who, contact)][0] += float(error[keep].sum())
+                sums[(who, contact)][1] += int(keep.sum())
+    return {f"{who}, {'collision' if contact else 'no collision'}": round(total / max(count, 1), 3)
+            for (who, contact), (total, count) in sums.items()} | {
+        "windows with a collision (object frames)": sums[("model", 1)][1],
+        "windows without (object frames)": sums[("model", 0)][1]}
+
+
+def counterfactual_errors(predictor, states, scenes, videos, cfg, max_cases=300):
+    """Mean position error (px) against the world re-simulated without X, on the objects
+    whose trajectories it changes, of: the rollout with X removed from the history (the
+    intervention), the same rollout without it, and no motion."""
+    fs, h = cfg.frameskip, cfg.n_history
+    n_frames = states.shape[1]
+    sums = {who: [0.0, 0] for who in ("intervened", "not intervened", "no motion")}
+    cases = 0
+    for v in videos:
+        scene = scenes[v]
+        n_objects = len(scene["objects"])
+        for x, frames in enumerate(contact_frames(scene, n_objects)):
+            if not frames or cases >= max_cases:
+                continue
+            end = (frames[0] - 1) // fs   # the last model frame before X's first contact ...
+            if end < h - 1:               # ... after a full history
+                continue
+            model_frames = fs * np.arange(end - h + 1, (n_frames - 1) // fs + 1)   # history, then to the end
+            if len(model_frames) == h:    # the contact comes in the last frame: nothing to predict
+                continue
+            counterfactual = simulate(scene, remove=x)
+            cf = counterfactual.position[model_frames[h:]]                 # (F, K, 2)
+            factual = positions(states[v, model_frames[h:], :n_objects])
+            change = np.linalg.norm(cf - factual, axis=-1)   # (F, K); X's column is NaN: gone
+            change[:, x] = 0
+            moved = change.max(axis=0) >= MOVED_PX
+            if not moved.any():
+                continue
+            cases += 1
+            hist = torch.from_numpy(states[v, model_frames[:h]][None])
+            removed = hist.clone()
+            removed[..., x, :] = 0
+            n_future = len(model_frames) - h
+            with torch.no_grad():
+                runs = {"intervened": video_slots(removed, predictor, n_future, h, block=cfg.n_future),
+                        "not intervened": video_slots(hist, predictor, n_future, h, block=cfg.n_future)}
+            guesses = {who: positions(out[0, h:, :n_objects].numpy()) for who, out in runs.items()}
+            guesses["no motion"] = np.repeat(positions(states[v, model_frames[h - 1], :n_objects])[None], n_future, 0)
+            for who, guess in guesses.items():
+                error = np.linalg.norm(guess[:, moved] - cf[:, moved], axis=-1)
+                sums[who][0] += float(error.sum())
+                sums[who][1] += error.size
+    return {who: round(total / max(count, 1), 3) for who, (total, count) in sums.items()} | {"cases": cases}
+
+
+def main(argv=None):
+    parser = build_parser(TrainConfig, COLLIDE_PRESETS, __doc__.split("\n")[0] + " Every train.py "
+                          "flag applies to the predictor; --n-slots and --slot-dim are the states'.")
+    parser.add_argument("--out", required=True, help="run folder: predictor.pt, log.jsonl, masking-test.json")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted training")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    parser.add_argument("--cases", type=int, default=300, help="counterfactual cases at most")
+    args = parser.parse_args(argv)
+    cfg = config_from_args(TrainConfig, COLLIDE_PRESETS, args, default_preset="cpu")
+    folder = data_dir(".", data_config(cfg))
+    if cfg.dataset != "collide":
+        sys.exit("error: the masking test runs on --dataset collide (the default here)")
+    if not (folder / "meta.json").is_file():
+        sys.exit(f"error: no {folder}: make it first with python train.py --dataset collide --until data "
+                 "and the same data flags (--episodes, --render-size, ...)")
+    data = open_dataset(cfg, folder)
+    states = object_states(data.scenes, STATE_DIM)                        # (V, T, K, D)
+    cfg = dataclasses.replace(cfg, n_slots=states.shape[2], slot_dim=STATE_DIM)
+    if not 0 <= cfg.masked <= cfg.n_slots:
+        sys.exit(f"error: --masked must be between 0 and {cfg.n_slots} objects, got {cfg.masked}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", {"config": config_to_dict(cfg), "data": str(folder),
+                                            "encoder": "none, true object states: diagnostics/masking_test.py"})
+    ctx = setup(args.device, progress=not args.no_progress)
+    frames = states.reshape(-1, *states.shape[2:])                         # (N, K, D), as the dataset's frames
+    train_predictor(cfg, data, frames, out, redo=False, resume=args.resume, ctx=ctx)
+    predictor = build_predictor(cfg)
+    predictor.load_state_dict(load_checkpoint(out / "predictor.pt", config_to_dict(cfg))["model"])
+    predictor.eval()
+    videos = data.episodes("val")
+    result = {"config": config_to_dict(cfg), "masked": cfg.masked, "seed": cfg.seed,
+              "interaction_px": interaction_errors(predictor, states, data.scenes, videos, cfg),
+              "counterfactual_px": counterfactual_errors(predictor, states, data.scenes, videos, cfg, args.cases)}
+    atomic_write_json(out / "masking-test.json", result)
+    for part in ("interaction_px", "counterfactual_px"):
+        print(part + ": " + "; ".join(f"{k} {v}" for k, v in result[part].items()))
+    print(f"wrote {out / 'masking-test.json'}")
+
+
+if __name__ == "__main__":
+    main()

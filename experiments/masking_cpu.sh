@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The true-state rows of docs/masking.md on 2 CPU cores: the collide cpu preset's 2,000 videos
+# (16 px: the runs read states), then diagnostics/masking_test.py for each M and seed, two at a
+# time on one thread each.
+#
+#     bash experiments/masking_cpu.sh ["0 1 2 4"] ["0"]      # masked counts, then seeds
+#
+# Logs in logs/masking-cpu; results in runs/mtest-m<M>-s<S>/masking-test.json.
+set -u
+MASKED=${1:-"0 1 2 3 4"}
+SEEDS=${2:-"0 1 2"}
+LOG=logs/masking-cpu
+mkdir -p "$LOG"
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+note() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$LOG/timeline.log"; }
+python train.py --dataset collide --render-size 16 --until data --out runs/mtest-data --workers 2 \
+  --no-progress > "$LOG/data.log" 2>&1
+note "data (exit $?)"
+jobs_list=()
+for s in $SEEDS; do for m in $MASKED; do jobs_list+=("$m:$s"); done; done
+run() {
+  local m=${1%%:*} s=${1#*:}
+  python diagnostics/masking_test.py --render-size 16 --masked $m --seed $s --resume --no-progress \
+    --out runs/mtest-m$m-s$s > "$LOG/m$m-s$s.log" 2>&1
+  note "M = $m, seed $s (exit $?)"
+}
+for ((i = 0; i < ${#jobs_list[@]}; i += 2)); do
+  run "${jobs_list[i]}" &
+  if ((i + 1 < ${#jobs_list[@]})); then run "${jobs_list[i + 1]}" & fi
+  wait
+done
+note "all done"
