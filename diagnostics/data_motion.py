@@ -6,7 +6,8 @@ For each dataset (every episode, both splits): the share of env steps in which t
 moves (more than 0.5 px or 0.005 rad), and the block's displacement and turn over 25 steps,
 the protocol's goal offset (median and 90th percentile over every start of every episode),
 with the share of those 25-step pairs whose goal needs a push (block 20 px or 20 degrees or
-more away, as plan.py counts them). ``--figure`` draws the first ``--episodes`` episodes of
+more away, as plan.py counts them), and the share of episodes in which the block's outline
+goes more than 16 px past a wall's inner face (a kinematic agent can squeeze it through). ``--figure`` draws the first ``--episodes`` episodes of
 the first dataset: the block's outline every 15 steps, light to dark, and the agent's path.
 """
 
@@ -19,26 +20,31 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data import load_dataset  # noqa: E402
-from pusht import GOAL_POSE, WORLD_SIZE, tee_polygon, wrap_angle  # noqa: E402
+from pusht import GOAL_POSE, INNER_HIGH, INNER_LOW, WORLD_SIZE, tee_polygon, wrap_angle  # noqa: E402
 
 GOAL_OFFSET = 25
+THROUGH_WALL = 16.0     # px past a wall's inner face that count as pushed through it
 
 
 def motion_stats(data, offset=GOAL_OFFSET):
-    """{"moving", "shift_median", "shift_p90", "turn_median_deg", "turn_p90_deg", "needs_push"}."""
-    moving, shift, turn = [], [], []
+    """{"moving", "shift_median", "shift_p90", "turn_median_deg", "turn_p90_deg", "needs_push",
+    "through_wall"}."""
+    moving, shift, turn, through = [], [], [], []
     for e in range(len(data.episode_starts) - 1):
         s = np.asarray(data.state[data.episode_starts[e]:data.episode_starts[e + 1]], np.float64)
         step = np.linalg.norm(np.diff(s[:, 2:4], axis=0), axis=1)
         spin = np.abs(wrap_angle(np.diff(s[:, 4])))
         moving.append((step > 0.5) | (spin > 0.005))
+        outline = np.array([tee_polygon(*pose, 1.0) for pose in s[:, 2:5]])       # (T, 8, 2)
+        through.append(max(INNER_LOW - outline.min(), outline.max() - INNER_HIGH) > THROUGH_WALL)
         if len(s) > offset:
             shift.append(np.linalg.norm(s[offset:, 2:4] - s[:-offset, 2:4], axis=1))
             turn.append(np.degrees(np.abs(wrap_angle(s[offset:, 4] - s[:-offset, 4]))))
     moving, shift, turn = np.concatenate(moving), np.concatenate(shift), np.concatenate(turn)
     return {"moving": float(moving.mean()), "shift_median": float(np.median(shift)),
             "shift_p90": float(np.percentile(shift, 90)), "turn_median_deg": float(np.median(turn)),
-            "turn_p90_deg": float(np.percentile(turn, 90)), "needs_push": float(((shift >= 20) | (turn >= 20)).mean())}
+            "turn_p90_deg": float(np.percentile(turn, 90)), "needs_push": float(((shift >= 20) | (turn >= 20)).mean()),
+            "through_wall": float(np.mean(through))}
 
 
 def draw_episodes(data, episodes, size=256, every=15):
@@ -75,13 +81,14 @@ def main(argv=None):
     except (ValueError, OSError) as err:
         sys.exit(f"error: {err}")
     print("| data | policy | block moves in % of steps | shift over 25 steps, median / p90 (px) "
-          "| turn over 25 steps, median / p90 (deg) | 25-step goals that need a push (%) |")
-    print("|---|---|---|---|---|---|")
+          "| turn over 25 steps, median / p90 (deg) | 25-step goals that need a push (%) "
+          "| episodes with the block through a wall (%) |")
+    print("|---|---|---|---|---|---|---|")
     for path, data in zip(args.data, datasets):
         m = motion_stats(data)
         print(f"| `{path}` | {data.config.policy} | {100 * m['moving']:.1f} | {m['shift_median']:.0f} / "
               f"{m['shift_p90']:.0f} | {m['turn_median_deg']:.0f} / {m['turn_p90_deg']:.0f} | "
-              f"{100 * m['needs_push']:.1f} |")
+              f"{100 * m['needs_push']:.1f} | {100 * m['through_wall']:.1f} |")
     if args.figure:
         draw_episodes(datasets[0], range(min(args.episodes, len(datasets[0].episode_starts) - 1))).save(args.figure)
         print(f"wrote {args.figure}")
