@@ -18,7 +18,14 @@ absent objects all-zero rows) and measures on the validation videos:
    of the video, against the video re-simulated without X (``collision.simulate(remove=X)``),
    on the objects whose trajectories differ between the two worlds (by 2 px or more): the
    same rollout without the intervention (what a model that ignores it scores) and no motion
-   are the baselines.
+   are the baselines;
+3. attention against the collision log: the predictor's attention (softmax weights averaged
+   over heads and layers) from object A's tokens to object B's, with A hidden (in the future
+   frames; or in history frames 1.. as the object mask hides it in training), as a share of
+   A's attention to the other objects; for each pair of present objects whether they begin a
+   collision in the predicted window. Reported: the AUROC of that share over all pairs
+   (0.5: attention blind to who collides), and the mean share on the partners of objects
+   that collide, beside the share uniform attention would give them.
 
 Errors are in px (the world is 512 px), means over objects and frames. Writes
 RUN/masking-test.json. Every train.py flag applies to the predictor.
@@ -137,6 +144,81 @@ def counterfactual_errors(predictor, states, scenes, videos, cfg, max_cases=300)
     return {who: round(total / max(count, 1), 3) for who, (total, count) in sums.items()} | {"cases": cases}
 
 
+def attention_maps(predictor, window, mask):
+    """Softmax attention (B, L, L) of ``predictor`` on one forward pass, averaged over heads
+    and layers; tokens are frame-major, S slot tokens a frame (collide has no others)."""
+    maps = []
+
+    def record(module, args):
+        x, allowed = args
+        qkv = module.to_qkv(module.norm(x))
+        q, k, _ = qkv.reshape(*x.shape[:2], 3, module.heads, -1).permute(2, 0, 3, 1, 4)
+        scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)          # (B, heads, L, L)
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, float("-inf"))
+        maps.append(scores.softmax(dim=-1).mean(dim=1))
+    hooks = [block.attn.register_forward_pre_hook(record) for block in predictor.blocks]
+    try:
+        with torch.no_grad():
+            predictor(window, mask, None, None, n_history=predictor.n_history)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return torch.stack(maps).mean(dim=0)
+
+
+def auroc(scores, labels):
+    """Area under the ROC curve of ``scores`` for boolean ``labels`` (ties counted half)."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    pos, neg = scores[labels], scores[~labels]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))
+
+
+def attention_scores(predictor, states, scenes, videos, cfg, every=2):
+    """Attention shares against the collision log, for A hidden in the future and in the
+    history; windows start every ``every`` real frames."""
+    fs, h, f, S = cfg.frameskip, cfg.n_history, cfg.n_future, cfg.n_slots
+    result = {}
+    for where in ("future", "history"):
+        shares, labels, partner, uniform = [], [], [], []
+        for start in range(0, states.shape[1] - (h + f - 1) * fs, every):
+            real = start + fs * np.arange(h + f)
+            window = torch.from_numpy(states[videos][:, real]).clone()          # (V, h + f, S, D)
+            window[:, h:] = 0
+            present = states[videos][:, real[h - 1], :, 0] > 0                    # (V, S)
+            for a in range(S):
+                mask = torch.zeros(window.shape[:3], dtype=torch.bool)
+                mask[:, h:] = True
+                if where == "history":
+                    mask[:, 1:h, a] = True
+                    queries = np.arange(1, h)
+                else:
+                    queries = np.arange(h, h + f)
+                att = attention_maps(predictor, window, mask).numpy()               # (V, L, L)
+                rows = att[:, queries * S + a].reshape(len(videos), len(queries), h + f, S).sum(axis=2).mean(axis=1)
+                rows[:, a] = 0                                                      # (V, S): to each object
+                share = rows / np.maximum(rows.sum(axis=1, keepdims=True), 1e-12)
+                for i, v in enumerate(videos):
+                    if not present[i, a]:
+                        continue
+                    hit = {b for t, x, y in scenes[v]["collisions"] if real[h - 1] < t <= real[-1]
+                           for b in ((y,) if x == a else (x,) if y == a else ())}
+                    others = [b for b in range(S) if b != a and present[i, b]]
+                    shares += [share[i, b] for b in others]
+                    labels += [b in hit for b in others]
+                    if hit & set(others):
+                        partner.append(sum(share[i, b] for b in hit if b in others))
+                        uniform.append(len(hit & set(others)) / len(others))
+        result[where] = {"auroc": round(auroc(shares, labels), 4), "pairs": len(labels),
+                         "colliding pairs": int(np.sum(labels)),
+                         "partner share": round(float(np.mean(partner)), 4) if partner else None,
+                         "uniform share": round(float(np.mean(uniform)), 4) if uniform else None}
+    return result
+
+
 def main(argv=None):
     parser = build_parser(TrainConfig, COLLIDE_PRESETS, __doc__.split("\n")[0] + " Every train.py "
                           "flag applies to the predictor; --n-slots and --slot-dim are the states'.")
@@ -171,10 +253,13 @@ def main(argv=None):
     videos = data.episodes("val")
     result = {"config": config_to_dict(cfg), "masked": cfg.masked, "seed": cfg.seed,
               "interaction_px": interaction_errors(predictor, states, data.scenes, videos, cfg),
-              "counterfactual_px": counterfactual_errors(predictor, states, data.scenes, videos, cfg, args.cases)}
+              "counterfactual_px": counterfactual_errors(predictor, states, data.scenes, videos, cfg, args.cases),
+              "attention": attention_scores(predictor, states, data.scenes, videos, cfg)}
     atomic_write_json(out / "masking-test.json", result)
     for part in ("interaction_px", "counterfactual_px"):
         print(part + ": " + "; ".join(f"{k} {v}" for k, v in result[part].items()))
+    for where, scores in result["attention"].items():
+        print(f"attention, A hidden in the {where}: " + "; ".join(f"{k} {v}" for k, v in scores.items()))
     print(f"wrote {out / 'masking-test.json'}")
 
 

@@ -208,6 +208,12 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
     assert inter["constant velocity, no collision"] < inter["no motion, no collision"]
     assert inter["constant velocity, no collision"] < inter["constant velocity, collision"]
     assert counter["cases"] > 0 and all(np.isfinite(v) for v in counter.values())
+    for where in ("future", "history"):
+        scores = result["attention"][where]
+        assert 0 <= scores["auroc"] <= 1 and 0 < scores["colliding pairs"] < scores["pairs"]
+        assert 0 < scores["uniform share"] < 1
+    assert masking_test.auroc([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == 1.0
+    assert masking_test.auroc([0.5, 0.5], [1, 0]) == 0.5 and masking_test.auroc([0.1, 0.9], [1, 0]) == 0.0
     assert "counterfactual_px: intervened" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="--masked must be between 0 and"):
         masking_test.main(["--preset", "tiny", "--masked", "9", "--out", str(tmp_path / "m9")])
