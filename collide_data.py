@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from common import (atomic_write_json, build_parser, check_replaceable, config_from_args,
-                    config_to_dict, DatasetError, error_line, load_array, publish_dataset,
-                    read_dataset_meta, read_json)
+from common import build_parser, config_from_args, config_to_dict
+from files import (atomic_write_json, check_replaceable, DatasetError, error_line, load_array,
+                   publish_dataset, read_dataset_meta, read_json)
 from collision import COLORS, SHAPES, render_video, sample_scene, simulate
 from questions import load_questions, make_questions, question_stats
 

@@ -1,5 +1,5 @@
-"""Plumbing shared by every script: dataclass configs with named presets, atomic writes,
-dataset folders, processes and precision (DDP, bf16), and a training stage's bookkeeping.
+"""Plumbing shared by every script: dataclass configs with named presets, processes and
+precision (DDP, bf16), and a training stage's bookkeeping (files on disk: files.py).
 
 Every script describes its settings as one dataclass whose defaults are the small CPU
 values, plus a dict of named presets (``paper`` holds the values from the paper). The
@@ -8,16 +8,10 @@ starts from the paper preset and overrides one field.
 """
 
 import argparse
-import contextlib
 import dataclasses
-import errno
 import io
 import json
 import os
-import pickle
-import re
-import shutil
-import tempfile
 import time
 import typing
 from dataclasses import dataclass
@@ -28,6 +22,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
+
+from files import atomic_write_bytes
 
 
 def build_parser(cls, presets, description=None):
@@ -97,200 +93,6 @@ def config_from_dict(cls, d):
     return cls(**values)
 
 
-def atomic_write_bytes(path, data: bytes):
-    """Write ``data`` to ``path`` so that a reader sees either the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def check_results_path(path, kind, keys):
-    """Refuse ``path`` as the place for a ``kind`` results JSON unless it ends in .json and is
-    new or an earlier results file (a JSON object with ``keys``), and its folder is writable:
-    a results file never replaces a checkpoint, config or dataset file. ValueError otherwise."""
-    path = Path(path)
-    if path.suffix != ".json":
-        raise ValueError(f"--out {path}: {kind} results are a .json file")
-    if path.exists():
-        try:
-            earlier = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            earlier = None
-        if not isinstance(earlier, dict) or not set(keys) <= set(earlier):
-            raise ValueError(f"--out {path} exists and is not a {kind} results file: choose another path")
-    folder = path.parent if path.parent != Path("") else Path(".")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as err:
-        raise ValueError(f"--out {path}: cannot write in {folder} ({err.strerror})") from err
-
-
-def atomic_write_json(path, obj):
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-
-
-def read_json(path):
-    """The JSON in ``path``; a file cut short or edited by hand is a ValueError naming it."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON ({err}): it was cut short or edited; restore it "
-                         "or make it again") from err
-
-
-def os_error_line(err: OSError) -> str:
-    """One line for a failed file operation: which file, what went wrong, what to do. Our own
-    errors (no errno) keep their message."""
-    if err.errno is None:
-        return str(err)
-    where = err.filename or "a file"
-    if isinstance(err, PermissionError):
-        return f"no permission to write {where}: choose another path (--out) or change its permissions"
-    if isinstance(err, (FileExistsError, NotADirectoryError)):
-        return f"cannot make a folder at {where}: a file stands in the way; move it or choose another path"
-    if err.errno == errno.ENOSPC:
-        return f"no space left on the device while writing {where}: free some and rerun with --resume"
-    return f"{where}: {err.strerror or err}"
-
-
-def error_line(err: Exception) -> str:
-    """The one line a script prints for an error it stops on."""
-    return os_error_line(err) if isinstance(err, OSError) else str(err)
-
-
-class DatasetError(ValueError):
-    """A dataset folder that is missing, incomplete, corrupted or made for another config."""
-
-
-def read_dataset_meta(path, fmt, config_cls, expect=None):
-    """Read and check ``path/meta.json`` of a dataset folder; returns (meta, config).
-
-    A folder is complete only once its ``meta.json`` exists (it is written last). Checks
-    the format tag, that the recorded config is a ``config_cls`` (and equals ``expect``
-    when given) and the byte size of every file in ``meta["file_bytes"]``; raises
-    DatasetError saying what was expected and what was found.
-    """
-    path = Path(path)
-    meta_path = path / "meta.json"
-    if not meta_path.is_file():
-        hint = " (an interrupted run leaves only a .partial folder)" if path.with_name(
-            path.name + ".partial").exists() else ""
-        raise DatasetError(f"{path} is not a dataset: {meta_path} is missing{hint}")
-    try:
-        meta = read_json(meta_path)
-    except ValueError as err:
-        raise DatasetError(str(err)) from err
-    if meta.get("format") != fmt:
-        raise DatasetError(f"{path}: expected format {fmt!r}, found {meta.get('format')!r}")
-    names = {f.name for f in dataclasses.fields(config_cls)}
-    if set(meta["config"]) != names:
-        raise DatasetError(f"{path} was written by an older version of this code (config fields "
-                           f"{sorted(meta['config'])}, expected {sorted(names)}); older datasets are not "
-                           "converted: make it again (docs/training.md#older-runs)")
-    cfg = config_from_dict(config_cls, meta["config"])
-    if expect is not None and cfg != expect:
-        diff = {k: (v, getattr(cfg, k)) for k, v in dataclasses.asdict(expect).items()
-                if getattr(cfg, k) != v}
-        raise DatasetError(f"{path} was made with another config; (expected, found): {diff}")
-    for name, size in meta["file_bytes"].items():
-        actual = (path / name).stat().st_size if (path / name).is_file() else None
-        if actual != size:
-            raise DatasetError(f"{path / name}: expected {size} bytes, found {actual} "
-                               "(truncated or replaced); make the dataset again")
-    return meta, cfg
-
-
-def load_array(file, shape, dtype):
-    """Memory-map one ``.npy`` file and check its shape and dtype (DatasetError otherwise)."""
-    try:
-        array = np.load(file, mmap_mode="r")
-    except (ValueError, OSError) as err:
-        raise DatasetError(f"{file} cannot be read: {err}") from err
-    if array.shape != tuple(shape) or array.dtype != np.dtype(dtype):
-        raise DatasetError(f"{file}: expected {np.dtype(dtype)} {tuple(shape)}, found "
-                           f"{array.dtype} {array.shape}")
-    return array
-
-
-@contextlib.contextmanager
-def claim(folder, what):
-    """Hold ``folder`` (its ``<folder>.lock`` file, with this process's pid) while writing
-    ``what`` into it: a second process gets FileExistsError saying who holds it, instead of
-    both writing. A lock whose process is gone is taken over."""
-    lock = Path(folder).with_name(Path(folder).name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _alive(pid):
-                raise FileExistsError(f"{folder} is being written by process {pid} ({what}): wait for it to "
-                                      f"finish, or remove {lock} if that process is gone") from None
-            lock.unlink(missing_ok=True)  # stale: its process is gone
-    else:
-        raise FileExistsError(f"{lock} could not be taken")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(str(os.getpid()))
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def check_replaceable(out, fmt, overwrite):
-    """Before collecting into ``out``: it must not exist, or, with ``overwrite``, be a dataset
-    folder of format ``fmt`` (its meta.json says so): --overwrite never deletes anything else."""
-    out = Path(out)
-    if not out.exists():
-        return
-    if not overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
-    try:
-        found = json.loads((out / "meta.json").read_text()).get("format")
-    except (OSError, ValueError, AttributeError):
-        found = None
-    if found != fmt:
-        raise FileExistsError(f"{out} exists and is not a {fmt} dataset (no meta.json saying so): "
-                              "--overwrite only replaces a dataset; choose another --out")
-
-
-def publish_dataset(tmp, out, meta):
-    """Finish a dataset folder: record every file's byte size in ``meta``, write
-    ``meta.json`` last, then move the finished ``tmp`` folder to ``out`` (replacing it)."""
-    tmp, out = Path(tmp), Path(out)
-    files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
-    atomic_write_json(tmp / "meta.json", {**meta, "file_bytes": files})
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
 
 
 # ---------------------------------------------------------------------------------------
@@ -352,25 +154,6 @@ def setup(device_flag: str, progress: bool, precision: str = "fp32") -> Context:
 # ---------------------------------------------------------------------------------------
 # Checkpoints
 # ---------------------------------------------------------------------------------------
-def load_weights(path, map_location="cpu"):
-    """``torch.load(path, weights_only=True)``: tensors and plain values only, never arbitrary
-    objects. A file that is not one is a ValueError naming it (torch's own message would
-    suggest the unsafe ``weights_only=False``, which this project never does)."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
-        if found:
-            raise ValueError(f"{path} holds an object of class {found.group(1)}, which a safe "
-                             "(weights-only) load refuses: it was not written by this project; use a "
-                             "checkpoint that train.py or vqa.py wrote") from err
-        first = str(err).splitlines()[0].split(". ")[0] if str(err) else type(err).__name__
-        if "weights_only" in first:  # torch's advice to load unsafely is not passed on
-            first = "not a weights-only pickle"
-        raise ValueError(f"{path} is not a readable checkpoint ({first}): it was cut short or is "
-                         "another kind of file; make it again") from err
-
-
 def save_checkpoint(path, model, optimizer, config, step, done, **extra):
     """Write the training state to ``path`` atomically; ``extra`` entries are stored alongside."""
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": config,

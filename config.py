@@ -17,7 +17,8 @@ from pathlib import Path
 
 
 from collide_data import CollideConfig, generate, load_collide
-from common import config_from_dict, config_to_dict, load_weights, read_json
+from common import config_from_dict, config_to_dict
+from files import load_weights, read_json
 from data import PushTDataConfig, collect, load_dataset
 from masking import MASK_KINDS
 from predictor import Predictor

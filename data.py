@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common import (build_parser, check_replaceable, config_from_args, config_to_dict, DatasetError,
-                    error_line, load_array, publish_dataset, read_dataset_meta)
+from common import build_parser, config_from_args, config_to_dict
+from files import check_replaceable, DatasetError, error_line, load_array, publish_dataset, read_dataset_meta
 from expert import ScriptedExpert
 from pusht import (ACTION_DIM, ACTION_SCALE, AGENT_HIGH, AGENT_LOW, INNER_HIGH, INNER_LOW, PROPRIO_DIM, STATE_DIM,
                    PushTEnv, render_ids, tee_polygon)

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from common import (atomic_write_bytes, atomic_write_json, autocast, batch_indices, collate,
-                    read_json, Stage, step_generator, validate)
+from common import autocast, batch_indices, collate, Stage, step_generator, validate
+from files import atomic_write_bytes, atomic_write_json, read_json
 from config import build_encoder, encoder_config, load_checkpoint
 from data import FrameClips
 from masks import N_MOMENTS, fg_ari, mask_moments, masks_to_segmentation, mbo

@@ -38,8 +38,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from common import (atomic_write_bytes, atomic_write_json, autocast, build_parser, check_precision,
-                    check_results_path, config_from_args, config_to_dict, error_line)
+from common import autocast, build_parser, check_precision, config_from_args, config_to_dict
+from files import atomic_write_bytes, atomic_write_json, check_results_path, error_line
 from config import (TrainConfig, build_encoder, build_predictor, data_config, encoder_config, load_checkpoint,
                     open_run, short_hash)
 from data import load_dataset, normalize_proprio, sample_eval_pairs

@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from common import (PRECISIONS, atomic_write_json, autocast, batch_indices, build_parser,
-                    check_precision, claim, collate, config_from_args, config_to_dict, error_line,
-                    read_json, setup, Stage, step_generator, validate)
+from common import (PRECISIONS, autocast, batch_indices, build_parser, check_precision, collate,
+                    config_from_args, config_to_dict, setup, Stage, step_generator, validate)
+from files import atomic_write_json, claim, error_line, read_json
 from config import (DATASETS, PRESETS, STAGES, TrainConfig, build_predictor, check_config,
                     data_config, data_dir, describe_method, encoder_data_config, encoder_hash, load_checkpoint,
                     make_dataset, open_dataset)

@@ -25,9 +25,9 @@ from torch import nn
 from tqdm import tqdm
 
 from collide_data import load_collide
-from common import (PRECISIONS, atomic_write_json, autocast, build_parser, check_precision,
-                    check_results_path, config_from_args, config_to_dict, error_line,
-                    save_checkpoint)
+from common import (PRECISIONS, autocast, build_parser, check_precision, config_from_args,
+                    config_to_dict, save_checkpoint)
+from files import atomic_write_json, check_results_path, error_line
 from config import build_predictor, load_checkpoint, open_dataset, open_run
 from encoder import load_slots
 from predictor import rollout

@@ -41,7 +41,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from collision import DT, WORLD_SIZE, simulate  # noqa: E402
-from common import atomic_write_json, build_parser, config_from_args, config_to_dict, setup  # noqa: E402
+from common import build_parser, config_from_args, config_to_dict, setup  # noqa: E402
+from files import atomic_write_json  # noqa: E402
 from config import (COLLIDE_PRESETS, TrainConfig, build_predictor, data_config, data_dir,  # noqa: E402
                     load_checkpoint, open_dataset)
 from oracle_slots import SPEED_SCALE, object_states  # noqa: E402

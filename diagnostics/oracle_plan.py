@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import atomic_write_json, build_parser, config_from_args, config_to_dict, setup  # noqa: E402
+from common import build_parser, config_from_args, config_to_dict, setup  # noqa: E402
+from files import atomic_write_json  # noqa: E402
 from data import Windows  # noqa: E402
 from pusht import wrap_angle  # noqa: E402
 from plan import PlanConfig, WorldModel, evaluate_model  # noqa: E402

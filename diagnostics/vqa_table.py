@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import load_weights  # noqa: E402
+from files import load_weights  # noqa: E402
 
 TYPES = ("descriptive", "explanatory", "predictive", "counterfactual", "all")
 

@@ -1,4 +1,3 @@
-import dataclasses
 import json
 import math
 import shutil
@@ -197,12 +196,12 @@ def test_truncated_or_corrupted_dataset_fails_clearly(tiny_dataset, tmp_path):
 
 
 def test_interrupted_collection_leaves_nothing_loadable(tmp_path, monkeypatch):
-    import common
+    import files
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(common, "atomic_write_json", boom)  # dies writing meta.json
+    monkeypatch.setattr(files, "atomic_write_json", boom)  # dies writing meta.json
     out = tmp_path / "ds"
     with pytest.raises(KeyboardInterrupt):
         collect(PushTDataConfig(episodes=2, min_steps=3, max_steps=3), out, workers=1,

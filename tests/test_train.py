@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import common
+import files
 import config
 import encoder as encoder_stage
 import plan
@@ -604,6 +605,6 @@ def test_a_folder_being_written_is_refused_to_a_second_process(tiny_run, tmp_pat
     finally:
         holder.kill()
         holder.wait()
-    with common.claim(out, "a test"):  # the holder is gone: its lock is stale and taken over
+    with files.claim(out, "a test"):  # the holder is gone: its lock is stale and taken over
         assert lock.read_text() == str(os.getpid())
     assert not lock.exists()
