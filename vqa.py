@@ -28,7 +28,7 @@ from collide_data import load_collide
 from common import (PRECISIONS, autocast, build_parser, check_precision, config_from_args,
                     config_to_dict, save_checkpoint)
 from files import atomic_write_json, check_results_path, error_line
-from config import build_predictor, load_checkpoint, open_dataset, open_run
+from config import build_predictor, load_checkpoint, open_dataset, open_run, read_run
 from encoder import load_slots
 from predictor import rollout
 from questions import QUESTION_TYPES, build_answer_vocab, build_vocab
@@ -71,7 +71,7 @@ def video_slots(observed, predictor, n_future, history, batch_size=64, block=1):
 # ---------------------------------------------------------------------------------------
 def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch_size, lr, generator,
               device, progress=True, weight_decay=0.01, val_every=0, checkpoint=None, config=None,
-              precision="fp32"):
+              precision="fp32", observed=None):
     """Train both heads with AdamW; returns (model, log).
 
     slots_per_video: (V, T, S, D), indexed by the examples' video; train / val examples:
@@ -85,7 +85,8 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
     (0 = never) and after the last step, when val examples are given.
 
     precision: "fp32", or "bf16" to autocast the forward passes (``train.autocast``); the
-    validation scores use it too.
+    validation scores use it too. observed: as ``collate`` reads it (None: every question
+    reads every frame).
 
     checkpoint: a file the whole state (model, optimizer, RNGs, log) is written to every
     ``val_every`` steps and after the last, tagged with ``config`` (a dict). If the file exists,
@@ -130,7 +131,7 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
             terms = {}
             for kind, pool in pools.items():
                 picks = torch.randint(len(pool), (batch_size,), generator=generator)
-                inputs, target = collate([pool[i] for i in picks], slots_per_video, device)
+                inputs, target = collate([pool[i] for i in picks], slots_per_video, device, observed)
                 with autocast(device, precision):
                     out = model(**inputs)
                 if kind == "descriptive":
@@ -150,7 +151,7 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
             at_val = step == steps or (val_every and step % val_every == 0)
             if val_examples is not None and at_val:
                 log.append({"step": step, "val": evaluate(model, slots_per_video, val_examples,
-                                                          batch_size, device, precision)})
+                                                          batch_size, device, precision, observed)})
                 model.train()
             if checkpoint is not None and at_val:
                 extra = {"cuda_rng": torch.cuda.get_rng_state(fork[0])} if fork else {}
@@ -163,16 +164,16 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
 # Prediction and CLEVRER-style scores
 # ---------------------------------------------------------------------------------------
 @torch.no_grad()
-def predict(model, slots_per_video, examples, batch_size, device, precision="fp32"):
+def predict(model, slots_per_video, examples, batch_size, device, precision="fp32", observed=None):
     """{"descriptive": [answer id], "choice": [0 / 1]}, in the order of ``examples``; eval mode,
-    forward passes in ``precision`` (see ``train_vqa``)."""
+    forward passes in ``precision``, frames read as ``observed`` says (see ``train_vqa``)."""
     check_videos(slots_per_video, examples)
     check_precision(precision)
     model.to(device).eval()
     predictions = {"descriptive": [], "choice": []}
     for kind, pool in examples.items():
         for start in range(0, len(pool), batch_size):
-            inputs, _ = collate(pool[start:start + batch_size], slots_per_video, device)
+            inputs, _ = collate(pool[start:start + batch_size], slots_per_video, device, observed)
             with autocast(device, precision):
                 out = model(**inputs)
             guess = out["answer_logits"].argmax(-1) if kind == "descriptive" else out["choice_logit"] > 0
@@ -229,9 +230,9 @@ def score(predictions, examples):
     return result
 
 
-def evaluate(model, slots_per_video, examples, batch_size, device, precision="fp32"):
+def evaluate(model, slots_per_video, examples, batch_size, device, precision="fp32", observed=None):
     """``score`` of the model's predictions on ``examples``."""
-    return score(predict(model, slots_per_video, examples, batch_size, device, precision), examples)
+    return score(predict(model, slots_per_video, examples, batch_size, device, precision, observed), examples)
 
 
 def format_table(scores):
@@ -267,6 +268,10 @@ class VQAConfig:
     # docs/speed.md
     precision: str = field(default="fp32", metadata={
         "choices": PRECISIONS, "help": "bf16: autocast the forward passes of training and scoring"})
+    protocol: str = field(default="ours", metadata={
+        "choices": ("ours", "official"),
+        "help": "ours: every question reads every frame; official: only predictive questions read the "
+                "predicted frames, the others the observed ones (the paper's ALOE loader)"})
 
 
 PRESETS = {
@@ -359,7 +364,8 @@ def question_examples(data, max_words):
     return vocab, answers, examples
 
 
-def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True, checkpoint=None, source=None):
+def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True, checkpoint=None, source=None,
+            n_observed=None):
     """Train on the train questions, score val and test; returns a JSON-friendly result dict.
 
     slots: float (V, T, S, D), every video's slots (observed and future frames, at any
@@ -367,11 +373,21 @@ def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True, checkpoint
     checkpoint: a file to save the training state to and resume from (``train_vqa``), which
     must have been made on the same device type from the same ``source`` (where the slots
     came from, e.g. the run folder; recorded in the result as "slots"). The vocabularies are
-    ``question_examples``'.
+    ``question_examples``'. n_observed: how many leading frames of ``slots`` were observed,
+    needed by ``cfg.protocol`` "official".
     """
     if not torch.isfinite(slots).all():
         raise FloatingPointError(f"the slots from {source or 'the input'} hold NaN or inf values: the "
                                  "encoder or predictor that made them diverged; train it again")
+    observed = None
+    if cfg.protocol == "official":
+        if not n_observed or not 0 < n_observed < slots.shape[1]:
+            raise ValueError(f"protocol official needs the observed frames among the {slots.shape[1]} given, "
+                             f"got n_observed = {n_observed}")
+        kept = np.arange(slots.shape[1])[(slots.shape[1] - 1) % cfg.frame_stride::cfg.frame_stride]
+        observed = int((kept < n_observed).sum())   # leading frames of the kept ones
+    elif cfg.protocol != "ours":
+        raise ValueError(f"protocol must be ours or official, got {cfg.protocol!r}")
     slots = keep_frames(slots, cfg.frame_stride)
     vocab, answers, examples = question_examples(data, cfg.max_words)
     model = build_model(cfg, slots.shape[-1], len(vocab), len(answers), slots.shape[1])
@@ -380,12 +396,12 @@ def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True, checkpoint
            "device": torch.device(device).type}
     model, log = train_vqa(model, slots, examples["train"], examples["val"], cfg.steps, cfg.batch_size,
                            cfg.lr, generator, device, progress, cfg.weight_decay, cfg.val_every,
-                           checkpoint, tag, cfg.precision)
+                           checkpoint, tag, cfg.precision, observed)
     return {"config": config_to_dict(cfg), "data": str(data.path), "slots": source,
             "answers": answers, "n_examples": {split: {k: len(v) for k, v in ex.items()}
                                                for split, ex in examples.items()},
-            "val": evaluate(model, slots, examples["val"], cfg.batch_size, device, cfg.precision),
-            "test": evaluate(model, slots, examples["test"], cfg.batch_size, device, cfg.precision),
+            "val": evaluate(model, slots, examples["val"], cfg.batch_size, device, cfg.precision, observed),
+            "test": evaluate(model, slots, examples["test"], cfg.batch_size, device, cfg.precision, observed),
             "log": log}
 
 
@@ -432,13 +448,17 @@ def main(argv=None):
     try:
         if args.run:
             slots, data = run_slots(args.run, device)
+            frameskip = read_run(args.run, "collide", "vqa.py needs a collide run")[0].frameskip
+            n_observed = len(range(0, data.n_observed, frameskip))   # model frames, then predicted ones
         else:
             data = load_collide(args.data)
             slots = load_video_slots(args.slots, len(data.scenes), data.n_observed + data.n_future)
+            n_observed = data.n_observed
     except (ValueError, OSError) as err:  # DatasetError is a ValueError
         sys.exit(f"error: {error_line(err)}")
     try:
-        result = run_vqa(cfg, slots, data, device, checkpoint=checkpoint, source=args.run or args.slots)
+        result = run_vqa(cfg, slots, data, device, checkpoint=checkpoint, source=args.run or args.slots,
+                         n_observed=n_observed)
     except (ValueError, OSError, FloatingPointError) as err:  # e.g. a checkpoint of another run
         sys.exit(f"error: {error_line(err)}")
     atomic_write_json(out, result)

@@ -76,9 +76,11 @@ class VQAModel(nn.Module):
         """Word tokens (B, L, dim): embedding + position in its own text + type."""
         return self.word_emb(words) + self.word_pos[:words.shape[1]] + self.type_emb[kind]
 
-    def forward(self, slots, question, question_mask, choice=None, choice_mask=None) -> dict:
+    def forward(self, slots, question, question_mask, choice=None, choice_mask=None, frames=None) -> dict:
         """slots: (B, T, S, D); question: (B, Lq) long word ids; question_mask: (B, Lq) bool, True
-        at real words; choice, choice_mask: (B, Lc), or None for descriptive questions.
+        at real words; choice, choice_mask: (B, Lc), or None for descriptive questions; frames:
+        (B,) long, how many leading frames each example reads (the slot tokens of later frames
+        are hidden from every query), or None for all T.
         Returns {"answer_logits": (B, n_answers), "choice_logit": (B,)}."""
         if slots.ndim != 4 or slots.shape[-1] != self.slot_dim:
             raise ValueError(f"expected slots of shape (B, T, S, {self.slot_dim}), got {tuple(slots.shape)}")
@@ -94,7 +96,10 @@ class VQAModel(nn.Module):
         cls = einops.repeat(self.cls + self.type_emb[CLS], "d -> b 1 d", b=B)
         slot_tok = self.slot_in(slots) + self.time_pos[:T, None] + self.type_emb[SLOT]  # (B, T, S, dim)
         tokens = [cls, einops.rearrange(slot_tok, "b t s d -> b (t s) d"), self._words(question, QUESTION)]
-        keep = [question_mask.new_ones(B, 1 + T * S), question_mask]
+        seen = question_mask.new_ones(B, T)
+        if frames is not None:
+            seen = torch.arange(T, device=slots.device)[None] < frames.to(slots.device)[:, None]  # (B, T)
+        keep = [question_mask.new_ones(B, 1), einops.repeat(seen, "b t -> b (t s)", s=S), question_mask]
         if choice is not None:
             tokens.append(self._words(choice, CHOICE))
             keep.append(choice_mask)
@@ -190,15 +195,21 @@ def _pad(texts, device):
     return ids.to(device), mask.to(device)
 
 
-def collate(batch, slots_per_video, device):
+def collate(batch, slots_per_video, device, observed=None):
     """(inputs, target) of a list of Descriptive or of Choice examples: inputs are the keyword
     arguments of VQAModel.forward, target (B,) the answer ids (long) or the labels (float).
-    Both kinds in one batch is an error."""
+    Both kinds in one batch is an error. observed: None (every question reads every frame), or
+    the number of leading frames that were observed: then only predictive questions read the
+    frames after them (the paper's ALOE loader)."""
     kinds = {type(e) for e in batch}
     if len(kinds) != 1:
         raise ValueError(f"expected a batch of one example kind, got {sorted(k.__name__ for k in kinds)}")
     videos = torch.tensor([e.video for e in batch])
     inputs = {"slots": slots_per_video[videos].to(device)}  # (B, T, S, D)
+    if observed is not None:
+        T = slots_per_video.shape[1]
+        inputs["frames"] = torch.tensor([T if getattr(e, "question_type", None) == "predictive" else observed
+                                         for e in batch], device=device)
     inputs["question"], inputs["question_mask"] = _pad([e.question for e in batch], device)
     if kinds == {Choice}:
         inputs["choice"], inputs["choice_mask"] = _pad([e.choice for e in batch], device)

@@ -9,7 +9,7 @@ from collide_data import CollideConfig, generate
 from questions import build_answer_vocab, build_vocab, load_questions
 from predictor import Predictor, rollout
 from vqa import PRESETS, evaluate, keep_frames, main, run_slots, score, train_vqa, video_slots
-from vqa_model import Choice, Descriptive, VQAModel, build_examples
+from vqa_model import Choice, Descriptive, VQAModel, build_examples, collate
 from vqa_table import curve_rows, read_log, score_cells
 
 
@@ -90,6 +90,26 @@ def test_padded_words_do_not_change_outputs():
     longer = extra(q)
     shown = model(slots, longer, torch.ones_like(longer, dtype=torch.bool), c, cm)
     assert not torch.allclose(a["answer_logits"], shown["answer_logits"])  # shown, the words matter
+
+
+def test_hidden_frames_do_not_change_outputs_and_official_questions_read_observed_frames():
+    torch.manual_seed(0)
+    model = tiny_model().eval()
+    g = torch.Generator().manual_seed(3)
+    slots, q, qm, c, cm = random_inputs(g)                      # 3 frames
+    changed = slots.clone()
+    changed[:, 2:] = torch.randn(changed[:, 2:].shape, generator=g)
+    frames = torch.tensor([2, 2, 2])
+    a, b = model(slots, q, qm, c, cm, frames=frames), model(changed, q, qm, c, cm, frames=frames)
+    torch.testing.assert_close(a["choice_logit"], b["choice_logit"], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(model(slots, q, qm, c, cm)["choice_logit"], model(changed, q, qm, c, cm)["choice_logit"])
+    # the paper's protocol: only predictive questions read the frames after the observed ones
+    batch = [Choice(0, 0, kind, (1, 2), 0, (3,), 1) for kind in ("explanatory", "predictive", "counterfactual")]
+    inputs, _ = collate(batch, slots, "cpu", observed=2)
+    assert inputs["frames"].tolist() == [2, 3, 2]
+    inputs, _ = collate([Descriptive(1, 0, (1, 2), 0)], slots, "cpu", observed=2)
+    assert inputs["frames"].tolist() == [2]
+    assert "frames" not in collate(batch, slots, "cpu")[0]     # ours: every frame
 
 
 def test_model_rejects_bad_shapes():
@@ -319,6 +339,10 @@ def test_command_line_on_a_tiny_collide_dataset(tmp_path, capsys):
               "--out", str(tmp_path / "bad.json")])
     with pytest.raises(SystemExit, match="error: .*config.json is missing"):  # one line, no traceback
         main(["--preset", "tiny", "--run", str(tmp_path / "no-run")])
+    main(["--preset", "tiny", "--steps", "2", "--protocol", "official", "--data", str(tmp_path / "collide"),
+          "--slots", str(tmp_path / "other.npy"), "--out", str(tmp_path / "official.json"), "--device", "cpu"])
+    official = json.loads((tmp_path / "official.json").read_text())
+    assert official["config"]["protocol"] == "official" and result["config"]["protocol"] == "ours"
     slots[2, 5, 1, 0] = np.nan   # slots of a diverged encoder: refused before any training
     np.save(tmp_path / "nan.npy", slots)
     with pytest.raises(SystemExit, match="error: the slots from .*nan.npy hold NaN or inf values"):
