@@ -1,7 +1,9 @@
 import argparse
 import itertools
-import os
 import json
+import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -338,3 +340,18 @@ def test_an_unfinished_predictor_plans_only_when_allowed_and_results_name_the_ch
     results, _ = evaluate(PlanConfig(**{**cfg.__dict__, "allow_unfinished": True}), progress=False)
     assert results["checkpoint"]["step"] == ckpt["step"] and results["checkpoint"]["done"] is False
     assert len(results["checkpoint"]["config_hash"]) == 8
+
+
+def test_patch_benchmark_times_both_kinds_of_world_model(capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_patch
+    objects, patches = (bench_patch.build(kind, "tiny", torch.device("cpu")) for kind in ("objects", "patches"))
+    assert (objects.causal, objects.aux, patches.causal, patches.aux) == (False, "nodes", True, "concat")
+    assert sum(p.numel() for p in objects.blocks.parameters()) == sum(p.numel() for p in patches.blocks.parameters())
+    seconds = bench_patch.main(["--size", "tiny", "--episodes", "2", "--samples", "8", "--iterations", "2",
+                                "--chunk", "5", "--device", "cpu"])
+    assert set(seconds) == {"objects", "patches"} and all(s > 0 for s in seconds.values())
+    assert "patches / objects" in capsys.readouterr().out
+    shares = {size: 100 * (v["objects"][0] + 2) * v["objects"][1] / (v["patches"][0] * v["patches"][1])
+              for size, v in bench_patch.SIZES.items()}
+    assert round(shares["paper"], 2) == 1.02   # the paper's 6 x 128 against 196 x 384
