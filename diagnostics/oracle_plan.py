@@ -29,7 +29,7 @@ from pusht import wrap_angle  # noqa: E402
 from plan import PlanConfig, WorldModel, evaluate_model  # noqa: E402
 from predictor import rollout  # noqa: E402
 from config import (PRESETS, TrainConfig, build_predictor, data_config, data_dir, load_checkpoint,  # noqa: E402
-                    open_dataset)
+                    open_dataset, short_hash)
 from train import train_predictor  # noqa: E402
 
 SLOT_DIM = 6
@@ -131,7 +131,8 @@ def main(argv=None):
     train_predictor(cfg, data, slots, out, redo=False, resume=args.resume, ctx=ctx)
 
     predictor = build_predictor(cfg).to(ctx.device)
-    predictor.load_state_dict(load_checkpoint(out / "predictor.pt", config_to_dict(cfg))["model"])
+    ckpt = load_checkpoint(out / "predictor.pt", config_to_dict(cfg))
+    predictor.load_state_dict(ckpt["model"])
     errors = rollout_errors(predictor.cpu(), data, slots, cfg)
     predictor.to(ctx.device)
     atomic_write_json(out / "rollout-errors.json", errors)
@@ -142,6 +143,8 @@ def main(argv=None):
     if args.check_only:
         return
     model = OracleWorldModel(cfg, predictor, data.stats, ctx.device)
+    model.checkpoint = {"path": str(out / "predictor.pt"), "step": ckpt["step"], "done": bool(ckpt["done"]),
+                        "config_hash": short_hash(config_to_dict(cfg))}   # recorded in the results
     plan_cfg = PlanConfig(ckpt=str(out), seeds=tuple(args.plan_seeds), episodes=args.plan_episodes,
                           gifs=args.gifs, split=args.plan_split, time_align=args.time_align,
                           clip_actions=args.clip_actions, history=args.plan_history)

@@ -156,6 +156,7 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
                       "--gifs", "0", "--plan-name", "t"])
     result = json.loads((tmp_path / "runs" / "o" / "plan-t.json").read_text())
     assert set(result["seeds"]) == {"0"} and len(result["seeds"]["0"]["successes"]) == 2
+    assert result["checkpoint"]["done"] and result["checkpoint"]["path"].endswith("predictor.pt")
     rows = json.loads((tmp_path / "runs" / "o" / "rollout-errors.json").read_text())
     assert [r["what"] for r in rows] == ["model", "no motion"]
 
