@@ -216,5 +216,11 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
     assert masking_test.auroc([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == 1.0
     assert masking_test.auroc([0.5, 0.5], [1, 0]) == 0.5 and masking_test.auroc([0.1, 0.9], [1, 0]) == 0.0
     assert "counterfactual_px: intervened" in capsys.readouterr().out
+    import masking_table
+    masking_table.main([str(tmp_path / "m1"), str(tmp_path / "m1")])   # the same run twice: std 0
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert row.startswith("| 1 | 2 | ") and f"{inter['model, collision']:.3g} +/- 0 /" in row
+    with pytest.raises(SystemExit, match="masking-test.json is missing"):
+        masking_table.main([str(tmp_path / "none")])
     with pytest.raises(SystemExit, match="--masked must be between 0 and"):
         masking_test.main(["--preset", "tiny", "--masked", "9", "--out", str(tmp_path / "m9")])

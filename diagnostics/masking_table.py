@@ -1,0 +1,73 @@
+"""The masking test's numbers as one markdown table: mean +/- std over seeds, one row per M.
+
+    python diagnostics/masking_table.py runs/mtest-m*-s*
+
+Reads each run's masking-test.json (diagnostics/masking_test.py) and groups the runs by M.
+"""
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+COLUMNS = [  # (header, part, key)
+    ("in a collision: model / const. velocity / no motion (px)", "interaction_px", ("model, collision",
+     "constant velocity, collision", "no motion, collision")),
+    ("no collision: model / const. velocity (px)", "interaction_px", ("model, no collision",
+                                                                       "constant velocity, no collision")),
+    ("counterfactual: intervened / not intervened / no motion (px)", "counterfactual_px",
+     ("intervened", "not intervened", "no motion")),
+    ("attention AUROC, A in the future / in the history", "attention", ("future", "history")),
+    ("partner share, future (uniform)", "attention", ("future",)),
+]
+
+
+def cell(values):
+    """'mean' for one seed, 'mean +/- std' for several."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.3g}"
+    return f"{np.mean(values):.3g} +/- {np.std(values):.2g}"
+
+
+def rows(results):
+    """Markdown rows, one per M, from {M: [masking-test.json dicts]}."""
+    out = []
+    for m in sorted(results):
+        runs = results[m]
+        cells = [f"{m}", f"{len(runs)}"]
+        for header, part, keys in COLUMNS:
+            if part == "attention" and header.startswith("partner"):
+                cells.append(cell([r[part]["future"]["partner share"] for r in runs]) + " ("
+                             + cell([r[part]["future"]["uniform share"] for r in runs]) + ")")
+            elif part == "attention":
+                cells.append(" / ".join(cell([r[part][k]["auroc"] for r in runs]) for k in keys))
+            else:
+                cells.append(" / ".join(cell([r[part][k] for r in runs]) for k in keys))
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="run folders of masking_test.py")
+    args = parser.parse_args(argv)
+    results = defaultdict(list)
+    for run in args.runs:
+        path = Path(run) / "masking-test.json"
+        if not path.is_file():
+            sys.exit(f"error: {path} is missing: run diagnostics/masking_test.py --out {run} first")
+        result = json.loads(path.read_text())
+        results[result["masked"]].append(result)
+    print("| M | seeds | " + " | ".join(h for h, _, _ in COLUMNS) + " |")
+    print("|" + "---|" * (2 + len(COLUMNS)))
+    print("\n".join(rows(results)))
+
+
+if __name__ == "__main__":
+    main()
