@@ -22,10 +22,11 @@ absent objects all-zero rows) and measures on the validation videos:
 3. attention against the collision log: the predictor's attention (softmax weights averaged
    over heads and layers) from object A's tokens to object B's, with A hidden (in the future
    frames; or in history frames 1.. as the object mask hides it in training), as a share of
-   A's attention to the other objects; for each pair of present objects whether they begin a
-   collision in the predicted window. Reported: the AUROC of that share over all pairs
-   (0.5: attention blind to who collides), and the mean share on the partners of objects
-   that collide, beside the share uniform attention would give them.
+   A's attention to the other objects in the scene (empty slots left out); for each pair of
+   present objects whether they begin a collision in the predicted window. Reported: the AUROC
+   over all pairs of that share times the number of other objects (1 = uniform, so scenes of
+   different sizes compare; 0.5: attention blind to who collides), and the mean share on the
+   partners of objects that collide, beside the share uniform attention would give them.
 
 Errors are in px (the world is 512 px), means over objects and frames. Writes
 RUN/masking-test.json. Every train.py flag applies to the predictor.
@@ -200,7 +201,8 @@ def attention_scores(predictor, states, scenes, videos, cfg, every=2):
                     queries = np.arange(h, h + f)
                 att = attention_maps(predictor, window, mask).numpy()               # (V, L, L)
                 rows = att[:, queries * S + a].reshape(len(videos), len(queries), h + f, S).sum(axis=2).mean(axis=1)
-                rows[:, a] = 0                                                      # (V, S): to each object
+                rows = rows * present                          # (V, S): to each other object in the scene
+                rows[:, a] = 0
                 share = rows / np.maximum(rows.sum(axis=1, keepdims=True), 1e-12)
                 for i, v in enumerate(videos):
                     if not present[i, a]:
@@ -208,7 +210,7 @@ def attention_scores(predictor, states, scenes, videos, cfg, every=2):
                     hit = {b for t, x, y in scenes[v]["collisions"] if real[h - 1] < t <= real[-1]
                            for b in ((y,) if x == a else (x,) if y == a else ())}
                     others = [b for b in range(S) if b != a and present[i, b]]
-                    shares += [share[i, b] for b in others]
+                    shares += [share[i, b] * len(others) for b in others]   # 1 = uniform, whatever the scene's size
                     labels += [b in hit for b in others]
                     if hit & set(others):
                         partner.append(sum(share[i, b] for b in hit if b in others))
