@@ -75,13 +75,13 @@ def interaction_errors(predictor, states, scenes, videos, cfg):
     fs, h, f = cfg.frameskip, cfg.n_history, cfg.n_future
     frame_seconds = scenes[0]["frame_substeps"] * DT
     sums = {(who, contact): [0.0, 0] for who in ("model", "no motion", "constant velocity") for contact in (0, 1)}
-    n_frames = states.shape[1]
+    n_frames, chosen = states.shape[1], states[videos]   # the videos' states, indexed once
     for start in range(0, n_frames - (h + f - 1) * fs):
         real = start + fs * np.arange(h + f)   # the window's real frames
-        hist = torch.from_numpy(states[videos][:, real[:h]])
+        hist = torch.from_numpy(chosen[:, real[:h]])
         with torch.no_grad():
             pred = video_slots(hist, predictor, f, h, block=f)[:, h:].numpy()    # (V, f, K, D)
-        truth, last = states[videos][:, real[h:]], states[videos][:, real[h - 1]]
+        truth, last = chosen[:, real[h:]], chosen[:, real[h - 1]]
         steps = (real[h:] - real[h - 1])[None, :, None, None] * frame_seconds
         guesses = {"model": positions(pred), "no motion": positions(last)[:, None].repeat(f, 1),
                    "constant velocity": positions(last)[:, None] + last[:, None, :, 3:5] * SPEED_SCALE * steps}
@@ -183,14 +183,14 @@ def attention_scores(predictor, states, scenes, videos, cfg, every=2):
     """Attention shares against the collision log, for A hidden in the future and in the
     history; windows start every ``every`` real frames."""
     fs, h, f, S = cfg.frameskip, cfg.n_history, cfg.n_future, cfg.n_slots
-    result = {}
+    result, chosen = {}, states[videos]   # the videos' states, indexed once
     for where in ("future", "history"):
         shares, labels, partner, uniform = [], [], [], []
         for start in range(0, states.shape[1] - (h + f - 1) * fs, every):
             real = start + fs * np.arange(h + f)
-            window = torch.from_numpy(states[videos][:, real]).clone()          # (V, h + f, S, D)
+            window = torch.from_numpy(chosen[:, real]).clone()                  # (V, h + f, S, D)
             window[:, h:] = 0
-            present = states[videos][:, real[h - 1], :, 0] > 0                    # (V, S)
+            present = chosen[:, real[h - 1], :, 0] > 0                             # (V, S)
             for a in range(S):
                 mask = torch.zeros(window.shape[:3], dtype=torch.bool)
                 mask[:, h:] = True
