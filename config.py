@@ -76,6 +76,8 @@ class TrainConfig:
     encoder_seed: int = 0
     encoder_data: str = "all_moving"  # Push-T: the encoder trains on all_moving data (App. D.1) | predictor: on the predictor's
     slot_mode: str = "frame"      # slots for the predictor: frame (each frame alone, as plan.py encodes) | video
+    tokens: str = "slots"         # slots (C-JEPA) | patches: the frozen encoder's feature map (DINO-WM, App. H)
+    patch_grid: int = 8           # patches: the feature map average-pooled to patch_grid x patch_grid tokens
     # -- predictor (predictor.Predictor); frames are frameskip env steps apart
     n_history: int = 3
     n_future: int = 1
@@ -88,6 +90,7 @@ class TrainConfig:
     dropout: float = 0.1
     aux: str = "nodes"            # nodes (the paper) | concat (the DINO-WM ablation)
     causal: bool = False          # True: block-causal over time (OC-DINO-WM)
+    aux_dim: int = 0              # aux concat: size of the action and proprio embeddings (0: the width; DINO-WM: 10)
     epochs: int = 10
     batch_size: int = 64
     lr: float = 5e-4              # AdamW, constant
@@ -161,6 +164,15 @@ COLLIDE_PRESETS = {
                                 n_history=2, n_future=2, encoder_data="predictor", slot_mode="video"),
 }
 DATASETS = {"pusht": PRESETS, "collide": COLLIDE_PRESETS}
+
+# The models of the paper's Push-T table, each as the fields it sets over a preset
+# (train.py --model): C-JEPA is the presets themselves.
+MODELS = {
+    "c-jepa": {},
+    "oc-jepa": {"masked": 0},
+    "oc-dino-wm": {"masked": 0, "causal": True, "aux": "concat"},
+    "dino-wm": {"tokens": "patches", "masked": 0, "causal": True, "aux": "concat", "aux_dim": 10},
+}
 STAGES = ("data", "encoder", "slots", "predictor")
 
 
@@ -222,6 +234,18 @@ def check_config(cfg: TrainConfig):
                              f"got {getattr(cfg, name)!r}")
     if not cfg.expert_noise >= 0:
         raise ValueError(f"--expert-noise is a standard deviation: at least 0, got {cfg.expert_noise}")
+    if cfg.tokens not in ("slots", "patches"):
+        raise ValueError(f"--tokens must be slots or patches, got {cfg.tokens!r}")
+    if cfg.aux_dim < 0 or cfg.patch_grid < 1:
+        raise ValueError(f"need --aux-dim >= 0 and --patch-grid >= 1, got {cfg.aux_dim} and {cfg.patch_grid}")
+    if cfg.tokens == "patches":
+        if cfg.dataset != "pusht" or cfg.masked or cfg.mask_moments or cfg.slot_mode != "frame":
+            raise ValueError("patch tokens are the Push-T planning baseline, not objects: they take no object "
+                             "mask, mask moments or video mode (use --model dino-wm on --dataset pusht)")
+        grid = feature_grid(cfg)
+        if cfg.patch_grid > grid:
+            raise ValueError(f"--patch-grid {cfg.patch_grid} is finer than the encoder's {grid} x {grid} "
+                             "feature map")
     if cfg.encoder_data == "all_moving" and cfg.dataset != "pusht":
         raise ValueError("--encoder-data all_moving is a Push-T collection mode: use --encoder-data predictor "
                          f"on {cfg.dataset}")
@@ -231,8 +255,11 @@ def describe_method(cfg: TrainConfig) -> str:
     """One line: the method ``cfg`` trains, naming every field that differs from the paper's."""
     ours = [f"{k}={getattr(cfg, k)}" for k in OURS if getattr(cfg, k) != PAPER_METHOD[k]]
     ablations = [f"{k}={getattr(cfg, k)}" for k, paper in (("mask_kind", "object"), ("aux", "nodes"),
-                                                             ("causal", False)) if getattr(cfg, k) != paper]
+                                                             ("aux_dim", 0), ("causal", False))
+                 if getattr(cfg, k) != paper]
     name = "C-JEPA" if cfg.masked else "OC-JEPA (no masking)"
+    if cfg.tokens == "patches":
+        name = f"patch tokens ({cfg.patch_grid} x {cfg.patch_grid}: the DINO-WM baseline)"
     line = f"[method] {name}, M = {cfg.masked}"
     line += f"; the paper's ablations: {', '.join(ablations)}" if ablations else ""
     line += f"; our additions on: {', '.join(ours)}" if ours else "; the paper's method, none of our additions"
@@ -332,6 +359,10 @@ def load_checkpoint(path, config=None, may_differ=()):
     if config is not None:
         check_same_fields(ckpt["config"], config, path)
         diff = sorted(k for k in config if k not in may_differ and ckpt["config"][k] != config[k])
+        if "tokens" in diff:
+            kind = {"slots": "slot-token", "patches": "patch-token"}
+            raise ValueError(f"{path} is a {kind[ckpt['config']['tokens']]} model where a "
+                             f"{kind[config['tokens']]} model was expected (train.py --tokens, --model)")
         if diff:
             raise ValueError(f"{path} was made for another config; differing fields: {diff}")
     return ckpt
@@ -381,19 +412,36 @@ def build_encoder(cfg: TrainConfig) -> SlotEncoder:
                        dinov2_weights=cfg.dinov2_path or None)
 
 
+def feature_grid(cfg: TrainConfig) -> int:
+    """The side of the encoder's feature map that patch tokens pool (SlotEncoder.patch_features):
+    the CNN's last convolution (stride 2 when cnn_stride2), or DINOv2's 14-pixel patches."""
+    if cfg.backbone == "dinov2":
+        return cfg.image_size // 14
+    return cfg.image_size // 2 if cfg.cnn_stride2 else cfg.image_size
+
+
 def slot_dim_seen(cfg: TrainConfig) -> int:
-    """The size of a slot as the predictor sees it: the encoder's, plus the mask moments if used."""
+    """The size of a token as the predictor sees it: a slot (plus its mask moments if used), or
+    a patch's features (the CNN's channels, DINOv2's 384)."""
+    if cfg.tokens == "patches":
+        return 384 if cfg.backbone == "dinov2" else cfg.cnn_channels
     return cfg.slot_dim + (N_MOMENTS if cfg.mask_moments else 0)
+
+
+def tokens_per_frame(cfg: TrainConfig) -> int:
+    """Slots, or patches, of one frame."""
+    return cfg.patch_grid ** 2 if cfg.tokens == "patches" else cfg.n_slots
 
 
 def build_predictor(cfg: TrainConfig) -> Predictor:
     """The predictor of ``cfg``; on collide there are no action or proprio nodes."""
     controlled = cfg.dataset == "pusht"
-    return Predictor(n_slots=cfg.n_slots, slot_dim=slot_dim_seen(cfg),
+    return Predictor(n_slots=tokens_per_frame(cfg), slot_dim=slot_dim_seen(cfg),
                      action_dim=2 * cfg.frameskip if controlled else 0,
                      proprio_dim=4 if controlled else 0, dim=cfg.predictor_dim, depth=cfg.depth, heads=cfg.heads, dim_head=cfg.dim_head,
                      mlp_dim=cfg.mlp_dim, dropout=cfg.dropout,
                      max_frames=max(16, cfg.n_history + cfg.n_future), aux=cfg.aux,
                      causal=cfg.causal, n_history=cfg.n_history, proprio_space=cfg.proprio_space,
                      future_action=cfg.future_action, proprio_residual=cfg.proprio_residual,
-                     slot_residual=cfg.slot_residual)
+                     slot_residual=cfg.slot_residual, aux_dim=cfg.aux_dim or None,
+                     token_pos=cfg.tokens == "patches")

@@ -22,9 +22,12 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from einops import rearrange
+
 from common import autocast, batch_indices, collate, Stage, step_generator, validate
+from dinov2 import normalize_imagenet
 from files import atomic_write_bytes, atomic_write_json, read_json
-from config import build_encoder, encoder_config, load_checkpoint
+from config import build_encoder, encoder_config, load_checkpoint, slot_dim_seen, tokens_per_frame
 from data import FrameClips
 from masks import N_MOMENTS, fg_ari, mask_moments, masks_to_segmentation, mbo
 
@@ -181,11 +184,42 @@ def save_encoder_figure(frames, out, path):
 
 
 # ---------------------------------------------------------------------------------------
-# Stage 3: slots of every frame
+# Stage 3: slots (or patches) of every frame
 # ---------------------------------------------------------------------------------------
+@torch.no_grad()
+def patch_features(model, frames, grid):
+    """The patch tokens of the DINO-WM baseline (App. H): frames (B, T, 3, H, W) in [0, 1] ->
+    (B, T, grid * grid, C), the frozen encoder's own feature map average-pooled to a grid x grid
+    grid of patches, row-major. The CNN's is its last convolution's C = cnn_channels map (before
+    the pixel branch, the position embedding and the MLP that feed slot attention); DINOv2's is
+    its 14 x 14 map of 384-d patches (grid 14 keeps it whole, as DINO-WM plans on it)."""
+    model._check_frames(frames)
+    B = frames.shape[0]
+    flat = frames.flatten(0, 1)
+    if model.backbone == "cnn":
+        centred = (flat - model.pixel_mean[:, None, None]).contiguous(memory_format=torch.channels_last)
+        fmap = model.cnn.convs(centred)  # (B*T, C, h, w)
+    else:
+        tokens = model.dinov2.forward_features(normalize_imagenet(flat))  # (B*T, N, 384)
+        fmap = rearrange(tokens, "n (h w) c -> n c h w", h=model.grid_size)
+    if fmap.shape[-1] < grid:
+        raise ValueError(f"a {grid} x {grid} patch grid is finer than the encoder's {fmap.shape[-1]} x "
+                         f"{fmap.shape[-1]} feature map")
+    pooled = F.adaptive_avg_pool2d(fmap.float(), grid)  # (B*T, C, grid, grid)
+    return rearrange(pooled, "(b t) c h w -> b t (h w) c", b=B)
+
+
 def slot_files(enc_dir, mode):
     """The slots of every frame extracted in ``mode`` and their description: (npy, json)."""
     return enc_dir / f"slots-{mode}.npy", enc_dir / f"slots-{mode}.json"
+
+
+def token_files(enc_dir, cfg):
+    """The tokens ``cfg``'s predictor reads: ``slot_files`` of its slot mode, or its patch
+    grid's patches (npy, json)."""
+    if cfg.tokens == "patches":
+        return enc_dir / f"patches-{cfg.patch_grid}.npy", enc_dir / f"patches-{cfg.patch_grid}.json"
+    return slot_files(enc_dir, cfg.slot_mode)
 
 
 def moments_file(enc_dir, mode):
@@ -194,8 +228,9 @@ def moments_file(enc_dir, mode):
 
 
 def slots_extracted(enc_dir, cfg):
-    """Whether the slots ``cfg`` trains on are on disk, mask moments included when it uses them."""
-    meta = slot_files(enc_dir, cfg.slot_mode)[1]
+    """Whether the slots (or patches) ``cfg`` trains on are on disk, mask moments included when
+    it uses them."""
+    meta = token_files(enc_dir, cfg)[1]
     return meta.is_file() and (not cfg.mask_moments or read_json(meta).get("moments", False))
 
 
@@ -235,11 +270,15 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
       encoder is causal in time, so padding changes no real frame's slots). A frame's slots
       then depend on the frames before it, which a planner given one frame does not have.
 
+    With ``cfg.tokens`` "patches" it writes the frame's ``patch_features`` (N, G * G, C) to
+    ``token_files`` instead, each frame alone and without moments.
+
     An interrupted extraction goes on from its last save (every ``save_every`` seconds) when
     run again with ``resume``, if the partial file was written by the same weights, mode,
     dataset size and ``precision`` (see ``autocast``); otherwise it starts over.
     """
     model.eval()
+    patches = cfg.tokens == "patches"
     fs = cfg.frameskip
     if cfg.slot_mode == "frame":  # chains of one frame
         chains = [np.array([i]) for i in range(len(data.pixels))]
@@ -250,30 +289,35 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
         for e in range(len(data.episode_starts) - 1):
             begin, end = data.episode_starts[e], data.episode_starts[e + 1]
             chains += [np.arange(begin + r, end, fs) for r in range(min(fs, end - begin))]
-    out_path, meta_path = slot_files(enc_dir, cfg.slot_mode)
+    out_path, meta_path = token_files(enc_dir, cfg)
     moments_path = moments_file(enc_dir, cfg.slot_mode)
     tmp, tmp_moments = out_path.with_suffix(".npy.partial"), moments_path.with_suffix(".npy.partial")
     place_path = out_path.with_suffix(".partial.json")
-    shape = (len(data.pixels), cfg.n_slots, cfg.slot_dim)
+    shape = (len(data.pixels), *((tokens_per_frame(cfg), slot_dim_seen(cfg)) if patches
+                                 else (cfg.n_slots, cfg.slot_dim)))
     # what a partial file must have been written with to be continued
     written_by = {"weights": weights_fingerprint(model), "mode": cfg.slot_mode,
-                  "shape": list(shape), "precision": precision, "moments": True}
+                  "shape": list(shape), "precision": precision, "moments": not patches}
     first = 0
-    if resume and tmp.is_file() and tmp_moments.is_file() and place_path.is_file():
+    if resume and tmp.is_file() and (patches or tmp_moments.is_file()) and place_path.is_file():
         saved = read_json(place_path)
         if saved["written_by"] == written_by:
             first = saved["next_chain"]
+    moments = None
     if first:
         slots = np.lib.format.open_memmap(tmp, mode="r+")
-        moments = np.lib.format.open_memmap(tmp_moments, mode="r+")
+        if not patches:
+            moments = np.lib.format.open_memmap(tmp_moments, mode="r+")
         print(f"[slots] resuming {tmp} at chain {first} of {len(chains)}")
     else:
         place_path.unlink(missing_ok=True)
         slots = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-        moments = np.lib.format.open_memmap(tmp_moments, mode="w+", dtype=np.float32,
-                                            shape=(*shape[:2], N_MOMENTS))
+        if not patches:
+            moments = np.lib.format.open_memmap(tmp_moments, mode="w+", dtype=np.float32,
+                                                shape=(*shape[:2], N_MOMENTS))
+    what = f"patches ({cfg.patch_grid} x {cfg.patch_grid})" if patches else f"slots ({cfg.slot_mode})"
     bar = tqdm(total=len(data.pixels), initial=sum(len(c) for c in chains[:first]),
-               desc=f"slots ({cfg.slot_mode})", unit="frame", disable=not progress)
+               desc=what, unit="frame", disable=not progress)
     last_save = time.time()
     for start in range(first, len(chains), batch_chains):
         group = chains[start:start + batch_chains]
@@ -281,40 +325,52 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
         index = np.stack([np.concatenate([c, np.full(length - len(c), c[-1])]) for c in group])
         frames = torch.from_numpy(np.ascontiguousarray(data.pixels[index]))  # (B, T, H, W, 3)
         frames = frames.to(device).permute(0, 1, 4, 2, 3).float().div_(255)
+        frames = resize_frames(frames, cfg.image_size)
         with autocast(device, precision):
-            out = model.encode(resize_frames(frames, cfg.image_size), noise=False)
-        z = out["slots"].float().cpu().numpy()
-        m = mask_moments(out["attn"].float()).cpu().numpy()
+            if patches:
+                z = patch_features(model, frames, cfg.patch_grid).cpu().numpy()
+            else:
+                out = model.encode(frames, noise=False)
+                z = out["slots"].float().cpu().numpy()
+                m = mask_moments(out["attn"].float()).cpu().numpy()
         for b, chain in enumerate(group):
             slots[chain] = z[b, :len(chain)]
-            moments[chain] = m[b, :len(chain)]
+            if moments is not None:
+                moments[chain] = m[b, :len(chain)]
         bar.update(sum(len(c) for c in group))
         if time.time() - last_save > save_every:  # the rows are on disk before the count is
-            slots.flush()
-            moments.flush()
+            for array in (slots, moments):
+                if array is not None:
+                    array.flush()
             atomic_write_json(place_path, {"written_by": written_by,
                                               "next_chain": start + len(group)})
             last_save = time.time()
     bar.close()
-    slots.flush()
-    moments.flush()
+    for array in (slots, moments):
+        if array is not None:
+            array.flush()
     del slots, moments
     os.replace(tmp, out_path)
-    os.replace(tmp_moments, moments_path)
+    if not patches:
+        os.replace(tmp_moments, moments_path)
     place_path.unlink(missing_ok=True)
     atomic_write_json(meta_path, {"encoder": encoder_config(cfg), "mode": cfg.slot_mode,
-                                  "shape": list(shape), "precision": precision, "moments": True})
+                                  "shape": list(shape), "precision": precision, "moments": not patches})
 
 
 def load_slots(enc_dir, cfg, n_frames):
     """The slots of ``cfg.slot_mode`` (N, S, D), after checking they belong to this encoder
     and dataset; with ``cfg.mask_moments`` each slot followed by that times its mask moments
-    (N, S, D + 10), as ``with_moments`` computes them."""
-    npy, meta_path = slot_files(enc_dir, cfg.slot_mode)
+    (N, S, D + 10), as ``with_moments`` computes them. With ``cfg.tokens`` "patches": the
+    patches of its grid (N, G * G, C)."""
+    npy, meta_path = token_files(enc_dir, cfg)
     if not meta_path.is_file():
-        raise FileNotFoundError(f"no {cfg.slot_mode}-mode slots extracted in {enc_dir}")
+        what = "patches" if cfg.tokens == "patches" else f"{cfg.slot_mode}-mode slots"
+        raise FileNotFoundError(f"no {what} extracted in {enc_dir}")
     meta = read_json(meta_path)
     expected = [n_frames, cfg.n_slots, cfg.slot_dim]
+    if cfg.tokens == "patches":
+        expected = [n_frames, tokens_per_frame(cfg), slot_dim_seen(cfg)]
     if meta["encoder"] != encoder_config(cfg) or meta["shape"] != expected:
         raise ValueError(f"{npy} was extracted with another encoder or dataset")
     slots = np.load(npy, mmap_mode="r")

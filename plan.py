@@ -15,6 +15,8 @@ unbiased std, candidates not clamped; the plan is the final mean. The cost compa
 predicted slots of the last planned frame with the goal's slots after the best matching
 of slots (all S! permutations at once), plus the proprio error in the space the model
 predicts it in (its embedding, of the predictor's width: 128 in the paper, as its code does).
+A patch-token run (train.py --model dino-wm) is planned the same way, its cost the plain MSE
+over the patch tokens (no matching: a patch has a place) plus the proprio term.
 
 All episodes of a seed are solved together as one (episodes x candidates) batch;
 ``--sequential`` solves them one at a time, with the same per-episode random streams,
@@ -44,7 +46,7 @@ from config import (TrainConfig, build_encoder, build_predictor, data_config, en
                     open_run, short_hash)
 from data import load_dataset, normalize_proprio, sample_eval_pairs
 from pusht import PushTEnv, SUCCESS_ANGLE, SUCCESS_DIST, wrap_angle
-from encoder import resize_frames, with_moments
+from encoder import patch_features, resize_frames, with_moments
 from predictor import rollout
 
 
@@ -105,13 +107,17 @@ def matched_slot_cost(pred, goal):
     return picked.mean(-1).amin(-1)
 
 
-def goal_cost(slots, proprio, goal_slots, goal_proprio, proprio_weight):
+def goal_cost(slots, proprio, goal_slots, goal_proprio, proprio_weight, matched=True):
     """The planning cost (FACTS section 5): matched slot MSE plus the weighted proprio MSE.
 
     slots (..., S, D) against goal_slots broadcastable to it; proprio (..., P) or None (no
-    proprio term). Returns (...).
+    proprio term). matched=False (patch tokens, DINO-WM): token k against goal token k, the
+    plain MSE over tokens and features. Returns (...).
     """
-    cost = matched_slot_cost(slots, goal_slots)
+    if matched:
+        cost = matched_slot_cost(slots, goal_slots)
+    else:
+        cost = (slots - goal_slots).pow(2).mean(dim=(-2, -1))
     if proprio is not None:
         cost = cost + proprio_weight * (proprio - goal_proprio).pow(2).mean(-1)
     return cost
@@ -163,13 +169,16 @@ class WorldModel:
     @torch.no_grad()
     def encode(self, pixels, states=None):
         """uint8 (E, H, W, 3) frames -> slots (E, S, D), each frame encoded on its own (with
-        the run's ``--mask-moments``, D includes them: train.with_moments).
+        the run's ``--mask-moments``, D includes them: train.with_moments), or the patch
+        tokens (E, G * G, C) of a patch-token run.
         ``states`` (E, 7), the frames' env states, are for models that read the state
         instead of the image (diagnostics/oracle_plan.py); this one ignores them."""
         frames = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
         frames = frames.permute(0, 3, 1, 2).float().div(255)[:, None]  # (E, 1, 3, H, W)
         frames = resize_frames(frames, self.cfg.image_size)
         with autocast(self.device, self.precision):
+            if self.cfg.tokens == "patches":
+                return patch_features(self.encoder, frames, self.cfg.patch_grid)[:, 0].float()
             out = self.encoder.encode(frames, noise=False)
         return with_moments(out["slots"][:, 0].float(), out["attn"][:, 0], self.cfg)
 
@@ -196,7 +205,8 @@ class WorldModel:
             goal_proprio = self.predictor.proprio_features(goal_proprio)  # (E, P')
         proprio = None if out["proprio"] is None else out["proprio"][:, :, -1].float()
         return goal_cost(out["slots"][:, :, -1].float(), proprio, goal_slots[:, None],
-                         goal_proprio[:, None].float(), proprio_weight)  # (E, N)
+                         goal_proprio[:, None].float(), proprio_weight,
+                         matched=self.cfg.tokens == "slots")  # (E, N)
 
     def _action_stats(self):
         """Mean and std of one model action: frameskip env actions side by side, (2 * frameskip,)."""

@@ -31,8 +31,13 @@ Two baselines are options of the same module:
   the real inputs of frames < t, the actions up to t, and the identity queries of frame t, so
   the same loss and rollout code serve both modes.
 - aux="concat" (the paper's concatenation ablation): no action / proprio tokens; the action and
-  proprio embeddings of frame t are concatenated to every slot token of frame t and projected back
-  to the model width. Future proprio is then read from the mean of the frame's slot outputs.
+  proprio embeddings of frame t (of size aux_dim: the model width by default, 10 in DINO-WM) are
+  concatenated to every slot token of frame t and projected back to the model width. Future
+  proprio is then read from the mean of the frame's slot outputs.
+
+The patch-token world model (DINO-WM, paper App. H) is this module with causal=True,
+aux="concat", aux_dim=10 and token_pos=True: its "slots" are a frame's patch features, which,
+unlike slots, have a place, so each token index gets a learned position embedding.
 """
 
 import einops
@@ -124,7 +129,9 @@ class Predictor(nn.Module):
     aux: "nodes" (one action and one proprio token per frame) or "concat" (see module docstring).
     n_history: the history length trained with; the newest observed frame of a rollout window
     takes its time position, n_history - 1. proprio_space: "embedding" (the paper's code) or
-    "raw" (ours); future_action: "query" (the paper) or "visible" (ours).
+    "raw" (ours); future_action: "query" (the paper) or "visible" (ours). aux_dim: the size of
+    the concatenated action and proprio embeddings (None: dim). token_pos: a learned embedding
+    per token index (patch tokens; slots have none).
     """
 
     def __init__(
@@ -147,6 +154,8 @@ class Predictor(nn.Module):
         future_action: str = "query",
         proprio_residual: bool = False,
         slot_residual: bool = False,
+        aux_dim: int | None = None,
+        token_pos: bool = False,
     ):
         super().__init__()
         for name, value, allowed in (("aux", aux, ("nodes", "concat")),
@@ -154,14 +163,16 @@ class Predictor(nn.Module):
                                      ("future_action", future_action, ("query", "visible"))):
             if value not in allowed:
                 raise ValueError(f"expected {name} in {allowed}, got {value!r}")
+        dim = slot_dim if dim is None else dim
+        # the action and proprio embeddings are of the model width, or aux_dim when concatenated
+        aux_dim = dim if aux_dim is None or aux == "nodes" else aux_dim
         for name, value in (("n_slots", n_slots), ("slot_dim", slot_dim), ("max_frames", max_frames),
-                            ("n_history", n_history)):
+                            ("n_history", n_history), ("aux_dim", aux_dim)):
             if value < 1:
                 raise ValueError(f"expected {name} >= 1, got {value}")
         if action_dim < 0 or proprio_dim < 0:
             raise ValueError(f"expected action_dim, proprio_dim >= 0, got {action_dim}, {proprio_dim}")
-        dim = slot_dim if dim is None else dim
-        self.n_slots, self.slot_dim, self.dim = n_slots, slot_dim, dim
+        self.n_slots, self.slot_dim, self.dim, self.aux_dim = n_slots, slot_dim, dim, aux_dim
         self.action_dim, self.proprio_dim = action_dim, proprio_dim
         self.max_frames, self.aux, self.causal, self.n_history = max_frames, aux, causal, n_history
         self.proprio_space, self.future_action = proprio_space, future_action
@@ -169,26 +180,28 @@ class Predictor(nn.Module):
 
         self.slot_in = nn.Linear(slot_dim, dim)
         self.anchor_in = nn.Linear(slot_dim, dim)  # identity query from the slot at t = 0
-        self.action_in = nn.Linear(action_dim, dim) if action_dim else None
-        self.proprio_in = nn.Linear(proprio_dim, dim) if proprio_dim else None
+        self.action_in = nn.Linear(action_dim, aux_dim) if action_dim else None
+        self.proprio_in = nn.Linear(proprio_dim, aux_dim) if proprio_dim else None
         self.mask_token = nn.Parameter(0.02 * torch.randn(dim))
-        self.proprio_mask_token = nn.Parameter(0.02 * torch.randn(dim))
+        self.proprio_mask_token = nn.Parameter(0.02 * torch.randn(aux_dim))
         if action_dim and future_action == "query":
-            self.action_query = nn.Parameter(0.02 * torch.randn(dim))
+            self.action_query = nn.Parameter(0.02 * torch.randn(aux_dim))
         self.time_pos = nn.Parameter(0.02 * torch.randn(max_frames, dim))
         self.type_emb = nn.Parameter(0.02 * torch.randn(3, dim))
+        self.token_pos = nn.Parameter(0.02 * torch.randn(n_slots, dim)) if token_pos else None
         n_aux = int(action_dim > 0) + int(proprio_dim > 0)
-        self.fuse = nn.Linear((1 + n_aux) * dim, dim) if aux == "concat" and n_aux else None
+        self.fuse = nn.Linear(dim + n_aux * aux_dim, dim) if aux == "concat" and n_aux else None
 
         self.blocks = nn.ModuleList(Block(dim, heads, dim_head, mlp_dim, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.slot_out = nn.Linear(dim, slot_dim)
-        # the proprio head predicts in proprio_space: the dim-d embedding, or the raw proprio
-        self.proprio_out = nn.Linear(dim, dim if proprio_space == "embedding" else proprio_dim) if proprio_dim else None
+        # the proprio head predicts in proprio_space: its embedding (aux_dim), or the raw proprio
+        self.proprio_out = (nn.Linear(dim, aux_dim if proprio_space == "embedding" else proprio_dim)
+                            if proprio_dim else None)
 
     def _check_inputs(self, slots, mask, actions, proprio, n_history, time_offset, proprio_embedded) -> None:
         S, D, A = self.n_slots, self.slot_dim, self.action_dim
-        P = self.dim if proprio_embedded else self.proprio_dim
+        P = self.aux_dim if proprio_embedded else self.proprio_dim
         if slots.ndim != 4 or slots.shape[2:] != (S, D):
             raise ValueError(f"expected slots of shape (B, T, {S}, {D}), got {tuple(slots.shape)}")
         B, T = slots.shape[:2]
@@ -214,12 +227,12 @@ class Predictor(nn.Module):
 
     def proprio_features(self, proprio: torch.Tensor) -> torch.Tensor:
         """Raw z-scored proprio (..., P) -> the space the model predicts it in: its embedding
-        (..., dim) with proprio_space "embedding", the proprio itself with "raw"."""
+        (..., aux_dim) with proprio_space "embedding", the proprio itself with "raw"."""
         return self.proprio_in(proprio) if self.proprio_space == "embedding" else proprio
 
     def _embed(self, slots, mask, actions, proprio_tok, n_history, time_offset) -> torch.Tensor:
         """Build the token sequence (B, T * tokens_per_frame, dim); frame-major, slots first.
-        proprio_tok: (B, T, dim), the proprio embeddings, or None."""
+        proprio_tok: (B, T, aux_dim), the proprio embeddings, or None."""
         T = slots.shape[1]
         time = self.time_pos[time_offset:time_offset + T]  # (T, dim)
         future = (torch.arange(T, device=slots.device) >= n_history)[None, :, None]  # (1, T, 1)
@@ -229,10 +242,12 @@ class Predictor(nn.Module):
         anchor = torch.where(anchor_seen, self.anchor_in(slots[:, 0]), 0.0)  # (B, S, dim)
         query = self.mask_token + anchor[:, None]  # (B, 1, S, dim)
         slot_tok = torch.where(mask[..., None], query, visible)  # (B, T, S, dim)
+        if self.token_pos is not None:  # patch tokens: where in the frame
+            slot_tok = slot_tok + self.token_pos
 
-        aux = []  # (embedding (B, T, dim), token type) per auxiliary input
+        aux = []  # (embedding (B, T, aux_dim), token type) per auxiliary input
         if self.action_in is not None:
-            action_tok = self.action_in(actions)  # (B, T, dim)
+            action_tok = self.action_in(actions)  # (B, T, aux_dim)
             if self.future_action == "query":
                 # actions[:, t] is taken at frame t and moves the world to t + 1: a future
                 # frame's action is not known when its state is predicted, and as the data's
@@ -275,7 +290,7 @@ class Predictor(nn.Module):
         """Predict every frame from the visible tokens.
 
         slots: (B, T, S, D); mask: (B, T, S) bool, True = hidden (every future slot must be hidden);
-        actions: (B, T, A) or None; proprio: (B, T, P) raw z-scored, or (B, T, dim) embeddings with
+        actions: (B, T, A) or None; proprio: (B, T, P) raw z-scored, or (B, T, aux_dim) embeddings with
         proprio_embedded=True (a rollout feeding back its predictions), or None; frames >= n_history
         are the future (their proprio values are never read). Frame t takes time position
         time_offset + t.
@@ -288,7 +303,7 @@ class Predictor(nn.Module):
         T, S = slots.shape[1], self.n_slots
         proprio_tok = target = None
         if self.proprio_in is not None:
-            proprio_tok = proprio if proprio_embedded else self.proprio_in(proprio)  # (B, T, dim)
+            proprio_tok = proprio if proprio_embedded else self.proprio_in(proprio)  # (B, T, aux_dim)
             target = proprio_tok.detach() if self.proprio_space == "embedding" else proprio
         x = self._embed(slots, mask, actions, proprio_tok, n_history, time_offset)  # (B, L, dim)
         per_frame = x.shape[1] // T

@@ -3,6 +3,7 @@
     python train.py --dataset pusht --masked 1                # the CPU preset
     python train.py --dataset collide --masked 4              # the collide world, for vqa.py
     python train.py --preset paper --dinov2-path dinov2_vits14_pretrain.pth
+    python train.py --model dino-wm                           # the patch-token baseline (App. H)
     torchrun --nproc_per_node=2 train.py --preset tiny        # the same script under DDP
 
 Stages (paper: a frozen object-centric encoder, then the masked predictor of the method
@@ -25,6 +26,7 @@ predictor to exactly where a run of that many epochs from the start would be.
 """
 
 import contextlib
+import dataclasses
 import json
 import sys
 import time
@@ -36,11 +38,11 @@ import torch.distributed as dist
 from common import (PRECISIONS, autocast, batch_indices, build_parser, check_precision, collate,
                     config_from_args, config_to_dict, setup, Stage, step_generator, validate)
 from files import atomic_write_json, claim, error_line, read_json
-from config import (DATASETS, PRESETS, STAGES, TrainConfig, build_predictor, check_config,
+from config import (DATASETS, MODELS, PRESETS, STAGES, TrainConfig, build_predictor, check_config,
                     data_config, data_dir, describe_method, encoder_data_config, encoder_hash, load_checkpoint,
                     make_dataset, open_dataset)
 from data import Windows
-from encoder import evaluate_encoder, extract_slots, load_slots, slot_files, slots_extracted, train_encoder
+from encoder import evaluate_encoder, extract_slots, load_slots, slots_extracted, token_files, train_encoder
 from masking import make_mask
 from predictor import cjepa_loss
 
@@ -65,7 +67,7 @@ def predictor_loss(cfg):
         actions, proprio = (None if x is None else x[:, drop:]  # None on collide
                             for x in (batch.get("actions"), batch.get("proprio")))
         mask = make_mask(cfg.mask_kind, slots.shape[0], n_history, cfg.n_future,
-                         cfg.n_slots, cfg.masked, generator).to(slots.device)
+                         slots.shape[2], cfg.masked, generator).to(slots.device)
         pred = model(slots, mask, actions, proprio, n_history, time_offset=drop)
         return cjepa_loss(pred, slots, mask, n_history)
     return loss_fn
@@ -217,7 +219,7 @@ def _encoder_stages(cfg, data, enc_data, enc_dir, redo, resume, until, ctx):
         return None
     if ctx.main and ({"encoder", "slots"} & redo or not slots_extracted(enc_dir, cfg)):
         precision = ctx.precision
-        meta = slot_files(enc_dir, cfg.slot_mode)[1]
+        meta = token_files(enc_dir, cfg)[1]
         if not {"encoder", "slots"} & redo and meta.is_file():
             # slots without moments, extracted again for them: in the precision they were
             # made in, so the runs that trained on them keep the same slots
@@ -241,14 +243,24 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=0, help="data collection processes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    parser.add_argument("--model", choices=MODELS, default=None,
+                        help="a model of the paper's Push-T table, set over the preset: " + "; ".join(
+                            f"{name}: {fields or 'the preset'}" for name, fields in MODELS.items()))
     args = parser.parse_args(argv)
     if args.dataset is not None and args.dataset not in DATASETS:
         parser.error(f"unknown --dataset {args.dataset!r}; available: {', '.join(DATASETS)}")
     cfg = config_from_args(TrainConfig, DATASETS[args.dataset or "pusht"], args, default_preset="cpu")
+    if args.model:  # its fields over the preset; a flag may not say otherwise
+        clash = [f"--{k.replace('_', '-')}" for k, v in MODELS[args.model].items()
+                 if getattr(args, k) is not None and getattr(args, k) != v]
+        if clash:
+            parser.error(f"--model {args.model} sets {', '.join(clash)}: leave them out")
+        cfg = dataclasses.replace(cfg, **MODELS[args.model])
     if args.print_config:
         print(json.dumps(config_to_dict(cfg), indent=2))
         return
-    out = args.out or f"runs/{cfg.dataset}-{args.preset or 'cpu'}-m{cfg.masked}"
+    name = args.model if args.model in ("dino-wm", "oc-dino-wm") else f"m{cfg.masked}"
+    out = args.out or f"runs/{cfg.dataset}-{args.preset or 'cpu'}-{name}"
     print(describe_method(cfg))
     start = time.time()
     try:

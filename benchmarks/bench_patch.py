@@ -11,8 +11,9 @@ device, at the same predictor size (depth, heads, width, MLP):
 
 - objects (C-JEPA): bidirectional predictor with action and proprio nodes; cost: slot MSE
   under the best matching plus the proprio term (plan.goal_cost);
-- patches (DINO-WM, App. H): block-causal predictor with the action and proprio embeddings
-  concatenated to every token (``aux="concat"``); cost: MSE over the patch tokens.
+- patches (DINO-WM, App. H): block-causal predictor with 10-d action and proprio embeddings
+  concatenated to every token and a position embedding per patch, as ``train.py --model
+  dino-wm`` builds it; cost: MSE over the patch tokens (plan.goal_cost, matched=False).
 
 The weights are random: a solve's time does not depend on what they are. Candidates go
 through the predictor ``--chunk`` rollouts at a time (the patch model's attention over
@@ -47,6 +48,7 @@ def build(kind, size, device):
     patches = kind == "patches"
     return Predictor(n_slots=tokens, slot_dim=features, action_dim=ACTION_DIM * FRAMESKIP, proprio_dim=PROPRIO_DIM,
                      max_frames=16, n_history=HISTORY, causal=patches, aux="concat" if patches else "nodes",
+                     aux_dim=10 if patches else None, token_pos=patches,
                      **SIZES[size]["predictor"]).to(device).eval()
 
 
@@ -68,12 +70,9 @@ def solve(model, kind, episodes, cfg, chunk, device, seed=0):
         for i in range(0, E * N, chunk):
             out = rollout(model, slots[i:i + chunk], actions[i:i + chunk], prop[i:i + chunk], n_future=H,
                           history=HISTORY)
-            last, which = out["slots"][:, -1], torch.arange(i, min(i + chunk, E * N), device=device) // N
-            if kind == "objects":
-                costs.append(goal_cost(last, out["proprio"][:, -1], goal[which], goal_proprio[which], 1.0))
-            else:
-                costs.append((last - goal[which]).pow(2).mean(dim=(-2, -1))
-                             + (out["proprio"][:, -1] - goal_proprio[which]).pow(2).mean(-1))
+            which = torch.arange(i, min(i + chunk, E * N), device=device) // N
+            costs.append(goal_cost(out["slots"][:, -1], out["proprio"][:, -1], goal[which], goal_proprio[which],
+                                   1.0, matched=kind == "objects"))
         return torch.cat(costs).view(E, N)
 
     generators = [torch.Generator().manual_seed(seed * 1000 + e) for e in range(episodes)]
