@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The models of the paper's Push-T table on the cpu preset (learned slots of its 1,000 weak-expert
+# episodes, 64 px), each trained and planned with the protocol's 3 seeds of 50 episodes; two
+# lanes side by side on 2 cores, one thread each (docs/patches.md, docs/faithful.md):
+#
+#     bash experiments/baselines_cpu.sh [PATCH_GRID]     # default 4: 8 does not fit a CPU session
+#
+# Lane 1: C-JEPA (M = 1), OC-JEPA (M = 0), OC-DINO-WM; lane 2: DINO-WM (patch tokens), which
+# alone takes about as long on one thread.
+# The data, encoder and slots are the cpu preset's, shared by all four. Logs in logs/baselines-cpu;
+# results in runs/cpu-<model>/plan-paper.json. Runs go on where they stopped when started again.
+set -u
+GRID=${1:-4}
+LOG=logs/baselines-cpu
+mkdir -p "$LOG"
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+note() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$LOG/timeline.log"; }
+model() {  # model NAME TRAIN-FLAGS...: train runs/cpu-NAME (or finish it), then plan it
+  local name=$1; shift
+  python train.py --out "runs/cpu-$name" --resume --no-progress "$@" >> "$LOG/$name.log" 2>&1
+  note "$name trained (exit $?)"
+  python plan.py --ckpt "runs/cpu-$name" --gifs 0 --out "runs/cpu-$name/plan-paper.json" >> "$LOG/$name.log" 2>&1
+  note "$name planned (exit $?)"
+}
+python train.py --until slots --out runs/cpu-data --no-progress --workers 2 > "$LOG/data.log" 2>&1
+note "data, encoder and slots (exit $?)"
+(model m1 --masked 1
+ model m0 --masked 0
+ model oc-dino-wm --model oc-dino-wm) &
+(model dino-wm-g$GRID --model dino-wm --patch-grid "$GRID") &
+wait
+note "all done"
