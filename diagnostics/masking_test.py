@@ -101,13 +101,14 @@ def interaction_errors(predictor, states, scenes, videos, cfg):
         "windows without (object frames)": sums[("model", 0)][1]}
 
 
-def counterfactual_errors(predictor, states, scenes, videos, cfg, max_cases=300):
-    """Mean position error (px) against the world re-simulated without X, on the objects
-    whose trajectories it changes, of: the rollout with X removed from the history (the
-    intervention), the same rollout without it, and no motion."""
+def counterfactual_cases(states, scenes, videos, cfg, max_cases=300):
+    """The counterfactual cases of ``videos``, at most ``max_cases``: for each object X whose
+    first contact comes after a full history, yields (v, x, model_frames, cf, moved): the real
+    frames of the history and of every later model frame to the end of the video, the positions
+    (F, K, 2) of the world re-simulated without X at the predicted ones, and which objects'
+    trajectories that changes by MOVED_PX or more (K,); cases that change none are skipped."""
     fs, h = cfg.frameskip, cfg.n_history
     n_frames = states.shape[1]
-    sums = {who: [0.0, 0] for who in ("intervened", "not intervened", "no motion")}
     cases = 0
     for v in videos:
         scene = scenes[v]
@@ -121,28 +122,48 @@ def counterfactual_errors(predictor, states, scenes, videos, cfg, max_cases=300)
             model_frames = fs * np.arange(end - h + 1, (n_frames - 1) // fs + 1)   # history, then to the end
             if len(model_frames) == h:    # the contact comes in the last frame: nothing to predict
                 continue
-            counterfactual = simulate(scene, remove=x)
-            cf = counterfactual.position[model_frames[h:]]                 # (F, K, 2)
+            cf = simulate(scene, remove=x).position[model_frames[h:]]          # (F, K, 2)
             factual = positions(states[v, model_frames[h:], :n_objects])
             change = np.linalg.norm(cf - factual, axis=-1)   # (F, K); X's column is NaN: gone
             change[:, x] = 0
             moved = change.max(axis=0) >= MOVED_PX
-            if not moved.any():
-                continue
-            cases += 1
-            hist = torch.from_numpy(states[v, model_frames[:h]][None])
-            removed = hist.clone()
-            removed[..., x, :] = 0
-            n_future = len(model_frames) - h
-            with torch.no_grad():
-                runs = {"intervened": video_slots(removed, predictor, n_future, h, block=cfg.n_future),
-                        "not intervened": video_slots(hist, predictor, n_future, h, block=cfg.n_future)}
-            guesses = {who: positions(out[0, h:, :n_objects].numpy()) for who, out in runs.items()}
-            guesses["no motion"] = np.repeat(positions(states[v, model_frames[h - 1], :n_objects])[None], n_future, 0)
-            for who, guess in guesses.items():
-                error = np.linalg.norm(guess[:, moved] - cf[:, moved], axis=-1)
-                sums[who][0] += float(error.sum())
-                sums[who][1] += error.size
+            if moved.any():
+                cases += 1
+                yield v, x, model_frames, cf, moved
+
+
+def counterfactual_rollouts(predictor, states, v, x, model_frames, cfg):
+    """The predicted states (F, K, D) of video ``v`` from the history of ``model_frames``, with
+    X removed from it (rows set to the absent-object row) and without: {"intervened", "not
+    intervened"}."""
+    h = cfg.n_history
+    hist = torch.from_numpy(states[v, model_frames[:h]][None])
+    removed = hist.clone()
+    removed[..., x, :] = 0
+    n_future = len(model_frames) - h
+    with torch.no_grad():
+        return {who: video_slots(start, predictor, n_future, h, block=cfg.n_future)[0, h:].numpy()
+                for who, start in (("intervened", removed), ("not intervened", hist))}
+
+
+def counterfactual_errors(predictor, states, scenes, videos, cfg, max_cases=300):
+    """Mean position error (px) against the world re-simulated without X, on the objects
+    whose trajectories it changes, of: the rollout with X removed from the history (the
+    intervention), the same rollout without it, and no motion."""
+    h = cfg.n_history
+    sums = {who: [0.0, 0] for who in ("intervened", "not intervened", "no motion")}
+    cases = 0
+    for v, x, model_frames, cf, moved in counterfactual_cases(states, scenes, videos, cfg, max_cases):
+        cases += 1
+        n_objects = len(scenes[v]["objects"])
+        runs = counterfactual_rollouts(predictor, states, v, x, model_frames, cfg)
+        guesses = {who: positions(out[:, :n_objects]) for who, out in runs.items()}
+        guesses["no motion"] = np.repeat(positions(states[v, model_frames[h - 1], :n_objects])[None],
+                                         len(model_frames) - h, 0)
+        for who, guess in guesses.items():
+            error = np.linalg.norm(guess[:, moved] - cf[:, moved], axis=-1)
+            sums[who][0] += float(error.sum())
+            sums[who][1] += error.size
     return {who: round(total / max(count, 1), 3) for who, (total, count) in sums.items()} | {"cases": cases}
 
 
@@ -179,6 +200,25 @@ def auroc(scores, labels):
     return float(greater / (len(pos) * len(neg)))
 
 
+def attention_shares(predictor, window, present, a, where, h):
+    """(V, S): the share of object a's attention that goes to each other present object, a
+    hidden in the future frames of ``window`` (V, T, S, D; its future rows are ignored) or in
+    history frames 1..h-1 (``where`` "history"), summed over the key's frames and averaged over
+    a's hidden frames; 0 for a itself and for absent objects (present: (V, S) bool)."""
+    V, T, S = window.shape[:3]
+    mask = torch.zeros(V, T, S, dtype=torch.bool)
+    mask[:, h:] = True
+    queries = np.arange(h, T)
+    if where == "history":
+        mask[:, 1:h, a] = True
+        queries = np.arange(1, h)
+    att = attention_maps(predictor, window, mask).numpy()                                  # (V, L, L)
+    rows = att[:, queries * S + a].reshape(V, len(queries), T, S).sum(axis=2).mean(axis=1)
+    rows = rows * present                                  # (V, S): to each other object in the scene
+    rows[:, a] = 0
+    return rows / np.maximum(rows.sum(axis=1, keepdims=True), 1e-12)
+
+
 def attention_scores(predictor, states, scenes, videos, cfg, every=2):
     """Attention shares against the collision log, for A hidden in the future and in the
     history; windows start every ``every`` real frames."""
@@ -192,18 +232,7 @@ def attention_scores(predictor, states, scenes, videos, cfg, every=2):
             window[:, h:] = 0
             present = chosen[:, real[h - 1], :, 0] > 0                             # (V, S)
             for a in range(S):
-                mask = torch.zeros(window.shape[:3], dtype=torch.bool)
-                mask[:, h:] = True
-                if where == "history":
-                    mask[:, 1:h, a] = True
-                    queries = np.arange(1, h)
-                else:
-                    queries = np.arange(h, h + f)
-                att = attention_maps(predictor, window, mask).numpy()               # (V, L, L)
-                rows = att[:, queries * S + a].reshape(len(videos), len(queries), h + f, S).sum(axis=2).mean(axis=1)
-                rows = rows * present                          # (V, S): to each other object in the scene
-                rows[:, a] = 0
-                share = rows / np.maximum(rows.sum(axis=1, keepdims=True), 1e-12)
+                share = attention_shares(predictor, window, present, a, where, h)
                 for i, v in enumerate(videos):
                     if not present[i, a]:
                         continue

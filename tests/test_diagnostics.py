@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from vqa import main, run_slots
 from vqa_model import Descriptive
@@ -222,5 +223,11 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
     assert row.startswith("| 1 | 2 | ") and f"{inter['model, collision']:.3g} +/- 0 /" in row
     with pytest.raises(SystemExit, match="masking-test.json is missing"):
         masking_table.main([str(tmp_path / "none")])
+    import masking_figure
+    masking_figure.main(["--runs", str(tmp_path / "m1"), str(tmp_path / "m1"), "--cases", "1",
+                         "--out", str(tmp_path / "masking.png")])
+    with Image.open(tmp_path / "masking.png") as picture:   # factual, without X, two runs
+        assert picture.width == 4 * (masking_figure.PANEL + 10) + 10
+    assert "1 counterfactual cases" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="--masked must be between 0 and"):
         masking_test.main(["--preset", "tiny", "--masked", "9", "--out", str(tmp_path / "m9")])
