@@ -167,9 +167,10 @@ def counterfactual_errors(predictor, states, scenes, videos, cfg, max_cases=300)
     return {who: round(total / max(count, 1), 3) for who, (total, count) in sums.items()} | {"cases": cases}
 
 
-def attention_maps(predictor, window, mask):
+def attention_maps(predictor, window, mask, actions=None, proprio=None):
     """Softmax attention (B, L, L) of ``predictor`` on one forward pass, averaged over heads
-    and layers; tokens are frame-major, S slot tokens a frame (collide has no others)."""
+    and layers; tokens are frame-major, S slot tokens a frame and then (Push-T) the action and
+    proprio nodes."""
     maps = []
 
     def record(module, args):
@@ -183,7 +184,7 @@ def attention_maps(predictor, window, mask):
     hooks = [block.attn.register_forward_pre_hook(record) for block in predictor.blocks]
     try:
         with torch.no_grad():
-            predictor(window, mask, None, None, n_history=predictor.n_history)
+            predictor(window, mask, actions, proprio, n_history=predictor.n_history)
     finally:
         for hook in hooks:
             hook.remove()

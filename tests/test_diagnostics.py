@@ -160,6 +160,18 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
     assert result["checkpoint"]["done"] and result["checkpoint"]["path"].endswith("predictor.pt")
     rows = json.loads((tmp_path / "runs" / "o" / "rollout-errors.json").read_text())
     assert [r["what"] for r in rows] == ["model", "no motion"]
+    import masking_pusht
+    masking_pusht.main(["--runs", "runs/o"])
+    result = json.loads((tmp_path / "runs" / "o" / "masking-pusht.json").read_text())
+    assert 0 < result["pushed windows"] < result["windows"]
+    error = result["error"]
+    # resting means the block moved at most 0.5 px: no motion is off by no more; pushed, by more
+    assert error["no motion, resting, px"] <= masking_pusht.MOVES_PX < error["no motion, pushed, px"]
+    for where in ("future", "history"):
+        shares = result["attention"][where]
+        assert 0 <= shares["auroc"] <= 1
+        assert all(0 <= shares[f"agent share, {k}"] + shares[f"action share, {k}"] <= 1 for k in ("pushed", "resting"))
+    assert "| runs/o | 1 |" in capsys.readouterr().out
 
 
 def test_data_motion_counts_moving_steps_and_draws_episodes(tiny_dataset, tmp_path, capsys):
