@@ -238,6 +238,9 @@ def check_config(cfg: TrainConfig):
         raise ValueError(f"--tokens must be slots or patches, got {cfg.tokens!r}")
     if cfg.aux_dim < 0 or cfg.patch_grid < 1:
         raise ValueError(f"need --aux-dim >= 0 and --patch-grid >= 1, got {cfg.aux_dim} and {cfg.patch_grid}")
+    if cfg.aux_dim and cfg.aux != "concat":
+        raise ValueError("--aux-dim sizes the action and proprio embeddings concatenated to every token: "
+                         "it needs --aux concat")
     if cfg.tokens == "patches":
         if cfg.dataset != "pusht" or cfg.masked or cfg.mask_moments or cfg.slot_mode != "frame":
             raise ValueError("patch tokens are the Push-T planning baseline, not objects: they take no object "
