@@ -41,7 +41,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from common import autocast, build_parser, check_precision, config_from_args, config_to_dict
-from files import atomic_write_bytes, atomic_write_json, check_results_path, error_line
+from files import atomic_write_bytes, atomic_write_json, check_results_path, error_line, read_json
 from config import (TrainConfig, build_encoder, build_predictor, data_config, encoder_config, load_checkpoint,
                     open_run, short_hash)
 from data import load_dataset, normalize_proprio, sample_eval_pairs
@@ -75,6 +75,7 @@ class PlanConfig:
     device: str = "auto"
     precision: str = "fp32"       # bf16: encoder and rollouts under common.autocast; costs in float32
     allow_unfinished: bool = False  # plan with a predictor whose training has not finished
+    resume: bool = False          # keep the seeds an interrupted run of the same protocol and checkpoint wrote to --out
     # -- our additions, off (their defaults) in the paper's protocol; docs/additions.md
     #    (history 1 and split val above are ours too, when chosen)
     clip_actions: bool = False    # clamp CEM candidates to the actions the env executes (raw [-1, 1])
@@ -396,14 +397,37 @@ def evaluate(cfg: PlanConfig, progress=True):
     return evaluate_model(cfg, model, data, out, progress)
 
 
+def finished_seeds(results, out):
+    """The seeds in the results file ``out`` that an earlier run wrote with the same protocol
+    (the config but ``resume`` and ``out``) and the same checkpoint; {} if there is none. Each
+    seed's episodes and random streams depend on the seed alone, so a kept seed is the one an
+    uninterrupted run gives."""
+    if not out.is_file():
+        return {}
+    earlier = read_json(out)
+    same = lambda config: {k: v for k, v in config.items() if k not in ("resume", "out")}  # noqa: E731
+    if same(earlier.get("config", {})) != same(results["config"]) or earlier.get("checkpoint") != results["checkpoint"]:
+        raise ValueError(f"{out} holds results of another protocol or checkpoint: --resume keeps only "
+                         "seeds of the same ones (drop --resume to start over, or choose another --out)")
+    keep = {str(seed) for seed in results["config"]["seeds"]}
+    kept = {seed: row for seed, row in earlier["seeds"].items() if seed in keep}
+    if kept:
+        print(f"[plan] --resume: keeping seeds {', '.join(kept)} from {out}")
+    return kept
+
+
 def evaluate_model(cfg: PlanConfig, model: WorldModel, data, out: Path, progress=True):
     """Run the protocol of ``cfg`` on every seed with a loaded model; write and return the
     results (and ``out``)."""
     results = {"config": json.loads(json.dumps(dataclasses.asdict(cfg))), "seeds": {},
                "checkpoint": getattr(model, "checkpoint", None)}
+    if cfg.resume:
+        results["seeds"] = finished_seeds(results, out)
     start = time.perf_counter()
     bar = tqdm(cfg.seeds, desc=f"plan {cfg.policy}", disable=not progress)
     for i, seed in enumerate(bar):
+        if str(seed) in results["seeds"]:
+            continue
         success, seconds, n_solves, frames, start_errors, errors = run_seed(cfg, model, data, seed,
                                                                             cfg.gifs if i == 0 else 0)
         # episodes whose block starts off its goal pose: they need a push, the others mostly

@@ -19,7 +19,8 @@ model() {  # model NAME TRAIN-FLAGS...: train runs/cpu-NAME (or finish it), then
   local name=$1; shift
   python train.py --out "runs/cpu-$name" --resume --no-progress "$@" >> "$LOG/$name.log" 2>&1
   note "$name trained (exit $?)"
-  python plan.py --ckpt "runs/cpu-$name" --gifs 0 --out "runs/cpu-$name/plan-paper.json" >> "$LOG/$name.log" 2>&1
+  python plan.py --ckpt "runs/cpu-$name" --gifs 0 --out "runs/cpu-$name/plan-paper.json" --resume \
+    >> "$LOG/$name.log" 2>&1
   note "$name planned (exit $?)"
 }
 python train.py --until slots --out runs/cpu-data --no-progress --workers 2 > "$LOG/data.log" 2>&1

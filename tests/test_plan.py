@@ -253,7 +253,19 @@ def test_an_interrupted_evaluation_keeps_the_seeds_it_finished(tiny_run, tmp_pat
     with pytest.raises(KeyboardInterrupt):
         evaluate(PlanConfig(ckpt=str(out), policy="random", seeds=(0, 1), episodes=2, gifs=0,
                             out=str(path)), progress=False)
-    assert list(json.loads(path.read_text())["seeds"]) == ["0"]
+    first = json.loads(path.read_text())
+    assert list(first["seeds"]) == ["0"]
+    # --resume plans only the seed that is missing, and keeps the finished one as it was
+    planned = []
+    monkeypatch.setattr(plan, "run_seed", lambda cfg, model, data, seed, record_frames=0: (
+        planned.append(seed), real_run_seed(cfg, model, data, seed, record_frames))[1])
+    results, _ = evaluate(PlanConfig(ckpt=str(out), policy="random", seeds=(0, 1), episodes=2, gifs=0,
+                                     out=str(path), resume=True), progress=False)
+    assert planned == [1] and list(results["seeds"]) == ["0", "1"]
+    assert results["seeds"]["0"] == first["seeds"]["0"]
+    with pytest.raises(ValueError, match="another protocol or checkpoint"):
+        evaluate(PlanConfig(ckpt=str(out), policy="random", seeds=(0, 1), episodes=3, gifs=0,
+                            out=str(path), resume=True), progress=False)
 
 
 def test_checkpoint_whose_data_differs_fails_clearly(tiny_run, tmp_path):
