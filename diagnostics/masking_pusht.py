@@ -37,7 +37,7 @@ from common import config_from_dict  # noqa: E402
 from config import TrainConfig, build_predictor, data_config, data_dir, load_checkpoint, open_dataset  # noqa: E402
 from data import Windows  # noqa: E402
 from files import atomic_write_json, read_json  # noqa: E402
-from masking_test import attention_maps, auroc  # noqa: E402
+from masking_test import auroc, hidden_rows  # noqa: E402
 from oracle_plan import SLOT_DIM, object_slots, physical  # noqa: E402
 from pusht import wrap_angle  # noqa: E402
 
@@ -63,19 +63,9 @@ def block_shares(predictor, batch, where, h):
     """(B, 2): the share of the hidden block's attention on the agent's tokens and on the action
     nodes, of its attention to every token but its own; the block hidden in the predicted frame
     ("future") or in history frames 1..h-1 ("history")."""
-    slots = batch["slots"].clone()
-    B, T, S = slots.shape[:3]
-    mask = torch.zeros(B, T, S, dtype=torch.bool)
-    mask[:, h:] = True
-    queries = np.arange(h, T)
-    if where == "history":
-        mask[:, 1:h, BLOCK] = True
-        queries = np.arange(1, h)
-    slots[mask] = 0
-    att = attention_maps(predictor, slots, mask, batch["actions"], batch["proprio"]).numpy()  # (B, L, L)
-    per_frame = att.shape[-1] // T                         # the slots, then the action and proprio nodes
-    rows = att[:, queries * per_frame + BLOCK].reshape(B, len(queries), T, per_frame).sum(axis=2).mean(axis=1)
-    return rows[:, [AGENT, S]] / np.maximum(1 - rows[:, BLOCK:BLOCK + 1], 1e-12)   # node S: the action
+    rows = hidden_rows(predictor, batch["slots"], BLOCK, where, h, batch["actions"], batch["proprio"])
+    S = batch["slots"].shape[2]                              # token S of a frame: its action node
+    return rows[:, [AGENT, S]] / np.maximum(1 - rows[:, BLOCK:BLOCK + 1], 1e-12)
 
 
 def measure(cfg, predictor, data, batch_size=512):

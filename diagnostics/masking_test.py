@@ -201,11 +201,11 @@ def auroc(scores, labels):
     return float(greater / (len(pos) * len(neg)))
 
 
-def attention_shares(predictor, window, present, a, where, h):
-    """(V, S): the share of object a's attention that goes to each other present object, a
-    hidden in the future frames of ``window`` (V, T, S, D; its future rows are ignored) or in
-    history frames 1..h-1 (``where`` "history"), summed over the key's frames and averaged over
-    a's hidden frames; 0 for a itself and for absent objects (present: (V, S) bool)."""
+def hidden_rows(predictor, window, a, where, h, actions=None, proprio=None):
+    """(V, K): the attention of token a (slot a of each frame) while hidden, summed over the
+    frames of each key token k of a frame (the slots, then Push-T's action and proprio nodes) and
+    averaged over a's hidden frames: the predicted frames of ``window`` (V, T, S, D; its future
+    rows are ignored), or history frames 1..h-1 with ``where`` "history"."""
     V, T, S = window.shape[:3]
     mask = torch.zeros(V, T, S, dtype=torch.bool)
     mask[:, h:] = True
@@ -213,9 +213,15 @@ def attention_shares(predictor, window, present, a, where, h):
     if where == "history":
         mask[:, 1:h, a] = True
         queries = np.arange(1, h)
-    att = attention_maps(predictor, window, mask).numpy()                                  # (V, L, L)
-    rows = att[:, queries * S + a].reshape(V, len(queries), T, S).sum(axis=2).mean(axis=1)
-    rows = rows * present                                  # (V, S): to each other object in the scene
+    att = attention_maps(predictor, window, mask, actions, proprio).numpy()              # (V, L, L)
+    K = att.shape[-1] // T
+    return att[:, queries * K + a].reshape(V, len(queries), T, K).sum(axis=2).mean(axis=1)
+
+
+def attention_shares(predictor, window, present, a, where, h):
+    """(V, S): the share of object a's attention that goes to each other present object, a
+    hidden as ``hidden_rows`` says; 0 for a itself and for absent objects (present: (V, S) bool)."""
+    rows = hidden_rows(predictor, window, a, where, h) * present   # (V, S): to each other object in the scene
     rows[:, a] = 0
     return rows / np.maximum(rows.sum(axis=1, keepdims=True), 1e-12)
 
