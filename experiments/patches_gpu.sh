@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Patch tokens against object tokens on one GPU (docs/patches.md), in under 10 minutes:
+# Patch tokens against object tokens on one GPU (docs/patches.md), meant to fit one 10-minute
+# device command (its GPU time is not measured: no GPU has been lent):
 #
 #     bash experiments/patches_gpu.sh [OUT_DIR]        # SIZE=tiny: the same at toy size, on a CPU
 #
