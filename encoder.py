@@ -24,10 +24,11 @@ from tqdm import tqdm
 
 from einops import rearrange
 
-from common import autocast, batch_indices, collate, Stage, step_generator, validate
+from common import autocast, batch_indices, collate, config_to_dict, Stage, step_generator, validate
 from dinov2 import normalize_imagenet
 from files import atomic_write_bytes, atomic_write_json, read_json
-from config import build_encoder, encoder_config, load_checkpoint, slot_dim_seen, tokens_per_frame
+from config import (build_encoder, data_config, data_dir, encoder_config, load_checkpoint,
+                    slot_dim_seen, tokens_per_frame)
 from data import FrameClips
 from masks import N_MOMENTS, fg_ari, mask_moments, masks_to_segmentation, mbo
 
@@ -93,9 +94,10 @@ def train_encoder(cfg, data, enc_dir, redo, resume, ctx):
             model.load_state_dict(ckpt["model"])
             return model.to(ctx.device).eval()
     elif ckpt_path.is_file() and redo and ctx.main:
-        # what the old encoder made goes with it: an interrupted redo must not leave slots or
-        # scores of the old encoder beside the new, unfinished one
-        for made in (ckpt_path, enc_dir / "metrics.json", *enc_dir.glob("slots-*.json")):
+        # what the old encoder made goes with it: an interrupted redo must not leave slots,
+        # patches or scores of the old encoder beside the new, unfinished one (the tokens of
+        # every dataset, each in its folder: ``tokens_dir``)
+        for made in (ckpt_path, enc_dir / "metrics.json", *enc_dir.glob("*/*.json")):
             made.unlink(missing_ok=True)
     ctx.barrier()
     torch.manual_seed(cfg.encoder_seed)
@@ -209,22 +211,23 @@ def patch_features(model, frames, grid):
     return rearrange(pooled, "(b t) c h w -> b t (h w) c", b=B)
 
 
-def slot_files(enc_dir, mode):
-    """The slots of every frame extracted in ``mode`` and their description: (npy, json)."""
-    return enc_dir / f"slots-{mode}.npy", enc_dir / f"slots-{mode}.json"
+def tokens_dir(enc_dir, cfg):
+    """Where the encoder's tokens of ``cfg``'s predictor data go: a folder inside the encoder's,
+    named as the dataset is. One encoder (trained on the all-moving data) serves the predictor
+    data of every policy, and each dataset gets its own slots."""
+    return enc_dir / data_dir(".", data_config(cfg)).name
 
 
 def token_files(enc_dir, cfg):
-    """The tokens ``cfg``'s predictor reads: ``slot_files`` of its slot mode, or its patch
-    grid's patches (npy, json)."""
-    if cfg.tokens == "patches":
-        return enc_dir / f"patches-{cfg.patch_grid}.npy", enc_dir / f"patches-{cfg.patch_grid}.json"
-    return slot_files(enc_dir, cfg.slot_mode)
+    """The tokens ``cfg``'s predictor reads, and their description (npy, json): the slots of
+    its slot mode, or its patch grid's patches."""
+    name = f"patches-{cfg.patch_grid}" if cfg.tokens == "patches" else f"slots-{cfg.slot_mode}"
+    return tokens_dir(enc_dir, cfg) / f"{name}.npy", tokens_dir(enc_dir, cfg) / f"{name}.json"
 
 
-def moments_file(enc_dir, mode):
-    """The mask moments (masks.mask_moments, unweighted) of every frame's slots in ``mode``."""
-    return enc_dir / f"moments-{mode}.npy"
+def moments_file(enc_dir, cfg):
+    """The mask moments (masks.mask_moments, unweighted) of the slots of ``token_files``."""
+    return tokens_dir(enc_dir, cfg) / f"moments-{cfg.slot_mode}.npy"
 
 
 def slots_extracted(enc_dir, cfg):
@@ -255,11 +258,13 @@ def weights_fingerprint(model):
 @torch.inference_mode()
 def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, resume=True,
                   save_every=60.0, precision="fp32"):
-    """Write the frozen encoder's slots of every dataset frame to ``slot_files(enc_dir, mode)``.
+    """Write the frozen encoder's slots of every frame of ``data`` (``cfg``'s predictor data) to
+    ``token_files(enc_dir, cfg)``.
 
     Format: float32 (N, S, D), row i the slots of dataset frame i; beside it
     ``moments_file``, float32 (N, S, 10), their masks' moments (masks.mask_moments,
-    unweighted, for ``--mask-moments``); the json records the encoder config and the mode.
+    unweighted, for ``--mask-moments``); the json records the encoder config, the dataset's
+    config and the mode.
     Slot-initialisation noise is off, so extraction is deterministic. ``cfg.slot_mode``:
     - "frame": every frame encoded alone, from the learned initial slots, exactly as
       plan.py encodes its observations and goals (history 1). With query init, slot k is
@@ -290,7 +295,8 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
             begin, end = data.episode_starts[e], data.episode_starts[e + 1]
             chains += [np.arange(begin + r, end, fs) for r in range(min(fs, end - begin))]
     out_path, meta_path = token_files(enc_dir, cfg)
-    moments_path = moments_file(enc_dir, cfg.slot_mode)
+    moments_path = moments_file(enc_dir, cfg)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp, tmp_moments = out_path.with_suffix(".npy.partial"), moments_path.with_suffix(".npy.partial")
     place_path = out_path.with_suffix(".partial.json")
     shape = (len(data.pixels), *((tokens_per_frame(cfg), slot_dim_seen(cfg)) if patches
@@ -354,7 +360,8 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
     if not patches:
         os.replace(tmp_moments, moments_path)
     place_path.unlink(missing_ok=True)
-    atomic_write_json(meta_path, {"encoder": encoder_config(cfg), "mode": cfg.slot_mode,
+    atomic_write_json(meta_path, {"encoder": encoder_config(cfg), "data": config_to_dict(data_config(cfg)),
+                                  "mode": cfg.slot_mode,
                                   "shape": list(shape), "precision": precision, "moments": not patches})
 
 
@@ -371,7 +378,8 @@ def load_slots(enc_dir, cfg, n_frames):
     expected = [n_frames, cfg.n_slots, cfg.slot_dim]
     if cfg.tokens == "patches":
         expected = [n_frames, tokens_per_frame(cfg), slot_dim_seen(cfg)]
-    if meta["encoder"] != encoder_config(cfg) or meta["shape"] != expected:
+    if (meta["encoder"] != encoder_config(cfg) or meta.get("data") != config_to_dict(data_config(cfg))
+            or meta["shape"] != expected):
         raise ValueError(f"{npy} was extracted with another encoder or dataset")
     slots = np.load(npy, mmap_mode="r")
     if list(slots.shape) != expected:
@@ -381,9 +389,9 @@ def load_slots(enc_dir, cfg, n_frames):
     if not meta.get("moments", False):
         raise FileNotFoundError(f"{npy} was extracted without mask moments: a train.py run with "
                                 "--mask-moments extracts the slots again with them")
-    moments = np.load(moments_file(enc_dir, cfg.slot_mode), mmap_mode="r")
+    moments = np.load(moments_file(enc_dir, cfg), mmap_mode="r")
     if moments.shape != (*slots.shape[:2], N_MOMENTS):
-        raise ValueError(f"{moments_file(enc_dir, cfg.slot_mode)}: expected shape "
+        raise ValueError(f"{moments_file(enc_dir, cfg)}: expected shape "
                          f"{(*slots.shape[:2], N_MOMENTS)}, found {moments.shape}")
     # a copy in memory, unlike the slots alone (read through the page cache): 1.01 M frames
     # of 4 slots take 2.2 GB

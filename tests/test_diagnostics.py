@@ -12,6 +12,8 @@ from PIL import Image
 from vqa import main, run_slots
 from vqa_model import Descriptive
 from vqa_table import TYPES, score_cells
+from config import COLLIDE_PRESETS
+from encoder import token_files
 
 
 def test_vqa_table_cells_are_mean_and_std_over_seeds():
@@ -35,7 +37,7 @@ def test_vqa_future_swaps_only_the_future_frames(tiny_collide_run, tmp_path, cap
     variants, data = vqa_future.future_variants(out)
     slots = variants["rollout"]
     info = json.loads((out / "config.json").read_text())
-    frame_slots = torch.from_numpy(np.load(Path(info["encoder"]) / "slots-video.npy"))
+    frame_slots = torch.from_numpy(np.load(token_files(Path(info["encoder"]), COLLIDE_PRESETS["tiny"])[0]))
     fs = info["config"]["frameskip"]
     n_obs = len(range(0, data.n_observed, fs))
     for v, start in enumerate(data.episode_starts[:-1]):
@@ -59,7 +61,7 @@ def test_collide_rollout_scores_the_future_vqa_reads(tiny_collide_run):
     _, out = tiny_collide_run
     slots, data = run_slots(out)
     info = json.loads((out / "config.json").read_text())
-    frame_slots = torch.from_numpy(np.load(Path(info["encoder"]) / "slots-video.npy"))
+    frame_slots = torch.from_numpy(np.load(token_files(Path(info["encoder"]), COLLIDE_PRESETS["tiny"])[0]))
     pred, still, frames = future_errors(out, "val", n_videos=2)
     videos = data.episodes("val")[:2]
     n_fut = len(frames)

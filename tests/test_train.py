@@ -50,8 +50,12 @@ def test_tiny_pipeline_runs_end_to_end_and_learns(tiny_run):
     root, out = tiny_run
     info = json.loads((out / "config.json").read_text())
     enc_dir = Path(info["encoder"])
-    for name in ("encoder.pt", "slots-frame.npy", "slots-frame.json", "metrics.json", "encoder.png"):
+    for name in ("encoder.pt", "metrics.json", "encoder.png"):
         assert (enc_dir / name).is_file(), name
+    # the slots of the predictor's data, in a folder of the encoder's named as the data folder is
+    assert encoder_stage.token_files(enc_dir, TINY)[0] == enc_dir / Path(info["data"]).name / "slots-frame.npy"
+    for path in encoder_stage.token_files(enc_dir, TINY):
+        assert path.is_file(), path
     ckpt = torch.load(out / "predictor.pt", weights_only=True)
     assert set(ckpt) >= {"model", "optimizer", "config", "step"} and ckpt["done"]
     assert ckpt["config"] == dataclasses.asdict(TINY)
@@ -84,7 +88,7 @@ def test_until_stops_after_the_named_stage(tiny_run):
     out = run(cfg, root / "runs" / "until", progress=False, root=root, until="encoder")
     enc_dir = Path(json.loads((out / "config.json").read_text())["encoder"])
     assert (enc_dir / "encoder.pt").is_file() and (enc_dir / "metrics.json").is_file()
-    assert not list(enc_dir.glob("slots-*")) and not (out / "predictor.pt").exists()
+    assert not list(enc_dir.glob("*/slots-*")) and not (out / "predictor.pt").exists()
     with pytest.raises(ValueError, match="until must be one of"):
         run(cfg, out, progress=False, root=root, until="plan")
 
@@ -276,12 +280,35 @@ def test_extracted_slots_round_trip(tiny_run, tmp_path):
     with pytest.raises(FileNotFoundError, match="video-mode slots"):
         encoder_stage.load_slots(enc_dir, video, len(data.state))
     # slots written before an encoder field existed are another encoder's: extracted again
-    meta_path = encoder_stage.slot_files(tmp_path, "video")[1]
+    meta_path = encoder_stage.token_files(tmp_path, video)[1]
     meta = json.loads(meta_path.read_text())
     del meta["encoder"]["encoder_clip"]
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="another encoder or dataset"):
         encoder_stage.load_slots(tmp_path, video, len(data.state))
+
+
+def test_each_policys_data_gets_its_own_slots_from_the_shared_encoder(tiny_run):
+    # the encoder trains on the all-moving data whatever the predictor's policy, so runs on
+    # the weak and the expert data share it; each must read the slots of its own frames
+    root, _ = tiny_run
+    expert = dataclasses.replace(TINY, policy="expert")
+    out = run(expert, root / "runs" / "expert", progress=False, root=root, until="slots", workers=2)
+    info = json.loads((out / "config.json").read_text())
+    enc_dir = Path(info["encoder"])
+    assert enc_dir.name.endswith(config.encoder_hash(TINY))   # the same encoder folder
+    weak_files, expert_files = encoder_stage.token_files(enc_dir, TINY), encoder_stage.token_files(enc_dir, expert)
+    assert weak_files[0].is_file() and expert_files[0].is_file() and weak_files[0] != expert_files[0]
+    data = load_dataset(info["data"])
+    slots = encoder_stage.load_slots(enc_dir, expert, len(data.state))
+    model, _ = load_world_model(root / "runs" / "tiny", torch.device("cpu"))  # the same encoder
+    rows = data.episode_starts[1] + np.arange(0, 30, 7)
+    torch.testing.assert_close(model.encode(data.pixels[rows]), torch.from_numpy(slots[rows]), atol=1e-5, rtol=0)
+    # a description naming another dataset is refused, even at the same shape
+    meta = json.loads(weak_files[1].read_text())
+    expert_files[1].write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="another encoder or dataset"):
+        encoder_stage.load_slots(enc_dir, expert, len(data.state))
 
 
 def test_mask_moments_follow_each_slot_in_training_and_planning(tiny_run, tmp_path):
@@ -306,7 +333,7 @@ def test_mask_moments_follow_each_slot_in_training_and_planning(tiny_run, tmp_pa
     assert len(results["seeds"]["0"]["final_block_px"]) == 2
     # slots extracted without moments are not used for them, and say so; a run that wants
     # them extracts again, in the precision the slots were made in
-    meta_path = encoder_stage.slot_files(enc_dir, "frame")[1]
+    meta_path = encoder_stage.token_files(enc_dir, TINY)[1]
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "moments"}))
     assert encoder_stage.slots_extracted(enc_dir, TINY) and not encoder_stage.slots_extracted(enc_dir, cfg)
@@ -348,15 +375,15 @@ def test_an_interrupted_slot_extraction_goes_on_from_its_last_save(tiny_run, tmp
     with pytest.raises(Stop):
         encoder_stage.extract_slots(encoder, data, video, tmp_path / "cut", "cpu", progress=False,
                             batch_chains=2, save_every=0)
-    npy, meta = encoder_stage.slot_files(tmp_path / "cut", "video")
+    npy, meta = encoder_stage.token_files(tmp_path / "cut", video)
     assert not npy.exists() and not meta.exists()
     calls.clear()
     encoder.encode = lambda *args, **kwargs: calls.append(1) or encode(*args, **kwargs)
     encoder_stage.extract_slots(encoder, data, video, tmp_path / "cut", "cpu", progress=False, batch_chains=2)
     assert len(calls) == n_groups - 2   # the two saved groups are not encoded again
     assert np.array_equal(encoder_stage.load_slots(tmp_path / "cut", video, len(data.state)), whole)
-    moments = encoder_stage.moments_file(tmp_path / "cut", "video")
-    assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == sorted([meta.name, moments.name, npy.name])
+    moments = encoder_stage.moments_file(tmp_path / "cut", video)
+    assert sorted(npy.parent.iterdir()) == sorted([meta, moments, npy])
     with_moments = dataclasses.replace(video, mask_moments=1.0)
     assert np.array_equal(encoder_stage.load_slots(tmp_path / "cut", with_moments, len(data.state)),
                           encoder_stage.load_slots(tmp_path / "whole", with_moments, len(data.state)))
@@ -384,7 +411,7 @@ def test_bf16_runs_the_stages_under_autocast_and_records_it(tiny_run, tmp_path):
     enc_dir = Path(info["encoder"])
     assert info["precision"] == "bf16"
     assert load_checkpoint(enc_dir / "encoder.pt")["precision"] == "bf16"
-    assert json.loads(encoder_stage.slot_files(enc_dir, "frame")[1].read_text())["precision"] == "bf16"
+    assert json.loads(encoder_stage.token_files(enc_dir, cfg)[1].read_text())["precision"] == "bf16"
     data = load_dataset(info["data"])
     bf16 = encoder_stage.load_slots(enc_dir, cfg, len(data.state))
     assert bf16.dtype == np.float32
@@ -407,7 +434,7 @@ def test_collide_pipeline_trains_a_predictor_without_action_nodes(tiny_collide_r
     cfg = config.COLLIDE_PRESETS["tiny"]
     data = load_collide(info["data"], expect=config.data_config(cfg))
     assert len(data.scenes) == cfg.episodes and data.n_observed == cfg.video_observed
-    slots = np.load(Path(info["encoder"]) / "slots-video.npy")
+    slots = np.load(encoder_stage.token_files(Path(info["encoder"]), cfg)[0])
     assert slots.shape == (len(data.pixels), cfg.n_slots, cfg.slot_dim)
     ckpt = load_checkpoint(out / "predictor.pt", dataclasses.asdict(cfg))
     assert ckpt["done"]
@@ -584,11 +611,11 @@ def test_an_interrupted_redo_of_the_encoder_leaves_nothing_of_the_old_one(tiny_r
     info = json.loads((out / "config.json").read_text())
     enc_dir = work / Path(info["encoder"]).relative_to(root)
     run_dir = work / out.relative_to(root)
-    assert list(enc_dir.glob("slots-*.json")) and (enc_dir / "metrics.json").is_file()
+    assert list(enc_dir.glob("*/slots-*.json")) and (enc_dir / "metrics.json").is_file()
     monkeypatch.setattr(encoder_stage, "encoder_loss", dying(encoder_stage.encoder_loss, 6))  # during step 6
     with pytest.raises(KeyboardInterrupt):
         run(TINY, run_dir, redo=("encoder",), progress=False, root=work)
-    assert not list(enc_dir.glob("slots-*.json")) and not (enc_dir / "metrics.json").exists()
+    assert not list(enc_dir.glob("*/*.json")) and not (enc_dir / "metrics.json").exists()
     assert not load_checkpoint(enc_dir / "encoder.pt")["done"]
     with pytest.raises(ValueError, match="encoder.pt is unfinished"):
         plan.evaluate(PlanConfig(ckpt=str(run_dir), policy="random", seeds=(0,), episodes=1, gifs=0), progress=False)

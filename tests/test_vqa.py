@@ -11,6 +11,8 @@ from predictor import Predictor, rollout
 from vqa import PRESETS, evaluate, keep_frames, main, run_slots, score, train_vqa, video_slots
 from vqa_model import Choice, Descriptive, VQAModel, build_examples, collate
 from vqa_table import curve_rows, read_log, score_cells
+from config import COLLIDE_PRESETS
+from encoder import token_files
 
 
 def tiny_model(**kw):
@@ -352,7 +354,6 @@ def test_command_line_on_a_tiny_collide_dataset(tmp_path, capsys):
 
 
 def test_run_slots_roll_a_collide_run_forward(tiny_collide_run, tmp_path):
-    from config import COLLIDE_PRESETS
     _, out = tiny_collide_run
     cfg = COLLIDE_PRESETS["tiny"]
     slots, data = run_slots(out)
@@ -361,7 +362,7 @@ def test_run_slots_roll_a_collide_run_forward(tiny_collide_run, tmp_path):
     n_all = len(range(0, cfg.video_observed + cfg.video_future, fs))
     assert slots.shape == (cfg.episodes, n_all, cfg.n_slots, cfg.slot_dim)
     info = json.loads((out / "config.json").read_text())
-    frame_slots = np.load(Path(info["encoder"]) / "slots-video.npy")
+    frame_slots = np.load(token_files(Path(info["encoder"]), COLLIDE_PRESETS["tiny"])[0])
     v = 3  # the observed part is the encoder's slots of frames 0, fs, 2 fs, ... of the video
     start = data.episode_starts[v]
     np.testing.assert_array_equal(slots[v, :n_obs].numpy(), frame_slots[start:start + cfg.video_observed:fs])
