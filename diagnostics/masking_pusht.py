@@ -21,11 +21,13 @@ visible and the predicted frame hidden, as a rollout sees it:
 
 No counterfactual rollout: the agent is in every frame of Push-T's data, so a history without it
 is a kind of input the predictor never saw (collide's data has absent objects). Writes
-RUN/masking-pusht.json for each run and prints one markdown row per run.
+RUN/masking-pusht.json for each run and prints one markdown row per run, then, where a data
+and M have several runs (training seeds), their mean +/- std.
 """
 
 import argparse
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,7 @@ from common import config_from_dict  # noqa: E402
 from config import TrainConfig, build_predictor, data_config, data_dir, load_checkpoint, open_dataset  # noqa: E402
 from data import Windows  # noqa: E402
 from files import atomic_write_json, read_json  # noqa: E402
+from masking_table import cell  # noqa: E402
 from masking_test import auroc, hidden_rows  # noqa: E402
 from oracle_plan import SLOT_DIM, object_slots, physical  # noqa: E402
 from pusht import wrap_angle  # noqa: E402
@@ -109,18 +112,50 @@ def measure(cfg, predictor, data, batch_size=512):
     return result
 
 
+SUMMARY = [  # (header, [(part, key), ...]) of the table over seeds
+    ("block pushed: model / const. velocity / no motion (px)",
+     [("error", f"{who}, pushed, px") for who in ("model", "constant velocity", "no motion")]),
+    ("block pushed: model (deg)", [("error", "model, pushed, deg")]),
+    ("block resting: model (px / deg)", [("error", "model, resting, px"), ("error", "model, resting, deg")]),
+    ("AUROC of the block's attention on the agent, future / history",
+     [("attention", ("future", "auroc")), ("attention", ("history", "auroc"))]),
+    ("the same on agent and action, future", [("attention", ("future", "auroc, agent and action"))]),
+]
+
+
+def summary_rows(results):
+    """Markdown rows, one per (data, M), mean +/- std over the seeds: {(data, M): [results]}."""
+    out = []
+    for (data, m), runs in sorted(results.items()):
+        cells = [data, str(m), str(len(runs))]
+        for _, keys in SUMMARY:
+            values = []
+            for part, key in keys:
+                values.append(cell([r[part][key[0]][key[1]] if isinstance(key, tuple) else r[part][key]
+                                    for r in runs]))
+            cells.append(" / ".join(values))
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", nargs="+", required=True, help="run folders of diagnostics/oracle_plan.py")
+    parser.add_argument("--reuse", action="store_true", help="read RUN/masking-pusht.json where it exists")
     args = parser.parse_args(argv)
-    rows = []
+    rows, by_group = [], defaultdict(list)
     for run in args.runs:
         cfg, predictor = load_run(run)
         folder = data_dir(".", data_config(cfg))
-        if not (folder / "meta.json").is_file():
-            sys.exit(f"error: no {folder}: the data {run} was trained on (python train.py --until data with its flags)")
-        result = {"masked": cfg.masked, "seed": cfg.seed} | measure(cfg, predictor, open_dataset(cfg, folder))
-        atomic_write_json(Path(run) / "masking-pusht.json", result)
+        saved = Path(run) / "masking-pusht.json"
+        if args.reuse and saved.is_file():
+            result = read_json(saved)
+        else:
+            if not (folder / "meta.json").is_file():
+                sys.exit(f"error: no {folder}: the data {run} was trained on (python train.py --until data with its flags)")
+            result = {"masked": cfg.masked, "seed": cfg.seed} | measure(cfg, predictor, open_dataset(cfg, folder))
+            atomic_write_json(saved, result)
+        by_group[(folder.name, cfg.masked)].append(result)
         e, a = result["error"], result["attention"]
         rows.append(f"| {run} | {cfg.masked} | {e['model, pushed, px']:.2f} / {e['constant velocity, pushed, px']:.2f} / "
                     f"{e['no motion, pushed, px']:.2f} | {e['model, pushed, deg']:.2f} / "
@@ -133,6 +168,11 @@ def main(argv=None):
           "agent share, future: pushed / resting |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
+    if any(len(runs) > 1 for runs in by_group.values()):
+        print("\nMean +/- std over the runs of each data and M (their training seeds):\n")
+        print("| data | M | runs | " + " | ".join(header for header, _ in SUMMARY) + " |")
+        print("|---" * (3 + len(SUMMARY)) + "|")
+        print("\n".join(summary_rows(by_group)))
 
 
 if __name__ == "__main__":

@@ -174,6 +174,13 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
         assert 0 <= shares["auroc"] <= 1
         assert all(0 <= shares[f"agent share, {k}"] + shares[f"action share, {k}"] <= 1 for k in ("pushed", "resting"))
     assert "| runs/o | 1 |" in capsys.readouterr().out
+    # --reuse reads the stored results; runs of one data and M are averaged over their seeds
+    saved = tmp_path / "runs" / "o" / "masking-pusht.json"
+    result["error"]["model, pushed, px"] = 99.0
+    saved.write_text(json.dumps(result))
+    masking_pusht.main(["--runs", "runs/o", "runs/o", "--reuse"])
+    summary = capsys.readouterr().out.split("Mean +/- std")[1]
+    assert "| 1 | 2 | 99 +/- 0 / " in summary
 
 
 def test_data_motion_counts_moving_steps_and_draws_episodes(tiny_dataset, tmp_path, capsys):
