@@ -252,3 +252,61 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
     assert "1 counterfactual cases" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="--masked must be between 0 and"):
         masking_test.main(["--preset", "tiny", "--masked", "9", "--out", str(tmp_path / "m9")])
+
+
+def test_masking_slots_reads_objects_out_of_slots_where_the_renderer_put_them(tiny_collide_run):
+    from masking_slots import intervene, mask_centroids, slot_owners
+    from collide_data import load_collide
+    from oracle_slots import object_states
+    _, out = tiny_collide_run
+    data = load_collide(json.loads((out / "config.json").read_text())["data"])
+    # perfect masks: slot k + 1 is exactly object k's pixels (slot 0 the background)
+    length = int(data.episode_starts[1])
+    ids = data.id_maps(np.arange(length))                                      # video 0: (T, H, W)
+    K = len(data.scenes[0]["objects"])
+    masks = torch.nn.functional.one_hot(torch.from_numpy(ids).long(), K + 1).permute(0, 3, 1, 2).float()
+    owners, pixels = slot_owners(masks, ids, K, min_pixels=4)
+    truth = object_states(data.scenes[:1], 16)[0, :, :K, 1:3] * 512             # (T, K, 2) world px
+    seen = owners >= 0
+    assert seen.mean() > 0.5
+    for k in range(K):
+        assert (owners[seen[:, k], k] == k + 1).all()
+        assert (pixels[seen[:, k], k + 1] == (ids[seen[:, k]] == k + 1).sum(axis=(1, 2))).all()
+    centroids = mask_centroids(masks).numpy()                                    # (T, K + 1, 2)
+    error = np.linalg.norm(centroids[:, 1:][seen] - truth[seen], axis=-1)
+    assert np.median(error) < 512 / ids.shape[-1]      # within a pixel of the true centre: x right, y down
+    # by hand: one pixel at row 1, column 2 of a 4 x 4 mask
+    one = torch.zeros(1, 1, 4, 4)
+    one[0, 0, 1, 2] = 1
+    assert mask_centroids(one)[0, 0].tolist() == [2.5 * 128, 1.5 * 128]
+    # the intervention: X's slot takes the empty slot's vector in each frame X has one
+    history = np.arange(3 * 4 * 2, dtype=np.float32).reshape(3, 4, 2)           # (h, S, D)
+    own = np.array([[0, 1], [2, 1], [-1, 1]])                                    # (h, K): X = object 0
+    px = np.array([[9, 5, 1, 0], [0, 5, 9, 3], [0, 5, 0, 0]])                    # object pixels a slot
+    removed = intervene(history, own, px, 0)
+    np.testing.assert_array_equal(removed[0, 0], history[0, 3])   # slot 3: free, fewest object pixels
+    np.testing.assert_array_equal(removed[1, 2], history[1, 0])
+    np.testing.assert_array_equal(removed[2], history[2])         # X has no slot there: untouched
+    removed[0, 0] = history[0, 0]
+    removed[1, 2] = history[1, 2]
+    np.testing.assert_array_equal(removed, history)               # nothing else changed
+    assert intervene(history, np.array([[-1, 1]] * 3), px, 0) is None                  # X never seen
+    assert intervene(history[:, :2], np.array([[0, 1]] * 3), px[:, :2], 0) is None     # no empty slot
+
+
+def test_masking_slots_runs_on_a_collide_run_and_the_table_reads_it(tiny_collide_run, tiny_run, capsys):
+    import masking_slots
+    import masking_table
+    _, out = tiny_collide_run
+    masking_slots.main(["--run", str(out), "--min-pixels", "1"])
+    result = json.loads((out / "masking-test.json").read_text())
+    assert result["slots"] == "learned" and 0 < result["objects with a slot"] <= 1
+    parts = result["interaction_px"]
+    assert parts["windows with a collision (object frames)"] + parts["windows without (object frames)"] > 0
+    assert all(v >= 0 for v in parts.values())
+    capsys.readouterr()
+    masking_table.main([str(out)])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {result['masked']} | 1 |")]
+    assert len(rows) == 1 and f"{parts['model, collision']:.3g} / " in rows[0]
+    with pytest.raises(SystemExit, match="error: the masking test reads a collide run; .* was trained on 'pusht'"):
+        masking_slots.main(["--run", str(tiny_run[1])])

@@ -1,0 +1,298 @@
+"""The masking test on learned slots: does a collide run of train.py follow the collisions?
+
+    python diagnostics/masking_slots.py --run runs/cslots-m1-s0
+
+masking_test.py measures predictors of the collide world's true states; this measures a run of
+``train.py --dataset collide`` on what it was trained on: its encoder's video-mode slots and its
+predictor. Slots are not objects, so each measure first reads the objects out of the slots with
+the encoder's own broadcast decoder, which draws every slot's alpha mask:
+
+- an object's slot in a frame: the slot whose mask wins most of the object's pixels (the data's
+  id maps), if it wins at least ``--min-pixels`` of them;
+- a slot's position: the centroid of its mask, in world px (of 512);
+- readout: that position read from the encoder's own slots of the real frame, against the
+  object's true position; the floor of every error below, since forecasts are read the same way.
+
+On the validation videos:
+
+1. interaction error: the predicted frames of every window (one call, as trained), each
+   object's position read from the slot that held it in the last history frame, split by
+   whether it begins a collision in the predicted window; beside no motion (that slot's
+   position in the last history frame), constant velocity (from the true states) and the
+   readout of the real future frames;
+2. counterfactual rollout: masking_test's cases (an object X whose first contact comes after a
+   full history and whose removal changes another object's path by 2 px or more, scored
+   against the world re-simulated without X). The intervention: in every history frame, X's
+   slot is replaced by an empty slot of the same frame (a slot that holds no object, the one
+   whose mask covers the fewest object pixels): what the encoder writes where there is nothing.
+   A case is skipped when X has no slot in the history, or a frame with X has no empty slot;
+3. attention: masking_test's shares and AUROC, over the slots that hold exactly one object in
+   the last history frame (objects that share a slot are left out).
+
+Writes RUN/masking-test.json in masking_test.py's format (diagnostics/masking_table.py reads
+both), with the readout and the skipped cases added.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from collision import DT, WORLD_SIZE  # noqa: E402
+from common import config_to_dict  # noqa: E402
+from config import build_encoder, build_predictor, encoder_config, load_checkpoint, open_dataset, open_run  # noqa: E402
+from encoder import load_slots  # noqa: E402
+from files import atomic_write_json  # noqa: E402
+from masking_test import (STATE_DIM, attention_shares, auroc, contact_frames,  # noqa: E402
+                          counterfactual_cases, positions)
+from oracle_slots import SPEED_SCALE, object_states  # noqa: E402
+from vqa import video_slots  # noqa: E402
+
+
+# ---------------------------------------------------------------------------------------
+# Reading objects out of slots
+# ---------------------------------------------------------------------------------------
+@torch.no_grad()
+def decoded_masks(encoder, slots, batch_size=256):
+    """(N, S, D) slots -> float32 (N, S, h, w) alpha masks of the encoder's broadcast decoder."""
+    flat = torch.from_numpy(np.array(slots, np.float32))   # a copy: the slots may be a read-only map
+    return torch.cat([encoder.decoder(chunk)[2][:, :, 0] for chunk in flat.split(batch_size)])
+
+
+def mask_centroids(masks):
+    """(N, S, h, w) masks -> (N, S, 2) centroids (x, y) in world px: pixel (row i, column j)
+    covers world x in [j, j + 1) * 512 / w, y in [i, i + 1) * 512 / h."""
+    h, w = masks.shape[-2:]
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5) * WORLD_SIZE / h
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5) * WORLD_SIZE / w
+    mass = masks.sum(dim=(-2, -1)).clamp_min(1e-12)
+    x = (masks.sum(dim=-2) * xs).sum(dim=-1) / mass
+    y = (masks.sum(dim=-1) * ys).sum(dim=-1) / mass
+    return torch.stack([x, y], dim=-1)
+
+
+def slot_owners(masks, ids, n_objects, min_pixels):
+    """Which slot holds each object: masks (N, S, h, w), ids (N, H, W) uint8 (0 background,
+    k + 1 object k; H a multiple of h). Returns owners (N, K) int64, -1 where the object has
+    fewer than ``min_pixels`` pixels, and (N, S) each slot's count of object pixels."""
+    N, S, h, _ = masks.shape
+    scale = ids.shape[-1] // h
+    seg = masks.argmax(dim=1).repeat_interleave(scale, -2).repeat_interleave(scale, -1)   # (N, H, W)
+    ids = torch.as_tensor(np.asarray(ids)).long()
+    won = torch.einsum("nhws,nhwk->nks", F.one_hot(seg, S).float(),
+                       F.one_hot(ids, n_objects + 1)[..., 1:].float())                    # (N, K, S)
+    owners = won.argmax(dim=-1)
+    owners[won.sum(dim=-1) < min_pixels] = -1
+    return owners.numpy(), won.sum(dim=1).numpy()
+
+
+def read_videos(encoder, slots, data, videos, n_objects, min_pixels):
+    """For every frame of ``videos``: (owners (V, T, K), object pixels of each slot (V, T, S),
+    centroids (V, T, S, 2)). slots: (V_all, T, S, D)."""
+    owners, pixels, centroids = [], [], []
+    length = slots.shape[1]
+    for v in videos:
+        masks = decoded_masks(encoder, slots[v])
+        own, px = slot_owners(masks, data.id_maps(np.arange(v * length, (v + 1) * length)), n_objects, min_pixels)
+        owners.append(own)
+        pixels.append(px)
+        centroids.append(mask_centroids(masks).numpy())
+    return np.stack(owners), np.stack(pixels), np.stack(centroids)
+
+
+def predicted_centroids(encoder, predicted):
+    """(V, F, S, D) predicted slots -> (V, F, S, 2) centroids of their decoded masks."""
+    V, Fr, S, D = predicted.shape
+    return mask_centroids(decoded_masks(encoder, predicted.reshape(V * Fr, S, D))).numpy().reshape(V, Fr, S, 2)
+
+
+def pick(values, owners):
+    """values (V, F, S, 2), owners (V, K) -> (V, F, K, 2): each object's slot's value (garbage
+    where the owner is -1; callers leave those out)."""
+    index = np.broadcast_to(np.maximum(owners, 0)[:, None, :, None], (*values.shape[:2], owners.shape[1], 2))
+    return np.take_along_axis(values, index, axis=2)
+
+
+# ---------------------------------------------------------------------------------------
+# The three measures
+# ---------------------------------------------------------------------------------------
+def interaction_errors(encoder, predictor, slots, read, states, scenes, videos, cfg, every=2):
+    """masking_test.interaction_errors read from slots; windows start every ``every`` frames."""
+    owners, _, centroids = read
+    fs, h, f = cfg.frameskip, cfg.n_history, cfg.n_future
+    frame_seconds = scenes[0]["frame_substeps"] * DT
+    K = owners.shape[2]
+    who_all = ("model", "no motion", "constant velocity", "readout")
+    sums = {(who, contact): [0.0, 0] for who in who_all for contact in (0, 1)}
+    chosen, truth_states = slots[videos], states[videos]
+    for start in range(0, slots.shape[1] - (h + f - 1) * fs, every):
+        real = start + fs * np.arange(h + f)
+        with torch.no_grad():
+            pred = video_slots(torch.from_numpy(np.ascontiguousarray(chosen[:, real[:h]])), predictor, f, h,
+                               block=f)[:, h:].numpy()
+        own = owners[:, real[h - 1]]                                                    # (V, K)
+        truth, last = truth_states[:, real[h:], :K], truth_states[:, real[h - 1], :K]
+        steps = (real[h:] - real[h - 1])[None, :, None, None] * frame_seconds
+        later = owners[:, real[h:]]                                                     # (V, f, K)
+        readout = np.take_along_axis(centroids[:, real[h:]], np.maximum(later, 0)[..., None].repeat(2, -1), axis=2)
+        guesses = {"model": pick(predicted_centroids(encoder, pred), own),
+                   "no motion": pick(centroids[:, real[h - 1]][:, None], own).repeat(f, 1),
+                   "constant velocity": positions(last)[:, None] + last[:, None, :, 3:5] * SPEED_SCALE * steps,
+                   "readout": readout}
+        keep_base = (truth[..., 0] > 0) & (own[:, None] >= 0) & (later >= 0)            # (V, f, K)
+        window = (real[h - 1], real[-1])
+        hit = np.array([[any(window[0] < t <= window[1] for t in frames)
+                         for frames in contact_frames(scenes[v], K)] for v in videos])  # (V, K)
+        for who, guess in guesses.items():
+            error = np.linalg.norm(guess - positions(truth), axis=-1)
+            for contact in (0, 1):
+                keep = keep_base & (hit[:, None, :] == contact)
+                sums[(who, contact)][0] += float(error[keep].sum())
+                sums[(who, contact)][1] += int(keep.sum())
+    return {f"{who}, {'collision' if contact else 'no collision'}": round(total / max(count, 1), 3)
+            for (who, contact), (total, count) in sums.items()} | {
+        "windows with a collision (object frames)": sums[("model", 1)][1],
+        "windows without (object frames)": sums[("model", 0)][1]}
+
+
+def empty_slot(owners, pixels):
+    """The empty slot of one frame: of the slots that hold no object (owners (K,)), the one
+    with the fewest object pixels (pixels (S,)); None when every slot holds one."""
+    free = [s for s in range(len(pixels)) if s not in set(owners[owners >= 0].tolist())]
+    return min(free, key=lambda s: pixels[s]) if free else None
+
+
+def intervene(history, owners, pixels, x):
+    """history (h, S, D) slots, owners (h, K), pixels (h, S): the history with X's slot replaced
+    by an empty slot of the same frame in every frame where X has one; None when X has no slot
+    in any history frame or a frame with X has no empty slot."""
+    out = history.copy()
+    if (owners[:, x] < 0).all():
+        return None
+    for t in range(len(history)):
+        if owners[t, x] < 0:
+            continue
+        e = empty_slot(owners[t], pixels[t])
+        if e is None:
+            return None
+        out[t, owners[t, x]] = history[t, e]
+    return out
+
+
+def counterfactual_errors(encoder, predictor, slots, read, states, scenes, videos, cfg, max_cases=300):
+    """masking_test.counterfactual_errors with X's slot replaced by an empty slot."""
+    owners, pixels, centroids = read
+    row = {v: i for i, v in enumerate(videos)}
+    h = cfg.n_history
+    sums = {who: [0.0, 0] for who in ("intervened", "not intervened", "no motion")}
+    cases, skipped = 0, 0
+    for v, x, model_frames, cf, moved in counterfactual_cases(states, scenes, videos, cfg, max_cases):
+        i, hist = row[v], slots[v, model_frames[:h]]
+        removed = intervene(hist, owners[i, model_frames[:h]], pixels[i, model_frames[:h]], x)
+        own = owners[i, model_frames[h - 1], :len(moved)]
+        targets = moved & (own >= 0)
+        if removed is None or not targets.any():
+            skipped += 1
+            continue
+        cases += 1
+        start = torch.from_numpy(np.stack([removed, hist]))
+        with torch.no_grad():
+            pred = video_slots(start, predictor, len(model_frames) - h, h, block=cfg.n_future)[:, h:].numpy()
+        read_out = pick(predicted_centroids(encoder, pred), np.stack([own, own]))     # (2, F, K, 2)
+        guesses = {"intervened": read_out[0], "not intervened": read_out[1],
+                   "no motion": pick(centroids[i, model_frames[h - 1]][None, None], own[None])[0].repeat(len(cf), 0)}
+        for who, guess in guesses.items():
+            error = np.linalg.norm(guess[:, targets] - cf[:, targets], axis=-1)
+            sums[who][0] += float(error.sum())
+            sums[who][1] += error.size
+    return {who: round(total / max(count, 1), 3) for who, (total, count) in sums.items()} | {
+        "cases": cases, "skipped cases": skipped}
+
+
+def attention_scores(predictor, slots, read, scenes, videos, cfg, every=2):
+    """masking_test.attention_scores over the slots that hold exactly one object."""
+    owners = read[0]
+    fs, h, f, S = cfg.frameskip, cfg.n_history, cfg.n_future, cfg.n_slots
+    result, chosen = {}, slots[videos]
+    for where in ("future", "history"):
+        shares, labels, partner, uniform = [], [], [], []
+        for start in range(0, slots.shape[1] - (h + f - 1) * fs, every):
+            real = start + fs * np.arange(h + f)
+            window = torch.from_numpy(np.ascontiguousarray(chosen[:, real])).clone()
+            window[:, h:] = 0
+            own = owners[:, real[h - 1]]                                                  # (V, K)
+            held = np.stack([(own == s).sum(axis=1) for s in range(S)], axis=1)           # (V, S)
+            single = held == 1
+            obj = np.stack([np.argmax(own == s, axis=1) for s in range(S)], axis=1)       # (V, S): its object
+            for a in range(S):
+                if not single[:, a].any():
+                    continue
+                share = attention_shares(predictor, window, single, a, where, h)
+                for i, v in enumerate(videos):
+                    if not single[i, a]:
+                        continue
+                    A = obj[i, a]
+                    hit = {b for t, p, q in scenes[v]["collisions"] if real[h - 1] < t <= real[-1]
+                           for b in ((q,) if p == A else (p,) if q == A else ())}
+                    others = [b for b in range(S) if b != a and single[i, b]]
+                    shares += [share[i, b] * len(others) for b in others]
+                    labels += [obj[i, b] in hit for b in others]
+                    partners = [b for b in others if obj[i, b] in hit]
+                    if partners:
+                        partner.append(sum(share[i, b] for b in partners))
+                        uniform.append(len(partners) / len(others))
+        result[where] = {"auroc": round(auroc(shares, labels), 4), "pairs": len(labels),
+                         "colliding pairs": int(np.sum(labels)),
+                         "partner share": round(float(np.mean(partner)), 4) if partner else None,
+                         "uniform share": round(float(np.mean(uniform)), 4) if uniform else None}
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a collide run folder of train.py")
+    parser.add_argument("--cases", type=int, default=300, help="counterfactual cases at most")
+    parser.add_argument("--min-pixels", type=int, default=4, help="an object with fewer pixels has no slot")
+    args = parser.parse_args(argv)
+    try:
+        cfg, info, run_dir, ckpt = open_run(args.run, "collide", "the masking test reads a collide run")
+    except (ValueError, OSError) as err:
+        sys.exit(f"error: {err}")
+    if cfg.backbone != "cnn" or cfg.decoder != "broadcast":
+        sys.exit("error: objects are read from slots with the broadcast decoder (--decoder broadcast, the "
+                 f"collide presets'); {args.run} has {cfg.backbone} with {cfg.decoder}")
+    enc_dir = Path(info["encoder"])
+    encoder = build_encoder(cfg)
+    encoder.load_state_dict(load_checkpoint(enc_dir / "encoder.pt", encoder_config(cfg))["model"])
+    predictor = build_predictor(cfg)
+    predictor.load_state_dict(ckpt["model"])
+    encoder.eval()
+    predictor.eval()
+    data = open_dataset(cfg, info["data"])
+    length = int(data.episode_starts[1] - data.episode_starts[0])
+    slots = load_slots(enc_dir, cfg, len(data.pixels)).reshape(-1, length, cfg.n_slots, cfg.slot_dim)
+    states = object_states(data.scenes, STATE_DIM)
+    videos = data.episodes("val")
+    read = read_videos(encoder, slots, data, videos, states.shape[2], args.min_pixels)
+    result = {"config": config_to_dict(cfg), "masked": cfg.masked, "seed": cfg.seed, "run": str(run_dir),
+              "slots": "learned", "min_pixels": args.min_pixels,
+              "objects with a slot": round(float((read[0] >= 0).sum() / max((states[videos, ..., 0] > 0).sum(), 1)), 4),
+              "interaction_px": interaction_errors(encoder, predictor, slots, read, states, data.scenes, videos, cfg),
+              "counterfactual_px": counterfactual_errors(encoder, predictor, slots, read, states, data.scenes,
+                                                         videos, cfg, args.cases),
+              "attention": attention_scores(predictor, slots, read, data.scenes, videos, cfg)}
+    atomic_write_json(run_dir / "masking-test.json", result)
+    for part in ("interaction_px", "counterfactual_px"):
+        print(part + ": " + "; ".join(f"{k} {v}" for k, v in result[part].items()))
+    for where, scores in result["attention"].items():
+        print(f"attention, A hidden in the {where}: " + "; ".join(f"{k} {v}" for k, v in scores.items()))
+    print(f"objects with a slot: {result['objects with a slot']}; wrote {run_dir / 'masking-test.json'}")
+
+
+if __name__ == "__main__":
+    main()
