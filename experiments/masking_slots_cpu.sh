@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The learned-slot rows of docs/masking.md on 2 CPU cores: the collide cpu preset end to end
+# (data, encoder, video-mode slots), its predictor at each M and seed two at a time on one thread
+# each, then diagnostics/masking_slots.py on each run.
+#
+#     bash experiments/masking_slots_cpu.sh ["0 1"] ["0"]      # masked counts, then seeds
+#
+# Logs in logs/masking-slots-cpu; results in runs/cslots-m<M>-s<S>/masking-test.json. Runs go on
+# where they stopped when started again.
+set -u
+MASKED=${1:-"0 1"}
+SEEDS=${2:-"0"}
+LOG=logs/masking-slots-cpu
+mkdir -p "$LOG"
+export PYTHONUNBUFFERED=1
+note() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$LOG/timeline.log"; }
+python train.py --dataset collide --until slots --out runs/cslots-data --workers 2 --no-progress \
+  > "$LOG/data.log" 2>&1
+note "data, encoder and slots (exit $?)"
+jobs_list=()
+for s in $SEEDS; do for m in $MASKED; do jobs_list+=("$m:$s"); done; done
+run() {
+  local m=${1%%:*} s=${1#*:}
+  OMP_NUM_THREADS=1 python train.py --dataset collide --masked $m --seed $s --out runs/cslots-m$m-s$s \
+    --resume --no-progress >> "$LOG/m$m-s$s.log" 2>&1
+  note "M = $m, seed $s trained (exit $?)"
+  OMP_NUM_THREADS=1 python diagnostics/masking_slots.py --run runs/cslots-m$m-s$s >> "$LOG/m$m-s$s.log" 2>&1
+  note "M = $m, seed $s measured (exit $?)"
+}
+for ((i = 0; i < ${#jobs_list[@]}; i += 2)); do
+  run "${jobs_list[i]}" &
+  if ((i + 1 < ${#jobs_list[@]})); then run "${jobs_list[i + 1]}" & fi
+  wait
+done
+note "all done"
