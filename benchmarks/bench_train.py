@@ -1,12 +1,15 @@
 """Predictor training throughput (samples per second) for the presets of train.py.
 
     python benchmarks/bench_train.py --presets cpu paper --steps 20 [--precision bf16]
+    python benchmarks/bench_train.py --presets cpu --models c-jepa dino-wm --patch-grid 4 8
 
-Times forward + backward + AdamW step of the predictor on random slot windows of the
-preset's shape (no data loading), after a few warm-up steps.
+Times forward + backward + AdamW step of the predictor on random token windows of the
+preset's shape (no data loading), after a few warm-up steps; with --models, each model of the
+paper's Push-T table (config.MODELS) set over each preset, the patch models at each grid.
 """
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -15,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import PRECISIONS, autocast  # noqa: E402
-from config import PRESETS, build_predictor  # noqa: E402
+from config import MODELS, PRESETS, build_predictor, slot_dim_seen, tokens_per_frame  # noqa: E402
 from train import predictor_loss  # noqa: E402
 
 
@@ -25,7 +28,7 @@ def throughput(cfg, steps, device, precision="fp32", warmup=3):
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     T = cfg.n_history + cfg.n_future
     B = cfg.batch_size
-    batch = {"slots": torch.randn(B, T, cfg.n_slots, cfg.slot_dim, device=device),
+    batch = {"slots": torch.randn(B, T, tokens_per_frame(cfg), slot_dim_seen(cfg), device=device),
              "actions": torch.randn(B, T, 2 * cfg.frameskip, device=device),
              "proprio": torch.randn(B, T, 4, device=device)}
     loss_fn = predictor_loss(cfg)
@@ -46,20 +49,29 @@ def throughput(cfg, steps, device, precision="fp32", warmup=3):
     return B * steps / seconds, seconds / steps, n_params
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--presets", nargs="+", default=["cpu", "paper"], choices=sorted(PRESETS))
+    parser.add_argument("--models", nargs="+", default=[None], choices=sorted(MODELS),
+                        help="models of the paper's Push-T table, set over each preset (default: the preset)")
+    parser.add_argument("--patch-grid", type=int, nargs="+", default=None, help="patch grids of the patch models")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="as train.py --precision")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.precision}")
     for name in args.presets:
-        cfg = PRESETS[name]
-        rate, per_step, n_params = throughput(cfg, args.steps, device, args.precision)
-        print(f"preset {name}: {n_params / 1e6:.2f} M parameters, batch {cfg.batch_size}: "
-              f"{rate:.0f} samples/s ({per_step * 1000:.0f} ms/step)")
+        for model in args.models:
+            cfg = dataclasses.replace(PRESETS[name], **MODELS[model]) if model else PRESETS[name]
+            grids = args.patch_grid if cfg.tokens == "patches" and args.patch_grid else [cfg.patch_grid]
+            for grid in grids:
+                cfg = dataclasses.replace(cfg, patch_grid=grid)
+                what = f"preset {name}" + (f", {model}" if model else "") + (
+                    f" ({grid} x {grid} patches)" if cfg.tokens == "patches" else "")
+                rate, per_step, n_params = throughput(cfg, args.steps, device, args.precision)
+                print(f"{what}: {n_params / 1e6:.2f} M parameters, batch {cfg.batch_size}, "
+                      f"{tokens_per_frame(cfg)} tokens a frame: {rate:.0f} samples/s ({per_step * 1000:.0f} ms/step)")
 
 
 if __name__ == "__main__":

@@ -367,3 +367,14 @@ def test_patch_benchmark_times_both_kinds_of_world_model(capsys):
     shares = {size: 100 * (v["objects"][0] + 2) * v["objects"][1] / (v["patches"][0] * v["patches"][1])
               for size, v in bench_patch.SIZES.items()}
     assert round(shares["paper"], 2) == 1.02   # the paper's 6 x 128 against 196 x 384
+
+
+def test_training_benchmark_times_each_model_at_each_patch_grid(capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_train
+    bench_train.main(["--presets", "tiny", "--models", "c-jepa", "dino-wm", "--patch-grid", "2", "4",
+                      "--steps", "1", "--device", "cpu"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("preset tiny")]
+    assert [line.split(":")[0] for line in lines] == [
+        "preset tiny, c-jepa", "preset tiny, dino-wm (2 x 2 patches)", "preset tiny, dino-wm (4 x 4 patches)"]
+    assert [line.split(", ")[-1].split(" tokens")[0] for line in lines] == ["4", "4", "16"]
