@@ -48,8 +48,8 @@ from common import config_to_dict  # noqa: E402
 from config import build_encoder, build_predictor, encoder_config, load_checkpoint, open_dataset, open_run  # noqa: E402
 from encoder import load_slots  # noqa: E402
 from files import atomic_write_json  # noqa: E402
-from masking_test import (STATE_DIM, attention_shares, auroc, contact_frames,  # noqa: E402
-                          counterfactual_cases, positions)
+from masking_test import (STATE_DIM, attention_scores, contact_frames, counterfactual_cases,  # noqa: E402
+                          positions, report)
 from oracle_slots import SPEED_SCALE, object_states  # noqa: E402
 from vqa import video_slots  # noqa: E402
 
@@ -214,43 +214,13 @@ def counterfactual_errors(encoder, predictor, slots, read, states, scenes, video
         "cases": cases, "skipped cases": skipped}
 
 
-def attention_scores(predictor, slots, read, scenes, videos, cfg, every=2):
-    """masking_test.attention_scores over the slots that hold exactly one object."""
-    owners = read[0]
-    fs, h, f, S = cfg.frameskip, cfg.n_history, cfg.n_future, cfg.n_slots
-    result, chosen = {}, slots[videos]
-    for where in ("future", "history"):
-        shares, labels, partner, uniform = [], [], [], []
-        for start in range(0, slots.shape[1] - (h + f - 1) * fs, every):
-            real = start + fs * np.arange(h + f)
-            window = torch.from_numpy(np.ascontiguousarray(chosen[:, real])).clone()
-            window[:, h:] = 0
-            own = owners[:, real[h - 1]]                                                  # (V, K)
-            held = np.stack([(own == s).sum(axis=1) for s in range(S)], axis=1)           # (V, S)
-            single = held == 1
-            obj = np.stack([np.argmax(own == s, axis=1) for s in range(S)], axis=1)       # (V, S): its object
-            for a in range(S):
-                if not single[:, a].any():
-                    continue
-                share = attention_shares(predictor, window, single, a, where, h)
-                for i, v in enumerate(videos):
-                    if not single[i, a]:
-                        continue
-                    A = obj[i, a]
-                    hit = {b for t, p, q in scenes[v]["collisions"] if real[h - 1] < t <= real[-1]
-                           for b in ((q,) if p == A else (p,) if q == A else ())}
-                    others = [b for b in range(S) if b != a and single[i, b]]
-                    shares += [share[i, b] * len(others) for b in others]
-                    labels += [obj[i, b] in hit for b in others]
-                    partners = [b for b in others if obj[i, b] in hit]
-                    if partners:
-                        partner.append(sum(share[i, b] for b in partners))
-                        uniform.append(len(partners) / len(others))
-        result[where] = {"auroc": round(auroc(shares, labels), 4), "pairs": len(labels),
-                         "colliding pairs": int(np.sum(labels)),
-                         "partner share": round(float(np.mean(partner)), 4) if partner else None,
-                         "uniform share": round(float(np.mean(uniform)), 4) if uniform else None}
-    return result
+def slot_holders(owners, n_slots):
+    """masking_test.attention_scores' holders for learned slots: the slots that hold exactly one
+    object in the frame, and that object. owners: (V, T, K) of ``read_videos``."""
+    def holders(rows, frame):
+        held = owners[rows, frame][:, None, :] == np.arange(n_slots)[None, :, None]      # (V, S, K)
+        return held.sum(axis=2) == 1, held.argmax(axis=2)
+    return holders
 
 
 def main(argv=None):
@@ -285,13 +255,10 @@ def main(argv=None):
               "interaction_px": interaction_errors(encoder, predictor, slots, read, states, data.scenes, videos, cfg),
               "counterfactual_px": counterfactual_errors(encoder, predictor, slots, read, states, data.scenes,
                                                          videos, cfg, args.cases),
-              "attention": attention_scores(predictor, slots, read, data.scenes, videos, cfg)}
+              "attention": attention_scores(predictor, slots, slot_holders(read[0], cfg.n_slots), data.scenes, videos, cfg)}
     atomic_write_json(run_dir / "masking-test.json", result)
-    for part in ("interaction_px", "counterfactual_px"):
-        print(part + ": " + "; ".join(f"{k} {v}" for k, v in result[part].items()))
-    for where, scores in result["attention"].items():
-        print(f"attention, A hidden in the {where}: " + "; ".join(f"{k} {v}" for k, v in scores.items()))
-    print(f"objects with a slot: {result['objects with a slot']}; wrote {run_dir / 'masking-test.json'}")
+    print(f"objects with a slot: {result['objects with a slot']}")
+    report(result, run_dir / "masking-test.json")
 
 
 if __name__ == "__main__":

@@ -226,36 +226,58 @@ def attention_shares(predictor, window, present, a, where, h):
     return rows / np.maximum(rows.sum(axis=1, keepdims=True), 1e-12)
 
 
-def attention_scores(predictor, states, scenes, videos, cfg, every=2):
+def true_holders(states):
+    """``attention_scores``' holders for true states: slot k is object k, there when present."""
+    def holders(v_rows, frame):
+        present = states[v_rows, frame, :, 0] > 0                                       # (V, S)
+        return present, np.broadcast_to(np.arange(states.shape[2]), present.shape)
+    return holders
+
+
+def attention_scores(predictor, slots, holders, scenes, videos, cfg, every=2):
     """Attention shares against the collision log, for A hidden in the future and in the
-    history; windows start every ``every`` real frames."""
+    history; windows start every ``every`` real frames. slots: (V_all, T, S, D) the predictor's
+    tokens; holders(rows, frame) -> (V, S) which slots stand for one object in that frame of
+    ``videos`` and (V, S) which object each of those is (``true_holders``, or masking_slots')."""
     fs, h, f, S = cfg.frameskip, cfg.n_history, cfg.n_future, cfg.n_slots
-    result, chosen = {}, states[videos]   # the videos' states, indexed once
+    result, chosen = {}, slots[videos]   # the videos' tokens, indexed once
     for where in ("future", "history"):
         shares, labels, partner, uniform = [], [], [], []
-        for start in range(0, states.shape[1] - (h + f - 1) * fs, every):
+        for start in range(0, slots.shape[1] - (h + f - 1) * fs, every):
             real = start + fs * np.arange(h + f)
-            window = torch.from_numpy(chosen[:, real]).clone()                  # (V, h + f, S, D)
+            window = torch.from_numpy(np.ascontiguousarray(chosen[:, real])).clone()    # (V, h + f, S, D)
             window[:, h:] = 0
-            present = chosen[:, real[h - 1], :, 0] > 0                             # (V, S)
+            present, obj = holders(np.arange(len(videos)), real[h - 1])
             for a in range(S):
+                if not present[:, a].any():
+                    continue
                 share = attention_shares(predictor, window, present, a, where, h)
                 for i, v in enumerate(videos):
                     if not present[i, a]:
                         continue
                     hit = {b for t, x, y in scenes[v]["collisions"] if real[h - 1] < t <= real[-1]
-                           for b in ((y,) if x == a else (x,) if y == a else ())}
+                           for b in ((y,) if x == obj[i, a] else (x,) if y == obj[i, a] else ())}
                     others = [b for b in range(S) if b != a and present[i, b]]
                     shares += [share[i, b] * len(others) for b in others]   # 1 = uniform, whatever the scene's size
-                    labels += [b in hit for b in others]
-                    if hit & set(others):
-                        partner.append(sum(share[i, b] for b in hit if b in others))
-                        uniform.append(len(hit & set(others)) / len(others))
+                    labels += [obj[i, b] in hit for b in others]
+                    partners = [b for b in others if obj[i, b] in hit]
+                    if partners:
+                        partner.append(sum(share[i, b] for b in partners))
+                        uniform.append(len(partners) / len(others))
         result[where] = {"auroc": round(auroc(shares, labels), 4), "pairs": len(labels),
                          "colliding pairs": int(np.sum(labels)),
                          "partner share": round(float(np.mean(partner)), 4) if partner else None,
                          "uniform share": round(float(np.mean(uniform)), 4) if uniform else None}
     return result
+
+
+def report(result, path):
+    """Print a masking-test.json's numbers, one line a part, and where it was written."""
+    for part in ("interaction_px", "counterfactual_px"):
+        print(part + ": " + "; ".join(f"{k} {v}" for k, v in result[part].items()))
+    for where, scores in result["attention"].items():
+        print(f"attention, A hidden in the {where}: " + "; ".join(f"{k} {v}" for k, v in scores.items()))
+    print(f"wrote {path}")
 
 
 def main(argv=None):
@@ -293,13 +315,9 @@ def main(argv=None):
     result = {"config": config_to_dict(cfg), "masked": cfg.masked, "seed": cfg.seed,
               "interaction_px": interaction_errors(predictor, states, data.scenes, videos, cfg),
               "counterfactual_px": counterfactual_errors(predictor, states, data.scenes, videos, cfg, args.cases),
-              "attention": attention_scores(predictor, states, data.scenes, videos, cfg)}
+              "attention": attention_scores(predictor, states, true_holders(states[videos]), data.scenes, videos, cfg)}
     atomic_write_json(out / "masking-test.json", result)
-    for part in ("interaction_px", "counterfactual_px"):
-        print(part + ": " + "; ".join(f"{k} {v}" for k, v in result[part].items()))
-    for where, scores in result["attention"].items():
-        print(f"attention, A hidden in the {where}: " + "; ".join(f"{k} {v}" for k, v in scores.items()))
-    print(f"wrote {out / 'masking-test.json'}")
+    report(result, out / "masking-test.json")
 
 
 if __name__ == "__main__":
