@@ -4,27 +4,29 @@
 
 masking_test.py measures predictors of the collide world's true states; this measures a run of
 ``train.py --dataset collide`` on what it was trained on: its encoder's video-mode slots and its
-predictor. Slots are not objects, so each measure first reads the objects out of the slots with
-the encoder's own broadcast decoder, which draws every slot's alpha mask:
+predictor. Slots are not objects, so the objects are first read out of them:
 
-- an object's slot in a frame: the slot whose mask wins most of the object's pixels (the data's
-  id maps), if it wins at least ``--min-pixels`` of them;
-- a slot's position: the centroid of its mask, in world px (of 512);
-- readout: that position read from the encoder's own slots of the real frame, against the
-  object's true position; the floor of every error below, since forecasts are read the same way.
+- an object's slot in a frame: the slot whose slot-attention mask wins most of the object's
+  pixels (the data's id maps), if it wins at least ``--min-pixels`` of them. The masks come from
+  running the run's encoder again as extraction ran it, which must give the extracted slots;
+- a slot's position: a linear probe (least squares) from the slot vector to its object's centre
+  in world px (of 512), fitted on the objects' slots in the first ``--fit-videos`` training
+  videos; any slot, real or predicted, is read the same way;
+- readout: the probe on the encoder's own slots of the real frame against the object's true
+  position; the floor of every error below, since forecasts are read the same way.
 
 On the validation videos:
 
 1. interaction error: the predicted frames of every window (one call, as trained), each
    object's position read from the slot that held it in the last history frame, split by
-   whether it begins a collision in the predicted window; beside no motion (that slot's
-   position in the last history frame), constant velocity (from the true states) and the
-   readout of the real future frames;
+   whether it begins a collision in the predicted window; beside no motion (that slot read in
+   the last history frame), constant velocity (from the true states) and the readout of the
+   real future frames;
 2. counterfactual rollout: masking_test's cases (an object X whose first contact comes after a
    full history and whose removal changes another object's path by 2 px or more, scored
    against the world re-simulated without X). The intervention: in every history frame, X's
    slot is replaced by an empty slot of the same frame (a slot that holds no object, the one
-   whose mask covers the fewest object pixels): what the encoder writes where there is nothing.
+   whose mask wins the fewest object pixels): what the encoder writes where there is nothing.
    A case is skipped when X has no slot in the history, or a frame with X has no empty slot;
 3. attention: masking_test's shares and AUROC, over the slots that hold exactly one object in
    the last history frame (objects that share a slot are left out).
@@ -43,10 +45,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from collision import DT, WORLD_SIZE  # noqa: E402
+from collision import DT  # noqa: E402
 from common import config_to_dict  # noqa: E402
 from config import build_encoder, build_predictor, encoder_config, load_checkpoint, open_dataset, open_run  # noqa: E402
-from encoder import load_slots  # noqa: E402
+from encoder import load_slots, resize_frames  # noqa: E402
 from files import atomic_write_json  # noqa: E402
 from masking_test import (STATE_DIM, attention_scores, contact_frames, counterfactual_cases,  # noqa: E402
                           positions, report)
@@ -57,25 +59,6 @@ from vqa import video_slots  # noqa: E402
 # ---------------------------------------------------------------------------------------
 # Reading objects out of slots
 # ---------------------------------------------------------------------------------------
-@torch.no_grad()
-def decoded_masks(encoder, slots, batch_size=256):
-    """(N, S, D) slots -> float32 (N, S, h, w) alpha masks of the encoder's broadcast decoder."""
-    flat = torch.from_numpy(np.array(slots, np.float32))   # a copy: the slots may be a read-only map
-    return torch.cat([encoder.decoder(chunk)[2][:, :, 0] for chunk in flat.split(batch_size)])
-
-
-def mask_centroids(masks):
-    """(N, S, h, w) masks -> (N, S, 2) centroids (x, y) in world px: pixel (row i, column j)
-    covers world x in [j, j + 1) * 512 / w, y in [i, i + 1) * 512 / h."""
-    h, w = masks.shape[-2:]
-    ys = (torch.arange(h, dtype=torch.float32) + 0.5) * WORLD_SIZE / h
-    xs = (torch.arange(w, dtype=torch.float32) + 0.5) * WORLD_SIZE / w
-    mass = masks.sum(dim=(-2, -1)).clamp_min(1e-12)
-    x = (masks.sum(dim=-2) * xs).sum(dim=-1) / mass
-    y = (masks.sum(dim=-1) * ys).sum(dim=-1) / mass
-    return torch.stack([x, y], dim=-1)
-
-
 def slot_owners(masks, ids, n_objects, min_pixels):
     """Which slot holds each object: masks (N, S, h, w), ids (N, H, W) uint8 (0 background,
     k + 1 object k; H a multiple of h). Returns owners (N, K) int64, -1 where the object has
@@ -91,24 +74,46 @@ def slot_owners(masks, ids, n_objects, min_pixels):
     return owners.numpy(), won.sum(dim=1).numpy()
 
 
-def read_videos(encoder, slots, data, videos, n_objects, min_pixels):
-    """For every frame of ``videos``: (owners (V, T, K), object pixels of each slot (V, T, S),
-    centroids (V, T, S, 2)). slots: (V_all, T, S, D)."""
-    owners, pixels, centroids = [], [], []
-    length = slots.shape[1]
+@torch.no_grad()
+def read_videos(encoder, data, videos, cfg, n_objects, min_pixels):
+    """The encoder in video mode on each of ``videos`` as extraction runs it (for each phase
+    r < frameskip the chain of frames r, r + frameskip, ...): slots (V, T, S, D), and for every
+    frame ``slot_owners`` of its slot-attention masks: owners (V, T, K), object pixels (V, T, S)."""
+    length, fs = int(data.episode_starts[1] - data.episode_starts[0]), cfg.frameskip
+    slots, owners, pixels = [], [], []
     for v in videos:
-        masks = decoded_masks(encoder, slots[v])
-        own, px = slot_owners(masks, data.id_maps(np.arange(v * length, (v + 1) * length)), n_objects, min_pixels)
+        begin = v * length
+        chains = [np.arange(begin + r, begin + length, fs) for r in range(min(fs, length))]
+        longest = max(len(c) for c in chains)
+        index = np.stack([np.concatenate([c, np.full(longest - len(c), c[-1])]) for c in chains])
+        frames = torch.from_numpy(np.ascontiguousarray(data.pixels[index])).permute(0, 1, 4, 2, 3).float() / 255
+        out = encoder.encode(resize_frames(frames, cfg.image_size), noise=False)
+        grid = int(round(out["attn"].shape[-1] ** 0.5))
+        video, attn = torch.zeros(length, *out["slots"].shape[2:]), torch.zeros(length, *out["attn"].shape[2:])
+        for b, chain in enumerate(chains):
+            video[chain - begin] = out["slots"][b, :len(chain)]
+            attn[chain - begin] = out["attn"][b, :len(chain)]
+        own, px = slot_owners(attn.unflatten(-1, (grid, grid)), data.id_maps(np.arange(begin, begin + length)),
+                              n_objects, min_pixels)
+        slots.append(video.numpy())
         owners.append(own)
         pixels.append(px)
-        centroids.append(mask_centroids(masks).numpy())
-    return np.stack(owners), np.stack(pixels), np.stack(centroids)
+    return np.stack(slots), np.stack(owners), np.stack(pixels)
 
 
-def predicted_centroids(encoder, predicted):
-    """(V, F, S, D) predicted slots -> (V, F, S, 2) centroids of their decoded masks."""
-    V, Fr, S, D = predicted.shape
-    return mask_centroids(decoded_masks(encoder, predicted.reshape(V * Fr, S, D))).numpy().reshape(V, Fr, S, 2)
+def fit_probe(slots, owners, states):
+    """Least squares from a slot (with a bias) to its object's centre in world px, over every
+    (frame, object) with a slot: slots (V, T, S, D), owners (V, T, K), states (V, T, K, >= 3).
+    Returns (D + 1, 2)."""
+    v, t, k = np.nonzero(owners >= 0)
+    x = slots[v, t, owners[v, t, k]].astype(np.float64)
+    a = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+    return np.linalg.lstsq(a, positions(states[v, t, k]).astype(np.float64), rcond=None)[0]
+
+
+def probe(weights, slots):
+    """(..., D) slots -> (..., 2) positions in world px by ``fit_probe``'s weights."""
+    return np.asarray(slots, np.float64) @ weights[:-1] + weights[-1]
 
 
 def pick(values, owners):
@@ -121,29 +126,29 @@ def pick(values, owners):
 # ---------------------------------------------------------------------------------------
 # The three measures
 # ---------------------------------------------------------------------------------------
-def interaction_errors(encoder, predictor, slots, read, states, scenes, videos, cfg, every=2):
-    """masking_test.interaction_errors read from slots; windows start every ``every`` frames."""
-    owners, _, centroids = read
+def interaction_errors(predictor, weights, slots, owners, states, scenes, videos, cfg, every=2):
+    """masking_test.interaction_errors with positions read from slots by the probe's
+    ``weights``; windows start every ``every`` frames. owners: (V, T, K) of ``videos``."""
     fs, h, f = cfg.frameskip, cfg.n_history, cfg.n_future
     frame_seconds = scenes[0]["frame_substeps"] * DT
     K = owners.shape[2]
-    who_all = ("model", "no motion", "constant velocity", "readout")
-    sums = {(who, contact): [0.0, 0] for who in who_all for contact in (0, 1)}
+    sums = {(who, contact): [0.0, 0] for who in ("model", "no motion", "constant velocity", "readout")
+            for contact in (0, 1)}
     chosen, truth_states = slots[videos], states[videos]
+    read = probe(weights, chosen)                                                       # (V, T, S, 2)
     for start in range(0, slots.shape[1] - (h + f - 1) * fs, every):
         real = start + fs * np.arange(h + f)
         with torch.no_grad():
             pred = video_slots(torch.from_numpy(np.ascontiguousarray(chosen[:, real[:h]])), predictor, f, h,
                                block=f)[:, h:].numpy()
-        own = owners[:, real[h - 1]]                                                    # (V, K)
+        own, later = owners[:, real[h - 1]], owners[:, real[h:]]                         # (V, K), (V, f, K)
         truth, last = truth_states[:, real[h:], :K], truth_states[:, real[h - 1], :K]
         steps = (real[h:] - real[h - 1])[None, :, None, None] * frame_seconds
-        later = owners[:, real[h:]]                                                     # (V, f, K)
-        readout = np.take_along_axis(centroids[:, real[h:]], np.maximum(later, 0)[..., None].repeat(2, -1), axis=2)
-        guesses = {"model": pick(predicted_centroids(encoder, pred), own),
-                   "no motion": pick(centroids[:, real[h - 1]][:, None], own).repeat(f, 1),
+        guesses = {"model": pick(probe(weights, pred), own),
+                   "no motion": pick(read[:, real[h - 1]][:, None], own).repeat(f, 1),
                    "constant velocity": positions(last)[:, None] + last[:, None, :, 3:5] * SPEED_SCALE * steps,
-                   "readout": readout}
+                   "readout": np.take_along_axis(read[:, real[h:]], np.maximum(later, 0)[..., None].repeat(2, -1),
+                                                 axis=2)}
         keep_base = (truth[..., 0] > 0) & (own[:, None] >= 0) & (later >= 0)            # (V, f, K)
         window = (real[h - 1], real[-1])
         hit = np.array([[any(window[0] < t <= window[1] for t in frames)
@@ -184,9 +189,9 @@ def intervene(history, owners, pixels, x):
     return out
 
 
-def counterfactual_errors(encoder, predictor, slots, read, states, scenes, videos, cfg, max_cases=300):
-    """masking_test.counterfactual_errors with X's slot replaced by an empty slot."""
-    owners, pixels, centroids = read
+def counterfactual_errors(predictor, weights, slots, owners, pixels, states, scenes, videos, cfg, max_cases=300):
+    """masking_test.counterfactual_errors with X's slot replaced by an empty slot (``intervene``)
+    and positions read by the probe. owners, pixels: of ``videos`` (``read_videos``)."""
     row = {v: i for i, v in enumerate(videos)}
     h = cfg.n_history
     sums = {who: [0.0, 0] for who in ("intervened", "not intervened", "no motion")}
@@ -200,12 +205,12 @@ def counterfactual_errors(encoder, predictor, slots, read, states, scenes, video
             skipped += 1
             continue
         cases += 1
-        start = torch.from_numpy(np.stack([removed, hist]))
         with torch.no_grad():
-            pred = video_slots(start, predictor, len(model_frames) - h, h, block=cfg.n_future)[:, h:].numpy()
-        read_out = pick(predicted_centroids(encoder, pred), np.stack([own, own]))     # (2, F, K, 2)
-        guesses = {"intervened": read_out[0], "not intervened": read_out[1],
-                   "no motion": pick(centroids[i, model_frames[h - 1]][None, None], own[None])[0].repeat(len(cf), 0)}
+            pred = video_slots(torch.from_numpy(np.stack([removed, hist])), predictor, len(model_frames) - h, h,
+                               block=cfg.n_future)[:, h:].numpy()
+        read = pick(probe(weights, pred), np.stack([own, own]))                         # (2, F, K, 2)
+        still = pick(probe(weights, hist[h - 1])[None, None], own[None])[0]               # (1, K, 2)
+        guesses = {"intervened": read[0], "not intervened": read[1], "no motion": still.repeat(len(cf), 0)}
         for who, guess in guesses.items():
             error = np.linalg.norm(guess[:, targets] - cf[:, targets], axis=-1)
             sums[who][0] += float(error.sum())
@@ -228,34 +233,43 @@ def main(argv=None):
     parser.add_argument("--run", required=True, help="a collide run folder of train.py")
     parser.add_argument("--cases", type=int, default=300, help="counterfactual cases at most")
     parser.add_argument("--min-pixels", type=int, default=4, help="an object with fewer pixels has no slot")
+    parser.add_argument("--fit-videos", type=int, default=200, help="training videos the position probe is fitted on")
     args = parser.parse_args(argv)
     try:
         cfg, info, run_dir, ckpt = open_run(args.run, "collide", "the masking test reads a collide run")
     except (ValueError, OSError) as err:
         sys.exit(f"error: {err}")
-    if cfg.backbone != "cnn" or cfg.decoder != "broadcast":
-        sys.exit("error: objects are read from slots with the broadcast decoder (--decoder broadcast, the "
-                 f"collide presets'); {args.run} has {cfg.backbone} with {cfg.decoder}")
+    if cfg.slot_mode != "video":
+        sys.exit(f"error: expected a run on video-mode slots (the collide presets'), {args.run} has {cfg.slot_mode}")
     enc_dir = Path(info["encoder"])
     encoder = build_encoder(cfg)
     encoder.load_state_dict(load_checkpoint(enc_dir / "encoder.pt", encoder_config(cfg))["model"])
+    encoder.eval()
     predictor = build_predictor(cfg)
     predictor.load_state_dict(ckpt["model"])
-    encoder.eval()
     predictor.eval()
     data = open_dataset(cfg, info["data"])
     length = int(data.episode_starts[1] - data.episode_starts[0])
     slots = load_slots(enc_dir, cfg, len(data.pixels)).reshape(-1, length, cfg.n_slots, cfg.slot_dim)
     states = object_states(data.scenes, STATE_DIM)
-    videos = data.episodes("val")
-    read = read_videos(encoder, slots, data, videos, states.shape[2], args.min_pixels)
+    K = states.shape[2]
+    fit, videos = data.episodes("train")[:args.fit_videos], data.episodes("val")
+    fit_slots, fit_owners, _ = read_videos(encoder, data, fit, cfg, K, args.min_pixels)
+    again, owners, pixels = read_videos(encoder, data, videos, cfg, K, args.min_pixels)
+    gap = float(np.abs(again - slots[videos]).max())
+    if gap > 1e-3:
+        sys.exit(f"error: the encoder run again differs from the extracted slots by {gap:.3g}: extract them "
+                 "again (train.py --redo slots with the run's flags)")
+    weights = fit_probe(fit_slots, fit_owners, states[fit])
+    present = states[videos, ..., 0] > 0
     result = {"config": config_to_dict(cfg), "masked": cfg.masked, "seed": cfg.seed, "run": str(run_dir),
-              "slots": "learned", "min_pixels": args.min_pixels,
-              "objects with a slot": round(float((read[0] >= 0).sum() / max((states[videos, ..., 0] > 0).sum(), 1)), 4),
-              "interaction_px": interaction_errors(encoder, predictor, slots, read, states, data.scenes, videos, cfg),
-              "counterfactual_px": counterfactual_errors(encoder, predictor, slots, read, states, data.scenes,
-                                                         videos, cfg, args.cases),
-              "attention": attention_scores(predictor, slots, slot_holders(read[0], cfg.n_slots), data.scenes, videos, cfg)}
+              "slots": "learned", "min_pixels": args.min_pixels, "fit videos": len(fit),
+              "objects with a slot": round(float((owners >= 0).sum() / max(present.sum(), 1)), 4),
+              "interaction_px": interaction_errors(predictor, weights, slots, owners, states, data.scenes, videos, cfg),
+              "counterfactual_px": counterfactual_errors(predictor, weights, slots, owners, pixels, states,
+                                                         data.scenes, videos, cfg, args.cases),
+              "attention": attention_scores(predictor, slots, slot_holders(owners, cfg.n_slots), data.scenes,
+                                            videos, cfg)}
     atomic_write_json(run_dir / "masking-test.json", result)
     print(f"objects with a slot: {result['objects with a slot']}")
     report(result, run_dir / "masking-test.json")

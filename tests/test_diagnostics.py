@@ -254,31 +254,40 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
         masking_test.main(["--preset", "tiny", "--masked", "9", "--out", str(tmp_path / "m9")])
 
 
-def test_masking_slots_reads_objects_out_of_slots_where_the_renderer_put_them(tiny_collide_run):
-    from masking_slots import intervene, mask_centroids, slot_owners
+def test_masking_slots_finds_each_objects_slot_and_reads_positions_out_of_slots(tiny_collide_run):
+    from masking_slots import fit_probe, intervene, probe, slot_owners
     from collide_data import load_collide
-    from oracle_slots import object_states
     _, out = tiny_collide_run
     data = load_collide(json.loads((out / "config.json").read_text())["data"])
-    # perfect masks: slot k + 1 is exactly object k's pixels (slot 0 the background)
+    # perfect masks: slot k + 1 is object k's pixels (slot 0 the background)
     length = int(data.episode_starts[1])
     ids = data.id_maps(np.arange(length))                                      # video 0: (T, H, W)
     K = len(data.scenes[0]["objects"])
     masks = torch.nn.functional.one_hot(torch.from_numpy(ids).long(), K + 1).permute(0, 3, 1, 2).float()
     owners, pixels = slot_owners(masks, ids, K, min_pixels=4)
-    truth = object_states(data.scenes[:1], 16)[0, :, :K, 1:3] * 512             # (T, K, 2) world px
     seen = owners >= 0
     assert seen.mean() > 0.5
     for k in range(K):
         assert (owners[seen[:, k], k] == k + 1).all()
-        assert (pixels[seen[:, k], k + 1] == (ids[seen[:, k]] == k + 1).sum(axis=(1, 2))).all()
-    centroids = mask_centroids(masks).numpy()                                    # (T, K + 1, 2)
-    error = np.linalg.norm(centroids[:, 1:][seen] - truth[seen], axis=-1)
-    assert np.median(error) < 512 / ids.shape[-1]      # within a pixel of the true centre: x right, y down
-    # by hand: one pixel at row 1, column 2 of a 4 x 4 mask
-    one = torch.zeros(1, 1, 4, 4)
-    one[0, 0, 1, 2] = 1
-    assert mask_centroids(one)[0, 0].tolist() == [2.5 * 128, 1.5 * 128]
+        assert (owners[~seen[:, k], k] == -1).all()
+    assert (pixels[:, 0] == 0).all() and (pixels[:, 1:].sum(axis=1) > 0).all()   # the background holds no object
+    # masks on a coarser grid are spread over the pixels they cover: a 2 x 2 grid over 4 x 4 ids
+    grid = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]], [[0.0, 1.0], [1.0, 1.0]]]])        # (1, S=2, 2, 2)
+    hand = np.zeros((1, 4, 4), np.uint8)
+    hand[0, :2, :2], hand[0, 3, 3], hand[0, 2, 0] = 1, 2, 3       # object 0 in slot 0's cell; 1 and 2 in slot 1's
+    owners, pixels = slot_owners(grid, hand, 3, min_pixels=1)
+    assert owners.tolist() == [[0, 1, 1]] and pixels.tolist() == [[4, 2]]
+    assert slot_owners(grid, hand, 3, min_pixels=2)[0].tolist() == [[0, -1, -1]]
+    # the probe recovers a linear map from slots to centres
+    rng = np.random.default_rng(0)
+    slots = rng.normal(size=(2, 5, 3, 4))                                          # (V, T, S, D)
+    own = rng.integers(-1, 3, size=(2, 5, 2))                                       # (V, T, K)
+    true_map, bias = rng.normal(size=(4, 2)), np.array([100.0, 200.0])
+    states = np.zeros((2, 5, 2, 3))
+    for v, t, k in zip(*np.nonzero(own >= 0)):
+        states[v, t, k, 1:3] = (slots[v, t, own[v, t, k]] @ true_map + bias) / 512
+    weights = fit_probe(slots, own, states)
+    np.testing.assert_allclose(probe(weights, slots), slots @ true_map + bias, atol=1e-6)
     # the intervention: X's slot takes the empty slot's vector in each frame X has one
     history = np.arange(3 * 4 * 2, dtype=np.float32).reshape(3, 4, 2)           # (h, S, D)
     own = np.array([[0, 1], [2, 1], [-1, 1]])                                    # (h, K): X = object 0
