@@ -264,14 +264,14 @@ def main(argv=None):
     present = states[videos, ..., 0] > 0
     result = {"config": config_to_dict(cfg), "masked": cfg.masked, "seed": cfg.seed, "run": str(run_dir),
               "slots": "learned", "min_pixels": args.min_pixels, "fit videos": len(fit),
-              "objects with a slot": round(float((owners >= 0).sum() / max(present.sum(), 1)), 4),
+              "visible objects": round(float((owners >= 0).sum() / max(present.sum(), 1)), 4),
               "interaction_px": interaction_errors(predictor, weights, slots, owners, states, data.scenes, videos, cfg),
               "counterfactual_px": counterfactual_errors(predictor, weights, slots, owners, pixels, states,
                                                          data.scenes, videos, cfg, args.cases),
               "attention": attention_scores(predictor, slots, slot_holders(owners, cfg.n_slots), data.scenes,
                                             videos, cfg)}
     atomic_write_json(run_dir / "masking-test.json", result)
-    print(f"objects with a slot: {result['objects with a slot']}")
+    print(f"share of objects visible (--min-pixels or more): {result['visible objects']}")
     report(result, run_dir / "masking-test.json")
 
 

@@ -309,7 +309,7 @@ def test_masking_slots_runs_on_a_collide_run_and_the_table_reads_it(tiny_collide
     _, out = tiny_collide_run
     masking_slots.main(["--run", str(out), "--min-pixels", "1"])
     result = json.loads((out / "masking-test.json").read_text())
-    assert result["slots"] == "learned" and 0 < result["objects with a slot"] <= 1
+    assert result["slots"] == "learned" and 0 < result["visible objects"] <= 1
     parts = result["interaction_px"]
     assert parts["windows with a collision (object frames)"] + parts["windows without (object frames)"] > 0
     assert all(v >= 0 for v in parts.values())
