@@ -26,6 +26,7 @@ and M have several runs (training seeds), their mean +/- std.
 """
 
 import argparse
+import functools
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -112,14 +113,14 @@ def measure(cfg, predictor, data, batch_size=512):
     return result
 
 
-SUMMARY = [  # (header, [(part, key), ...]) of the table over seeds
+SUMMARY = [  # (header, the keys down to each number of the cell) of the table over seeds
     ("block pushed: model / const. velocity / no motion (px)",
      [("error", f"{who}, pushed, px") for who in ("model", "constant velocity", "no motion")]),
     ("block pushed: model (deg)", [("error", "model, pushed, deg")]),
     ("block resting: model (px / deg)", [("error", "model, resting, px"), ("error", "model, resting, deg")]),
     ("AUROC of the block's attention on the agent, future / history",
-     [("attention", ("future", "auroc")), ("attention", ("history", "auroc"))]),
-    ("the same on agent and action, future", [("attention", ("future", "auroc, agent and action"))]),
+     [("attention", "future", "auroc"), ("attention", "history", "auroc")]),
+    ("the same on agent and action, future", [("attention", "future", "auroc, agent and action")]),
 ]
 
 
@@ -128,12 +129,8 @@ def summary_rows(results):
     out = []
     for (data, m), runs in sorted(results.items()):
         cells = [data, str(m), str(len(runs))]
-        for _, keys in SUMMARY:
-            values = []
-            for part, key in keys:
-                values.append(cell([r[part][key[0]][key[1]] if isinstance(key, tuple) else r[part][key]
-                                    for r in runs]))
-            cells.append(" / ".join(values))
+        for _, paths in SUMMARY:
+            cells.append(" / ".join(cell([functools.reduce(dict.get, path, r) for r in runs]) for path in paths))
         out.append("| " + " | ".join(cells) + " |")
     return out
 

@@ -50,8 +50,8 @@ from common import config_to_dict  # noqa: E402
 from config import build_encoder, build_predictor, encoder_config, load_checkpoint, open_dataset, open_run  # noqa: E402
 from encoder import load_slots, resize_frames  # noqa: E402
 from files import atomic_write_json  # noqa: E402
-from masking_test import (STATE_DIM, attention_scores, contact_frames, counterfactual_cases,  # noqa: E402
-                          positions, report)
+from masking_test import (STATE_DIM, add_errors, attention_scores, collision_hits,  # noqa: E402
+                          counterfactual_cases, mean_errors, positions, report)
 from oracle_slots import SPEED_SCALE, object_states  # noqa: E402
 from vqa import video_slots  # noqa: E402
 
@@ -132,8 +132,7 @@ def interaction_errors(predictor, weights, slots, owners, states, scenes, videos
     fs, h, f = cfg.frameskip, cfg.n_history, cfg.n_future
     frame_seconds = scenes[0]["frame_substeps"] * DT
     K = owners.shape[2]
-    sums = {(who, contact): [0.0, 0] for who in ("model", "no motion", "constant velocity", "readout")
-            for contact in (0, 1)}
+    sums = {}
     chosen, truth_states = slots[videos], states[videos]
     read = probe(weights, chosen)                                                       # (V, T, S, 2)
     for start in range(0, slots.shape[1] - (h + f - 1) * fs, every):
@@ -149,20 +148,9 @@ def interaction_errors(predictor, weights, slots, owners, states, scenes, videos
                    "constant velocity": positions(last)[:, None] + last[:, None, :, 3:5] * SPEED_SCALE * steps,
                    "readout": np.take_along_axis(read[:, real[h:]], np.maximum(later, 0)[..., None].repeat(2, -1),
                                                  axis=2)}
-        keep_base = (truth[..., 0] > 0) & (own[:, None] >= 0) & (later >= 0)            # (V, f, K)
-        window = (real[h - 1], real[-1])
-        hit = np.array([[any(window[0] < t <= window[1] for t in frames)
-                         for frames in contact_frames(scenes[v], K)] for v in videos])  # (V, K)
-        for who, guess in guesses.items():
-            error = np.linalg.norm(guess - positions(truth), axis=-1)
-            for contact in (0, 1):
-                keep = keep_base & (hit[:, None, :] == contact)
-                sums[(who, contact)][0] += float(error[keep].sum())
-                sums[(who, contact)][1] += int(keep.sum())
-    return {f"{who}, {'collision' if contact else 'no collision'}": round(total / max(count, 1), 3)
-            for (who, contact), (total, count) in sums.items()} | {
-        "windows with a collision (object frames)": sums[("model", 1)][1],
-        "windows without (object frames)": sums[("model", 0)][1]}
+        keep = (truth[..., 0] > 0) & (own[:, None] >= 0) & (later >= 0)                # (V, f, K)
+        add_errors(sums, guesses, positions(truth), keep, collision_hits(scenes, videos, (real[h - 1], real[-1]), K))
+    return mean_errors(sums)
 
 
 def empty_slot(owners, pixels):

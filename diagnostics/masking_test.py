@@ -68,13 +68,40 @@ def contact_frames(scene, n_objects):
     return [sorted(f) for f in frames]
 
 
+def collision_hits(scenes, videos, window, n_objects):
+    """(V, K) bool: whether each object of ``videos`` begins a collision in real frames
+    window[0] < t <= window[1]."""
+    return np.array([[any(window[0] < t <= window[1] for t in frames)
+                      for frames in contact_frames(scenes[v], n_objects)] for v in videos])
+
+
+def add_errors(sums, guesses, truth, keep, hit):
+    """Add each guess's position errors (px) against ``truth`` (V, f, K, 2) on the object frames
+    ``keep`` (V, f, K) to ``sums[(who, contact)]``, split by ``hit`` (V, K) of ``collision_hits``."""
+    for who, guess in guesses.items():
+        error = np.linalg.norm(guess - truth, axis=-1)                                  # (V, f, K)
+        for contact in (0, 1):
+            chosen = keep & (hit[:, None, :] == contact)
+            total = sums.setdefault((who, contact), [0.0, 0])
+            total[0] += float(error[chosen].sum())
+            total[1] += int(chosen.sum())
+
+
+def mean_errors(sums):
+    """``add_errors``' sums -> {"<who>, collision" / "<who>, no collision": mean px} and the counts."""
+    return {f"{who}, {'collision' if contact else 'no collision'}": round(total / max(count, 1), 3)
+            for (who, contact), (total, count) in sums.items()} | {
+        "windows with a collision (object frames)": sums[("model", 1)][1],
+        "windows without (object frames)": sums[("model", 0)][1]}
+
+
 def interaction_errors(predictor, states, scenes, videos, cfg):
     """Mean position error (px) of the model, no motion and constant velocity over every
     window of every video in ``videos``, for objects with and without a collision beginning in
     the predicted window. states: (V, T, K, D) true states of every video."""
     fs, h, f = cfg.frameskip, cfg.n_history, cfg.n_future
     frame_seconds = scenes[0]["frame_substeps"] * DT
-    sums = {(who, contact): [0.0, 0] for who in ("model", "no motion", "constant velocity") for contact in (0, 1)}
+    sums = {}
     n_frames, chosen = states.shape[1], states[videos]   # the videos' states, indexed once
     for start in range(0, n_frames - (h + f - 1) * fs):
         real = start + fs * np.arange(h + f)   # the window's real frames
@@ -85,20 +112,9 @@ def interaction_errors(predictor, states, scenes, videos, cfg):
         steps = (real[h:] - real[h - 1])[None, :, None, None] * frame_seconds
         guesses = {"model": positions(pred), "no motion": positions(last)[:, None].repeat(f, 1),
                    "constant velocity": positions(last)[:, None] + last[:, None, :, 3:5] * SPEED_SCALE * steps}
-        present = truth[..., 0] > 0                                               # (V, f, K)
-        window = (real[h - 1], real[-1])
-        hit = np.array([[any(window[0] < t <= window[1] for t in frames)
-                         for frames in contact_frames(scenes[v], states.shape[2])] for v in videos])  # (V, K)
-        for who, guess in guesses.items():
-            error = np.linalg.norm(guess - positions(truth), axis=-1)                  # (V, f, K)
-            for contact in (0, 1):
-                keep = present & (hit[:, None, :] == contact)
-                sums[(who, contact)][0] += float(error[keep].sum())
-                sums[(who, contact)][1] += int(keep.sum())
-    return {f"{who}, {'collision' if contact else 'no collision'}": round(total / max(count, 1), 3)
-            for (who, contact), (total, count) in sums.items()} | {
-        "windows with a collision (object frames)": sums[("model", 1)][1],
-        "windows without (object frames)": sums[("model", 0)][1]}
+        add_errors(sums, guesses, positions(truth), truth[..., 0] > 0,
+                   collision_hits(scenes, videos, (real[h - 1], real[-1]), states.shape[2]))
+    return mean_errors(sums)
 
 
 def counterfactual_cases(states, scenes, videos, cfg, max_cases=300):
