@@ -46,7 +46,8 @@ class TrainConfig:
     render_size: int = 64
     val_fraction: float = 0.1     # (collide: test split the same size)
     data_seed: int = 0
-    policy: str = "weak"          # Push-T collection policy: weak | expert (expert.py; ours, as the paper's data was expert)
+    policy: str = "expert"        # Push-T collection policy: expert (expert.py, ours: the paper's data was expert;
+                                  # docs/expert.md measured it) | weak (SWM's weak expert, the cpu data before stop 41)
     expert_noise: float = 0.03    # std of the scripted expert's action noise
     # -- slot encoder (slots.SlotEncoder)
     backbone: str = "cnn"         # cnn | dinov2
@@ -147,13 +148,14 @@ PRESETS = {
 # with per-pixel RGB, plain MSE, lr 4e-4, no clipping, noisy slot init; the tiny preset the
 # same decoder), trained on the videos themselves (every object already moves). The predictor
 # trains on video-mode slots: VQA reads whole observed videos, and objects alike in kind need
-# the propagation to keep their slots.
+# the propagation to keep their slots. (policy is Push-T's: the collide presets keep the value
+# their runs were made with.)
 COLLIDE_PRESETS = {
     "cpu": dataclasses.replace(PRESETS["cpu"], dataset="collide", episodes=2000, n_slots=7,
                                frameskip=2, n_history=6, n_future=4, cnn_fullres=False, decoder="broadcast",
                                decoder_rgb="pixel", recon_weight=0.0, encoder_clip_len=2, encoder_steps=4000,
                                encoder_batch=16, encoder_lr=4e-4, encoder_clip=0.0, slot_init="noise",
-                               encoder_data="predictor", slot_mode="video"),
+                               encoder_data="predictor", slot_mode="video", policy="weak"),
     "paper": dataclasses.replace(PRESETS["paper"], dataset="collide", episodes=20000, policy="weak",
                                  video_observed=128, video_future=32, render_size=128,
                                  val_fraction=0.25, n_slots=7, frameskip=2, n_history=6, n_future=10,
@@ -161,7 +163,8 @@ COLLIDE_PRESETS = {
     "tiny": dataclasses.replace(PRESETS["tiny"], dataset="collide", episodes=16, video_observed=12,
                                 video_future=4, frame_substeps=10, n_slots=4, frameskip=2,
                                 cnn_fullres=False, decoder="broadcast",
-                                n_history=2, n_future=2, encoder_data="predictor", slot_mode="video"),
+                                n_history=2, n_future=2, encoder_data="predictor", slot_mode="video",
+                                policy="weak"),
 }
 DATASETS = {"pusht": PRESETS, "collide": COLLIDE_PRESETS}
 

@@ -99,10 +99,10 @@ class PushTDataConfig:
     render_size: int = 64
     val_fraction: float = 0.1     # share of episodes held out as the validation split
     seed: int = 0
-    policy: str = field(default="weak", metadata={
+    policy: str = field(default="expert", metadata={
         "choices": sorted(POLICIES),
-        "help": "weak: SWM's weak expert; all_moving: the block moves randomly too (App. D.1); "
-                "expert: our scripted pusher (expert.py)"})
+        "help": "expert: our scripted pusher (expert.py; docs/expert.md); weak: SWM's weak expert; "
+                "all_moving: the block moves randomly too (App. D.1)"})
     expert_noise: float = field(default=0.03, metadata={
         "help": "std of the Gaussian noise on the scripted expert's actions (of 1)"})
 
@@ -114,7 +114,7 @@ DATA_PRESETS = {
 }
 
 
-def collect_episode(n_steps, seed, render_size, policy="weak", noise=0.0):
+def collect_episode(n_steps, seed, render_size, policy="expert", noise=0.0):
     """Roll out ``policy`` for ``n_steps`` env steps from a random start.
 
     "weak": SWM's weak expert (``weak_expert_action``); the block moves only when pushed.
@@ -430,7 +430,7 @@ def main(argv=None):
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     args = parser.parse_args(argv)
     cfg = config_from_args(PushTDataConfig, DATA_PRESETS, args, default_preset="cpu")
-    policy = "" if cfg.policy == "weak" else f"-{cfg.policy}"
+    policy = "" if cfg.policy == "expert" else f"-{cfg.policy}"
     out = args.out or f"data/pusht-{args.preset or 'cpu'}{policy}"
     try:
         data = collect(cfg, out, workers=args.workers, overwrite=args.overwrite)

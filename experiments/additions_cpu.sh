@@ -14,7 +14,7 @@ set -u
 LOG=logs/additions-cpu
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-DATA="--render-size 16"
+DATA="--render-size 16 --policy weak"   # pinned: these numbers are the weak data's
 note() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$LOG/timeline.log"; }
 oracle() {  # oracle RUN:PLAN FLAGS...: train (or reuse) runs/oracle1k-RUN, then plan it as PLAN
   local name=$1; shift

@@ -7,7 +7,8 @@
 #
 # Lane 1: C-JEPA (M = 1), OC-JEPA (M = 0), OC-DINO-WM; lane 2: DINO-WM (patch tokens), which
 # alone takes about as long on one thread.
-# The data, encoder and slots are the cpu preset's, shared by all four. Logs in logs/baselines-cpu;
+# The data, encoder and slots are the cpu preset's on the weak expert's data (--policy weak: the cpu
+# preset's data before it switched to the scripted expert), shared by all four. Logs in logs/baselines-cpu;
 # results in runs/cpu-<model>/plan-paper.json. Runs go on where they stopped when started again.
 set -u
 GRID=${1:-4}
@@ -17,13 +18,13 @@ export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 note() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$LOG/timeline.log"; }
 model() {  # model NAME TRAIN-FLAGS...: train runs/cpu-NAME (or finish it), then plan it
   local name=$1; shift
-  python train.py --out "runs/cpu-$name" --resume --no-progress "$@" >> "$LOG/$name.log" 2>&1
+  python train.py --policy weak --out "runs/cpu-$name" --resume --no-progress "$@" >> "$LOG/$name.log" 2>&1
   note "$name trained (exit $?)"
   python plan.py --ckpt "runs/cpu-$name" --gifs 0 --out "runs/cpu-$name/plan-paper.json" --resume \
     >> "$LOG/$name.log" 2>&1
   note "$name planned (exit $?)"
 }
-python train.py --until slots --out runs/cpu-data --no-progress --workers 2 > "$LOG/data.log" 2>&1
+python train.py --policy weak --until slots --out runs/cpu-data --no-progress --workers 2 > "$LOG/data.log" 2>&1
 note "data, encoder and slots (exit $?)"
 (model m1 --masked 1
  model m0 --masked 0

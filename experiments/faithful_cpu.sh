@@ -12,7 +12,7 @@ set -u
 LOG=logs/faithful-cpu
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-DATA="--render-size 16"
+DATA="--render-size 16 --policy weak"   # pinned: these numbers are the weak data's
 OURS_TRAIN="--random-history --slot-residual --proprio-residual --future-action visible --proprio-space raw"
 OURS_PLAN="--clip-actions --plan-split val --plan-history 1"
 note() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$LOG/timeline.log"; }
@@ -30,13 +30,13 @@ note "data"
  oracle m1-ours:ours --masked 1 $OURS_TRAIN $OURS_PLAN
  oracle m0-ours:ours --masked 0 $OURS_TRAIN $OURS_PLAN
  oracle m1-rh:paper --masked 1 --random-history) &
-(python train.py --until encoder --out runs/enc-allmoving --no-progress > "$LOG/enc-allmoving.log" 2>&1
+(python train.py --policy weak --until encoder --out runs/enc-allmoving --no-progress > "$LOG/enc-allmoving.log" 2>&1
  note "encoder all-moving (exit $?)"
  oracle m1-sres:check --masked 1 --slot-residual --check-only
  oracle m1-pres:check --masked 1 --proprio-residual --check-only
  oracle m1-visible:check --masked 1 --future-action visible --check-only
  oracle m1-raw:check --masked 1 --proprio-space raw --check-only
- python train.py --until encoder --encoder-data predictor --out runs/enc-weak --no-progress > "$LOG/enc-weak.log" 2>&1
+ python train.py --policy weak --until encoder --encoder-data predictor --out runs/enc-weak --no-progress > "$LOG/enc-weak.log" 2>&1
  note "encoder weak (exit $?)"
  until [ -f runs/oracle1k-m1/plan-paper.json ] && ! pgrep -f "oracle1k-m1 " > /dev/null; do sleep 10; done
  oracle m1:h1 --masked 1 --plan-history 1

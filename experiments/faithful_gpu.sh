@@ -25,12 +25,12 @@ mkdir -p "$OUT" "$RESULTS"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 SIZE=${SIZE:-full}
 if [ "$SIZE" = tiny ]; then
-  ORACLE_DATA="--preset tiny --episodes 40 --render-size 16"; ORACLE_TRAIN="--epochs 1"
-  PRESET="--preset tiny"; PLAN="--seeds 0 --episodes 2 --samples 20 --topk 4 --iterations 2 --gifs 0"
+  ORACLE_DATA="--preset tiny --episodes 40 --render-size 16 --policy weak"; ORACLE_TRAIN="--epochs 1"
+  PRESET="--preset tiny --policy weak"; PLAN="--seeds 0 --episodes 2 --samples 20 --topk 4 --iterations 2 --gifs 0"
   ORACLE_PLAN="--plan-seeds 0 --plan-episodes 2"; DEVICE=cpu; WORKERS=2
 else
-  ORACLE_DATA="--episodes 10000 --render-size 16"; ORACLE_TRAIN="--batch-size 256 --epochs 6"
-  PRESET=""; PLAN="--gifs 1"; ORACLE_PLAN=""; DEVICE=cuda; WORKERS=8
+  ORACLE_DATA="--episodes 10000 --render-size 16 --policy weak"; ORACLE_TRAIN="--batch-size 256 --epochs 6"
+  PRESET="--policy weak"; PLAN="--gifs 1"; ORACLE_PLAN=""; DEVICE=cuda; WORKERS=8   # weak: beside the cpu numbers
 fi
 OURS_TRAIN="--random-history --slot-residual --proprio-residual --future-action visible --proprio-space raw"
 OURS_PLAN="--clip-actions --plan-split val --plan-history 1"

@@ -15,7 +15,7 @@ SEEDS=${2:-"0 1 2"}
 LOG=logs/masking-pusht-cpu
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-DATA="--render-size 16"
+DATA="--render-size 16 --policy weak"   # pinned: these numbers are the weak data's
 note() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$LOG/timeline.log"; }
 python train.py $DATA --encoder-data predictor --until data --out runs/oracle1k-data --workers 2 \
   --no-progress > "$LOG/data.log" 2>&1

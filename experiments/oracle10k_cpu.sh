@@ -11,7 +11,7 @@ set -u
 LOG=logs/oracle10k-cpu
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-DATA="--episodes 10000 --render-size 16"
+DATA="--episodes 10000 --render-size 16 --policy weak"   # pinned: the weak data's numbers
 note() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$LOG/timeline.log"; }
 python train.py $DATA --encoder-data predictor --until data --out runs/oracle10k-data --workers 2 \
   --no-progress > "$LOG/data.log" 2>&1

@@ -20,11 +20,11 @@ export PYTHONUNBUFFERED=1
 SIZE=${SIZE:-full}
 if [ "$SIZE" = tiny ]; then
   BENCH="--size tiny --episodes 2 --samples 20 --iterations 2"; BENCH_PAPER=$BENCH
-  PRESET="--preset tiny"; PLAN="--seeds 0 --episodes 2 --samples 20 --topk 4 --iterations 2"
+  PRESET="--preset tiny --policy weak"; PLAN="--seeds 0 --episodes 2 --samples 20 --topk 4 --iterations 2"
   DEVICE=cpu; WORKERS=2; GRID=4
 else
   BENCH="--size cpu --episodes 50"; BENCH_PAPER="--size paper --episodes 50"
-  PRESET=""; PLAN=""; DEVICE=cuda; WORKERS=8; GRID=8
+  PRESET="--policy weak"; PLAN=""; DEVICE=cuda; WORKERS=8; GRID=8   # weak: beside the cpu baselines
 fi
 T0=$(date +%s)
 note() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$OUT/timeline.log"; }

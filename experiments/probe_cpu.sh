@@ -12,11 +12,11 @@ LOG=logs/probe-cpu
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 note() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$LOG/timeline.log"; }
-python train.py --until data --out runs/probe-allmoving --workers 2 --no-progress > "$LOG/data.log" 2>&1
+python train.py --policy weak --until data --out runs/probe-allmoving --workers 2 --no-progress > "$LOG/data.log" 2>&1
 note "data (exit $?)"
 for lane in allmoving:all_moving weak:predictor; do
   (name=${lane%%:*}
-   python train.py --until slots --encoder-data ${lane#*:} --out runs/probe-$name --no-progress \
+   python train.py --policy weak --until slots --encoder-data ${lane#*:} --out runs/probe-$name --no-progress \
      > "$LOG/$name.log" 2>&1
    note "$name encoder and slots (exit $?)"
    python diagnostics/probe_slots.py --run runs/probe-$name > "$LOG/probe-$name.md" 2>&1

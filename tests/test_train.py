@@ -292,23 +292,24 @@ def test_each_policys_data_gets_its_own_slots_from_the_shared_encoder(tiny_run):
     # the encoder trains on the all-moving data whatever the predictor's policy, so runs on
     # the weak and the expert data share it; each must read the slots of its own frames
     root, _ = tiny_run
-    expert = dataclasses.replace(TINY, policy="expert")
-    out = run(expert, root / "runs" / "expert", progress=False, root=root, until="slots", workers=2)
+    assert TINY.policy == "expert"   # the presets collect with the scripted expert; weak is the other
+    weak = dataclasses.replace(TINY, policy="weak")
+    out = run(weak, root / "runs" / "weak", progress=False, root=root, until="slots", workers=2)
     info = json.loads((out / "config.json").read_text())
     enc_dir = Path(info["encoder"])
     assert enc_dir.name.endswith(config.encoder_hash(TINY))   # the same encoder folder
-    weak_files, expert_files = encoder_stage.token_files(enc_dir, TINY), encoder_stage.token_files(enc_dir, expert)
+    expert_files, weak_files = encoder_stage.token_files(enc_dir, TINY), encoder_stage.token_files(enc_dir, weak)
     assert weak_files[0].is_file() and expert_files[0].is_file() and weak_files[0] != expert_files[0]
     data = load_dataset(info["data"])
-    slots = encoder_stage.load_slots(enc_dir, expert, len(data.state))
+    slots = encoder_stage.load_slots(enc_dir, weak, len(data.state))
     model, _ = load_world_model(root / "runs" / "tiny", torch.device("cpu"))  # the same encoder
     rows = data.episode_starts[1] + np.arange(0, 30, 7)
     torch.testing.assert_close(model.encode(data.pixels[rows]), torch.from_numpy(slots[rows]), atol=1e-5, rtol=0)
     # a description naming another dataset is refused, even at the same shape
-    meta = json.loads(weak_files[1].read_text())
-    expert_files[1].write_text(json.dumps(meta))
+    meta = json.loads(expert_files[1].read_text())
+    weak_files[1].write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="another encoder or dataset"):
-        encoder_stage.load_slots(enc_dir, expert, len(data.state))
+        encoder_stage.load_slots(enc_dir, weak, len(data.state))
 
 
 def test_mask_moments_follow_each_slot_in_training_and_planning(tiny_run, tmp_path):
@@ -576,8 +577,8 @@ def test_stage_folders_are_named_by_every_field_they_depend_on():
     assert config.encoder_hash(dataclasses.replace(cfg, encoder_plain_steps=100)) != config.encoder_hash(cfg)
     assert config.encoder_hash(dataclasses.replace(cfg, encoder_data="predictor")) != config.encoder_hash(cfg)
     assert config.encoder_hash(dataclasses.replace(cfg, masked=0, lr=1e-3)) == config.encoder_hash(cfg)
-    weak, moving = config.data_config(cfg), config.encoder_data_config(cfg)
-    assert weak.policy == "weak" and config.data_dir(".", weak) != config.data_dir(".", moving)
+    expert, moving = config.data_config(cfg), config.encoder_data_config(cfg)
+    assert expert.policy == "expert" and config.data_dir(".", expert) != config.data_dir(".", moving)
 
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("epochs", -1), ("encoder_steps", 0), ("batch_size", 0),
