@@ -84,7 +84,9 @@ def probe(rows, n_fit):
             out[name][probe_name] = {"all": float(right.mean()), "own slot": float(right[~shared].mean()),
                                      "shared slot": float(right[shared].mean()) if shared.any() else None}
     xy = torch.tensor([r[3:5] for r in rows], dtype=torch.float32)
-    coef = torch.linalg.lstsq(x[:n_fit], xy[:n_fit]).solution
+    # rcond: features that sum to the constant column (one-hot colours) make x rank-deficient; without
+    # a relative cut the rank decision rested on rounding, and the fit failed in one run of the suite
+    coef = torch.linalg.lstsq(x[:n_fit], xy[:n_fit], rcond=1e-5).solution
     err = xy[n_fit:] - x[n_fit:] @ coef
     r2 = 1 - (err ** 2).mean(0) / xy[n_fit:].var(0)
     out["centre R2"] = [float(v) for v in r2]

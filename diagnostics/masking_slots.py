@@ -49,7 +49,7 @@ from collision import DT  # noqa: E402
 from common import config_to_dict  # noqa: E402
 from config import build_encoder, build_predictor, encoder_config, load_checkpoint, open_dataset, open_run  # noqa: E402
 from encoder import load_slots, resize_frames  # noqa: E402
-from files import atomic_write_json  # noqa: E402
+from files import atomic_write_json, read_json  # noqa: E402
 from masking_test import (STATE_DIM, add_errors, attention_scores, collision_hits,  # noqa: E402
                           counterfactual_cases, mean_errors, positions, report)
 from oracle_slots import SPEED_SCALE, object_states  # noqa: E402
@@ -222,6 +222,8 @@ def main(argv=None):
     parser.add_argument("--cases", type=int, default=300, help="counterfactual cases at most")
     parser.add_argument("--min-pixels", type=int, default=4, help="an object with fewer pixels has no slot")
     parser.add_argument("--fit-videos", type=int, default=200, help="training videos the position probe is fitted on")
+    parser.add_argument("--attention-only", action="store_true",
+                        help="recompute the attention part of an existing RUN/masking-test.json, keep the rest")
     args = parser.parse_args(argv)
     try:
         cfg, info, run_dir, ckpt = open_run(args.run, "collide", "the masking test reads a collide run")
@@ -242,22 +244,26 @@ def main(argv=None):
     states = object_states(data.scenes, STATE_DIM)
     K = states.shape[2]
     fit, videos = data.episodes("train")[:args.fit_videos], data.episodes("val")
-    fit_slots, fit_owners, _ = read_videos(encoder, data, fit, cfg, K, args.min_pixels)
     again, owners, pixels = read_videos(encoder, data, videos, cfg, K, args.min_pixels)
     gap = float(np.abs(again - slots[videos]).max())
     if gap > 1e-3:
         sys.exit(f"error: the encoder run again differs from the extracted slots by {gap:.3g}: extract them "
                  "again (train.py --redo slots with the run's flags)")
-    weights = fit_probe(fit_slots, fit_owners, states[fit])
-    present = states[videos, ..., 0] > 0
-    result = {"config": config_to_dict(cfg), "masked": cfg.masked, "seed": cfg.seed, "run": str(run_dir),
-              "slots": "learned", "min_pixels": args.min_pixels, "fit videos": len(fit),
-              "visible objects": round(float((owners >= 0).sum() / max(present.sum(), 1)), 4),
-              "interaction_px": interaction_errors(predictor, weights, slots, owners, states, data.scenes, videos, cfg),
-              "counterfactual_px": counterfactual_errors(predictor, weights, slots, owners, pixels, states,
-                                                         data.scenes, videos, cfg, args.cases),
-              "attention": attention_scores(predictor, slots, slot_holders(owners, cfg.n_slots), data.scenes,
-                                            videos, cfg)}
+    if args.attention_only:
+        result = read_json(run_dir / "masking-test.json")
+    else:
+        fit_slots, fit_owners, _ = read_videos(encoder, data, fit, cfg, K, args.min_pixels)
+        weights = fit_probe(fit_slots, fit_owners, states[fit])
+        present = states[videos, ..., 0] > 0
+        result = {"config": config_to_dict(cfg), "masked": cfg.masked, "seed": cfg.seed, "run": str(run_dir),
+                  "slots": "learned", "min_pixels": args.min_pixels, "fit videos": len(fit),
+                  "visible objects": round(float((owners >= 0).sum() / max(present.sum(), 1)), 4),
+                  "interaction_px": interaction_errors(predictor, weights, slots, owners, states, data.scenes,
+                                                       videos, cfg),
+                  "counterfactual_px": counterfactual_errors(predictor, weights, slots, owners, pixels, states,
+                                                             data.scenes, videos, cfg, args.cases)}
+    result["attention"] = attention_scores(predictor, slots, slot_holders(owners, cfg.n_slots),
+                                           positions(states[videos]), data.scenes, videos, cfg)
     atomic_write_json(run_dir / "masking-test.json", result)
     print(f"share of objects visible (--min-pixels or more): {result['visible objects']}")
     report(result, run_dir / "masking-test.json")

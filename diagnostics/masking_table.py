@@ -13,20 +13,33 @@ from pathlib import Path
 
 import numpy as np
 
-COLUMNS = [  # (header, part, key)
-    ("in a collision: model / const. velocity / no motion (px)", "interaction_px", ("model, collision",
-     "constant velocity, collision", "no motion, collision")),
-    ("no collision: model / const. velocity (px)", "interaction_px", ("model, no collision",
-                                                                       "constant velocity, no collision")),
-    ("counterfactual: intervened / not intervened / no motion (px)", "counterfactual_px",
-     ("intervened", "not intervened", "no motion")),
-    ("attention AUROC, A in the future / in the history", "attention", ("future", "history")),
-    ("partner share, future (uniform)", "attention", ("future",)),
+COLUMNS = [  # (header, the key path of each number in a masking-test.json)
+    ("in a collision: model / const. velocity / no motion (px)", [("interaction_px", "model, collision"),
+     ("interaction_px", "constant velocity, collision"), ("interaction_px", "no motion, collision")]),
+    ("no collision: model / const. velocity (px)", [("interaction_px", "model, no collision"),
+                                                     ("interaction_px", "constant velocity, no collision")]),
+    ("counterfactual: intervened / not intervened / no motion (px)", [("counterfactual_px", k) for k in
+                                                                      ("intervened", "not intervened", "no motion")]),
+    ("attention AUROC, A in the future / in the history", [("attention", "future", "auroc"),
+                                                           ("attention", "history", "auroc")]),
+    ("future: closeness alone / attention at a like distance (AUROC)", [
+        ("attention", "future", "closeness auroc"), ("attention", "future", "distance-matched auroc")]),
+    ("partner share, future / uniform", [("attention", "future", "partner share"),
+                                         ("attention", "future", "uniform share")]),
 ]
 
 
+def dig(result, path):
+    """The number at ``path`` in a masking-test.json, or None where an older one lacks it."""
+    for key in path:
+        if not isinstance(result, dict) or key not in result:
+            return None
+        result = result[key]
+    return result
+
+
 def cell(values):
-    """'mean' for one seed, 'mean +/- std' for several."""
+    """'mean' for one seed, 'mean +/- std' for several; '-' where no run has it."""
     values = [v for v in values if v is not None]
     if not values:
         return "-"
@@ -38,20 +51,9 @@ def cell(values):
 
 def rows(results):
     """Markdown rows, one per M, from {M: [masking-test.json dicts]}."""
-    out = []
-    for m in sorted(results):
-        runs = results[m]
-        cells = [f"{m}", f"{len(runs)}"]
-        for header, part, keys in COLUMNS:
-            if part == "attention" and header.startswith("partner"):
-                cells.append(cell([r[part]["future"]["partner share"] for r in runs]) + " ("
-                             + cell([r[part]["future"]["uniform share"] for r in runs]) + ")")
-            elif part == "attention":
-                cells.append(" / ".join(cell([r[part][k]["auroc"] for r in runs]) for k in keys))
-            else:
-                cells.append(" / ".join(cell([r[part][k] for r in runs]) for k in keys))
-        out.append("| " + " | ".join(cells) + " |")
-    return out
+    return ["| " + " | ".join([f"{m}", f"{len(results[m])}"] + [
+        " / ".join(cell([dig(r, path) for r in results[m]]) for path in paths) for _, paths in COLUMNS]) + " |"
+        for m in sorted(results)]
 
 
 def main(argv=None):
@@ -65,7 +67,7 @@ def main(argv=None):
             sys.exit(f"error: {path} is missing: run diagnostics/masking_test.py --out {run} first")
         result = json.loads(path.read_text())
         results[result["masked"]].append(result)
-    print("| M | seeds | " + " | ".join(h for h, _, _ in COLUMNS) + " |")
+    print("| M | seeds | " + " | ".join(h for h, _ in COLUMNS) + " |")
     print("|" + "---|" * (2 + len(COLUMNS)))
     print("\n".join(rows(results)))
 

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from collision import DT, WORLD_SIZE, simulate  # noqa: E402
 from common import build_parser, config_from_args, config_to_dict, setup  # noqa: E402
-from files import atomic_write_json  # noqa: E402
+from files import atomic_write_json, read_json  # noqa: E402
 from config import (COLLIDE_PRESETS, TrainConfig, build_predictor, data_config, data_dir,  # noqa: E402
                     load_checkpoint, open_dataset)
 from oracle_slots import SPEED_SCALE, object_states  # noqa: E402
@@ -217,6 +217,23 @@ def auroc(scores, labels):
     return float(greater / (len(pos) * len(neg)))
 
 
+def matched_auroc(scores, labels, distances, bins=10):
+    """``auroc`` comparing each positive only with negatives in its own distance bin (deciles of
+    ``distances`` over all pairs): what ``scores`` tell beyond how close the two are."""
+    distances, labels = np.asarray(distances, float), np.asarray(labels, bool)
+    scores = np.asarray(scores, float)
+    if not len(distances):
+        return float("nan")
+    edges = np.quantile(distances, np.linspace(0, 1, bins + 1)[1:-1])
+    which = np.searchsorted(edges, distances, side="right")
+    greater, pairs = 0.0, 0
+    for b in range(bins):
+        pos, neg = scores[(which == b) & labels], scores[(which == b) & ~labels]
+        greater += (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+        pairs += len(pos) * len(neg)
+    return float(greater / pairs) if pairs else float("nan")
+
+
 def hidden_rows(predictor, window, a, where, h, actions=None, proprio=None):
     """(V, K): the attention of token a (slot a of each frame) while hidden, summed over the
     frames of each key token k of a frame (the slots, then Push-T's action and proprio nodes) and
@@ -250,15 +267,18 @@ def true_holders(states):
     return holders
 
 
-def attention_scores(predictor, slots, holders, scenes, videos, cfg, every=2):
+def attention_scores(predictor, slots, holders, centres, scenes, videos, cfg, every=2):
     """Attention shares against the collision log, for A hidden in the future and in the
     history; windows start every ``every`` real frames. slots: (V_all, T, S, D) the predictor's
     tokens; holders(rows, frame) -> (V, S) which slots stand for one object in that frame of
-    ``videos`` and (V, S) which object each of those is (``true_holders``, or masking_slots')."""
+    ``videos`` and (V, S) which object each of those is (``true_holders``, or masking_slots');
+    centres: (V, T, K, 2) each object's true position in ``videos``, for the proximity check
+    (colliding objects are close: the AUROC of closeness alone, and attention's AUROC within
+    pairs at a like distance, ``matched_auroc``)."""
     fs, h, f, S = cfg.frameskip, cfg.n_history, cfg.n_future, cfg.n_slots
     result, chosen = {}, slots[videos]   # the videos' tokens, indexed once
     for where in ("future", "history"):
-        shares, labels, partner, uniform = [], [], [], []
+        shares, labels, partner, uniform, apart = [], [], [], [], []
         for start in range(0, slots.shape[1] - (h + f - 1) * fs, every):
             real = start + fs * np.arange(h + f)
             window = torch.from_numpy(np.ascontiguousarray(chosen[:, real])).clone()    # (V, h + f, S, D)
@@ -276,11 +296,16 @@ def attention_scores(predictor, slots, holders, scenes, videos, cfg, every=2):
                     others = [b for b in range(S) if b != a and present[i, b]]
                     shares += [share[i, b] * len(others) for b in others]   # 1 = uniform, whatever the scene's size
                     labels += [obj[i, b] in hit for b in others]
+                    apart += [float(np.linalg.norm(centres[i, real[h - 1], obj[i, a]] - centres[i, real[h - 1], obj[i, b]]))
+                              for b in others]   # px at the last observed frame
                     partners = [b for b in others if obj[i, b] in hit]
                     if partners:
                         partner.append(sum(share[i, b] for b in partners))
                         uniform.append(len(partners) / len(others))
-        result[where] = {"auroc": round(auroc(shares, labels), 4), "pairs": len(labels),
+        result[where] = {"auroc": round(auroc(shares, labels), 4),
+                         "closeness auroc": round(auroc(-np.asarray(apart), labels), 4),
+                         "distance-matched auroc": round(matched_auroc(shares, labels, apart), 4),
+                         "pairs": len(labels),
                          "colliding pairs": int(np.sum(labels)),
                          "partner share": round(float(np.mean(partner)), 4) if partner else None,
                          "uniform share": round(float(np.mean(uniform)), 4) if uniform else None}
@@ -304,6 +329,8 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     parser.add_argument("--cases", type=int, default=300, help="counterfactual cases at most")
+    parser.add_argument("--attention-only", action="store_true",
+                        help="recompute the attention part of an existing RUN/masking-test.json, keep the rest")
     args = parser.parse_args(argv)
     cfg = config_from_args(TrainConfig, COLLIDE_PRESETS, args, default_preset="cpu")
     folder = data_dir(".", data_config(cfg))
@@ -328,10 +355,12 @@ def main(argv=None):
     predictor.load_state_dict(load_checkpoint(out / "predictor.pt", config_to_dict(cfg))["model"])
     predictor.eval()
     videos = data.episodes("val")
-    result = {"config": config_to_dict(cfg), "masked": cfg.masked, "seed": cfg.seed,
-              "interaction_px": interaction_errors(predictor, states, data.scenes, videos, cfg),
-              "counterfactual_px": counterfactual_errors(predictor, states, data.scenes, videos, cfg, args.cases),
-              "attention": attention_scores(predictor, states, true_holders(states[videos]), data.scenes, videos, cfg)}
+    result = read_json(out / "masking-test.json") if args.attention_only else {
+        "config": config_to_dict(cfg), "masked": cfg.masked, "seed": cfg.seed,
+        "interaction_px": interaction_errors(predictor, states, data.scenes, videos, cfg),
+        "counterfactual_px": counterfactual_errors(predictor, states, data.scenes, videos, cfg, args.cases)}
+    result["attention"] = attention_scores(predictor, states, true_holders(states[videos]),
+                                           positions(states[videos]), data.scenes, videos, cfg)
     atomic_write_json(out / "masking-test.json", result)
     report(result, out / "masking-test.json")
 

@@ -4,11 +4,13 @@
 # time on one thread each.
 #
 #     bash experiments/masking_cpu.sh ["0 1 2 4"] ["0"]      # masked counts, then seeds
+#     FLAGS=--attention-only bash experiments/masking_cpu.sh ...  # redo only the attention part
 #
 # Logs in logs/masking-cpu; results in runs/mtest-m<M>-s<S>/masking-test.json.
 set -u
 MASKED=${1:-"0 1 2 3 4"}
 SEEDS=${2:-"0 1 2"}
+FLAGS=${FLAGS:-}   # more masking_test.py flags
 LOG=logs/masking-cpu
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -21,7 +23,7 @@ for s in $SEEDS; do for m in $MASKED; do jobs_list+=("$m:$s"); done; done
 run() {
   local m=${1%%:*} s=${1#*:}
   python diagnostics/masking_test.py --render-size 16 --masked $m --seed $s --resume --no-progress \
-    --out runs/mtest-m$m-s$s > "$LOG/m$m-s$s.log" 2>&1
+    --out runs/mtest-m$m-s$s $FLAGS >> "$LOG/m$m-s$s.log" 2>&1
   note "M = $m, seed $s (exit $?)"
 }
 for ((i = 0; i < ${#jobs_list[@]}; i += 2)); do

@@ -6,6 +6,7 @@
 # preset's (mBO 0.058): the test reads objects out of slots, so the slots must hold objects.
 #
 #     bash experiments/masking_slots_cpu.sh ["0 1"] ["0"]      # masked counts, then seeds
+#     FLAGS=--attention-only bash experiments/masking_slots_cpu.sh ...  # redo only the attention part
 #
 # Logs in logs/masking-slots-cpu; results in runs/cslots-m<M>-s<S>/masking-test.json. Runs go on
 # where they stopped when started again.
@@ -14,6 +15,7 @@ ENC="--cnn-fullres --decoder attention --decoder-rgb slot --recon-weight 20 --en
      --encoder-steps 1500 --encoder-lr 1e-3 --encoder-clip 1 --slot-init query --position-weight 5"
 MASKED=${1:-"0 1"}
 SEEDS=${2:-"0"}
+FLAGS=${FLAGS:-}   # more masking_slots.py flags
 LOG=logs/masking-slots-cpu
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1
@@ -28,7 +30,7 @@ run() {
   OMP_NUM_THREADS=1 python train.py --dataset collide $ENC --masked $m --seed $s --out runs/cslots-m$m-s$s \
     --resume --no-progress >> "$LOG/m$m-s$s.log" 2>&1
   note "M = $m, seed $s trained (exit $?)"
-  OMP_NUM_THREADS=1 python diagnostics/masking_slots.py --run runs/cslots-m$m-s$s >> "$LOG/m$m-s$s.log" 2>&1
+  OMP_NUM_THREADS=1 python diagnostics/masking_slots.py --run runs/cslots-m$m-s$s $FLAGS >> "$LOG/m$m-s$s.log" 2>&1
   note "M = $m, seed $s measured (exit $?)"
 }
 for ((i = 0; i < ${#jobs_list[@]}; i += 2)); do

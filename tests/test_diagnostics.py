@@ -237,6 +237,15 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
         assert 0 < scores["uniform share"] < 1
     assert masking_test.auroc([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == 1.0
     assert masking_test.auroc([0.5, 0.5], [1, 0]) == 0.5 and masking_test.auroc([0.1, 0.9], [1, 0]) == 0.0
+    for where in ("future", "history"):   # closeness alone, and attention within pairs at a like distance
+        scores = result["attention"][where]
+        assert 0 <= scores["closeness auroc"] <= 1 and "distance-matched auroc" in scores
+    apart, colliding = np.repeat(np.arange(10.0), 2), np.tile([True, False], 10)   # one of each per decile
+    assert masking_test.matched_auroc(np.tile([1.0, 0.0], 10), colliding, apart) == 1.0
+    # attention that only follows closeness ranks the colliding pairs first over all pairs, not within a decile
+    near = apart < 5
+    assert masking_test.auroc(-apart, near) == 1.0 and np.isnan(masking_test.matched_auroc(-apart, near, apart))
+    assert masking_test.matched_auroc(-apart, colliding, apart) == 0.5
     assert "counterfactual_px: intervened" in capsys.readouterr().out
     import masking_table
     masking_table.main([str(tmp_path / "m1"), str(tmp_path / "m1")])   # the same run twice: std 0
