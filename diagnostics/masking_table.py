@@ -22,8 +22,9 @@ COLUMNS = [  # (header, the key path of each number in a masking-test.json)
                                                                       ("intervened", "not intervened", "no motion")]),
     ("attention AUROC, A in the future / in the history", [("attention", "future", "auroc"),
                                                            ("attention", "history", "auroc")]),
-    ("future: closeness alone / attention at a like distance (AUROC)", [
-        ("attention", "future", "closeness auroc"), ("attention", "future", "distance-matched auroc")]),
+    ("future AUROC: closeness alone / closeness, attention at a like distance", [
+        ("attention", "future", "closeness auroc"), ("attention", "future", "closeness at a like distance"),
+        ("attention", "future", "distance-matched auroc")]),
     ("partner share, future / uniform", [("attention", "future", "partner share"),
                                          ("attention", "future", "uniform share")]),
 ]

@@ -273,8 +273,8 @@ def attention_scores(predictor, slots, holders, centres, scenes, videos, cfg, ev
     tokens; holders(rows, frame) -> (V, S) which slots stand for one object in that frame of
     ``videos`` and (V, S) which object each of those is (``true_holders``, or masking_slots');
     centres: (V, T, K, 2) each object's true position in ``videos``, for the proximity check
-    (colliding objects are close: the AUROC of closeness alone, and attention's AUROC within
-    pairs at a like distance, ``matched_auroc``)."""
+    (colliding objects are close: the AUROC of closeness alone, and closeness's and attention's
+    AUROC within pairs at a like distance, ``matched_auroc``)."""
     fs, h, f, S = cfg.frameskip, cfg.n_history, cfg.n_future, cfg.n_slots
     result, chosen = {}, slots[videos]   # the videos' tokens, indexed once
     for where in ("future", "history"):
@@ -304,6 +304,7 @@ def attention_scores(predictor, slots, holders, centres, scenes, videos, cfg, ev
                         uniform.append(len(partners) / len(others))
         result[where] = {"auroc": round(auroc(shares, labels), 4),
                          "closeness auroc": round(auroc(-np.asarray(apart), labels), 4),
+                         "closeness at a like distance": round(matched_auroc(-np.asarray(apart), labels, apart), 4),
                          "distance-matched auroc": round(matched_auroc(shares, labels, apart), 4),
                          "pairs": len(labels),
                          "colliding pairs": int(np.sum(labels)),

@@ -239,7 +239,8 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
     assert masking_test.auroc([0.5, 0.5], [1, 0]) == 0.5 and masking_test.auroc([0.1, 0.9], [1, 0]) == 0.0
     for where in ("future", "history"):   # closeness alone, and attention within pairs at a like distance
         scores = result["attention"][where]
-        assert 0 <= scores["closeness auroc"] <= 1 and "distance-matched auroc" in scores
+        assert 0 <= scores["closeness auroc"] <= 1
+        assert "distance-matched auroc" in scores and "closeness at a like distance" in scores
     apart, colliding = np.repeat(np.arange(10.0), 2), np.tile([True, False], 10)   # one of each per decile
     assert masking_test.matched_auroc(np.tile([1.0, 0.0], 10), colliding, apart) == 1.0
     # attention that only follows closeness ranks the colliding pairs first over all pairs, not within a decile
