@@ -99,7 +99,8 @@ def main(argv=None):
     parser.add_argument("--plan-seeds", type=int, nargs="+", default=[0, 1, 2], help="planning seeds")
     parser.add_argument("--plan-episodes", type=int, default=50, help="episodes per planning seed")
     parser.add_argument("--gifs", type=int, default=3)
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted training")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted training, and keep the "
+                        "seeds plan-<name>.json holds for the same protocol and checkpoint")
     parser.add_argument("--check-only", action="store_true", help="rollout errors only, no planning")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
@@ -147,7 +148,7 @@ def main(argv=None):
                         "config_hash": short_hash(config_to_dict(cfg))}   # recorded in the results
     plan_cfg = PlanConfig(ckpt=str(out), seeds=tuple(args.plan_seeds), episodes=args.plan_episodes,
                           gifs=args.gifs, split=args.plan_split, time_align=args.time_align,
-                          clip_actions=args.clip_actions, history=args.plan_history)
+                          clip_actions=args.clip_actions, history=args.plan_history, resume=args.resume)
     results, path = evaluate_model(plan_cfg, model, data, out / f"plan-{args.plan_name}.json")
     print(json.dumps({"success_mean": results["success_mean"], "success_std": results["success_std"],
                       "per_seed": [r["success_rate"] for r in results["seeds"].values()]}))

@@ -160,6 +160,11 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
     result = json.loads((tmp_path / "runs" / "o" / "plan-t.json").read_text())
     assert set(result["seeds"]) == {"0"} and len(result["seeds"]["0"]["successes"]) == 2
     assert result["checkpoint"]["done"] and result["checkpoint"]["path"].endswith("predictor.pt")
+    # started again with --resume (as the experiment scripts do), a finished plan is kept, not redone
+    oracle_plan.main(["--preset", "tiny", "--out", "runs/o", "--plan-seeds", "0", "--plan-episodes", "2",
+                      "--gifs", "0", "--plan-name", "t", "--resume"])
+    assert "keeping seeds 0" in capsys.readouterr().out
+    assert json.loads((tmp_path / "runs" / "o" / "plan-t.json").read_text())["seeds"] == result["seeds"]
     rows = json.loads((tmp_path / "runs" / "o" / "rollout-errors.json").read_text())
     assert [r["what"] for r in rows] == ["model", "no motion"]
     import masking_pusht
