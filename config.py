@@ -47,7 +47,7 @@ class TrainConfig:
     val_fraction: float = 0.1     # (collide: test split the same size)
     data_seed: int = 0
     policy: str = "expert"        # Push-T collection policy: expert (expert.py, ours: the paper's data was expert;
-                                  # docs/expert.md measured it) | weak (SWM's weak expert, the cpu data before stop 41)
+                                  # docs/expert.md measured it) | weak (SWM's weak expert, the cpu data before those measurements)
     expert_noise: float = 0.03    # std of the scripted expert's action noise
     # -- slot encoder (slots.SlotEncoder)
     backbone: str = "cnn"         # cnn | dinov2

@@ -114,7 +114,7 @@ DATA_PRESETS = {
 }
 
 
-def collect_episode(n_steps, seed, render_size, policy="expert", noise=0.0):
+def collect_episode(n_steps, seed, render_size, policy=PushTDataConfig.policy, noise=PushTDataConfig.expert_noise):
     """Roll out ``policy`` for ``n_steps`` env steps from a random start.
 
     "weak": SWM's weak expert (``weak_expert_action``); the block moves only when pushed.

@@ -42,8 +42,8 @@ def main():
         start = time.perf_counter()
         data = collect(cfg, Path(tmp) / "bench", workers=args.workers)
         seconds = time.perf_counter() - start
-        print(f"collect preset {args.preset!r} with the {cfg.policy} policy ({cfg.episodes} episodes, {len(data.state)} frames "
-              f"at {cfg.render_size} px) with {args.workers or os.cpu_count()} workers: "
+        print(f"collect preset {args.preset!r} with the {cfg.policy} policy ({cfg.episodes} episodes, "
+              f"{len(data.state)} frames at {cfg.render_size} px) with {args.workers or os.cpu_count()} workers: "
               f"{seconds:.1f} s ({len(data.state) / seconds:.0f} frames/s)")
 
 

@@ -26,7 +26,6 @@ and M have several runs (training seeds), their mean +/- std.
 """
 
 import argparse
-import functools
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -40,7 +39,7 @@ from common import config_from_dict  # noqa: E402
 from config import TrainConfig, build_predictor, data_config, data_dir, load_checkpoint, open_dataset  # noqa: E402
 from data import Windows  # noqa: E402
 from files import atomic_write_json, read_json  # noqa: E402
-from masking_table import cell  # noqa: E402
+from masking_table import cell, dig  # noqa: E402
 from masking_test import auroc, hidden_rows  # noqa: E402
 from oracle_plan import SLOT_DIM, object_slots, physical  # noqa: E402
 from pusht import wrap_angle  # noqa: E402
@@ -130,7 +129,7 @@ def summary_rows(results):
     for (data, m), runs in sorted(results.items()):
         cells = [data, str(m), str(len(runs))]
         for _, paths in SUMMARY:
-            cells.append(" / ".join(cell([functools.reduce(dict.get, path, r) for r in runs]) for path in paths))
+            cells.append(" / ".join(cell([dig(r, path) for r in runs]) for path in paths))
         out.append("| " + " | ".join(cells) + " |")
     return out
 

@@ -226,12 +226,11 @@ def matched_auroc(scores, labels, distances, bins=10):
         return float("nan")
     edges = np.quantile(distances, np.linspace(0, 1, bins + 1)[1:-1])
     which = np.searchsorted(edges, distances, side="right")
-    greater, pairs = 0.0, 0
-    for b in range(bins):
-        pos, neg = scores[(which == b) & labels], scores[(which == b) & ~labels]
-        greater += (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-        pairs += len(pos) * len(neg)
-    return float(greater / pairs) if pairs else float("nan")
+    masks = [which == b for b in range(bins)]
+    pairs = np.array([(labels & m).sum() * (~labels & m).sum() for m in masks])   # comparisons in each bin
+    if not pairs.sum():
+        return float("nan")
+    return float(sum(auroc(scores[m], labels[m]) * n for m, n in zip(masks, pairs) if n) / pairs.sum())
 
 
 def hidden_rows(predictor, window, a, where, h, actions=None, proprio=None):

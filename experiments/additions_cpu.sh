@@ -9,7 +9,8 @@
 #     bash experiments/additions_cpu.sh
 #
 # Logs in logs/additions-cpu; results in runs/oracle1k-m1-<name>/plan-paper.json,
-# runs/oracle1k-m1/plan-left.json and the best combination's runs/oracle1k-m1-best/plan-{paper,clip}.json. Runs go on where they stopped when started again.
+# runs/oracle1k-m1/plan-left.json and the best combination's runs/oracle1k-m1-best/plan-{paper,clip}.json.
+# Runs go on where they stopped when started again (training and planning seeds).
 set -u
 LOG=logs/additions-cpu
 mkdir -p "$LOG"
