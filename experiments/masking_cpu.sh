@@ -5,12 +5,14 @@
 #
 #     bash experiments/masking_cpu.sh ["0 1 2 4"] ["0"]      # masked counts, then seeds
 #     FLAGS=--attention-only bash experiments/masking_cpu.sh ...  # redo only the attention part
+#     NAME=mtest30 FLAGS="--epochs 30" bash experiments/masking_cpu.sh "0 1"   # 3x the training
 #
-# Logs in logs/masking-cpu; results in runs/mtest-m<M>-s<S>/masking-test.json.
+# Logs in logs/masking-cpu; results in runs/<NAME>-m<M>-s<S>/masking-test.json (NAME: mtest).
 set -u
 MASKED=${1:-"0 1 2 3 4"}
 SEEDS=${2:-"0 1 2"}
 FLAGS=${FLAGS:-}   # more masking_test.py flags
+NAME=${NAME:-mtest}
 LOG=logs/masking-cpu
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -23,8 +25,8 @@ for s in $SEEDS; do for m in $MASKED; do jobs_list+=("$m:$s"); done; done
 run() {
   local m=${1%%:*} s=${1#*:}
   python diagnostics/masking_test.py --render-size 16 --masked $m --seed $s --resume --no-progress \
-    --out runs/mtest-m$m-s$s $FLAGS >> "$LOG/m$m-s$s.log" 2>&1
-  note "M = $m, seed $s (exit $?)"
+    --out runs/$NAME-m$m-s$s $FLAGS >> "$LOG/$NAME-m$m-s$s.log" 2>&1
+  note "$NAME M = $m, seed $s (exit $?)"
 }
 for ((i = 0; i < ${#jobs_list[@]}; i += 2)); do
   run "${jobs_list[i]}" &
