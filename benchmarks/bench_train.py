@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py --presets cpu paper --steps 20 [--precision bf16]
     python benchmarks/bench_train.py --presets cpu --models c-jepa dino-wm --patch-grid 4 8
+    python benchmarks/bench_train.py --presets cpu --models dino-wm --patch-grid 8 --dropout 0
 
 Times forward + backward + AdamW step of the predictor on random token windows of the
 preset's shape (no data loading), after a few warm-up steps; with --models, each model of the
@@ -58,17 +59,23 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="as train.py --precision")
+    parser.add_argument("--dropout", type=float, default=None,
+                        help="the predictor's dropout instead of the preset's (0.1): on a CPU, attention with "
+                             "dropout leaves PyTorch's fused kernel for the written-out one")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.precision}")
     for name in args.presets:
         for model in args.models:
             cfg = dataclasses.replace(PRESETS[name], **MODELS[model]) if model else PRESETS[name]
+            if args.dropout is not None:
+                cfg = dataclasses.replace(cfg, dropout=args.dropout)
             grids = args.patch_grid if cfg.tokens == "patches" and args.patch_grid else [cfg.patch_grid]
             for grid in grids:
                 cfg = dataclasses.replace(cfg, patch_grid=grid)
                 what = f"preset {name}" + (f", {model}" if model else "") + (
-                    f" ({grid} x {grid} patches)" if cfg.tokens == "patches" else "")
+                    f" ({grid} x {grid} patches)" if cfg.tokens == "patches" else "") + (
+                    f", dropout {cfg.dropout:g}" if args.dropout is not None else "")
                 rate, per_step, n_params = throughput(cfg, args.steps, device, args.precision)
                 print(f"{what}: {n_params / 1e6:.2f} M parameters, batch {cfg.batch_size}, "
                       f"{tokens_per_frame(cfg)} tokens a frame: {rate:.0f} samples/s ({per_step * 1000:.0f} ms/step)")

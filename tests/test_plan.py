@@ -378,3 +378,6 @@ def test_training_benchmark_times_each_model_at_each_patch_grid(capsys):
     assert [line.split(":")[0] for line in lines] == [
         "preset tiny, c-jepa", "preset tiny, dino-wm (2 x 2 patches)", "preset tiny, dino-wm (4 x 4 patches)"]
     assert [line.split(", ")[-1].split(" tokens")[0] for line in lines] == ["4", "4", "16"]
+    bench_train.main(["--presets", "tiny", "--models", "dino-wm", "--patch-grid", "2", "--dropout", "0",
+                      "--steps", "1", "--device", "cpu"])
+    assert "preset tiny, dino-wm (2 x 2 patches), dropout 0:" in capsys.readouterr().out
