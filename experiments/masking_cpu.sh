@@ -6,13 +6,18 @@
 #     bash experiments/masking_cpu.sh ["0 1 2 4"] ["0"]      # masked counts, then seeds
 #     FLAGS=--attention-only bash experiments/masking_cpu.sh ...  # redo only the attention part
 #     NAME=mtest30 FLAGS="--epochs 30" bash experiments/masking_cpu.sh "0 1"   # 3x the training
+#     NAME=mtest60 FROM=mtest30 FLAGS="--epochs 60" bash experiments/masking_cpu.sh "0 1"
 #
-# Logs in logs/masking-cpu; results in runs/<NAME>-m<M>-s<S>/masking-test.json (NAME: mtest).
+# FROM: a new run starts as a copy of runs/<FROM>-m<M>-s<S> (its predictor and log, not its
+# results), and --resume trains it on; the learning rate is constant, so that is the run of the
+# longer budget from the start. Logs in logs/masking-cpu; results in
+# runs/<NAME>-m<M>-s<S>/masking-test.json (NAME: mtest).
 set -u
 MASKED=${1:-"0 1 2 3 4"}
 SEEDS=${2:-"0 1 2"}
 FLAGS=${FLAGS:-}   # more masking_test.py flags
 NAME=${NAME:-mtest}
+FROM=${FROM:-}
 LOG=logs/masking-cpu
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -24,6 +29,9 @@ jobs_list=()
 for s in $SEEDS; do for m in $MASKED; do jobs_list+=("$m:$s"); done; done
 run() {
   local m=${1%%:*} s=${1#*:}
+  if [ -n "$FROM" ] && [ ! -e runs/$NAME-m$m-s$s ]; then
+    mkdir -p runs/$NAME-m$m-s$s && cp runs/$FROM-m$m-s$s/{config.json,log.jsonl,predictor.pt} runs/$NAME-m$m-s$s/
+  fi
   python diagnostics/masking_test.py --render-size 16 --masked $m --seed $s --resume --no-progress \
     --out runs/$NAME-m$m-s$s $FLAGS >> "$LOG/$NAME-m$m-s$s.log" 2>&1
   note "$NAME M = $m, seed $s (exit $?)"
