@@ -340,7 +340,7 @@ def main(argv=None):
         sys.exit(f"error: no {folder}: make it first with python train.py --dataset collide --until data "
                  "and the same data flags (--episodes, --render-size, ...)")
     data = open_dataset(cfg, folder)
-    states = object_states(data.scenes, STATE_DIM)                        # (V, T, K, D)
+    states = object_states(data.scenes, STATE_DIM, progress=not args.no_progress)  # (V, T, K, D)
     cfg = dataclasses.replace(cfg, n_slots=states.shape[2], slot_dim=STATE_DIM)
     if not 0 <= cfg.masked <= cfg.n_slots:
         sys.exit(f"error: --masked must be between 0 and {cfg.n_slots} objects, got {cfg.masked}")

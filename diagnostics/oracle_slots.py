@@ -25,7 +25,7 @@ from collision import COLORS, SHAPES, WORLD_SIZE, simulate  # noqa: E402
 SPEED_SCALE = 300.0
 
 
-def object_states(scenes, dim):
+def object_states(scenes, dim, progress=True):
     """scenes (list of scene dicts) -> float32 (V, T, K, dim), K the most objects in a scene."""
     colours = list(COLORS)
     width = 5 + len(colours) + len(SHAPES)
@@ -34,7 +34,7 @@ def object_states(scenes, dim):
     n_frames = scenes[0]["n_frames"]
     K = max(len(scene["objects"]) for scene in scenes)
     out = np.zeros((len(scenes), n_frames, K, dim), np.float32)
-    for v, scene in enumerate(tqdm(scenes, desc="simulate", unit="video")):
+    for v, scene in enumerate(tqdm(scenes, desc="simulate", unit="video", disable=not progress)):
         trajectory = simulate(scene)
         for k, obj in enumerate(scene["objects"]):
             out[v, :, k, 0] = 1
