@@ -60,7 +60,7 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="as train.py --precision")
     parser.add_argument("--dropout", type=float, default=None,
-                        help="the predictor's dropout instead of the preset's (0.1): on a CPU, attention with "
+                        help="the predictor's dropout instead of the preset's: on a CPU, attention with "
                              "dropout leaves PyTorch's fused kernel for the written-out one")
     args = parser.parse_args(argv)
     device = torch.device(args.device)

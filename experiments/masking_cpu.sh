@@ -30,6 +30,9 @@ for s in $SEEDS; do for m in $MASKED; do jobs_list+=("$m:$s"); done; done
 run() {
   local m=${1%%:*} s=${1#*:}
   if [ -n "$FROM" ] && [ ! -e runs/$NAME-m$m-s$s ]; then
+    if [ ! -f runs/$FROM-m$m-s$s/predictor.pt ]; then
+      note "$NAME M = $m, seed $s: no runs/$FROM-m$m-s$s/predictor.pt to start from (skipped)"; return
+    fi
     mkdir -p runs/$NAME-m$m-s$s && cp runs/$FROM-m$m-s$s/{config.json,log.jsonl,predictor.pt} runs/$NAME-m$m-s$s/
   fi
   python diagnostics/masking_test.py --render-size 16 --masked $m --seed $s --resume --no-progress \
