@@ -7,15 +7,22 @@
 #
 #     bash experiments/masking_slots_cpu.sh ["0 1"] ["0"]      # masked counts, then seeds
 #     FLAGS=--attention-only bash experiments/masking_slots_cpu.sh ...  # redo only the attention part
+#     NAME=cslots30 FROM=cslots TRAIN="--epochs 30" bash experiments/masking_slots_cpu.sh "0 1" "0 1 2"
 #
-# Logs in logs/masking-slots-cpu; results in runs/cslots-m<M>-s<S>/masking-test.json. Runs go on
-# where they stopped when started again.
+# FROM: a new run starts as a copy of runs/<FROM>-m<M>-s<S> (its predictor and log, not its
+# results), and --resume trains it on to TRAIN's --epochs; the learning rate is constant, so that
+# is the run of the longer budget from the start. Logs in logs/masking-slots-cpu; results in
+# runs/<NAME>-m<M>-s<S>/masking-test.json (NAME: cslots). Runs go on where they stopped when
+# started again.
 set -u
 ENC="--cnn-fullres --decoder attention --decoder-rgb slot --recon-weight 20 --encoder-clip-len 4 --encoder-batch 8
      --encoder-steps 1500 --encoder-lr 1e-3 --encoder-clip 1 --slot-init query --position-weight 5"
 MASKED=${1:-"0 1"}
 SEEDS=${2:-"0"}
 FLAGS=${FLAGS:-}   # more masking_slots.py flags
+TRAIN=${TRAIN:-}   # more train.py flags for the predictors
+NAME=${NAME:-cslots}
+FROM=${FROM:-}
 LOG=logs/masking-slots-cpu
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1
@@ -26,12 +33,18 @@ note "data, encoder and slots (exit $?)"
 jobs_list=()
 for s in $SEEDS; do for m in $MASKED; do jobs_list+=("$m:$s"); done; done
 run() {
-  local m=${1%%:*} s=${1#*:}
-  OMP_NUM_THREADS=1 python train.py --dataset collide $ENC --masked $m --seed $s --out runs/cslots-m$m-s$s \
-    --resume --no-progress >> "$LOG/m$m-s$s.log" 2>&1
-  note "M = $m, seed $s trained (exit $?)"
-  OMP_NUM_THREADS=1 python diagnostics/masking_slots.py --run runs/cslots-m$m-s$s $FLAGS >> "$LOG/m$m-s$s.log" 2>&1
-  note "M = $m, seed $s measured (exit $?)"
+  local m=${1%%:*} s=${1#*:} run=runs/$NAME-m${1%%:*}-s${1#*:}
+  if [ -n "$FROM" ] && [ ! -e $run ]; then
+    if [ ! -f runs/$FROM-m$m-s$s/predictor.pt ]; then
+      note "$NAME M = $m, seed $s: no runs/$FROM-m$m-s$s/predictor.pt to start from (skipped)"; return
+    fi
+    mkdir -p $run && cp runs/$FROM-m$m-s$s/{config.json,log.jsonl,predictor.pt} $run/
+  fi
+  OMP_NUM_THREADS=1 python train.py --dataset collide $ENC --masked $m --seed $s --out $run $TRAIN \
+    --resume --no-progress >> "$LOG/$NAME-m$m-s$s.log" 2>&1
+  note "$NAME M = $m, seed $s trained (exit $?)"
+  OMP_NUM_THREADS=1 python diagnostics/masking_slots.py --run $run $FLAGS >> "$LOG/$NAME-m$m-s$s.log" 2>&1
+  note "$NAME M = $m, seed $s measured (exit $?)"
 }
 for ((i = 0; i < ${#jobs_list[@]}; i += 2)); do
   run "${jobs_list[i]}" &
