@@ -1,17 +1,26 @@
 """The masking test's numbers as one markdown table: mean +/- std over seeds, one row per M.
 
     python diagnostics/masking_table.py runs/mtest-m*-s*
+    python diagnostics/masking_table.py runs/mtest-m[01]-s* runs/mtest30-m[01]-s* runs/mtest60-m*-s* \
+        --plot docs/masking_budget.png
 
-Reads each run's masking-test.json (diagnostics/masking_test.py) and groups the runs by M.
+Reads each run's masking-test.json (diagnostics/masking_test.py) and groups the runs by M, and
+by training budget (epochs) where the runs have more than one. ``--plot`` also draws three of
+the numbers against the budget, one line per M through the seeds' mean, each seed a dot.
 """
 
 import argparse
+import io
 import json
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from files import atomic_write_bytes  # noqa: E402
 
 COLUMNS = [  # (header, the key path of each number in a masking-test.json)
     ("in a collision: model / const. velocity / no motion (px)", [("interaction_px", "model, collision"),
@@ -50,16 +59,79 @@ def cell(values):
     return f"{np.mean(values):.3g} +/- {spread:.2g}"
 
 
-def rows(results):
-    """Markdown rows, one per M, from {M: [masking-test.json dicts]}."""
-    return ["| " + " | ".join([f"{m}", f"{len(results[m])}"] + [
-        " / ".join(cell([dig(r, path) for r in results[m]]) for path in paths) for _, paths in COLUMNS]) + " |"
-        for m in sorted(results)]
+def rows(results, budgets=False):
+    """Markdown rows, one per M (and budget), from {(epochs, M): [masking-test.json dicts]}."""
+    return ["| " + " | ".join(([f"{epochs}"] if budgets else []) + [f"{m}", f"{len(results[epochs, m])}"] + [
+        " / ".join(cell([dig(r, path) for r in results[epochs, m]]) for path in paths) for _, paths in COLUMNS])
+        + " |" for epochs, m in sorted(results)]
+
+
+PLOTTED = [  # (panel title, key path, reference lines: (a number or a key path, label))
+    ("attention AUROC, future frames", ("attention", "future", "auroc"), [(0.5, "chance")]),
+    ("the same at a like distance", ("attention", "future", "distance-matched auroc"),
+     [(0.5, "chance"), (("attention", "future", "closeness at a like distance"), "closeness")]),
+    ("forecast without a collision (px)", ("interaction_px", "model, no collision"), []),
+]
+M_COLOURS = [(40, 40, 40), (200, 60, 40), (40, 110, 200), (120, 160, 40), (150, 70, 170)]
+PANEL_W, PANEL_H, MARGIN = 250, 190, 50
+
+
+def plot(results, out):
+    """One panel per PLOTTED number: x the budgets (evenly spaced), y the number; per M a line
+    through the seeds' means and a dot per seed."""
+    budgets = sorted({epochs for epochs, _ in results})
+    masked = sorted({m for _, m in results})
+    image = Image.new("RGB", (len(PLOTTED) * (PANEL_W + MARGIN) + MARGIN, PANEL_H + 2 * MARGIN + 20), "white")
+    draw = ImageDraw.Draw(image)
+    first = next(iter(results.values()))[0]
+    for i, (title, path, references) in enumerate(PLOTTED):
+        x0, y0 = MARGIN + i * (PANEL_W + MARGIN), MARGIN
+        values = [v for group in results.values() for r in group if (v := dig(r, path)) is not None]
+        lines = [(ref if isinstance(ref, float) else dig(first, ref), label) for ref, label in references]
+        lines = [(v, label) for v, label in lines if v is not None]
+        low, high = min(values + [v for v, _ in lines]), max(values + [v for v, _ in lines])
+        low, high = low - 0.05 * (high - low + 1e-9), high + 0.05 * (high - low + 1e-9)
+        x_at = {b: x0 + (j + 0.5) * PANEL_W / len(budgets) for j, b in enumerate(budgets)}
+        y_at = lambda v: y0 + PANEL_H * (high - v) / (high - low)  # noqa: E731
+        draw.text((x0, y0 - 28), title, fill=(0, 0, 0))
+        draw.rectangle([x0, y0, x0 + PANEL_W, y0 + PANEL_H], outline=(160, 160, 160))
+        for v in (low, high):
+            draw.text((x0 - 44, y_at(v) - 6), f"{v:.3g}", fill=(90, 90, 90))
+        for b in budgets:
+            draw.text((x_at[b] - 8, y0 + PANEL_H + 4), f"{b}", fill=(90, 90, 90))
+        draw.text((x0 + PANEL_W / 2 - 20, y0 + PANEL_H + 16), "epochs", fill=(90, 90, 90))
+        for value, label in lines:   # dashed
+            y = y_at(value)
+            for x in range(int(x0), int(x0 + PANEL_W), 8):
+                draw.line([x, y, x + 4, y], fill=(160, 160, 160))
+            draw.text((x0 + 4, y - 12), f"{label} {value:.3g}", fill=(120, 120, 120))
+        for k, m in enumerate(masked):
+            colour = M_COLOURS[k % len(M_COLOURS)]
+            points = []
+            for b in budgets:
+                seeds = [dig(r, path) for r in results.get((b, m), [])]
+                seeds = [v for v in seeds if v is not None]
+                for v in seeds:
+                    draw.ellipse([x_at[b] - 2, y_at(v) - 2, x_at[b] + 2, y_at(v) + 2], fill=colour)
+                if seeds:
+                    points.append((x_at[b], y_at(float(np.mean(seeds)))))
+            if len(points) > 1:
+                draw.line(points, fill=colour, width=2)
+            for x, y in points:
+                draw.rectangle([x - 4, y - 1, x + 4, y + 1], fill=colour)
+    for k, m in enumerate(masked):   # the legend
+        x = MARGIN + k * 70
+        draw.rectangle([x, PANEL_H + 2 * MARGIN + 6, x + 14, PANEL_H + 2 * MARGIN + 8], fill=M_COLOURS[k % len(M_COLOURS)])
+        draw.text((x + 18, PANEL_H + 2 * MARGIN + 1), f"M = {m}", fill=(0, 0, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write_bytes(Path(out), buffer.getvalue())
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run folders of masking_test.py")
+    parser.add_argument("--plot", help="also draw the numbers against the training budget into this PNG")
     args = parser.parse_args(argv)
     results = defaultdict(list)
     for run in args.runs:
@@ -67,10 +139,14 @@ def main(argv=None):
         if not path.is_file():
             sys.exit(f"error: {path} is missing: run diagnostics/masking_test.py --out {run} first")
         result = json.loads(path.read_text())
-        results[result["masked"]].append(result)
-    print("| M | seeds | " + " | ".join(h for h, _ in COLUMNS) + " |")
-    print("|" + "---|" * (2 + len(COLUMNS)))
-    print("\n".join(rows(results)))
+        results[result["config"]["epochs"], result["masked"]].append(result)
+    budgets = len({epochs for epochs, _ in results}) > 1
+    print("| " + ("epochs | " if budgets else "") + "M | seeds | " + " | ".join(h for h, _ in COLUMNS) + " |")
+    print("|" + "---|" * (budgets + 2 + len(COLUMNS)))
+    print("\n".join(rows(results, budgets)))
+    if args.plot:
+        plot(results, args.plot)
+        print(f"wrote {args.plot}")
 
 
 if __name__ == "__main__":

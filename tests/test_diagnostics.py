@@ -259,6 +259,17 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
     assert row.startswith("| 1 | 2 | ") and f"{inter['model, collision']:.3g} +/- 0 /" in row
     with pytest.raises(SystemExit, match="masking-test.json is missing"):
         masking_table.main([str(tmp_path / "none")])
+    longer = dict(result, config=dict(result["config"], epochs=result["config"]["epochs"] * 3))
+    (tmp_path / "m1-longer").mkdir()
+    (tmp_path / "m1-longer" / "masking-test.json").write_text(json.dumps(longer))
+    masking_table.main([str(tmp_path / "m1"), str(tmp_path / "m1-longer"), "--plot", str(tmp_path / "budget.png")])
+    table = capsys.readouterr().out.splitlines()   # two budgets: a row each, under an epochs column
+    epochs = result["config"]["epochs"]
+    assert table[0].startswith("| epochs | M | seeds |")
+    assert table[2].startswith(f"| {epochs} | 1 | 1 |") and table[3].startswith(f"| {3 * epochs} | 1 | 1 |")
+    with Image.open(tmp_path / "budget.png") as picture:
+        assert picture.width == len(masking_table.PLOTTED) * (masking_table.PANEL_W + masking_table.MARGIN) + \
+            masking_table.MARGIN
     import masking_figure
     masking_figure.main(["--runs", str(tmp_path / "m1"), str(tmp_path / "m1"), "--cases", "1",
                          "--out", str(tmp_path / "masking.png")])
