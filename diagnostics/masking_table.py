@@ -73,28 +73,39 @@ PLOTTED = [  # (panel title, key path, reference lines: (a number or a key path,
     ("forecast without a collision (px)", ("interaction_px", "model, no collision"), []),
 ]
 M_COLOURS = [(40, 40, 40), (200, 60, 40), (40, 110, 200), (120, 160, 40), (150, 70, 170)]
-PANEL_W, PANEL_H, MARGIN = 250, 190, 50
+PANEL_W, PANEL_H, MARGIN = 250, 190, 70
+
+
+def numbers(group, path):
+    """The finite numbers at ``path`` in a list of masking-test.json dicts (an AUROC with no pair
+    to rank is NaN; an older file may lack the key)."""
+    return [float(v) for r in group if (v := dig(r, path)) is not None and np.isfinite(v)]
 
 
 def plot(results, out):
     """One panel per PLOTTED number: x the budgets (evenly spaced), y the number; per M a line
-    through the seeds' means and a dot per seed."""
+    through the seeds' means and a dot per seed. Returns {(panel, M): [(epochs, mean), ...]}."""
     budgets = sorted({epochs for epochs, _ in results})
     masked = sorted({m for _, m in results})
+    every = [r for group in results.values() for r in group]
     image = Image.new("RGB", (len(PLOTTED) * (PANEL_W + MARGIN) + MARGIN, PANEL_H + 2 * MARGIN + 20), "white")
     draw = ImageDraw.Draw(image)
-    first = next(iter(results.values()))[0]
+    means = {}
     for i, (title, path, references) in enumerate(PLOTTED):
         x0, y0 = MARGIN + i * (PANEL_W + MARGIN), MARGIN
-        values = [v for group in results.values() for r in group if (v := dig(r, path)) is not None]
-        lines = [(ref if isinstance(ref, float) else dig(first, ref), label) for ref, label in references]
-        lines = [(v, label) for v, label in lines if v is not None]
-        low, high = min(values + [v for v, _ in lines]), max(values + [v for v, _ in lines])
-        low, high = low - 0.05 * (high - low + 1e-9), high + 0.05 * (high - low + 1e-9)
-        x_at = {b: x0 + (j + 0.5) * PANEL_W / len(budgets) for j, b in enumerate(budgets)}
-        y_at = lambda v: y0 + PANEL_H * (high - v) / (high - low)  # noqa: E731
         draw.text((x0, y0 - 28), title, fill=(0, 0, 0))
         draw.rectangle([x0, y0, x0 + PANEL_W, y0 + PANEL_H], outline=(160, 160, 160))
+        values = numbers(every, path)
+        if not values:
+            draw.text((x0 + 8, y0 + PANEL_H / 2), "no run has this number", fill=(120, 120, 120))
+            continue
+        lines = [(ref, label) if isinstance(ref, (int, float)) else (np.mean(numbers(every, ref)), label)
+                 for ref, label in references if isinstance(ref, (int, float)) or numbers(every, ref)]
+        low, high = min(values + [v for v, _ in lines]), max(values + [v for v, _ in lines])
+        pad = 0.05 * (high - low) or 0.05 * max(abs(high), 1.0)
+        low, high = low - pad, high + pad
+        x_at = {b: x0 + (j + 0.5) * PANEL_W / len(budgets) for j, b in enumerate(budgets)}
+        y_at = lambda v: y0 + PANEL_H * (high - v) / (high - low)  # noqa: E731
         for v in (low, high):
             draw.text((x0 - 44, y_at(v) - 6), f"{v:.3g}", fill=(90, 90, 90))
         for b in budgets:
@@ -107,14 +118,14 @@ def plot(results, out):
             draw.text((x0 + 4, y - 12), f"{label} {value:.3g}", fill=(120, 120, 120))
         for k, m in enumerate(masked):
             colour = M_COLOURS[k % len(M_COLOURS)]
-            points = []
+            means[i, m] = []
             for b in budgets:
-                seeds = [dig(r, path) for r in results.get((b, m), [])]
-                seeds = [v for v in seeds if v is not None]
+                seeds = numbers(results.get((b, m), []), path)
                 for v in seeds:
                     draw.ellipse([x_at[b] - 2, y_at(v) - 2, x_at[b] + 2, y_at(v) + 2], fill=colour)
                 if seeds:
-                    points.append((x_at[b], y_at(float(np.mean(seeds)))))
+                    means[i, m].append((b, float(np.mean(seeds))))
+            points = [(x_at[b], y_at(v)) for b, v in means[i, m]]
             if len(points) > 1:
                 draw.line(points, fill=colour, width=2)
             for x, y in points:
@@ -126,6 +137,7 @@ def plot(results, out):
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     atomic_write_bytes(Path(out), buffer.getvalue())
+    return means
 
 
 def main(argv=None):

@@ -18,6 +18,7 @@ SEEDS=${2:-"0 1 2"}
 FLAGS=${FLAGS:-}   # more masking_test.py flags
 NAME=${NAME:-mtest}
 FROM=${FROM:-}
+if [ -n "$FROM" ] && [ "$FROM" = "$NAME" ]; then echo "error: FROM=$FROM must differ from NAME" >&2; exit 1; fi
 LOG=logs/masking-cpu
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -29,11 +30,14 @@ jobs_list=()
 for s in $SEEDS; do for m in $MASKED; do jobs_list+=("$m:$s"); done; done
 run() {
   local m=${1%%:*} s=${1#*:}
-  if [ -n "$FROM" ] && [ ! -e runs/$NAME-m$m-s$s ]; then
-    if [ ! -f runs/$FROM-m$m-s$s/predictor.pt ]; then
+  if [ -n "$FROM" ] && [ ! -f "runs/$NAME-m$m-s$s/predictor.pt" ]; then   # copied whole or not at all
+    if [ ! -f "runs/$FROM-m$m-s$s/predictor.pt" ]; then
       note "$NAME M = $m, seed $s: no runs/$FROM-m$m-s$s/predictor.pt to start from (skipped)"; return
     fi
-    mkdir -p runs/$NAME-m$m-s$s && cp runs/$FROM-m$m-s$s/{config.json,log.jsonl,predictor.pt} runs/$NAME-m$m-s$s/
+    rm -rf "runs/$NAME-m$m-s$s.copy" && mkdir -p "runs/$NAME-m$m-s$s.copy" &&
+      cp "runs/$FROM-m$m-s$s/"{config.json,log.jsonl,predictor.pt} "runs/$NAME-m$m-s$s.copy/" &&
+      rm -rf "runs/$NAME-m$m-s$s" && mv "runs/$NAME-m$m-s$s.copy" "runs/$NAME-m$m-s$s" ||
+      { note "$NAME M = $m, seed $s: copying runs/$FROM-m$m-s$s failed (skipped)"; return; }
   fi
   python diagnostics/masking_test.py --render-size 16 --masked $m --seed $s --resume --no-progress \
     --out runs/$NAME-m$m-s$s $FLAGS >> "$LOG/$NAME-m$m-s$s.log" 2>&1

@@ -11,7 +11,8 @@
 #
 # FROM: a new run starts as a copy of runs/<FROM>-m<M>-s<S> (its predictor and log, not its
 # results), and --resume trains it on to TRAIN's --epochs; the learning rate is constant, so that
-# is the run of the longer budget from the start. Logs in logs/masking-slots-cpu; results in
+# is the run of the longer budget from the start. Logs in logs/masking-slots-cpu/<NAME>-m<M>-s<S>.log
+# (runs made before NAME existed logged to m<M>-s<S>.log); results in
 # runs/<NAME>-m<M>-s<S>/masking-test.json (NAME: cslots). Runs go on where they stopped when
 # started again.
 set -u
@@ -23,6 +24,7 @@ FLAGS=${FLAGS:-}   # more masking_slots.py flags
 TRAIN=${TRAIN:-}   # more train.py flags for the predictors
 NAME=${NAME:-cslots}
 FROM=${FROM:-}
+if [ -n "$FROM" ] && [ "$FROM" = "$NAME" ]; then echo "error: FROM=$FROM must differ from NAME" >&2; exit 1; fi
 LOG=logs/masking-slots-cpu
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1
@@ -33,17 +35,21 @@ note "data, encoder and slots (exit $?)"
 jobs_list=()
 for s in $SEEDS; do for m in $MASKED; do jobs_list+=("$m:$s"); done; done
 run() {
-  local m=${1%%:*} s=${1#*:} run=runs/$NAME-m${1%%:*}-s${1#*:}
-  if [ -n "$FROM" ] && [ ! -e $run ]; then
-    if [ ! -f runs/$FROM-m$m-s$s/predictor.pt ]; then
+  local m=${1%%:*} s=${1#*:}
+  local dir=runs/$NAME-m$m-s$s
+  if [ -n "$FROM" ] && [ ! -f "$dir/predictor.pt" ]; then   # copied whole or not at all
+    if [ ! -f "runs/$FROM-m$m-s$s/predictor.pt" ]; then
       note "$NAME M = $m, seed $s: no runs/$FROM-m$m-s$s/predictor.pt to start from (skipped)"; return
     fi
-    mkdir -p $run && cp runs/$FROM-m$m-s$s/{config.json,log.jsonl,predictor.pt} $run/
+    rm -rf "$dir.copy" && mkdir -p "$dir.copy" &&
+      cp "runs/$FROM-m$m-s$s/"{config.json,log.jsonl,predictor.pt} "$dir.copy/" &&
+      rm -rf "$dir" && mv "$dir.copy" "$dir" ||
+      { note "$NAME M = $m, seed $s: copying runs/$FROM-m$m-s$s failed (skipped)"; return; }
   fi
-  OMP_NUM_THREADS=1 python train.py --dataset collide $ENC --masked $m --seed $s --out $run $TRAIN \
+  OMP_NUM_THREADS=1 python train.py --dataset collide $ENC --masked $m --seed $s --out "$dir" $TRAIN \
     --resume --no-progress >> "$LOG/$NAME-m$m-s$s.log" 2>&1
   note "$NAME M = $m, seed $s trained (exit $?)"
-  OMP_NUM_THREADS=1 python diagnostics/masking_slots.py --run $run $FLAGS >> "$LOG/$NAME-m$m-s$s.log" 2>&1
+  OMP_NUM_THREADS=1 python diagnostics/masking_slots.py --run "$dir" $FLAGS >> "$LOG/$NAME-m$m-s$s.log" 2>&1
   note "$NAME M = $m, seed $s measured (exit $?)"
 }
 for ((i = 0; i < ${#jobs_list[@]}; i += 2)); do

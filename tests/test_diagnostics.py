@@ -270,6 +270,15 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
     with Image.open(tmp_path / "budget.png") as picture:
         assert picture.width == len(masking_table.PLOTTED) * (masking_table.PANEL_W + masking_table.MARGIN) + \
             masking_table.MARGIN
+    # the plotted means: per M and budget over the seeds, NaN (an AUROC with no pair to rank) left out
+    future = result["attention"]["future"]
+    unranked = dict(result, attention=dict(result["attention"], future=dict(future, auroc=float("nan"))))
+    other = dict(result, masked=0, attention=dict(result["attention"], future=dict(future, auroc=0.25)))
+    means = masking_table.plot({(epochs, 1): [result, unranked], (3 * epochs, 1): [longer], (epochs, 0): [other]},
+                               tmp_path / "budget.png")
+    assert means[0, 1] == [(epochs, future["auroc"]), (3 * epochs, future["auroc"])]
+    assert means[0, 0] == [(epochs, 0.25)]
+    assert means[2, 1] == [(epochs, inter["model, no collision"]), (3 * epochs, inter["model, no collision"])]
     import masking_figure
     masking_figure.main(["--runs", str(tmp_path / "m1"), str(tmp_path / "m1"), "--cases", "1",
                          "--out", str(tmp_path / "masking.png")])
