@@ -22,6 +22,7 @@ if [ -n "$FROM" ] && [ "$FROM" = "$NAME" ]; then echo "error: FROM=$FROM must di
 LOG=logs/masking-cpu
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+source "$(dirname "$0")/start_from.sh"
 note() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$LOG/timeline.log"; }
 python train.py --dataset collide --render-size 16 --until data --out runs/mtest-data --workers 2 \
   --no-progress > "$LOG/data.log" 2>&1
@@ -30,14 +31,9 @@ jobs_list=()
 for s in $SEEDS; do for m in $MASKED; do jobs_list+=("$m:$s"); done; done
 run() {
   local m=${1%%:*} s=${1#*:}
-  if [ -n "$FROM" ] && [ ! -f "runs/$NAME-m$m-s$s/predictor.pt" ]; then   # copied whole or not at all
-    if [ ! -f "runs/$FROM-m$m-s$s/predictor.pt" ]; then
-      note "$NAME M = $m, seed $s: no runs/$FROM-m$m-s$s/predictor.pt to start from (skipped)"; return
-    fi
-    rm -rf "runs/$NAME-m$m-s$s.copy" && mkdir -p "runs/$NAME-m$m-s$s.copy" &&
-      cp "runs/$FROM-m$m-s$s/"{config.json,log.jsonl,predictor.pt} "runs/$NAME-m$m-s$s.copy/" &&
-      rm -rf "runs/$NAME-m$m-s$s" && mv "runs/$NAME-m$m-s$s.copy" "runs/$NAME-m$m-s$s" ||
-      { note "$NAME M = $m, seed $s: copying runs/$FROM-m$m-s$s failed (skipped)"; return; }
+  if [ -n "$FROM" ]; then
+    local why
+    why=$(start_from "runs/$FROM-m$m-s$s" "runs/$NAME-m$m-s$s") || { note "$NAME M = $m, seed $s: $why (skipped)"; return; }
   fi
   python diagnostics/masking_test.py --render-size 16 --masked $m --seed $s --resume --no-progress \
     --out runs/$NAME-m$m-s$s $FLAGS >> "$LOG/$NAME-m$m-s$s.log" 2>&1

@@ -28,6 +28,7 @@ if [ -n "$FROM" ] && [ "$FROM" = "$NAME" ]; then echo "error: FROM=$FROM must di
 LOG=logs/masking-slots-cpu
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1
+source "$(dirname "$0")/start_from.sh"
 note() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$LOG/timeline.log"; }
 python train.py --dataset collide $ENC --until slots --out runs/cslots-data --workers 2 --no-progress \
   > "$LOG/data.log" 2>&1
@@ -37,14 +38,9 @@ for s in $SEEDS; do for m in $MASKED; do jobs_list+=("$m:$s"); done; done
 run() {
   local m=${1%%:*} s=${1#*:}
   local dir=runs/$NAME-m$m-s$s
-  if [ -n "$FROM" ] && [ ! -f "$dir/predictor.pt" ]; then   # copied whole or not at all
-    if [ ! -f "runs/$FROM-m$m-s$s/predictor.pt" ]; then
-      note "$NAME M = $m, seed $s: no runs/$FROM-m$m-s$s/predictor.pt to start from (skipped)"; return
-    fi
-    rm -rf "$dir.copy" && mkdir -p "$dir.copy" &&
-      cp "runs/$FROM-m$m-s$s/"{config.json,log.jsonl,predictor.pt} "$dir.copy/" &&
-      rm -rf "$dir" && mv "$dir.copy" "$dir" ||
-      { note "$NAME M = $m, seed $s: copying runs/$FROM-m$m-s$s failed (skipped)"; return; }
+  if [ -n "$FROM" ]; then
+    local why
+    why=$(start_from "runs/$FROM-m$m-s$s" "$dir") || { note "$NAME M = $m, seed $s: $why (skipped)"; return; }
   fi
   OMP_NUM_THREADS=1 python train.py --dataset collide $ENC --masked $m --seed $s --out "$dir" $TRAIN \
     --resume --no-progress >> "$LOG/$NAME-m$m-s$s.log" 2>&1
