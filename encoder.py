@@ -11,7 +11,6 @@ goes on from there when interrupted.
 """
 
 import hashlib
-import io
 import math
 import os
 import time
@@ -26,7 +25,7 @@ from einops import rearrange
 
 from common import autocast, batch_indices, collate, config_to_dict, Stage, step_generator, validate
 from dinov2 import normalize_imagenet
-from files import atomic_write_bytes, atomic_write_json, read_json
+from files import atomic_write_json, atomic_write_png, read_json
 from config import (build_encoder, data_config, data_dir, encoder_config, load_checkpoint,
                     slot_dim_seen, tokens_per_frame)
 from data import FrameClips
@@ -179,10 +178,7 @@ def save_encoder_figure(frames, out, path):
         rows.append(frames * masks[:, s, None] + (1 - masks[:, s, None]))
     grid = torch.cat([torch.cat(list(row), dim=-1) for row in rows], dim=-2)  # (3, rows*H, T*W)
     image = (grid.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(image).resize((image.shape[1] * 2, image.shape[0] * 2), Image.NEAREST).save(
-        buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_png(path, Image.fromarray(image).resize((image.shape[1] * 2, image.shape[0] * 2), Image.NEAREST))
 
 
 # ---------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ failed file operation.
 import contextlib
 import dataclasses
 import errno
+import io
 import json
 import os
 import pickle
@@ -67,6 +68,13 @@ def check_results_path(path, kind, keys):
 
 def atomic_write_json(path, obj):
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def atomic_write_png(path, image):
+    """A PIL image written as a PNG, atomically."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def read_json(path):

@@ -18,7 +18,6 @@ begin a collision there), the quantitative form of which is masking_test.py's AU
 """
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from collision import COLORS, WORLD_SIZE  # noqa: E402
 from common import config_from_dict  # noqa: E402
 from config import TrainConfig, build_predictor, load_checkpoint, open_dataset  # noqa: E402
-from files import atomic_write_bytes, read_json  # noqa: E402
+from files import atomic_write_png, read_json  # noqa: E402
 from masking_test import (STATE_DIM, attention_shares, counterfactual_cases, counterfactual_rollouts,  # noqa: E402
                           positions)
 from oracle_slots import object_states  # noqa: E402
@@ -171,9 +170,7 @@ def main(argv=None):
         draw_grid(draw, (10 + (i + 1) * (PANEL + 10), y), np.where(others, (shares - low) / (high - low + 1e-12), 0),
                   colours, f"M = {run_cfg.masked}: attention of A (row)")
     out = Path(args.out)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    atomic_write_bytes(out, buffer.getvalue())
+    atomic_write_png(out, image)
     print(f"wrote {out}: {len(cases)} counterfactual cases, attention on video {v}, frames {real.tolist()}")
 
 

@@ -10,7 +10,6 @@ the numbers against the budget, one line per M through the seeds' mean, each see
 """
 
 import argparse
-import io
 import json
 import sys
 from collections import defaultdict
@@ -20,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from files import atomic_write_bytes  # noqa: E402
+from files import atomic_write_png  # noqa: E402
 
 COLUMNS = [  # (header, the key path of each number in a masking-test.json)
     ("in a collision: model / const. velocity / no motion (px)", [("interaction_px", "model, collision"),
@@ -134,9 +133,7 @@ def plot(results, out):
         x = MARGIN + k * 70
         draw.rectangle([x, PANEL_H + 2 * MARGIN + 6, x + 14, PANEL_H + 2 * MARGIN + 8], fill=M_COLOURS[k % len(M_COLOURS)])
         draw.text((x + 18, PANEL_H + 2 * MARGIN + 1), f"M = {m}", fill=(0, 0, 0))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    atomic_write_bytes(Path(out), buffer.getvalue())
+    atomic_write_png(Path(out), image)
     return means
 
 
