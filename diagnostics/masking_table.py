@@ -48,14 +48,14 @@ def dig(result, path):
 
 
 def cell(values):
-    """'mean' for one seed, 'mean +/- std' for several; '-' where no run has it."""
+    """'mean +/- std' over the seeds; the number alone for one seed or where every seed gives
+    the same one (the baselines, which see the same data); '-' where no run has it."""
     values = [v for v in values if v is not None]
     if not values:
         return "-"
-    if len(values) == 1:
+    if np.allclose(values, values[0], rtol=1e-9, atol=0):  # equal but for rounding: no "+/- 3.6e-15"
         return f"{values[0]:.3g}"
-    spread = 0.0 if np.allclose(values, values[0], rtol=1e-9, atol=0) else np.std(values)  # no 3.6e-15
-    return f"{np.mean(values):.3g} +/- {spread:.2g}"
+    return f"{np.mean(values):.3g} +/- {np.std(values):.2g}"
 
 
 def rows(results, budgets=False):

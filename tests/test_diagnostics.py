@@ -28,6 +28,13 @@ def test_vqa_table_cells_are_mean_and_std_over_seeds():
     assert score_cells([result(0.4, 0.5, 0.1)])[0] == "40.0"
 
 
+def test_masking_table_cells_give_a_spread_only_where_the_seeds_differ():
+    from masking_table import cell
+    assert cell([1.0, 3.0, None]) == "2 +/- 1"
+    assert cell([0.1 + 0.2, 0.3]) == "0.3"   # equal but for rounding: one number, no "+/- 0"
+    assert cell([4.0]) == "4" and cell([None, None]) == "-"
+
+
 def test_vqa_future_swaps_only_the_future_frames(tiny_collide_run, tmp_path, capsys):
     import vqa_future
     _, out = tiny_collide_run
@@ -185,7 +192,7 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
     saved.write_text(json.dumps(result))
     masking_pusht.main(["--runs", "runs/o", "runs/o", "--reuse"])
     summary = capsys.readouterr().out.split("Mean +/- std")[1]
-    assert "| 1 | 2 | 99 +/- 0 / " in summary
+    assert "| 1 | 2 | 99 / " in summary
 
 
 def test_data_motion_counts_moving_steps_and_draws_episodes(tiny_dataset, tmp_path, capsys):
@@ -254,9 +261,9 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
     assert masking_test.matched_auroc(-apart, colliding, apart) == 0.5
     assert "counterfactual_px: intervened" in capsys.readouterr().out
     import masking_table
-    masking_table.main([str(tmp_path / "m1"), str(tmp_path / "m1")])   # the same run twice: std 0
+    masking_table.main([str(tmp_path / "m1"), str(tmp_path / "m1")])   # the same run twice: no spread
     row = capsys.readouterr().out.splitlines()[-1]
-    assert row.startswith("| 1 | 2 | ") and f"{inter['model, collision']:.3g} +/- 0 /" in row
+    assert row.startswith("| 1 | 2 | ") and f"| {inter['model, collision']:.3g} / " in row
     with pytest.raises(SystemExit, match="masking-test.json is missing"):
         masking_table.main([str(tmp_path / "none")])
     longer = dict(result, config=dict(result["config"], epochs=result["config"]["epochs"] * 3))
