@@ -233,13 +233,13 @@ def _encoder_stages(cfg, data, enc_data, enc_dir, redo, resume, until, ctx):
 def main(argv=None):
     parser = build_parser(TrainConfig, PRESETS, "Train C-JEPA end to end. Presets are per "
                           "dataset: --dataset collide --preset cpu is the collide world's.")
-    parser.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<preset>-m<M>)")
+    parser.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<preset>-m<M>; -dino-wm or -oc-dino-wm in place of -m<M> with those --model)")
     parser.add_argument("--redo", nargs="+", choices=STAGES, default=(), help="stages to rerun")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted stage")
     parser.add_argument("--until", choices=STAGES, default="predictor", help="stop after this stage")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                        help="bf16: autocast forward passes (2.3x faster on a CPU with AMX)")
+                        help="bf16: autocast forward passes (2.2-2.4x faster on a CPU with AMX)")
     parser.add_argument("--workers", type=int, default=0, help="data collection processes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
