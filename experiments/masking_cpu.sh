@@ -3,7 +3,7 @@
 # (16 px: the runs read states), then diagnostics/masking_test.py for each M and seed, two at a
 # time on one thread each.
 #
-#     bash experiments/masking_cpu.sh ["0 1 2 4"] ["0"]      # masked counts, then seeds
+#     bash experiments/masking_cpu.sh ["0 1 2 3 4"] ["0 1 2"]   # masked counts, then seeds
 #     FLAGS=--attention-only bash experiments/masking_cpu.sh ...  # redo only the attention part
 #     NAME=mtest30 FLAGS="--epochs 30" bash experiments/masking_cpu.sh "0 1"   # 3x the training
 #     NAME=mtest60 FROM=mtest30 FLAGS="--epochs 60" bash experiments/masking_cpu.sh "0 1"
