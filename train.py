@@ -233,7 +233,8 @@ def _encoder_stages(cfg, data, enc_data, enc_dir, redo, resume, until, ctx):
 def main(argv=None):
     parser = build_parser(TrainConfig, PRESETS, "Train C-JEPA end to end. Presets are per "
                           "dataset: --dataset collide --preset cpu is the collide world's.")
-    parser.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<preset>-m<M>; -dino-wm or -oc-dino-wm in place of -m<M> with those --model)")
+    parser.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<preset>-m<M>; "
+                        "-dino-wm or -oc-dino-wm in place of -m<M> with those --model)")
     parser.add_argument("--redo", nargs="+", choices=STAGES, default=(), help="stages to rerun")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted stage")
     parser.add_argument("--until", choices=STAGES, default="predictor", help="stop after this stage")

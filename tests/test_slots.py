@@ -375,8 +375,8 @@ def test_the_position_term_splits_two_squares_of_one_colour():
         return np.mean([fg_ari(ids[b].numpy(), seg[b]) for b in range(len(frames))])
 
     without, with_place = trained_score(0.0), trained_score(1.0)
-    # seeds 0-5 of this test gave 0.0 without and 0.54-0.96 with the term on an AMD EPYC (0.594
-    # for seed 0, which passed 0.6 on other CPUs): the gap, not the last digits, is the claim
+    # with torch seeds 0-5 in place of 0, this gave 0.0 without and 0.54-0.96 with the term on an
+    # AMD EPYC (0.594 for seed 0, which passed 0.6 on other CPUs): the gap is the claim
     assert without < 0.2 and with_place > 0.4
     with pytest.raises(ValueError, match="position_weight needs the attention decoder"):
         tiny_encoder(position_weight=1.0)
