@@ -5,8 +5,9 @@
         --plot docs/masking_budget.png
 
 Reads each run's masking-test.json (diagnostics/masking_test.py) and groups the runs by M, and
-by training budget (epochs) where the runs have more than one. ``--plot`` also draws three of
-the numbers against the budget, one line per M through the seeds' mean, each seed a dot.
+by training budget where the runs have more than one: epochs, or videos and epochs where the
+runs were trained on datasets of different sizes. ``--plot`` also draws three of the numbers
+against the budget, one line per M through the seeds' mean, each seed a dot.
 """
 
 import argparse
@@ -58,11 +59,17 @@ def cell(values):
     return f"{np.mean(values):.3g} +/- {np.std(values):.2g}"
 
 
+def budget_cells(budget):
+    """A budget's table cells: [epochs], or [videos, epochs] where the runs' data sizes differ."""
+    return [f"{budget[0]:,}", f"{budget[1]}"] if isinstance(budget, tuple) else [f"{budget}"]
+
+
 def rows(results, budgets=False):
-    """Markdown rows, one per M (and budget), from {(epochs, M): [masking-test.json dicts]}."""
-    return ["| " + " | ".join(([f"{epochs}"] if budgets else []) + [f"{m}", f"{len(results[epochs, m])}"] + [
-        " / ".join(cell([dig(r, path) for r in results[epochs, m]]) for path in paths) for _, paths in COLUMNS])
-        + " |" for epochs, m in sorted(results)]
+    """Markdown rows, one per M (and budget), from {(budget, M): [masking-test.json dicts]}; a
+    budget is the epochs, or (videos, epochs)."""
+    return ["| " + " | ".join((budget_cells(budget) if budgets else []) + [f"{m}", f"{len(results[budget, m])}"] + [
+        " / ".join(cell([dig(r, path) for r in results[budget, m]]) for path in paths) for _, paths in COLUMNS])
+        + " |" for budget, m in sorted(results)]
 
 
 PLOTTED = [  # (panel title, key path, reference lines: (a number or a key path, label))
@@ -84,7 +91,7 @@ def numbers(group, path):
 def plot(results, out):
     """One panel per PLOTTED number: x the budgets (evenly spaced), y the number; per M a line
     through the seeds' means and a dot per seed. Returns {(panel, M): [(epochs, mean), ...]}."""
-    budgets = sorted({epochs for epochs, _ in results})
+    budgets = sorted({budget for budget, _ in results})
     masked = sorted({m for _, m in results})
     every = [r for group in results.values() for r in group]
     image = Image.new("RGB", (len(PLOTTED) * (PANEL_W + MARGIN) + MARGIN, PANEL_H + 2 * MARGIN + 20), "white")
@@ -108,8 +115,10 @@ def plot(results, out):
         for v in (low, high):
             draw.text((x0 - 44, y_at(v) - 6), f"{v:.3g}", fill=(90, 90, 90))
         for b in budgets:
-            draw.text((x_at[b] - 8, y0 + PANEL_H + 4), f"{b}", fill=(90, 90, 90))
-        draw.text((x0 + PANEL_W / 2 - 20, y0 + PANEL_H + 16), "epochs", fill=(90, 90, 90))
+            label = " x ".join(budget_cells(b))
+            draw.text((x_at[b] - 3 * len(label), y0 + PANEL_H + 4), label, fill=(90, 90, 90))
+        axis = "videos x epochs" if isinstance(budgets[0], tuple) else "epochs"
+        draw.text((x0 + PANEL_W / 2 - 3 * len(axis), y0 + PANEL_H + 16), axis, fill=(90, 90, 90))
         for value, label in lines:   # dashed
             y = y_at(value)
             for x in range(int(x0), int(x0 + PANEL_W), 8):
@@ -142,16 +151,21 @@ def main(argv=None):
     parser.add_argument("runs", nargs="+", help="run folders of masking_test.py")
     parser.add_argument("--plot", help="also draw the numbers against the training budget into this PNG")
     args = parser.parse_args(argv)
-    results = defaultdict(list)
+    found = []
     for run in args.runs:
         path = Path(run) / "masking-test.json"
         if not path.is_file():
             sys.exit(f"error: {path} is missing: run diagnostics/masking_test.py --out {run} first")
-        result = json.loads(path.read_text())
-        results[result["config"]["epochs"], result["masked"]].append(result)
-    budgets = len({epochs for epochs, _ in results}) > 1
-    print("| " + ("epochs | " if budgets else "") + "M | seeds | " + " | ".join(h for h, _ in COLUMNS) + " |")
-    print("|" + "---|" * (budgets + 2 + len(COLUMNS)))
+        found.append(json.loads(path.read_text()))
+    sizes = len({r["config"]["episodes"] for r in found}) > 1
+    results = defaultdict(list)
+    for r in found:
+        budget = (r["config"]["episodes"], r["config"]["epochs"]) if sizes else r["config"]["epochs"]
+        results[budget, r["masked"]].append(r)
+    budgets = len({budget for budget, _ in results}) > 1
+    print("| " + ("videos | " if sizes else "") + ("epochs | " if budgets else "") + "M | seeds | "
+          + " | ".join(h for h, _ in COLUMNS) + " |")
+    print("|" + "---|" * (sizes + budgets + 2 + len(COLUMNS)))
     print("\n".join(rows(results, budgets)))
     if args.plot:
         plot(results, args.plot)

@@ -274,6 +274,15 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
     epochs = result["config"]["epochs"]
     assert table[0].startswith("| epochs | M | seeds |")
     assert table[2].startswith(f"| {epochs} | 1 | 1 |") and table[3].startswith(f"| {3 * epochs} | 1 | 1 |")
+    more = dict(result, config=dict(result["config"], episodes=result["config"]["episodes"] * 3))
+    (tmp_path / "m1-more").mkdir()
+    (tmp_path / "m1-more" / "masking-test.json").write_text(json.dumps(more))
+    masking_table.main([str(tmp_path / "m1"), str(tmp_path / "m1-more"), "--plot", str(tmp_path / "budget.png")])
+    table = capsys.readouterr().out.splitlines()   # two data sizes: videos and epochs columns, fewer videos first
+    videos = result["config"]["episodes"]
+    assert table[0].startswith("| videos | epochs | M | seeds |")
+    assert table[2].startswith(f"| {videos:,} | {epochs} | 1 | 1 |")
+    assert table[3].startswith(f"| {3 * videos:,} | {epochs} | 1 | 1 |")
     with Image.open(tmp_path / "budget.png") as picture:
         assert picture.width == len(masking_table.PLOTTED) * (masking_table.PANEL_W + masking_table.MARGIN) + \
             masking_table.MARGIN
