@@ -90,7 +90,7 @@ def numbers(group, path):
 
 def plot(results, out):
     """One panel per PLOTTED number: x the budgets (evenly spaced), y the number; per M a line
-    through the seeds' means and a dot per seed. Returns {(panel, M): [(epochs, mean), ...]}."""
+    through the seeds' means and a dot per seed. Returns {(panel, M): [(budget, mean), ...]}."""
     budgets = sorted({budget for budget, _ in results})
     masked = sorted({m for _, m in results})
     every = [r for group in results.values() for r in group]
