@@ -36,6 +36,10 @@ COLUMNS = [  # (header, the key path of each number in a masking-test.json)
         ("attention", "future", "distance-matched auroc")]),
     ("partner share, future / uniform", [("attention", "future", "partner share"),
                                          ("attention", "future", "uniform share")]),
+    ("A hidden in the history, its contacts there: attention AUROC / closeness, attention at a like "
+     "distance", [("attention", "history contacts", "auroc"),
+                  ("attention", "history contacts", "closeness at a like distance"),
+                  ("attention", "history contacts", "distance-matched auroc")]),
 ]
 
 

@@ -23,7 +23,9 @@ absent objects all-zero rows) and measures on the validation videos:
    over heads and layers) from object A's tokens to object B's, with A hidden (in the future
    frames; or in history frames 1.. as the object mask hides it in training), as a share of
    A's attention to the other objects in the scene (empty slots left out); for each pair of
-   present objects whether they begin a collision in the predicted window. Reported: the AUROC
+   present objects whether they begin a collision in the predicted window (and, with A hidden
+   in the history, whether they begin one in the history, which A's hidden tokens must
+   recover: "history contacts"). Reported: the AUROC
    over all pairs of that share times the number of other objects (1 = uniform, so scenes of
    different sizes compare; 0.5: attention blind to who collides), and the mean share on the
    partners of objects that collide, beside the share uniform attention would give them.
@@ -208,13 +210,16 @@ def attention_maps(predictor, window, mask, actions=None, proprio=None):
 
 
 def auroc(scores, labels):
-    """Area under the ROC curve of ``scores`` for boolean ``labels`` (ties counted half)."""
+    """Area under the ROC curve of ``scores`` for boolean ``labels``: the share of (positive,
+    negative) pairs the positive wins, ties counted half; from ranks (Mann-Whitney), so the
+    hundreds of thousands of pairs of a 20,000-video test need no pos x neg matrix."""
     scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
-    pos, neg = scores[labels], scores[~labels]
-    if not len(pos) or not len(neg):
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if not n_pos or not n_neg:
         return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (len(pos) * len(neg)))
+    _, which, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2)[which]   # 1-based, tied scores share their mean rank
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def matched_auroc(scores, labels, distances, bins=10):
@@ -267,16 +272,23 @@ def true_holders(states):
 
 
 def attention_scores(predictor, slots, holders, centres, scenes, videos, cfg, every=2):
-    """Attention shares against the collision log, for A hidden in the future and in the
-    history; windows start every ``every`` real frames. slots: (V_all, T, S, D) the predictor's
-    tokens; holders(rows, frame) -> (V, S) which slots stand for one object in that frame of
-    ``videos`` and (V, S) which object each of those is (``true_holders``, or masking_slots');
+    """Attention shares against the collision log, for A hidden in the future ("future") and in
+    the history, labelled by the contacts of the predicted frames ("history") or by those of the
+    history itself, which its hidden tokens must recover ("history contacts", proximity at the
+    first frame, where A is seen); windows start every ``every`` real frames. slots: (V_all, T,
+    S, D) the predictor's tokens; holders(rows, frame) -> (V, S) which slots stand for one object
+    in that frame of ``videos`` and (V, S) which object each of those is (``true_holders``, or
+    masking_slots');
     centres: (V, T, K, 2) each object's true position in ``videos``, for the proximity check
     (colliding objects are close: the AUROC of closeness alone, and closeness's and attention's
     AUROC within pairs at a like distance, ``matched_auroc``)."""
     fs, h, f, S = cfg.frameskip, cfg.n_history, cfg.n_future, cfg.n_slots
     result, chosen = {}, slots[videos]   # the videos' tokens, indexed once
-    for where in ("future", "history"):
+    parts = {  # name: (where A is hidden, contacts after model frame i up to frame j, distance at frame d)
+        "future": ("future", (h - 1, h + f - 1), h - 1),
+        "history": ("history", (h - 1, h + f - 1), h - 1),
+        "history contacts": ("history", (0, h - 1), 0)}
+    for name, (where, (i, j), d) in parts.items():
         shares, labels, partner, uniform, apart = [], [], [], [], []
         for start in range(0, slots.shape[1] - (h + f - 1) * fs, every):
             real = start + fs * np.arange(h + f)
@@ -287,28 +299,28 @@ def attention_scores(predictor, slots, holders, centres, scenes, videos, cfg, ev
                 if not present[:, a].any():
                     continue
                 share = attention_shares(predictor, window, present, a, where, h)
-                for i, v in enumerate(videos):
-                    if not present[i, a]:
+                for n, v in enumerate(videos):
+                    if not present[n, a]:
                         continue
-                    hit = {b for t, x, y in scenes[v]["collisions"] if real[h - 1] < t <= real[-1]
-                           for b in ((y,) if x == obj[i, a] else (x,) if y == obj[i, a] else ())}
-                    others = [b for b in range(S) if b != a and present[i, b]]
-                    shares += [share[i, b] * len(others) for b in others]   # 1 = uniform, whatever the scene's size
-                    labels += [obj[i, b] in hit for b in others]
-                    apart += [float(np.linalg.norm(centres[i, real[h - 1], obj[i, a]] - centres[i, real[h - 1], obj[i, b]]))
-                              for b in others]   # px at the last observed frame
-                    partners = [b for b in others if obj[i, b] in hit]
+                    hit = {b for t, x, y in scenes[v]["collisions"] if real[i] < t <= real[j]
+                           for b in ((y,) if x == obj[n, a] else (x,) if y == obj[n, a] else ())}
+                    others = [b for b in range(S) if b != a and present[n, b]]
+                    shares += [share[n, b] * len(others) for b in others]   # 1 = uniform, whatever the scene's size
+                    labels += [obj[n, b] in hit for b in others]
+                    apart += [float(np.linalg.norm(centres[n, real[d], obj[n, a]] - centres[n, real[d], obj[n, b]]))
+                              for b in others]   # px at frame d
+                    partners = [b for b in others if obj[n, b] in hit]
                     if partners:
-                        partner.append(sum(share[i, b] for b in partners))
+                        partner.append(sum(share[n, b] for b in partners))
                         uniform.append(len(partners) / len(others))
-        result[where] = {"auroc": round(auroc(shares, labels), 4),
-                         "closeness auroc": round(auroc(-np.asarray(apart), labels), 4),
-                         "closeness at a like distance": round(matched_auroc(-np.asarray(apart), labels, apart), 4),
-                         "distance-matched auroc": round(matched_auroc(shares, labels, apart), 4),
-                         "pairs": len(labels),
-                         "colliding pairs": int(np.sum(labels)),
-                         "partner share": round(float(np.mean(partner)), 4) if partner else None,
-                         "uniform share": round(float(np.mean(uniform)), 4) if uniform else None}
+        result[name] = {"auroc": round(auroc(shares, labels), 4),
+                        "closeness auroc": round(auroc(-np.asarray(apart), labels), 4),
+                        "closeness at a like distance": round(matched_auroc(-np.asarray(apart), labels, apart), 4),
+                        "distance-matched auroc": round(matched_auroc(shares, labels, apart), 4),
+                        "pairs": len(labels),
+                        "colliding pairs": int(np.sum(labels)),
+                        "partner share": round(float(np.mean(partner)), 4) if partner else None,
+                        "uniform share": round(float(np.mean(uniform)), 4) if uniform else None}
     return result
 
 
@@ -316,8 +328,8 @@ def report(result, path):
     """Print a masking-test.json's numbers, one line a part, and where it was written."""
     for part in ("interaction_px", "counterfactual_px"):
         print(part + ": " + "; ".join(f"{k} {v}" for k, v in result[part].items()))
-    for where, scores in result["attention"].items():
-        print(f"attention, A hidden in the {where}: " + "; ".join(f"{k} {v}" for k, v in scores.items()))
+    for part, scores in result["attention"].items():
+        print(f"attention, {part}: " + "; ".join(f"{k} {v}" for k, v in scores.items()))
     print(f"wrote {path}")
 
 

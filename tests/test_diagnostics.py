@@ -243,13 +243,23 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
     assert inter["constant velocity, no collision"] < inter["no motion, no collision"]
     assert inter["constant velocity, no collision"] < inter["constant velocity, collision"]
     assert counter["cases"] > 0 and all(np.isfinite(v) for v in counter.values())
-    for where in ("future", "history"):
-        scores = result["attention"][where]
+    attention = result["attention"]
+    assert list(attention) == ["future", "history", "history contacts"]
+    for where in attention:
+        scores = attention[where]
         assert 0 <= scores["auroc"] <= 1 and 0 < scores["colliding pairs"] < scores["pairs"]
         assert 0 < scores["uniform share"] < 1
+    # the same pairs, labelled by the contacts of another span of frames
+    assert attention["history contacts"]["pairs"] == attention["history"]["pairs"]
+    assert attention["history contacts"]["colliding pairs"] != attention["history"]["colliding pairs"]
     assert masking_test.auroc([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == 1.0
     assert masking_test.auroc([0.5, 0.5], [1, 0]) == 0.5 and masking_test.auroc([0.1, 0.9], [1, 0]) == 0.0
-    for where in ("future", "history"):   # closeness alone, and attention within pairs at a like distance
+    rng = np.random.default_rng(0)   # from ranks, the same as counting every (positive, negative) pair
+    scores, labels = rng.integers(0, 4, 300).astype(float), rng.random(300) < 0.2   # many ties
+    pos, neg = scores[labels, None], scores[None, ~labels]
+    pairwise = ((pos > neg).sum() + 0.5 * (pos == neg).sum()) / (pos.size * neg.size)
+    assert masking_test.auroc(scores, labels) == pytest.approx(pairwise, abs=1e-12)
+    for where in attention:   # closeness alone, and attention within pairs at a like distance
         scores = result["attention"][where]
         assert 0 <= scores["closeness auroc"] <= 1
         assert "distance-matched auroc" in scores and "closeness at a like distance" in scores
@@ -264,6 +274,7 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
     masking_table.main([str(tmp_path / "m1"), str(tmp_path / "m1")])   # the same run twice: no spread
     row = capsys.readouterr().out.splitlines()[-1]
     assert row.startswith("| 1 | 2 | ") and f"| {inter['model, collision']:.3g} / " in row
+    assert row.endswith(f" / {attention['history contacts']['distance-matched auroc']:.3g} |")   # the last column
     with pytest.raises(SystemExit, match="masking-test.json is missing"):
         masking_table.main([str(tmp_path / "none")])
     longer = dict(result, config=dict(result["config"], epochs=result["config"]["epochs"] * 3))
