@@ -274,8 +274,8 @@ def true_holders(states):
 def attention_scores(predictor, slots, holders, centres, scenes, videos, cfg, every=2):
     """Attention shares against the collision log, for A hidden in the future ("future") and in
     the history, labelled by the contacts of the predicted frames ("history") or by those of the
-    history itself, which its hidden tokens must recover ("history contacts", proximity at the
-    first frame, where A is seen); windows start every ``every`` real frames. slots: (V_all, T,
+    history itself, which its hidden tokens must recover ("history contacts"; its proximity is
+    how near B comes, in any history frame, to where A was last seen, the first frame); windows start every ``every`` real frames. slots: (V_all, T,
     S, D) the predictor's tokens; holders(rows, frame) -> (V, S) which slots stand for one object
     in that frame of ``videos`` and (V, S) which object each of those is (``true_holders``, or
     masking_slots');
@@ -284,11 +284,12 @@ def attention_scores(predictor, slots, holders, centres, scenes, videos, cfg, ev
     AUROC within pairs at a like distance, ``matched_auroc``)."""
     fs, h, f, S = cfg.frameskip, cfg.n_history, cfg.n_future, cfg.n_slots
     result, chosen = {}, slots[videos]   # the videos' tokens, indexed once
-    parts = {  # name: (where A is hidden, contacts after model frame i up to frame j, distance at frame d)
-        "future": ("future", (h - 1, h + f - 1), h - 1),
-        "history": ("history", (h - 1, h + f - 1), h - 1),
-        "history contacts": ("history", (0, h - 1), 0)}
-    for name, (where, (i, j), d) in parts.items():
+    parts = {  # name: (where A is hidden, contacts after model frame i up to frame j, distance from
+        # A at model frame d to B at the nearest of model frames e)
+        "future": ("future", (h - 1, h + f - 1), h - 1, [h - 1]),
+        "history": ("history", (h - 1, h + f - 1), h - 1, [h - 1]),
+        "history contacts": ("history", (0, h - 1), 0, list(range(h)))}
+    for name, (where, (i, j), d, e) in parts.items():
         shares, labels, partner, uniform, apart = [], [], [], [], []
         for start in range(0, slots.shape[1] - (h + f - 1) * fs, every):
             real = start + fs * np.arange(h + f)
@@ -307,8 +308,8 @@ def attention_scores(predictor, slots, holders, centres, scenes, videos, cfg, ev
                     others = [b for b in range(S) if b != a and present[n, b]]
                     shares += [share[n, b] * len(others) for b in others]   # 1 = uniform, whatever the scene's size
                     labels += [obj[n, b] in hit for b in others]
-                    apart += [float(np.linalg.norm(centres[n, real[d], obj[n, a]] - centres[n, real[d], obj[n, b]]))
-                              for b in others]   # px at frame d
+                    apart += [float(np.linalg.norm(centres[n, real[e], obj[n, b]] - centres[n, real[d], obj[n, a]],
+                                                   axis=-1).min()) for b in others]   # px
                     partners = [b for b in others if obj[n, b] in hit]
                     if partners:
                         partner.append(sum(share[n, b] for b in partners))
