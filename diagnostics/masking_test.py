@@ -25,10 +25,10 @@ absent objects all-zero rows) and measures on the validation videos:
    A's attention to the other objects in the scene (empty slots left out); for each pair of
    present objects whether they begin a collision in the predicted window (and, with A hidden
    in the history, whether they begin one in the history, which A's hidden tokens must
-   recover: "history contacts"). Reported: the AUROC
-   over all pairs of that share times the number of other objects (1 = uniform, so scenes of
-   different sizes compare; 0.5: attention blind to who collides), and the mean share on the
-   partners of objects that collide, beside the share uniform attention would give them.
+   recover: "history contacts"). Reported: the AUROC over all pairs of that share times the
+   number of other objects (1 = uniform, so scenes of different sizes compare; 0.5: attention
+   blind to who collides), and the mean share on the partners of objects that collide, beside
+   the share uniform attention would give them.
 
 Errors are in px (the world is 512 px), means over objects and frames. Writes
 RUN/masking-test.json. Every train.py flag applies to the predictor.
@@ -275,53 +275,59 @@ def attention_scores(predictor, slots, holders, centres, scenes, videos, cfg, ev
     """Attention shares against the collision log, for A hidden in the future ("future") and in
     the history, labelled by the contacts of the predicted frames ("history") or by those of the
     history itself, which its hidden tokens must recover ("history contacts"; its proximity is
-    how near B comes, in any history frame, to where A was last seen, the first frame); windows start every ``every`` real frames. slots: (V_all, T,
-    S, D) the predictor's tokens; holders(rows, frame) -> (V, S) which slots stand for one object
-    in that frame of ``videos`` and (V, S) which object each of those is (``true_holders``, or
-    masking_slots');
-    centres: (V, T, K, 2) each object's true position in ``videos``, for the proximity check
-    (colliding objects are close: the AUROC of closeness alone, and closeness's and attention's
-    AUROC within pairs at a like distance, ``matched_auroc``)."""
+    how near B comes, in any history frame, to where A was last seen, the first frame); windows
+    start every ``every`` real frames. slots: (V_all, T, S, D) the predictor's tokens;
+    holders(rows, frame) -> (V, S) which slots stand for one object in that frame of ``videos``
+    and (V, S) which object each of those is (``true_holders``, or masking_slots'); centres:
+    (V, T, K, 2) each object's true position in ``videos``, for the proximity check (colliding
+    objects are close: the AUROC of closeness alone, and closeness's and attention's AUROC within
+    pairs at a like distance, ``matched_auroc``)."""
     fs, h, f, S = cfg.frameskip, cfg.n_history, cfg.n_future, cfg.n_slots
-    result, chosen = {}, slots[videos]   # the videos' tokens, indexed once
+    chosen = slots[videos]   # the videos' tokens, indexed once
     parts = {  # name: (where A is hidden, contacts after model frame i up to frame j, distance from
         # A at model frame d to B at the nearest of model frames e)
         "future": ("future", (h - 1, h + f - 1), h - 1, [h - 1]),
         "history": ("history", (h - 1, h + f - 1), h - 1, [h - 1]),
         "history contacts": ("history", (0, h - 1), 0, list(range(h)))}
-    for name, (where, (i, j), d, e) in parts.items():
-        shares, labels, partner, uniform, apart = [], [], [], [], []
-        for start in range(0, slots.shape[1] - (h + f - 1) * fs, every):
-            real = start + fs * np.arange(h + f)
-            window = torch.from_numpy(np.ascontiguousarray(chosen[:, real])).clone()    # (V, h + f, S, D)
-            window[:, h:] = 0
-            present, obj = holders(np.arange(len(videos)), real[h - 1])
-            for a in range(S):
-                if not present[:, a].any():
-                    continue
-                share = attention_shares(predictor, window, present, a, where, h)
+    pairs = {name: {"shares": [], "labels": [], "partner": [], "uniform": [], "apart": []} for name in parts}
+    for start in range(0, slots.shape[1] - (h + f - 1) * fs, every):
+        real = start + fs * np.arange(h + f)
+        window = torch.from_numpy(np.ascontiguousarray(chosen[:, real])).clone()    # (V, h + f, S, D)
+        window[:, h:] = 0
+        present, obj = holders(np.arange(len(videos)), real[h - 1])
+        for a in range(S):
+            if not present[:, a].any():
+                continue
+            share_of = {where: attention_shares(predictor, window, present, a, where, h)   # once per place
+                        for where in dict.fromkeys(where for where, *_ in parts.values())}
+            for name, (where, (i, j), d, e) in parts.items():
+                share, p = share_of[where], pairs[name]
                 for n, v in enumerate(videos):
                     if not present[n, a]:
                         continue
                     hit = {b for t, x, y in scenes[v]["collisions"] if real[i] < t <= real[j]
                            for b in ((y,) if x == obj[n, a] else (x,) if y == obj[n, a] else ())}
                     others = [b for b in range(S) if b != a and present[n, b]]
-                    shares += [share[n, b] * len(others) for b in others]   # 1 = uniform, whatever the scene's size
-                    labels += [obj[n, b] in hit for b in others]
-                    apart += [float(np.linalg.norm(centres[n, real[e], obj[n, b]] - centres[n, real[d], obj[n, a]],
-                                                   axis=-1).min()) for b in others]   # px
+                    p["shares"] += [share[n, b] * len(others) for b in others]   # 1 = uniform, any scene size
+                    p["labels"] += [obj[n, b] in hit for b in others]
+                    p["apart"] += [float(np.linalg.norm(centres[n, real[e], obj[n, b]] - centres[n, real[d], obj[n, a]],
+                                                        axis=-1).min())
+                                   for b in others]   # px, B's nearest to A
                     partners = [b for b in others if obj[n, b] in hit]
                     if partners:
-                        partner.append(sum(share[n, b] for b in partners))
-                        uniform.append(len(partners) / len(others))
+                        p["partner"].append(sum(share[n, b] for b in partners))
+                        p["uniform"].append(len(partners) / len(others))
+    result = {}
+    for name, p in pairs.items():
+        shares, labels, apart, closeness = p["shares"], p["labels"], p["apart"], -np.asarray(p["apart"])
         result[name] = {"auroc": round(auroc(shares, labels), 4),
-                        "closeness auroc": round(auroc(-np.asarray(apart), labels), 4),
-                        "closeness at a like distance": round(matched_auroc(-np.asarray(apart), labels, apart), 4),
+                        "closeness auroc": round(auroc(closeness, labels), 4),
+                        "closeness at a like distance": round(matched_auroc(closeness, labels, apart), 4),
                         "distance-matched auroc": round(matched_auroc(shares, labels, apart), 4),
                         "pairs": len(labels),
                         "colliding pairs": int(np.sum(labels)),
-                        "partner share": round(float(np.mean(partner)), 4) if partner else None,
-                        "uniform share": round(float(np.mean(uniform)), 4) if uniform else None}
+                        "partner share": round(float(np.mean(p["partner"])), 4) if p["partner"] else None,
+                        "uniform share": round(float(np.mean(p["uniform"])), 4) if p["uniform"] else None}
     return result
 
 
