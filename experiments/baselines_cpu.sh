@@ -4,27 +4,33 @@
 # lanes side by side on 2 cores, one thread each (docs/patches.md, docs/faithful.md):
 #
 #     bash experiments/baselines_cpu.sh [PATCH_GRID]     # default 4: 8 does not fit a CPU session
+#     POLICY=expert bash experiments/baselines_cpu.sh    # the same on the scripted expert's data
 #
 # Lane 1: C-JEPA (M = 1), OC-JEPA (M = 0), OC-DINO-WM; lane 2: DINO-WM (patch tokens), which
 # alone takes about as long on one thread.
-# The data, encoder and slots are the cpu preset's on the weak expert's data (--policy weak: the cpu
-# preset's data before it switched to the scripted expert), shared by all four. Logs in logs/baselines-cpu;
-# results in runs/cpu-<model>/plan-paper.json. Runs go on where they stopped when started again.
+# The data, encoder and slots are the cpu preset's, shared by all four: by default on the weak
+# expert's data (--policy weak: the cpu preset's data before it switched to the scripted expert),
+# with POLICY=expert on the scripted expert's (the preset's default now; its encoder, trained on the
+# all-moving data, is the same). Logs in logs/baselines-cpu (-expert); results in
+# runs/cpu-<model>/plan-paper.json (runs/cpu-expert-<model>). Runs go on where they stopped when
+# started again.
 set -u
 GRID=${1:-4}
-LOG=logs/baselines-cpu
+POLICY=${POLICY:-weak}
+TAG=$([ "$POLICY" = weak ] && echo cpu || echo "cpu-$POLICY")
+LOG=logs/baselines-$TAG
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 note() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$LOG/timeline.log"; }
-model() {  # model NAME TRAIN-FLAGS...: train runs/cpu-NAME (or finish it), then plan it
+model() {  # model NAME TRAIN-FLAGS...: train runs/$TAG-NAME (or finish it), then plan it
   local name=$1; shift
-  python train.py --policy weak --out "runs/cpu-$name" --resume --no-progress "$@" >> "$LOG/$name.log" 2>&1
+  python train.py --policy "$POLICY" --out "runs/$TAG-$name" --resume --no-progress "$@" >> "$LOG/$name.log" 2>&1
   note "$name trained (exit $?)"
-  python plan.py --ckpt "runs/cpu-$name" --gifs 0 --out "runs/cpu-$name/plan-paper.json" --resume \
+  python plan.py --ckpt "runs/$TAG-$name" --gifs 0 --out "runs/$TAG-$name/plan-paper.json" --resume \
     >> "$LOG/$name.log" 2>&1
   note "$name planned (exit $?)"
 }
-python train.py --policy weak --until slots --out runs/cpu-data --no-progress --workers 2 > "$LOG/data.log" 2>&1
+python train.py --policy "$POLICY" --until slots --out "runs/$TAG-data" --no-progress --workers 2 > "$LOG/data.log" 2>&1
 note "data, encoder and slots (exit $?)"
 (model m1 --masked 1
  model m0 --masked 0
