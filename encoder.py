@@ -25,7 +25,7 @@ from einops import rearrange
 
 from common import autocast, batch_indices, collate, config_to_dict, Stage, step_generator, validate
 from dinov2 import normalize_imagenet
-from files import atomic_write_json, atomic_write_png, read_json
+from files import atomic_write_json, atomic_write_png, check_free_space, read_json
 from config import (build_encoder, data_config, data_dir, encoder_config, load_checkpoint,
                     slot_dim_seen, tokens_per_frame)
 from data import FrameClips
@@ -313,6 +313,13 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
         print(f"[slots] resuming {tmp} at chain {first} of {len(chains)}")
     else:
         place_path.unlink(missing_ok=True)
+        for partial in (tmp, tmp_moments):  # the space an earlier, unfinished extraction holds is free to us
+            partial.unlink(missing_ok=True)
+        need = 4 * int(np.prod(shape)) + (0 if patches else 4 * shape[0] * shape[1] * N_MOMENTS)
+        check_free_space(out_path.parent, need, f"the {'patches' if patches else 'slots'} of "
+                         f"{shape[0]:,} frames ({shape[1]} x {shape[2]} float32 numbers each)",
+                         "free some, or use a coarser --patch-grid or fewer --episodes"
+                         if patches else "free some, or use fewer --episodes")
         slots = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         if not patches:
             moments = np.lib.format.open_memmap(tmp_moments, mode="w+", dtype=np.float32,

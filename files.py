@@ -102,6 +102,15 @@ def os_error_line(err: OSError) -> str:
     return f"{where}: {err.strerror or err}"
 
 
+def check_free_space(folder, need_bytes, what, advice):
+    """Stop before writing ``need_bytes`` into ``folder`` when its disk has less free: a large
+    memory-mapped file would otherwise fill the disk hours into the stage that writes it."""
+    free = shutil.disk_usage(folder).free
+    size = lambda n: f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.2f} MB"
+    if need_bytes > free:
+        raise OSError(f"{what} need {size(need_bytes)} in {folder}, where {size(free)} are free: {advice}")
+
+
 def error_line(err: Exception) -> str:
     """The one line a script prints for an error it stops on."""
     return os_error_line(err) if isinstance(err, OSError) else str(err)

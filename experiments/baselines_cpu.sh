@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The models of the paper's Push-T table on the cpu preset (learned slots of its 1,000 weak-expert
 # episodes, 64 px), each trained and planned with the protocol's 3 seeds of 50 episodes; two
-# lanes side by side on 2 cores, one thread each (docs/patches.md, docs/faithful.md):
+# lanes side by side on 2 cores, one thread each, after the data, encoder and slots on both cores
+# (docs/patches.md, docs/faithful.md):
 #
 #     bash experiments/baselines_cpu.sh [PATCH_GRID]     # default 4: 8 does not fit a CPU session
 #     POLICY=expert bash experiments/baselines_cpu.sh    # the same on the scripted expert's data
@@ -30,7 +31,8 @@ model() {  # model NAME TRAIN-FLAGS...: train runs/$TAG-NAME (or finish it), the
     >> "$LOG/$name.log" 2>&1
   note "$name planned (exit $?)"
 }
-python train.py --policy "$POLICY" --until slots --out "runs/$TAG-data" --no-progress --workers 2 > "$LOG/data.log" 2>&1
+OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 python train.py --policy "$POLICY" --until slots --out "runs/$TAG-data" --no-progress --workers 2 --resume \
+  > "$LOG/data.log" 2>&1
 note "data, encoder and slots (exit $?)"
 (model m1 --masked 1
  model m0 --masked 0

@@ -116,3 +116,17 @@ def test_a_slot_checkpoint_in_a_patch_run_is_refused_clearly(tiny_patch_run, tmp
     (mixed / "predictor.pt").write_bytes((out / "predictor.pt").read_bytes())
     with pytest.raises(ValueError, match="patch-token model where a slot-token model"):
         load_world_model(mixed, torch.device("cpu"))
+
+
+def test_patches_too_large_for_the_disk_stop_before_anything_is_written(tiny_patch_run, monkeypatch):
+    import files
+    from train import run
+    root, out, _ = tiny_patch_run
+    enc_dir = Path(json.loads((out / "config.json").read_text())["encoder"])
+    real = files.shutil.disk_usage
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: real(path)._replace(free=10_000))
+    coarser = dataclasses.replace(PATCHES, patch_grid=2)
+    with pytest.raises(OSError, match=r"the patches of [\d,]+ frames \(4 x 16 float32 numbers each\) need "
+                                      r"[\d.]+ MB in .*, where 0\.01 MB are free: free some, or use a coarser"):
+        run(coarser, root / "runs" / "tiny-patches-2", progress=False, root=root, workers=2)
+    assert not list(enc_dir.glob("patches-2*"))
