@@ -7,7 +7,7 @@
 #     bash experiments/baselines_cpu.sh [PATCH_GRID]     # default 4: 8 does not fit a CPU session
 #     POLICY=expert bash experiments/baselines_cpu.sh    # the same on the scripted expert's data
 #
-# Lane 1: C-JEPA (M = 1), OC-JEPA (M = 0), OC-DINO-WM; lane 2: DINO-WM (patch tokens), which
+# Lane 1: OC-DINO-WM, C-JEPA (M = 1), OC-JEPA (M = 0); lane 2: DINO-WM (patch tokens), which
 # alone takes about as long on one thread.
 # The data, encoder and slots are the cpu preset's, shared by all four: by default on the weak
 # expert's data (--policy weak: the cpu preset's data before it switched to the scripted expert),
@@ -34,9 +34,9 @@ model() {  # model NAME TRAIN-FLAGS...: train runs/$TAG-NAME (or finish it), the
 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 python train.py --policy "$POLICY" --until slots --out "runs/$TAG-data" --no-progress --workers 2 --resume \
   > "$LOG/data.log" 2>&1
 note "data, encoder and slots (exit $?)"
-(model m1 --masked 1
- model m0 --masked 0
- model oc-dino-wm --model oc-dino-wm) &
+(model oc-dino-wm --model oc-dino-wm
+ model m1 --masked 1
+ model m0 --masked 0) &
 (model dino-wm-g$GRID --model dino-wm --patch-grid "$GRID") &
 wait
 note "all done"
