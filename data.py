@@ -373,8 +373,14 @@ class Windows(torch.utils.data.Dataset):
         if self.slots is None:
             item["frames"] = frames_to_tensor(self.data.pixels[index])
         else:
-            item["slots"] = torch.as_tensor(np.asarray(self.slots[index]), dtype=torch.float32)
+            item["slots"] = self.slot_rows(index)
         return item
+
+    def slot_rows(self, index):
+        """The slots of frames ``index`` as a float32 tensor; tokens encoded as they are asked
+        for (encoder.LivePatches) come as a tensor already, on their device."""
+        rows = self.slots[index]
+        return rows if torch.is_tensor(rows) else torch.as_tensor(np.asarray(rows), dtype=torch.float32)
 
     def batch(self, indices):
         """Items ``indices`` stacked, as ``torch.stack`` of each key of ``self[i]`` would give,
@@ -391,7 +397,7 @@ class Windows(torch.utils.data.Dataset):
         if self.slots is None:
             batch["frames"] = torch.stack([frames_to_tensor(self.data.pixels[i]) for i in index])
         else:
-            batch["slots"] = torch.as_tensor(np.asarray(self.slots[index]), dtype=torch.float32)
+            batch["slots"] = self.slot_rows(index)
         return batch
 
 

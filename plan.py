@@ -46,7 +46,7 @@ from config import (TrainConfig, build_encoder, build_predictor, data_config, en
                     open_run, short_hash)
 from data import load_dataset, normalize_proprio, sample_eval_pairs
 from pusht import PushTEnv, SUCCESS_ANGLE, SUCCESS_DIST, wrap_angle
-from encoder import patch_features, resize_frames, with_moments
+from encoder import pixels_to_patches, resize_frames, with_moments
 from predictor import rollout
 
 
@@ -174,13 +174,12 @@ class WorldModel:
         tokens (E, G * G, C) of a patch-token run.
         ``states`` (E, 7), the frames' env states, are for models that read the state
         instead of the image (diagnostics/oracle_plan.py); this one ignores them."""
+        if self.cfg.tokens == "patches":
+            return pixels_to_patches(self.encoder, pixels, self.cfg, self.device, self.precision)
         frames = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
         frames = frames.permute(0, 3, 1, 2).float().div(255)[:, None]  # (E, 1, 3, H, W)
-        frames = resize_frames(frames, self.cfg.image_size)
         with autocast(self.device, self.precision):
-            if self.cfg.tokens == "patches":
-                return patch_features(self.encoder, frames, self.cfg.patch_grid)[:, 0].float()
-            out = self.encoder.encode(frames, noise=False)
+            out = self.encoder.encode(resize_frames(frames, self.cfg.image_size), noise=False)
         return with_moments(out["slots"][:, 0].float(), out["attn"][:, 0], self.cfg)
 
     def proprio(self, proprio):

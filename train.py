@@ -42,7 +42,8 @@ from config import (DATASETS, MODELS, PRESETS, STAGES, TrainConfig, build_predic
                     data_config, data_dir, describe_method, encoder_data_config, encoder_hash, load_checkpoint,
                     make_dataset, open_dataset)
 from data import Windows
-from encoder import evaluate_encoder, extract_slots, load_slots, slots_extracted, token_files, train_encoder
+from encoder import (evaluate_encoder, extract_slots, LivePatches, load_slots, slots_extracted, token_files,
+                     train_encoder)
 from masking import make_mask
 from predictor import cjepa_loss
 
@@ -148,25 +149,29 @@ def train_predictor(cfg, data, slots, out, redo, resume, ctx):
 # The pipeline
 # ---------------------------------------------------------------------------------------
 def run(cfg: TrainConfig, out, redo=(), resume=False, device="auto", workers=0, progress=True,
-        root=".", until="predictor", precision="fp32"):
+        root=".", until="predictor", precision="fp32", live_patches=False):
     """Run every stage up to ``until`` that is missing (or named in ``redo``); return the run
     folder. ``precision`` (fp32 | bf16, see ``autocast``) is how this invocation computes; it
-    is recorded in config.json, the checkpoints and the slots' json, not part of the config."""
+    is recorded in config.json, the checkpoints and the slots' json, not part of the config.
+    ``live_patches``: a patch-token run encodes each batch's frames (encoder.LivePatches) and
+    extracts nothing; the same numbers as from the extracted patches, up to rounding."""
     check_config(cfg)
+    if live_patches and cfg.tokens != "patches":
+        raise ValueError("--live-patches is for patch tokens (--model dino-wm), not slots")
     if until not in STAGES:
         raise ValueError(f"until must be one of {STAGES}, got {until!r}")
     check_precision(precision)
     ctx = setup(device, progress, precision)
     try:
         with claim(out, "a train.py run") if ctx.main else contextlib.nullcontext():
-            _run_stages(cfg, Path(out), set(redo), resume, workers, Path(root), until, ctx)
+            _run_stages(cfg, Path(out), set(redo), resume, workers, Path(root), until, ctx, live_patches)
     finally:
         if ctx.world > 1:
             dist.destroy_process_group()
     return Path(out)
 
 
-def _run_stages(cfg, out, redo, resume, workers, root, until, ctx):
+def _run_stages(cfg, out, redo, resume, workers, root, until, ctx, live_patches):
     data_cfg, enc_data_cfg = data_config(cfg), encoder_data_config(cfg)
     pred_dir, enc_data_dir = data_dir(root, data_cfg), data_dir(root, enc_data_cfg)
     enc_dir = root / "runs" / "encoders" / f"{cfg.dataset}-{encoder_hash(cfg)}"
@@ -189,26 +194,26 @@ def _run_stages(cfg, out, redo, resume, workers, root, until, ctx):
 
     enc_data = data if enc_data_dir == pred_dir else open_dataset(cfg, enc_data_dir, enc_data_cfg)
     with claim(enc_dir, "encoder training and slot extraction") if ctx.main and encoder_work(
-            cfg, enc_dir, redo, until) else contextlib.nullcontext():
-        slots = _encoder_stages(cfg, data, enc_data, enc_dir, redo, resume, until, ctx)
+            cfg, enc_dir, redo, until, live_patches) else contextlib.nullcontext():
+        slots = _encoder_stages(cfg, data, enc_data, enc_dir, redo, resume, until, ctx, live_patches)
     if until in ("encoder", "slots"):
         return
     train_predictor(cfg, data, slots, out, "predictor" in redo, resume, ctx)
 
 
-def encoder_work(cfg, enc_dir, redo, until):
+def encoder_work(cfg, enc_dir, redo, until, live_patches=False):
     """Whether the encoder stages of this run will write into ``enc_dir`` (and must hold it)."""
     if {"encoder", "slots"} & redo or not (enc_dir / "metrics.json").is_file():
         return True
     ckpt = enc_dir / "encoder.pt"
     if not ckpt.is_file() or not load_checkpoint(ckpt)["done"]:
         return True
-    return until != "encoder" and not slots_extracted(enc_dir, cfg)
+    return until != "encoder" and not live_patches and not slots_extracted(enc_dir, cfg)
 
 
-def _encoder_stages(cfg, data, enc_data, enc_dir, redo, resume, until, ctx):
+def _encoder_stages(cfg, data, enc_data, enc_dir, redo, resume, until, ctx, live_patches):
     """Stages 2 and 3: the encoder (trained, or the finished one), its scores, every frame's
-    slots; returns the slots, or None with ``until="encoder"``."""
+    slots; returns the slots (or the encoder's ``LivePatches``), or None with ``until="encoder"``."""
     encoder = train_encoder(cfg, enc_data, enc_dir, "encoder" in redo, resume, ctx)
     # scored on the predictor's validation episodes: the frames its slots are made of
     if ctx.main and ("encoder" in redo or not (enc_dir / "metrics.json").is_file()):
@@ -217,6 +222,8 @@ def _encoder_stages(cfg, data, enc_data, enc_dir, redo, resume, until, ctx):
         print("[encoder] validation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     if until == "encoder":
         return None
+    if live_patches:
+        return LivePatches(encoder, data.pixels, cfg, ctx.device, ctx.precision)
     if ctx.main and ({"encoder", "slots"} & redo or not slots_extracted(enc_dir, cfg)):
         precision = ctx.precision
         meta = token_files(enc_dir, cfg)[1]
@@ -243,6 +250,9 @@ def main(argv=None):
                         help="bf16: autocast forward passes (2.2-2.4x faster on a CPU with AMX)")
     parser.add_argument("--workers", type=int, default=0, help="data collection processes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--live-patches", action="store_true",
+                        help="patch tokens: encode each batch's frames with the frozen encoder instead of "
+                        "extracting every frame's to disk (the paper preset's 196 x 384 a frame do not fit)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     parser.add_argument("--model", choices=MODELS, default=None,
                         help="a model of the paper's Push-T table, set over the preset: " + "; ".join(
@@ -267,7 +277,7 @@ def main(argv=None):
     try:
         run(cfg, out, redo=tuple(args.redo), resume=args.resume, device=args.device,
             workers=args.workers, progress=not args.no_progress, until=args.until,
-            precision=args.precision)
+            precision=args.precision, live_patches=args.live_patches)
     except (ValueError, OSError, FloatingPointError) as err:  # DatasetError is a ValueError
         sys.exit(f"error: {error_line(err)}")
     print(f"done in {time.time() - start:.0f} s: {out}")

@@ -130,3 +130,31 @@ def test_patches_too_large_for_the_disk_stop_before_anything_is_written(tiny_pat
                                       r"[\d.]+ MB in .*, where 0\.01 MB are free: free some, or use a coarser"):
         run(coarser, root / "runs" / "tiny-patches-2", progress=False, root=root, workers=2)
     assert not list(enc_dir.glob("patches-2*"))
+
+
+def test_live_patches_are_the_extracted_ones_and_train_without_extraction(tiny_patch_run, monkeypatch):
+    import train
+    from data import load_dataset
+    from encoder import LivePatches
+    root, out, _ = tiny_patch_run
+    info = json.loads((out / "config.json").read_text())
+    data = load_dataset(info["data"])
+    stored = load_slots(Path(info["encoder"]), PATCHES, len(data.pixels))
+    model, _ = load_world_model(out, torch.device("cpu"))
+    live = LivePatches(model.encoder, data.pixels, PATCHES, "cpu")
+    index = np.array([[0, 5, 10], [7, 3, 1]])
+    assert live.shape == stored.shape and len(live) == len(stored)
+    torch.testing.assert_close(live[index], torch.from_numpy(stored[index]), rtol=1e-5, atol=1e-5)
+
+    # the same run, its batches encoded as they are drawn: the same losses, and nothing extracted
+    monkeypatch.setattr(train, "extract_slots", lambda *a, **k: pytest.fail("extracted patches"))
+    again = train.run(PATCHES, root / "runs" / "tiny-live", progress=False, root=root, live_patches=True)
+    logs = [[json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()] for run in (out, again)]
+    assert [r["step"] for r in logs[1]] == [r["step"] for r in logs[0]] and len(logs[0]) > 2
+    for a, b in zip(*logs):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    coarser = dataclasses.replace(PATCHES, patch_grid=2)  # no patches-2 on disk: trains all the same
+    assert (train.run(coarser, root / "runs" / "tiny-live-2", progress=False, root=root,
+                      live_patches=True) / "predictor.pt").is_file()
+    with pytest.raises(ValueError, match="--live-patches is for patch tokens"):
+        train.run(PRESETS["tiny"], root / "runs" / "tiny-live-slots", root=root, live_patches=True)
