@@ -134,6 +134,7 @@ PRESETS = {
         # heads of 64 as App. E says (the official code's nn.MultiheadAttention(128, 16) has heads of 8)
         predictor_dim=128, depth=6, heads=16, dim_head=64, mlp_dim=2048, epochs=30,
         batch_size=256,
+        patch_grid=14,  # --model dino-wm: DINOv2's whole 14 x 14 map of patches, as the paper's DINO-WM
         val_every=2000, ckpt_every=2000),
     "tiny": TrainConfig(
         episodes=12, min_steps=30, max_steps=40, val_fraction=0.25, image_size=32, cnn_channels=16,

@@ -344,12 +344,15 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
         print(f"[slots] resuming {tmp} at chain {first} of {len(chains)}")
     else:
         place_path.unlink(missing_ok=True)
-        for partial in (tmp, tmp_moments):  # the space an earlier, unfinished extraction holds is free to us
+        # the space this extraction's own unfinished files hold is free to it (the moments'
+        # partial file of a slot extraction beside a patch one is not its own)
+        for partial in (tmp,) if patches else (tmp, tmp_moments):
             partial.unlink(missing_ok=True)
         need = 4 * int(np.prod(shape)) + (0 if patches else 4 * shape[0] * shape[1] * N_MOMENTS)
-        check_free_space(out_path.parent, need, f"the {'patches' if patches else 'slots'} of "
-                         f"{shape[0]:,} frames ({shape[1]} x {shape[2]} float32 numbers each)",
-                         "free some, or use a coarser --patch-grid or fewer --episodes"
+        check_free_space(out_path.parent, need, f"the patches of {shape[0]:,} frames ({shape[1]} x "
+                         f"{shape[2]} float32 numbers each)" if patches else f"the slots of {shape[0]:,} "
+                         f"frames ({shape[1]} x {shape[2]} float32 numbers each, and their mask moments)",
+                         "free some, train with --live-patches, or use a coarser --patch-grid"
                          if patches else "free some, or use fewer --episodes")
         slots = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         if not patches:

@@ -106,7 +106,7 @@ def check_free_space(folder, need_bytes, what, advice):
     """Stop before writing ``need_bytes`` into ``folder`` when its disk has less free: a large
     memory-mapped file would otherwise fill the disk hours into the stage that writes it."""
     free = shutil.disk_usage(folder).free
-    size = lambda n: f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.2f} MB"
+    size = lambda n: f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.2f} MB"
     if need_bytes > free:
         raise OSError(f"{what} need {size(need_bytes)} in {folder}, where {size(free)} are free: {advice}")
 

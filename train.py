@@ -158,6 +158,8 @@ def run(cfg: TrainConfig, out, redo=(), resume=False, device="auto", workers=0, 
     check_config(cfg)
     if live_patches and cfg.tokens != "patches":
         raise ValueError("--live-patches is for patch tokens (--model dino-wm), not slots")
+    if live_patches and (until == "slots" or "slots" in redo):
+        raise ValueError("--live-patches extracts no patches: leave out --until slots and --redo slots")
     if until not in STAGES:
         raise ValueError(f"until must be one of {STAGES}, got {until!r}")
     check_precision(precision)
@@ -252,7 +254,7 @@ def main(argv=None):
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--live-patches", action="store_true",
                         help="patch tokens: encode each batch's frames with the frozen encoder instead of "
-                        "extracting every frame's to disk (the paper preset's 196 x 384 a frame do not fit)")
+                        "extracting every frame's to disk (the paper preset's 196 x 384 a frame, --patch-grid 14, do not fit)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     parser.add_argument("--model", choices=MODELS, default=None,
                         help="a model of the paper's Push-T table, set over the preset: " + "; ".join(

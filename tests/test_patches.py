@@ -127,9 +127,10 @@ def test_patches_too_large_for_the_disk_stop_before_anything_is_written(tiny_pat
     monkeypatch.setattr(files.shutil, "disk_usage", lambda path: real(path)._replace(free=10_000))
     coarser = dataclasses.replace(PATCHES, patch_grid=2)
     with pytest.raises(OSError, match=r"the patches of [\d,]+ frames \(4 x 16 float32 numbers each\) need "
-                                      r"[\d.]+ MB in .*, where 0\.01 MB are free: free some, or use a coarser"):
+                                      r"[\d.]+ MB in .*, where 0\.01 MB are free: free some, train with "
+                                      r"--live-patches, or use a coarser --patch-grid"):
         run(coarser, root / "runs" / "tiny-patches-2", progress=False, root=root, workers=2)
-    assert not list(enc_dir.glob("patches-2*"))
+    assert list(enc_dir.rglob("patches-4.npy")) and not list(enc_dir.rglob("patches-2*"))
 
 
 def test_live_patches_are_the_extracted_ones_and_train_without_extraction(tiny_patch_run, monkeypatch):
@@ -151,10 +152,14 @@ def test_live_patches_are_the_extracted_ones_and_train_without_extraction(tiny_p
     again = train.run(PATCHES, root / "runs" / "tiny-live", progress=False, root=root, live_patches=True)
     logs = [[json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()] for run in (out, again)]
     assert [r["step"] for r in logs[1]] == [r["step"] for r in logs[0]] and len(logs[0]) > 2
-    for a, b in zip(*logs):
-        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    for a, b in zip(*logs):  # training and validation terms
+        assert b.keys() == a.keys()
+        for key in a.keys() - {"stage", "step", "seconds"}:
+            assert b[key] == pytest.approx(a[key], rel=1e-4), key
     coarser = dataclasses.replace(PATCHES, patch_grid=2)  # no patches-2 on disk: trains all the same
     assert (train.run(coarser, root / "runs" / "tiny-live-2", progress=False, root=root,
                       live_patches=True) / "predictor.pt").is_file()
     with pytest.raises(ValueError, match="--live-patches is for patch tokens"):
         train.run(PRESETS["tiny"], root / "runs" / "tiny-live-slots", root=root, live_patches=True)
+    with pytest.raises(ValueError, match="extracts no patches: leave out --until slots"):
+        train.run(PATCHES, root / "runs" / "tiny-live-until", root=root, until="slots", live_patches=True)
