@@ -381,3 +381,33 @@ def test_training_benchmark_times_each_model_at_each_patch_grid(capsys):
     bench_train.main(["--presets", "tiny", "--models", "dino-wm", "--patch-grid", "2", "--dropout", "0",
                       "--steps", "1", "--device", "cpu"])
     assert "preset tiny, dino-wm (2 x 2 patches), dropout 0:" in capsys.readouterr().out
+
+
+def test_plan_table_pools_one_checkpoints_seeds_from_separate_files(tmp_path, capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("plan_table", Path(__file__).parents[1] / "experiments" / "plan_table.py")
+    plan_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plan_table)
+
+    def seed(rate, pushes):  # two episodes: the first needs a push
+        ok = [1, 0] if pushes else [0, 1]
+        return {"success_rate": rate, "successes": ok, "needs_push": [1, 0], "solve_seconds": 10.0 * (1 + pushes),
+                "final_block_px": [1.0, 30.0], "final_angle_deg": [2.0, 4.0]}
+
+    def write(name, seeds, **config):
+        path = tmp_path / name
+        path.write_text(json.dumps({"config": {"seeds": [int(s) for s in seeds], "out": name, "samples": 300,
+                                               **config}, "checkpoint": {"step": 5}, "seeds": seeds}))
+        return path
+
+    a = write("a.json", {"0": seed(0.5, 1), "2": seed(0.5, 0)})
+    b = write("b.json", {"1": seed(0.0, 0)})
+    plan_table.main([f"{a}+{b}", "--time"])
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert row.startswith(f"| {tmp_path.name}/a | 50 / 0 / 50 | 33.3 +/- 23.6 | 1 of 3 |")  # seeds in order 0, 1, 2
+    assert row.endswith("| 13 s for 2 |")
+    other = write("c.json", {"1": seed(0.0, 0)}, samples=100)
+    with pytest.raises(SystemExit, match="not one checkpoint's seeds under one protocol"):
+        plan_table.main([f"{a}+{other}"])
+    with pytest.raises(SystemExit, match=r"seeds \['0'\] are in more than one file"):
+        plan_table.main([f"{a}+{write('d.json', {'0': seed(0.0, 0)})}"])
