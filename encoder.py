@@ -28,7 +28,7 @@ from dinov2 import normalize_imagenet
 from files import atomic_write_json, atomic_write_png, check_free_space, read_json
 from config import (build_encoder, data_config, data_dir, encoder_config, load_checkpoint,
                     slot_dim_seen, tokens_per_frame)
-from data import FrameClips
+from data import FrameClips, frames_to_tensor
 from masks import N_MOMENTS, fg_ari, mask_moments, masks_to_segmentation, mbo
 
 
@@ -212,8 +212,8 @@ def pixels_to_patches(model, pixels, cfg, device, precision="fp32"):
     frame resized to the run's image size and encoded on its own: what extraction stores, what
     the planner and ``LivePatches`` compute."""
     lead = pixels.shape[:-3]
-    frames = torch.from_numpy(np.ascontiguousarray(pixels)).to(device)
-    frames = frames.reshape(-1, 1, *pixels.shape[-3:]).permute(0, 1, 4, 2, 3).float().div_(255)
+    frames = frames_to_tensor(pixels, device)
+    frames = frames.reshape(-1, 1, *frames.shape[-3:])  # (N, 1, 3, H, W): one frame a clip
     with autocast(device, precision):
         tokens = patch_features(model, resize_frames(frames, cfg.image_size), cfg.patch_grid)
     return tokens[:, 0].float().reshape(*lead, *tokens.shape[2:])
@@ -349,11 +349,11 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
         for partial in (tmp,) if patches else (tmp, tmp_moments):
             partial.unlink(missing_ok=True)
         need = 4 * int(np.prod(shape)) + (0 if patches else 4 * shape[0] * shape[1] * N_MOMENTS)
-        check_free_space(out_path.parent, need, f"the patches of {shape[0]:,} frames ({shape[1]} x "
-                         f"{shape[2]} float32 numbers each)" if patches else f"the slots of {shape[0]:,} "
-                         f"frames ({shape[1]} x {shape[2]} float32 numbers each, and their mask moments)",
-                         "free some, train with --live-patches, or use a coarser --patch-grid"
-                         if patches else "free some, or use fewer --episodes")
+        what = (f"the {'patches' if patches else 'slots'} of {shape[0]:,} frames ({shape[1]} x {shape[2]} "
+                f"float32 numbers each{'' if patches else ', and their mask moments'})")
+        advice = ("free some, train with --live-patches, or use a coarser --patch-grid" if patches
+                  else "free some, or use fewer --episodes")
+        check_free_space(out_path.parent, need, what, advice)
         slots = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         if not patches:
             moments = np.lib.format.open_memmap(tmp_moments, mode="w+", dtype=np.float32,
@@ -369,8 +369,7 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
         if patches:
             z = pixels_to_patches(model, data.pixels[index], cfg, device, precision).cpu().numpy()
         else:
-            frames = torch.from_numpy(np.ascontiguousarray(data.pixels[index]))  # (B, T, H, W, 3)
-            frames = frames.to(device).permute(0, 1, 4, 2, 3).float().div_(255)
+            frames = frames_to_tensor(data.pixels[index], device)  # (B, T, 3, H, W)
             with autocast(device, precision):
                 out = model.encode(resize_frames(frames, cfg.image_size), noise=False)
                 z = out["slots"].float().cpu().numpy()

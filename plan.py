@@ -44,7 +44,7 @@ from common import autocast, build_parser, check_precision, config_from_args, co
 from files import atomic_write_bytes, atomic_write_json, check_results_path, error_line, read_json
 from config import (TrainConfig, build_encoder, build_predictor, data_config, encoder_config, load_checkpoint,
                     open_run, short_hash)
-from data import load_dataset, normalize_proprio, sample_eval_pairs
+from data import frames_to_tensor, load_dataset, normalize_proprio, sample_eval_pairs
 from pusht import PushTEnv, SUCCESS_ANGLE, SUCCESS_DIST, wrap_angle
 from encoder import pixels_to_patches, resize_frames, with_moments
 from predictor import rollout
@@ -176,8 +176,7 @@ class WorldModel:
         instead of the image (diagnostics/oracle_plan.py); this one ignores them."""
         if self.cfg.tokens == "patches":
             return pixels_to_patches(self.encoder, pixels, self.cfg, self.device, self.precision)
-        frames = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
-        frames = frames.permute(0, 3, 1, 2).float().div(255)[:, None]  # (E, 1, 3, H, W)
+        frames = frames_to_tensor(pixels, self.device)[:, None]  # (E, 1, 3, H, W)
         with autocast(self.device, self.precision):
             out = self.encoder.encode(resize_frames(frames, self.cfg.image_size), noise=False)
         return with_moments(out["slots"][:, 0].float(), out["attn"][:, 0], self.cfg)

@@ -203,7 +203,7 @@ def _run_stages(cfg, out, redo, resume, workers, root, until, ctx, live_patches)
     train_predictor(cfg, data, slots, out, "predictor" in redo, resume, ctx)
 
 
-def encoder_work(cfg, enc_dir, redo, until, live_patches=False):
+def encoder_work(cfg, enc_dir, redo, until, live_patches):
     """Whether the encoder stages of this run will write into ``enc_dir`` (and must hold it)."""
     if {"encoder", "slots"} & redo or not (enc_dir / "metrics.json").is_file():
         return True
