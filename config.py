@@ -404,8 +404,10 @@ def open_run(path, dataset, purpose):
 # ---------------------------------------------------------------------------------------
 # The models a config builds
 # ---------------------------------------------------------------------------------------
-def build_encoder(cfg: TrainConfig) -> SlotEncoder:
-    if cfg.backbone == "dinov2" and not cfg.dinov2_path:
+def build_encoder(cfg: TrainConfig, random_backbone=False) -> SlotEncoder:
+    """The slot encoder of ``cfg``. ``random_backbone`` lets a dinov2 one keep the ViT's random
+    initialisation where no weights are given (benchmarks: a forward pass takes as long)."""
+    if cfg.backbone == "dinov2" and not cfg.dinov2_path and not random_backbone:
         raise ValueError("backbone dinov2 needs the frozen ViT-S/14 weights: pass --dinov2-path "
                          "/path/to/dinov2_vits14_pretrain.pth (or use --backbone cnn)")
     return SlotEncoder(backbone=cfg.backbone, image_size=cfg.image_size, n_slots=cfg.n_slots,

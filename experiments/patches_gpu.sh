@@ -6,7 +6,9 @@
 #
 # 1. benchmarks/bench_patch.py, alone on the GPU: one batched CEM solve of 50 episodes with each
 #    kind of world model at the cpu predictor's size and at the paper's (6 layers, 16 heads of
-#    64, MLP 2048; 196 x 384 patches against 4 x 128 slots), with the ratio;
+#    64, MLP 2048; 196 x 384 patches against 4 x 128 slots), with the ratio; then a training
+#    step of the paper preset's C-JEPA and of its DINO-WM with --live-patches (the frozen
+#    ViT's forward on the step's 1,024 frames, timed apart), benchmarks/bench_train.py;
 # 2. the cpu preset's four models of the paper's Push-T table, trained and planned with the
 #    protocol, DINO-WM on the 8 x 8 patch grid that a CPU session cannot train
 #    (bash experiments/baselines_cpu.sh ran it at 4 x 4).
@@ -20,10 +22,12 @@ export PYTHONUNBUFFERED=1
 SIZE=${SIZE:-full}
 if [ "$SIZE" = tiny ]; then
   BENCH="--size tiny --episodes 2 --samples 20 --iterations 2"; BENCH_PAPER=$BENCH
+  BENCH_TRAIN="--presets tiny --steps 2"
   PRESET="--preset tiny --policy weak"; PLAN="--seeds 0 --episodes 2 --samples 20 --topk 4 --iterations 2"
   DEVICE=cpu; WORKERS=2; GRID=4
 else
   BENCH="--size cpu --episodes 50"; BENCH_PAPER="--size paper --episodes 50"
+  BENCH_TRAIN="--presets paper --steps 10 --precision bf16"
   PRESET="--policy weak"; PLAN=""; DEVICE=cuda; WORKERS=8; GRID=8   # weak: beside the cpu baselines
 fi
 T0=$(date +%s)
@@ -39,6 +43,9 @@ python benchmarks/bench_patch.py $BENCH --device $DEVICE > "$OUT/bench-cpu-size.
 note "bench, cpu size (exit $?)"
 python benchmarks/bench_patch.py $BENCH_PAPER --device $DEVICE > "$OUT/bench-paper-size.log" 2>&1
 note "bench, paper size (exit $?)"
+python benchmarks/bench_train.py $BENCH_TRAIN --models c-jepa dino-wm --live-patches --device $DEVICE \
+  > "$OUT/bench-train-live.log" 2>&1
+note "bench, training step with live patches (exit $?)"
 
 python train.py $PRESET --until slots --out runs/gpu-data --device $DEVICE --workers $WORKERS --no-progress \
   > "$OUT/data.log" 2>&1

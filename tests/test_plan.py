@@ -381,6 +381,13 @@ def test_training_benchmark_times_each_model_at_each_patch_grid(capsys):
     bench_train.main(["--presets", "tiny", "--models", "dino-wm", "--patch-grid", "2", "--dropout", "0",
                       "--steps", "1", "--device", "cpu"])
     assert "preset tiny, dino-wm (2 x 2 patches), dropout 0:" in capsys.readouterr().out
+    # --live-patches: the patch model's step encodes its frames and says how much of it that was
+    bench_train.main(["--presets", "tiny", "--models", "c-jepa", "dino-wm", "--live-patches", "--batch-size", "2",
+                      "--steps", "1", "--device", "cpu"])
+    slots, patches = [line for line in capsys.readouterr().out.splitlines() if line.startswith("preset tiny")]
+    assert "batch 2," in slots and "live" not in slots
+    share = int(patches.split("encode the frames live, ")[1].split("%")[0])
+    assert 0 < share < 100
 
 
 def test_plan_table_pools_one_checkpoints_seeds_from_separate_files(tmp_path, capsys):
