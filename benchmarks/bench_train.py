@@ -10,8 +10,9 @@ preset's shape (no data loading), after a few warm-up steps; with --models, each
 paper's Push-T table (config.MODELS) set over each preset, the patch models at each grid.
 With --live-patches a patch model's step also encodes its batch's frames (random uint8 pixels
 of the preset's render size, B x T of them) with the frozen encoder, as train.py --live-patches
-does, and the encoding's share of the step is printed. The encoder's weights are random (DINOv2's
-too): a forward pass takes as long whatever they are.
+does, and the encoding's share of the step is printed (timed between two synchronisations on a
+GPU; the read of the frames from the memory-mapped data is not in it). The encoder's weights are
+random (DINOv2's too): a forward pass takes as long whatever they are.
 """
 
 import argparse
@@ -46,7 +47,7 @@ def throughput(cfg, steps, device, precision="fp32", warmup=3, live=False):
              "actions": torch.randn(B, T, 2 * cfg.frameskip, device=device),
              "proprio": torch.randn(B, T, 4, device=device)}
     if live:
-        encoder = build_encoder(cfg, random_backbone=True).to(device)
+        encoder = build_encoder(cfg, random_backbone=True).to(device).eval()
         pixels = torch.randint(0, 256, (B * T, cfg.render_size, cfg.render_size, 3), dtype=torch.uint8).numpy()
     loss_fn = predictor_loss(cfg)
     encoding = 0.0
