@@ -75,7 +75,7 @@ class PlanConfig:
     device: str = "auto"
     precision: str = "fp32"       # bf16: encoder and rollouts under common.autocast; costs in float32
     allow_unfinished: bool = False  # plan with a predictor whose training has not finished
-    resume: bool = False          # keep the seeds an interrupted run of the same protocol and checkpoint wrote to --out
+    resume: bool = False          # keep the seeds an earlier run of this protocol and checkpoint wrote to --out
     # -- our additions, off (their defaults) in the paper's protocol; docs/additions.md
     #    (history 1 and split val above are ours too, when chosen)
     clip_actions: bool = False    # clamp CEM candidates to the actions the env executes (raw [-1, 1])
@@ -397,17 +397,21 @@ def evaluate(cfg: PlanConfig, progress=True):
 
 def finished_seeds(results, out):
     """The seeds in the results file ``out`` that an earlier run wrote with the same protocol
-    (the config but ``resume`` and ``out``) and the same checkpoint; {} if there is none. Each
-    seed's episodes and random streams depend on the seed alone, so a kept seed is the one an
-    uninterrupted run gives."""
+    (the config but ``resume``, ``out`` and the seed list) and the same checkpoint; {} if there
+    is none. Each seed's episodes and random streams depend on the seed alone, so a kept seed is
+    the one an uninterrupted run gives, and a run may add seeds to a file; it may not drop any."""
     if not out.is_file():
         return {}
     earlier = read_json(out)
-    same = lambda config: {k: v for k, v in config.items() if k not in ("resume", "out")}  # noqa: E731
+    same = lambda config: {k: v for k, v in config.items() if k not in ("resume", "out", "seeds")}  # noqa: E731
     if same(earlier.get("config", {})) != same(results["config"]) or earlier.get("checkpoint") != results["checkpoint"]:
         raise ValueError(f"{out} holds results of another protocol or checkpoint: --resume keeps only "
                          "seeds of the same ones (drop --resume to start over, or choose another --out)")
     keep = {str(seed) for seed in results["config"]["seeds"]}
+    dropped = sorted(set(earlier["seeds"]) - keep, key=int)
+    if dropped:
+        raise ValueError(f"{out} holds seeds {', '.join(dropped)} that --seeds leaves out, and --resume would "
+                         "drop them: add them to --seeds, or choose another --out")
     kept = {seed: row for seed, row in earlier["seeds"].items() if seed in keep}
     if kept:
         print(f"[plan] --resume: keeping seeds {', '.join(kept)} from {out}")

@@ -266,6 +266,15 @@ def test_an_interrupted_evaluation_keeps_the_seeds_it_finished(tiny_run, tmp_pat
     with pytest.raises(ValueError, match="another protocol or checkpoint"):
         evaluate(PlanConfig(ckpt=str(out), policy="random", seeds=(0, 1), episodes=3, gifs=0,
                             out=str(path), resume=True), progress=False)
+    # more seeds into the same file: only the new one is planned; fewer would lose one, and are refused
+    planned.clear()
+    results, _ = evaluate(PlanConfig(ckpt=str(out), policy="random", seeds=(0, 1, 2), episodes=2, gifs=0,
+                                     out=str(path), resume=True), progress=False)
+    assert planned == [2] and list(results["seeds"]) == ["0", "1", "2"]
+    with pytest.raises(ValueError, match="holds seeds 0, 2 that --seeds leaves out"):
+        evaluate(PlanConfig(ckpt=str(out), policy="random", seeds=(1,), episodes=2, gifs=0,
+                            out=str(path), resume=True), progress=False)
+    assert list(json.loads(path.read_text())["seeds"]) == ["0", "1", "2"]
 
 
 def test_checkpoint_whose_data_differs_fails_clearly(tiny_run, tmp_path):
