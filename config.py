@@ -57,7 +57,8 @@ class TrainConfig:
     slot_dim: int = 128
     cnn_channels: int = 32
     cnn_fullres: bool = True      # stride-2 CNN features upsampled and joined with the pixels: slot attention at full size
-    decoder: str = "attention"    # attention: slot attention's masks paint one colour per slot (ours) | broadcast
+    decoder: str = "attention"    # cnn: attention (slot attention's masks paint one colour per slot, ours) | broadcast;
+                                  # dinov2: mlp | mixer (SlotMixer, the official VideoSAUR config's)
     decoder_channels: int = 32    # (broadcast decoder)
     decoder_size: int = 32        # the broadcast decoder reconstructs frames averaged down to this
     decoder_rgb: str = "slot"     # slot: one colour per slot | pixel: RGB per pixel (Locatello)
@@ -74,6 +75,11 @@ class TrainConfig:
     encoder_lr: float = 1e-3
     encoder_warmup: int = 200
     encoder_clip: float = 1.0     # gradient-norm clipping of the encoder (0: none)
+    encoder_schedule: str = "cosine"  # after the warmup: cosine to 10 % | exponential: halved over the run (VideoSAUR)
+    encoder_stride: int = 0       # env steps between a training clip's frames (0: frameskip)
+    encoder_flip: float = 0.0     # probability that a training clip is mirrored left to right (VideoSAUR)
+    similarity_weight: float = 0.0  # dinov2: weight of VideoSAUR's temporal-similarity loss (videosaur.time_similarity)
+    similarity_temp: float = 0.15   # its softmax temperature
     encoder_seed: int = 0
     encoder_data: str = "all_moving"  # Push-T: the encoder trains on all_moving data (App. D.1) | predictor: on the predictor's
     slot_mode: str = "frame"      # slots for the predictor: frame (each frame alone, as plan.py encodes) | video
@@ -130,7 +136,14 @@ PRESETS = {
     "cpu": TrainConfig(),
     "paper": TrainConfig(
         episodes=2000, min_steps=100, max_steps=200, render_size=224, policy="expert", backbone="dinov2",
-        image_size=196, slot_dim=128, n_iters=2, encoder_clip_len=2, encoder_steps=100_000, encoder_batch=64,
+        image_size=196, slot_dim=128, n_iters=2,
+        # VideoSAUR as App. D.1 trains it: 100k steps of 64 clips of 6 frames 2 env steps apart, Adam
+        # at 1e-4 per 32 samples, 2k warmup then exponential decay, clipping at 0.05, the
+        # temporal-similarity loss at 0.25 (temperature 0.15); where the text is silent, the official
+        # config's SlotMixer decoder and left-right flips (docs/faithful.md#the-paper-presets-encoder)
+        encoder_clip_len=6, encoder_stride=2, encoder_steps=100_000, encoder_batch=64, encoder_lr=2e-4,
+        encoder_warmup=2000, encoder_schedule="exponential", encoder_clip=0.05, similarity_weight=0.25,
+        similarity_temp=0.15, decoder="mixer", encoder_flip=0.5,
         # heads of 64 as App. E says (the official code's nn.MultiheadAttention(128, 16) has heads of 8)
         predictor_dim=128, depth=6, heads=16, dim_head=64, mlp_dim=2048, epochs=30,
         batch_size=256,
@@ -143,24 +156,27 @@ PRESETS = {
         predictor_dim=16, depth=1, heads=2, dim_head=8, mlp_dim=32, epochs=1, batch_size=8, val_every=4,
         val_batches=2, ckpt_every=4),
 }
-# The collide world (collision.py), CLEVRER's settings where they carry over (FACTS section 2):
-# 7 slots, history 6, frameskip 2; 4 predicted frames cover the 8 held-out frames. The cpu
-# preset keeps the encoder recipe it was measured with (stride-2 features, a broadcast decoder
-# with per-pixel RGB, plain MSE, lr 4e-4, no clipping, noisy slot init; the tiny preset the
-# same decoder), trained on the videos themselves (every object already moves). The predictor
-# trains on video-mode slots: VQA reads whole observed videos, and objects alike in kind need
-# the propagation to keep their slots. (policy is Push-T's: the collide presets keep the value
-# their runs were made with.)
+# The collide world (collision.py), CLEVRER's settings where they carry over (FACTS section 2): 7
+# slots, M = 4 (the paper's best there), history 6, frameskip 2; 4 predicted frames cover the 8
+# held-out frames. The cpu preset keeps the encoder recipe it was measured with (stride-2
+# features, a broadcast decoder with per-pixel RGB, plain MSE, lr 4e-4, no clipping, noisy slot
+# init; the tiny preset the same decoder), trained on the videos themselves (every object already
+# moves). The predictor trains on video-mode slots: VQA reads whole observed videos, and objects
+# alike in kind need the propagation to keep their slots. (policy is Push-T's: the collide
+# presets keep the value their runs were made with.)
 COLLIDE_PRESETS = {
-    "cpu": dataclasses.replace(PRESETS["cpu"], dataset="collide", episodes=2000, n_slots=7,
+    "cpu": dataclasses.replace(PRESETS["cpu"], dataset="collide", masked=4, episodes=2000, n_slots=7,
                                frameskip=2, n_history=6, n_future=4, cnn_fullres=False, decoder="broadcast",
                                decoder_rgb="pixel", recon_weight=0.0, encoder_clip_len=2, encoder_steps=4000,
                                encoder_batch=16, encoder_lr=4e-4, encoder_clip=0.0, slot_init="noise",
                                encoder_data="predictor", slot_mode="video", policy="weak"),
-    "paper": dataclasses.replace(PRESETS["paper"], dataset="collide", episodes=20000, policy="weak",
+    "paper": dataclasses.replace(PRESETS["paper"], dataset="collide", masked=4, episodes=20000, policy="weak",
                                  video_observed=128, video_future=32, render_size=128,
                                  val_fraction=0.25, n_slots=7, frameskip=2, n_history=6, n_future=10,
-                                 encoder_data="predictor", slot_mode="video"),
+                                 encoder_data="predictor", slot_mode="video",
+                                 # CLEVRER's VideoSAUR (App. D.1): batch 32 (so lr 1e-4), weight 0.3,
+                                 # noisy initial slots (the official code's; video mode keeps their order)
+                                 encoder_batch=32, encoder_lr=1e-4, similarity_weight=0.3, slot_init="noise"),
     "tiny": dataclasses.replace(PRESETS["tiny"], dataset="collide", episodes=16, video_observed=12,
                                 video_future=4, frame_substeps=10, n_slots=4, frameskip=2,
                                 cnn_fullres=False, decoder="broadcast",
@@ -201,6 +217,16 @@ def check_config(cfg: TrainConfig):
         raise ValueError(f"need 0 < --val-fraction < 1, 0 <= --dropout < 1, --encoder-warmup >= 0 and "
                          f"--encoder-clip >= 0, got {cfg.val_fraction}, {cfg.dropout}, {cfg.encoder_warmup}, "
                          f"{cfg.encoder_clip}")
+    if cfg.encoder_stride < 0 or not 0 <= cfg.encoder_flip <= 1 or not cfg.similarity_temp > 0:
+        raise ValueError(f"need --encoder-stride >= 0, 0 <= --encoder-flip <= 1 and --similarity-temp > 0, got "
+                         f"{cfg.encoder_stride}, {cfg.encoder_flip} and {cfg.similarity_temp}")
+    decoders = {"cnn": ("attention", "broadcast"), "dinov2": ("mlp", "mixer")}.get(cfg.backbone, (cfg.decoder,))
+    if cfg.decoder not in decoders:
+        raise ValueError(f"--decoder must be one of {'|'.join(decoders)} with --backbone {cfg.backbone}, "
+                         f"got {cfg.decoder!r}")
+    if cfg.similarity_weight < 0 or (cfg.similarity_weight and cfg.backbone != "dinov2"):
+        raise ValueError(f"--similarity-weight (>= 0, got {cfg.similarity_weight}) is VideoSAUR's loss on "
+                         "DINOv2's keys: it needs --backbone dinov2")
     if cfg.dataset not in DATASETS:
         raise ValueError(f"unknown dataset {cfg.dataset!r}; available: {', '.join(DATASETS)}")
     if cfg.mask_kind not in MASK_KINDS:
@@ -232,6 +258,7 @@ def check_config(cfg: TrainConfig):
     for name, allowed in (("aux", ("nodes", "concat")), ("backbone", ("cnn", "dinov2")),
                           ("future_action", ("query", "visible")), ("proprio_space", ("embedding", "raw")),
                           ("encoder_data", ("all_moving", "predictor")),
+                          ("encoder_schedule", ("cosine", "exponential")),
                           ("policy", ("weak", "expert"))):   # all-moving data is the encoder's alone
         if getattr(cfg, name) not in allowed:
             raise ValueError(f"--{name.replace('_', '-')} must be one of {'|'.join(allowed)}, "
@@ -319,7 +346,8 @@ ENCODER_FIELDS = ("backbone", "dinov2_path", "image_size", "n_slots", "slot_dim"
                   "cnn_fullres", "decoder", "decoder_channels", "decoder_size", "decoder_rgb", "recon_weight",
                   "position_weight", "encoder_plain_steps", "encoder_plain_lr", "slot_init",
                   "cnn_stride2", "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps",
-                  "encoder_batch", "encoder_lr", "encoder_warmup", "encoder_clip", "encoder_seed",
+                  "encoder_batch", "encoder_lr", "encoder_warmup", "encoder_clip", "encoder_schedule",
+                  "encoder_stride", "encoder_flip", "similarity_weight", "similarity_temp", "encoder_seed",
                   "frameskip")
 
 
@@ -417,8 +445,8 @@ def build_encoder(cfg: TrainConfig, random_backbone=False) -> SlotEncoder:
                        decoder_channels=cfg.decoder_channels,
                        decoder_size=cfg.decoder_size, decoder_rgb=cfg.decoder_rgb,
                        recon_weight=cfg.recon_weight, position_weight=cfg.position_weight,
-                       slot_init=cfg.slot_init,
-                       dinov2_weights=cfg.dinov2_path or None)
+                       slot_init=cfg.slot_init, similarity_weight=cfg.similarity_weight,
+                       similarity_temp=cfg.similarity_temp, dinov2_weights=cfg.dinov2_path or None)
 
 
 def feature_grid(cfg: TrainConfig) -> int:

@@ -150,11 +150,12 @@ class DinoV2(nn.Module):
         patch_pos = rearrange(grid, "1 d h w -> 1 (h w) d").to(self.pos_embed.dtype)
         return torch.cat([cls_pos, patch_pos], dim=1)
 
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, images: torch.Tensor, keys: bool = False):
         """ImageNet-normalised images (B, 3, H, W), H and W multiples of 14 -> patch tokens (B, N, D).
 
         N = (H / 14) * (W / 14), row-major over the patch grid; tokens are taken after the
-        final LayerNorm, class token dropped.
+        final LayerNorm, class token dropped. keys=True also returns the last block's attention
+        keys of the patches, (B, N, D) over all heads (VideoSAUR's similarity target).
         """
         p = self.patch_size
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] % p or images.shape[3] % p:
@@ -165,9 +166,12 @@ class DinoV2(nn.Module):
         x = self.patch_embed(images)  # (B, N, D)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)
         x = x + self.position_embedding(h, w)
-        for block in self.blocks:
+        for block in self.blocks[:-1]:
             x = block(x)
-        return self.norm(x)[:, 1:]  # (B, N, D)
+        last = self.blocks[-1]
+        patch_keys = last.attn.qkv(last.norm1(x))[:, 1:, self.dim:2 * self.dim]  # qkv is (q, k, v) x heads
+        tokens = self.norm(last(x))[:, 1:]  # (B, N, D)
+        return (tokens, patch_keys) if keys else tokens
 
 
 def check_state_dict(model: nn.Module, state: dict) -> None:

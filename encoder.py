@@ -3,8 +3,9 @@ extract the slots of every frame (paper: the encoder is trained first and frozen
 sections 6 and 9, App. D.1).
 
 The encoder (``slots.SlotEncoder``) trains on short frame clips with its own reconstruction
-loss, a warm-up and a cosine schedule; on Push-T its data is the all-moving variant by
-default (``config.encoder_data_config``). It is scored by FG-ARI and mBO on the predictor's
+loss (and, on DINOv2, VideoSAUR's temporal-similarity loss), a warm-up and a cosine or
+exponential schedule; on Push-T its data is the all-moving variant by default
+(``config.encoder_data_config``). It is scored by FG-ARI and mBO on the predictor's
 validation clips. Extraction writes float32 (N, S, D) slots, row i those of dataset frame i,
 encoding each frame alone (as the planner does) or in video mode; it saves its place and
 goes on from there when interrupted.
@@ -58,25 +59,32 @@ def colour_stats(data, split, n_frames=2000):
 
 
 def encoder_loss(cfg):
-    """The encoder's loss at a training step (0-based): the model's own, or plain pixel MSE in
-    the last ``cfg.encoder_plain_steps`` steps."""
+    """The encoder's loss at a step (0-based): the model's own, or plain pixel MSE in the last
+    ``cfg.encoder_plain_steps`` steps. In training (the model in train mode) a clip is mirrored
+    left to right with probability ``cfg.encoder_flip``, drawn from the step's generator."""
     def loss_fn(model, batch, generator, step):
         plain = step >= cfg.encoder_steps - cfg.encoder_plain_steps
-        out = model(resize_frames(batch["frames"], cfg.image_size), generator=generator,
-                    recon_weight=0.0 if plain else None)
-        return out["loss"], {k: out[k].detach() for k in ("mse", "place") if k in out}
+        frames = resize_frames(batch["frames"], cfg.image_size)
+        if model.training and cfg.encoder_flip:
+            flip = (torch.rand(len(frames), generator=generator) < cfg.encoder_flip).to(frames.device)
+            frames = torch.where(flip[:, None, None, None, None], frames.flip(-1), frames)
+        out = model(frames, generator=generator, recon_weight=0.0 if plain else None)
+        return out["loss"], {k: out[k].detach() for k in ("mse", "place", "similarity") if k in out}
     return loss_fn
 
 
 def encoder_lr_factor(cfg):
     """The encoder's learning rate at a step (0-based) over ``cfg.encoder_lr``: linear warmup,
-    then cosine decay to 10 %; the plain-MSE steps at ``cfg.encoder_plain_lr`` when it is set."""
+    then cosine decay to 10 % or (``encoder_schedule`` exponential, VideoSAUR's) 0.5 ** the
+    share of the steps after the warmup; the plain-MSE steps at ``cfg.encoder_plain_lr`` when set."""
     def factor(step):
         if cfg.encoder_plain_lr and step >= cfg.encoder_steps - cfg.encoder_plain_steps:
             return cfg.encoder_plain_lr / cfg.encoder_lr
         if step < cfg.encoder_warmup:
             return (step + 1) / cfg.encoder_warmup
         progress = (step - cfg.encoder_warmup) / max(1, cfg.encoder_steps - cfg.encoder_warmup)
+        if cfg.encoder_schedule == "exponential":
+            return 0.5 ** progress
         return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
     return factor
 
@@ -106,8 +114,9 @@ def train_encoder(cfg, data, enc_dir, redo, resume, ctx):
         model.pixel_mean.copy_(torch.from_numpy(mean))
         model.background.copy_(torch.from_numpy(median))
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.encoder_lr)
-    train_set = FrameClips(data, "train", cfg.encoder_clip_len, cfg.frameskip)
-    val_set = FrameClips(data, "val", cfg.encoder_clip_len, cfg.frameskip)
+    stride = cfg.encoder_stride or cfg.frameskip
+    train_set = FrameClips(data, "train", cfg.encoder_clip_len, stride)
+    val_set = FrameClips(data, "val", cfg.encoder_clip_len, stride)
     loss_fn, lr_factor = encoder_loss(cfg), encoder_lr_factor(cfg)
 
     stage = Stage("encoder", ckpt_path, enc_dir / "log.jsonl", config, cfg.encoder_steps, cfg.val_every,

@@ -4,7 +4,7 @@ Everything a run writes goes through ``atomic_write_bytes`` (a reader sees the o
 new one, never half of one); a dataset folder is complete only once its ``meta.json`` exists;
 a folder being written is held by one process (``claim``); checkpoints are read with
 ``torch.load(weights_only=True)`` only. ``error_line`` is the one line a script prints for a
-failed file operation.
+failed file operation; ``load_official_slots`` reads the C-JEPA release's slot pickles.
 """
 
 import contextlib
@@ -258,3 +258,42 @@ def load_weights(path, map_location="cpu"):
             first = "not a weights-only pickle"
         raise ValueError(f"{path} is not a readable checkpoint ({first}): it was cut short or is "
                          "another kind of file; make it again") from err
+
+
+def _video_index(split, key):
+    """The integer prefix of a video key: '12_pixels.mp4' -> 12."""
+    match = re.match(r"(\d+)_", str(key))
+    if match is None:
+        raise ValueError(f"expected video keys like '12_pixels.mp4' in split {split!r}, got {key!r}")
+    return int(match.group(1))
+
+
+def load_official_slots(path):
+    """Read the C-JEPA release's slot pickle -> {split: [float32 array (T, S, D), ...]}.
+
+    The pickle holds {'train': {'0_pixels.mp4': array (T, S, D), ...}, 'val': ..., 'test': ...};
+    videos are ordered by the integer before the first '_' ('10_...' after '2_...'), and all
+    must share S and D. Unpickling can run arbitrary code: only load files from a trusted source.
+    """
+    with open(path, "rb") as f:
+        data = pickle.load(f)
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a dict of splits in {path}, got {type(data).__name__}")
+    out, shape = {}, None
+    for split, videos in data.items():
+        if not isinstance(videos, dict):
+            raise ValueError(f"expected split {split!r} to map video names to arrays, got {type(videos).__name__}")
+        out[split] = []
+        for key in sorted(videos, key=lambda k: _video_index(split, k)):
+            slots = np.asarray(videos[key], dtype=np.float32)
+            if slots.ndim != 3:
+                raise ValueError(f"expected slots of shape (T, S, D) for {split}/{key}, got {slots.shape}")
+            if shape is None:
+                shape = slots.shape[1:]
+            if slots.shape[1:] != shape:
+                raise ValueError(
+                    f"expected slots of shape (T, {shape[0]}, {shape[1]}) like the first video, "
+                    f"got {slots.shape} for {split}/{key}"
+                )
+            out[split].append(slots)
+    return out

@@ -10,22 +10,20 @@ C-JEPA never trains its encoder: it reads slots from a video slot model trained 
   slots, so slot k keeps following the same object across the clip. Two backbones:
   "cnn" (small CNN, pixels reconstructed by a spatial broadcast decoder, or by slot
   attention's own masks painting one colour per slot: `AttentionDecoder`) and "dinov2"
-  (frozen DINOv2 ViT-S/14 patch features reconstructed by an MLP decoder, as VideoSAUR).
-- `load_official_slots` for the C-JEPA release's slot pickles. The masks' scores (FG-ARI,
-  mBO) and descriptions are in ``masks.py``.
+  (frozen DINOv2 ViT-S/14 patch features reconstructed as VideoSAUR does, with its decoders
+  and temporal-similarity loss from ``videosaur.py``).
+The masks' scores (FG-ARI, mBO) and descriptions are in ``masks.py``; the C-JEPA release's
+slot pickles are read by ``files.load_official_slots``.
 """
 
-import pickle
-import re
-
-import numpy as np
 import torch
 import torch.nn.functional as F
-from einops import einsum, rearrange, repeat
+from einops import rearrange, repeat
 from torch import nn
 
 from dinov2 import DinoV2, load_dinov2, normalize_imagenet
 from masks import mask_spread, position_grid
+from videosaur import FeatureDecoder, SlotMixerDecoder, time_similarity
 
 
 def norm_mlp(d_in, d_hidden, d_out):
@@ -228,29 +226,6 @@ class AttentionDecoder(nn.Module):
         return (rgb * masks).sum(dim=1), rgb, masks
 
 
-class FeatureDecoder(nn.Module):
-    """MLP decoder: slots (B, S, D) -> features (B, N, Dfeat) and masks (B, S, N) (softmax over S).
-
-    Each slot is broadcast to the N patch positions, a learned position embedding is added
-    and a shared MLP predicts Dfeat features plus one alpha logit per position.
-    """
-
-    def __init__(self, slot_dim, feat_dim, n_patches, hidden_dim=1024, n_layers=4):
-        super().__init__()
-        self.pos = nn.Parameter(torch.randn(1, 1, n_patches, slot_dim) * 0.02)
-        layers, d_in = [], slot_dim
-        for _ in range(n_layers - 1):
-            layers += [nn.Linear(d_in, hidden_dim), nn.ReLU()]
-            d_in = hidden_dim
-        self.mlp = nn.Sequential(*layers, nn.Linear(d_in, feat_dim + 1))
-
-    def forward(self, slots):
-        x = slots.unsqueeze(2) + self.pos  # (B, S, N, D)
-        out = self.mlp(x)  # (B, S, N, Dfeat + 1)
-        feats, masks = out[..., :-1], out[..., -1].softmax(dim=1)  # masks (B, S, N)
-        return einsum(feats, masks, "b s n d, b s n -> b n d"), masks
-
-
 class SlotTransition(nn.Module):
     """One pre-LN transformer block over slots: slots of frame t (B, S, D) -> initial slots of t+1.
 
@@ -281,7 +256,10 @@ class SlotEncoder(nn.Module):
     decoder="attention" (AttentionDecoder: the masks are slot attention's own, at the
     feature grid's size; needs decoder_rgb="slot"). backbone="dinov2": frozen
     DINOv2 ViT-S/14 patch features (image_size a multiple of 14, e.g. 196), an MLP
-    384 -> 768 -> input_dim with LayerNorm, and DINOv2-feature reconstruction (MSE).
+    384 -> 768 -> input_dim with LayerNorm, and DINOv2-feature reconstruction (MSE) by
+    decoder="mlp" (FeatureDecoder, the default there) or "mixer" (SlotMixerDecoder), plus
+    similarity_weight times the temporal-similarity loss (`time_similarity` at
+    similarity_temp; the decoder predicts N more numbers a patch) when it is set.
     `dinov2_weights` is a local `dinov2_vits14_pretrain.pth`; without it the frozen
     backbone keeps its random initialisation, which is only useful for tests.
     """
@@ -300,7 +278,7 @@ class SlotEncoder(nn.Module):
         cnn_channels=64,
         cnn_stride2=False,
         cnn_full_res=False,
-        decoder="broadcast",
+        decoder=None,
         decoder_channels=64,
         decoder_size=None,
         decoder_hidden=1024,
@@ -308,6 +286,8 @@ class SlotEncoder(nn.Module):
         recon_weight=0.0,
         position_weight=0.0,
         slot_init="noise",
+        similarity_weight=0.0,
+        similarity_temp=0.15,
         dinov2_weights=None,
     ):
         super().__init__()
@@ -321,6 +301,7 @@ class SlotEncoder(nn.Module):
         self.transition = SlotTransition(slot_dim)
         if backbone == "cnn":
             self.cnn = CNNBackbone(image_size, cnn_channels, input_dim, cnn_stride2, cnn_full_res)
+            decoder = decoder or "broadcast"
             if decoder == "broadcast":
                 self.decoder_size = decoder_size or image_size
                 self.decoder = BroadcastDecoder(slot_dim, self.decoder_size, decoder_channels, decoder_rgb)
@@ -352,7 +333,13 @@ class SlotEncoder(nn.Module):
             self.dinov2 = (load_dinov2(dinov2_weights) if dinov2_weights else DinoV2()).requires_grad_(False).eval()
             dim = self.dinov2.dim
             self.feature_mlp = norm_mlp(dim, 2 * dim, input_dim)  # 384 -> 768 -> input_dim
-            self.decoder = FeatureDecoder(slot_dim, dim, self.grid_size**2, decoder_hidden)
+            self.similarity_weight, self.similarity_temp = similarity_weight, similarity_temp
+            n_patches = self.grid_size**2  # the decoder's similarity logits follow the features
+            decoders = {"mlp": FeatureDecoder, "mixer": SlotMixerDecoder}
+            if (decoder or "mlp") not in decoders:
+                raise ValueError(f"expected decoder 'mlp' or 'mixer' for dinov2, got {decoder!r}")
+            self.decoder = decoders[decoder or "mlp"](slot_dim, dim + (n_patches if similarity_weight else 0),
+                                                      n_patches, decoder_hidden)
 
     def train(self, mode=True):
         """Switch train/eval mode; the frozen DINOv2 backbone always stays in eval mode."""
@@ -369,16 +356,17 @@ class SlotEncoder(nn.Module):
             )
 
     def _features(self, frames):
-        """frames (B, T, 3, H, W) -> slot-attention inputs (B, T, N, Din) and DINOv2 targets (B, T, N, 384) or None."""
+        """frames (B, T, 3, H, W) -> slot-attention inputs (B, T, N, Din) and the targets: None
+        (cnn), DINOv2's features (B, T, N, 384), or those and its last keys (similarity_weight)."""
         B = frames.shape[0]
         flat = rearrange(frames, "b t c h w -> (b t) c h w")
         if self.backbone == "cnn":
             centred = flat - self.pixel_mean[:, None, None]
             return rearrange(self.cnn(centred), "(b t) n d -> b t n d", b=B), None
         with torch.no_grad():
-            targets = self.dinov2.forward_features(normalize_imagenet(flat))  # (B*T, N, 384)
-        targets = rearrange(targets, "(b t) n d -> b t n d", b=B)
-        return self.feature_mlp(targets), targets
+            out = self.dinov2.forward_features(normalize_imagenet(flat), keys=bool(self.similarity_weight))
+        targets = [rearrange(x, "(b t) n d -> b t n d", b=B) for x in (out if self.similarity_weight else [out])]
+        return self.feature_mlp(targets[0]), targets
 
     def _encode(self, frames, generator=None, noise=True):
         self._check_frames(frames)
@@ -413,7 +401,9 @@ class SlotEncoder(nn.Module):
         loss = that MSE with each pixel weighted as set by recon_weight (the MSE when 0), plus
         position_weight times 'place' = mask_spread(masks, |frame - background|) when set.
         dinov2: recon (B, T, N, 384), masks (B, T, S, h, w) over the h x w patch grid,
-        'features' (B, T, N, 384) the DINOv2 targets, loss = feature MSE.
+        'features' (B, T, N, 384) the DINOv2 targets, 'mse' the feature MSE, loss = that MSE,
+        plus similarity_weight times 'similarity' (the cross-entropy of frames 0..T-2's
+        predicted rows against `time_similarity`) when it is set.
         """
         slots, attn, targets = self._encode(frames, generator)
         B = frames.shape[0]
@@ -443,48 +433,16 @@ class SlotEncoder(nn.Module):
                 out["place"] = mask_spread(out["masks"], distance)
                 out["loss"] = out["loss"] + self.position_weight * out["place"]
         else:
-            recon, masks = self.decoder(flat)  # (B*T, N, 384), (B*T, S, N)
-            out["recon"] = rearrange(recon, "(b t) n d -> b t n d", b=B)
+            recon, masks = self.decoder(flat)  # (B*T, N, 384 [+ N]), (B*T, S, N)
+            recon = rearrange(recon, "(b t) n d -> b t n d", b=B)
+            features = targets[0]
+            out["recon"] = recon[..., :features.shape[-1]]
             out["masks"] = rearrange(masks, "(b t) s (h w) -> b t s h w", b=B, h=self.grid_size)
-            out["features"] = targets
-            out["loss"] = F.mse_loss(out["recon"], targets)
+            out["features"] = features
+            out["mse"] = out["loss"] = F.mse_loss(out["recon"], features)
+            if self.similarity_weight:
+                logits = recon[:, :-1, :, features.shape[-1]:].float()  # frame t's rows, t < T - 1
+                target = time_similarity(targets[1], self.similarity_temp)
+                out["similarity"] = -(target * logits.log_softmax(-1)).sum(-1).mean()
+                out["loss"] = out["loss"] + self.similarity_weight * out["similarity"]
         return out
-
-
-def _video_index(split, key):
-    """The integer prefix of a video key: '12_pixels.mp4' -> 12."""
-    match = re.match(r"(\d+)_", str(key))
-    if match is None:
-        raise ValueError(f"expected video keys like '12_pixels.mp4' in split {split!r}, got {key!r}")
-    return int(match.group(1))
-
-
-def load_official_slots(path):
-    """Read the C-JEPA release's slot pickle -> {split: [float32 array (T, S, D), ...]}.
-
-    The pickle holds {'train': {'0_pixels.mp4': array (T, S, D), ...}, 'val': ..., 'test': ...};
-    videos are ordered by the integer before the first '_' ('10_...' after '2_...'), and all
-    must share S and D. Unpickling can run arbitrary code: only load files from a trusted source.
-    """
-    with open(path, "rb") as f:
-        data = pickle.load(f)
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a dict of splits in {path}, got {type(data).__name__}")
-    out, shape = {}, None
-    for split, videos in data.items():
-        if not isinstance(videos, dict):
-            raise ValueError(f"expected split {split!r} to map video names to arrays, got {type(videos).__name__}")
-        out[split] = []
-        for key in sorted(videos, key=lambda k: _video_index(split, k)):
-            slots = np.asarray(videos[key], dtype=np.float32)
-            if slots.ndim != 3:
-                raise ValueError(f"expected slots of shape (T, S, D) for {split}/{key}, got {slots.shape}")
-            if shape is None:
-                shape = slots.shape[1:]
-            if slots.shape[1:] != shape:
-                raise ValueError(
-                    f"expected slots of shape (T, {shape[0]}, {shape[1]}) like the first video, "
-                    f"got {slots.shape} for {split}/{key}"
-                )
-            out[split].append(slots)
-    return out

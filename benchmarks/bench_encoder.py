@@ -2,7 +2,8 @@
 
     python benchmarks/bench_encoder.py --preset cpu --chunks 64 512 [--precision bf16] [any train.py flag]
 
-Random weights and random frames of the preset's shape (no data loading). A training step
+Random weights (DINOv2's too) and random frames of the preset's shape (no data loading),
+so ``--preset paper`` needs no weights file. A training step
 is forward + backward + Adam on ``encoder_batch`` clips of ``encoder_clip_len`` frames, as
 the encoder stage of train.py runs it; extraction encodes single frames from the learned
 initial slots under ``torch.inference_mode``, as ``train.extract_slots`` does in frame mode,
@@ -32,8 +33,8 @@ def best_of(fn, repeats):
 
 def train_step_seconds(cfg, steps, repeats, precision):
     torch.manual_seed(0)
-    model = build_encoder(cfg)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.encoder_lr)
+    model = build_encoder(cfg, random_backbone=True)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.encoder_lr)
     size = cfg.image_size
     batch = {"frames": torch.rand(cfg.encoder_batch, cfg.encoder_clip_len, 3, size, size)}
     loss_fn = encoder_loss(cfg)
@@ -52,7 +53,7 @@ def train_step_seconds(cfg, steps, repeats, precision):
 
 def extraction_ms_per_frame(cfg, chunk, n_frames, repeats, precision):
     torch.manual_seed(0)
-    model = build_encoder(cfg).eval()
+    model = build_encoder(cfg, random_backbone=True).eval()
     frames = torch.rand(n_frames, 1, 3, cfg.image_size, cfg.image_size)  # (B, T=1, 3, H, W)
 
     @torch.inference_mode()
@@ -75,11 +76,11 @@ def main():
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="as train.py --precision")
     args = parser.parse_args()
     cfg = config_from_args(TrainConfig, PRESETS, args, default_preset="cpu")
-    if cfg.backbone != "cnn":
-        sys.exit(f"error: this benchmark builds the CNN encoder from random weights; backbone {cfg.backbone!r}")
     decoder = (f"broadcast decoder {cfg.decoder_size} px x {cfg.decoder_channels} channels"
-               if cfg.decoder == "broadcast" else "attention decoder")
+               if cfg.decoder == "broadcast" else f"{cfg.decoder} decoder")
     features = "full-size" if cfg.cnn_fullres else ("stride-2" if cfg.cnn_stride2 else "stride-1")
+    if cfg.backbone == "dinov2":
+        features = f"DINOv2 (similarity weight {cfg.similarity_weight})"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, preset {args.preset or 'cpu'}, "
           f"{features} features, {decoder}, {args.precision}")
     seconds = train_step_seconds(cfg, args.steps, args.repeats, args.precision)

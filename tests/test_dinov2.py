@@ -109,3 +109,18 @@ def test_parity_with_timm():
         expected = theirs.forward_features(images)[:, 1:]  # drop the class token
         got = ours.forward_features(images)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_keys_are_the_last_blocks_attention_keys_and_leave_the_tokens_unchanged():
+    model = randomised_model()
+    images = torch.randn(2, 3, 28, 42, generator=torch.Generator().manual_seed(3))
+    seen = []  # the last block's qkv output, as its attention splits it: (q, k, v), heads in order
+    handle = model.blocks[-1].attn.qkv.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    with torch.no_grad():
+        tokens, keys = model.forward_features(images, keys=True)
+        plain = model.forward_features(images)
+    handle.remove()
+    assert keys.shape == tokens.shape == (2, 6, 384)
+    torch.testing.assert_close(tokens, plain)
+    _, k, _ = seen[-1].chunk(3, dim=-1)
+    torch.testing.assert_close(keys, k[:, 1:])   # the class token dropped

@@ -8,8 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from files import load_official_slots
 from masks import fg_ari, mask_moments, mask_spread, masks_to_segmentation, mbo
-from slots import AttentionDecoder, BroadcastDecoder, FeatureDecoder, SlotAttention, SlotEncoder, load_official_slots
+from dinov2 import normalize_imagenet
+from slots import AttentionDecoder, BroadcastDecoder, SlotAttention, SlotEncoder
+from videosaur import FeatureDecoder, SlotMixerDecoder, time_similarity
 
 
 def tiny_encoder(**kwargs):
@@ -139,6 +142,22 @@ def test_decoders_alpha_sums_to_one():
     assert torch.equal(rgb, rgb[..., :1, :1].expand_as(rgb)) and not torch.equal(rgb[:, 0], rgb[:, 1])
     with pytest.raises(ValueError, match="expected rgb 'pixel' or 'slot'"):
         BroadcastDecoder(16, 16, rgb="alpha")
+
+
+def test_slot_mixer_masks_sum_to_one_and_its_features_ignore_the_slot_order():
+    torch.manual_seed(0)
+    decoder = SlotMixerDecoder(16, 24, n_patches=9, hidden_dim=32)
+    slots = torch.randn(2, 3, 16, generator=torch.Generator().manual_seed(1))
+    features, masks = decoder(slots)
+    assert features.shape == (2, 9, 24) and masks.shape == (2, 3, 9)
+    torch.testing.assert_close(masks.sum(dim=1), torch.ones(2, 9))
+    order = torch.tensor([2, 0, 1])
+    shuffled_features, shuffled_masks = decoder(slots[:, order])
+    torch.testing.assert_close(shuffled_features, features, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(shuffled_masks, masks[:, order], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(masks[:, 0], masks[:, 1])   # the patches do not all mix alike
+    with pytest.raises(ValueError, match="expected decoder 'mlp' or 'mixer' for dinov2"):
+        SlotEncoder(backbone="dinov2", image_size=28, n_slots=3, slot_dim=32, input_dim=32, decoder="broadcast")
 
 
 def test_attention_decoder_paints_one_colour_per_slot_through_slot_attention_masks():
@@ -413,3 +432,43 @@ def test_mask_moments_describe_each_slots_hard_mask():
     torch.testing.assert_close(mask_moments(attn[[2, 0, 3, 1]]), out[[2, 0, 3, 1]])
     with pytest.raises(ValueError, match="square grid"):
         mask_moments(torch.rand(2, 15))
+
+
+def test_time_similarity_is_a_softmax_over_the_next_frames_positive_cosines():
+    frame0 = torch.tensor([[2.0, 0.0], [-1.0, -2.0], [0.0, 1.0]])  # 3 patches' keys; their scale is ignored
+    frame1 = torch.tensor([[1.0, 0.0], [0.0, 3.0], [-1.0, 1.0]])
+    target = time_similarity(torch.stack([frame0, frame1])[None], temperature=0.5)  # (1, 1, 3, 3)
+    assert target.shape == (1, 1, 3, 3)
+    s = 2 ** -0.5
+    # patch 0: cosines (1, 0, -0.71): the negative one is left out, the zero one kept
+    expected0 = torch.cat([torch.softmax(torch.tensor([1.0, 0.0]) / 0.5, 0), torch.zeros(1)])
+    # patch 1: every cosine negative: uniform
+    expected1 = torch.full((3,), 1 / 3)
+    # patch 2: cosines (0, 1, 0.71), all kept
+    expected2 = torch.softmax(torch.tensor([0.0, 1.0, s]) / 0.5, 0)
+    torch.testing.assert_close(target[0, 0], torch.stack([expected0, expected1, expected2]))
+
+
+@pytest.mark.parametrize("decoder", ["mlp", "mixer"])
+def test_the_similarity_loss_is_the_cross_entropy_of_the_decoders_extra_rows(decoder):
+    torch.manual_seed(0)
+    kw = dict(backbone="dinov2", image_size=28, n_slots=3, slot_dim=32, input_dim=32, decoder_hidden=64,
+              decoder=decoder)
+    model = SlotEncoder(**kw, similarity_weight=0.5, similarity_temp=0.2).train()
+    frames = torch.rand(2, 3, 3, 28, 28, generator=torch.Generator().manual_seed(1))
+    out = model(frames, generator=torch.Generator().manual_seed(2))
+    assert out["recon"].shape == out["features"].shape == (2, 3, 4, 384)
+    with torch.no_grad():   # by hand: DINOv2's keys of frames t and t+1, the decoder's last 4 numbers of frame t
+        _, keys = model.dinov2.forward_features(normalize_imagenet(frames.flatten(0, 1)), keys=True)
+        decoded, _ = model.decoder(out["slots"].flatten(0, 1))
+        logits = decoded.view(2, 3, 4, 384 + 4)[:, :2, :, 384:]
+        target = time_similarity(keys.view(2, 3, 4, 384), 0.2)
+        expected = -(target * logits.log_softmax(-1)).sum(-1).mean()
+    assert out["similarity"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert out["loss"].item() == pytest.approx(out["mse"].item() + 0.5 * expected.item(), rel=1e-5)
+    out["loss"].backward()
+    assert all(p.grad is not None for p in model.decoder.parameters())
+    assert all(p.grad is None for p in model.dinov2.parameters())
+    plain = SlotEncoder(**kw)(frames)   # without the weight: feature MSE alone, no extra rows
+    assert "similarity" not in plain and plain["loss"] == plain["mse"]
+    assert plain["recon"].shape == (2, 3, 4, 384)

@@ -570,6 +570,78 @@ def test_encoder_plain_lr_holds_the_plain_steps_at_a_constant_rate():
         config.check_config(dataclasses.replace(cfg, encoder_plain_lr=-1.0))
 
 
+def test_the_exponential_schedule_halves_the_rate_over_the_steps_after_the_warmup():
+    cfg = dataclasses.replace(TINY, encoder_steps=102, encoder_warmup=2, encoder_schedule="exponential")
+    factor = encoder_stage.encoder_lr_factor(cfg)
+    assert factor(0) == pytest.approx(0.5) and factor(2) == pytest.approx(1.0)
+    assert factor(52) == pytest.approx(0.5 ** 0.5) and factor(102) == pytest.approx(0.5)
+    assert all(factor(s + 1) < factor(s) for s in range(2, 102))
+    with pytest.raises(ValueError, match="--encoder-schedule must be one of cosine|exponential"):
+        config.check_config(dataclasses.replace(cfg, encoder_schedule="linear"))
+
+
+def test_encoder_flip_mirrors_training_clips_and_not_validation_clips():
+    cfg = dataclasses.replace(TINY, encoder_flip=1.0)
+    torch.manual_seed(0)
+    model = config.build_encoder(cfg)
+    frames = torch.rand(2, 2, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(1))
+    loss_fn = encoder_stage.encoder_loss(cfg)
+
+    def direct(clips, draws):   # the model's own loss, the generator in the state loss_fn leaves it
+        generator = torch.Generator().manual_seed(0)
+        torch.rand(draws, generator=generator)
+        return model(clips, generator=generator)["loss"].item()
+
+    with torch.no_grad():
+        trained = loss_fn(model.train(), {"frames": frames}, torch.Generator().manual_seed(0), 0)[0].item()
+        validated = loss_fn(model.eval(), {"frames": frames}, torch.Generator().manual_seed(0), 0)[0].item()
+        mirrored, model.training = direct(frames.flip(-1), 2), True
+        assert trained == pytest.approx(mirrored) and trained != pytest.approx(direct(frames, 2))
+        model.eval()
+        assert validated == pytest.approx(direct(frames, 0))
+
+
+def test_videosaur_fields_are_checked():
+    with pytest.raises(ValueError, match="--similarity-weight .* needs --backbone dinov2"):
+        config.check_config(dataclasses.replace(TINY, similarity_weight=0.25))
+    with pytest.raises(ValueError, match="need --encoder-stride >= 0, 0 <= --encoder-flip <= 1"):
+        config.check_config(dataclasses.replace(TINY, encoder_flip=1.5))
+
+
+def test_the_paper_presets_encoder_is_videosaur_as_app_d1_trains_it():
+    for cfg, batch, weight in ((PRESETS["paper"], 64, 0.25), (config.COLLIDE_PRESETS["paper"], 32, 0.3)):
+        config.check_config(cfg)
+        assert (cfg.backbone, cfg.n_iters_first, cfg.n_iters, cfg.encoder_steps) == ("dinov2", 3, 2, 100_000)
+        assert (cfg.encoder_batch, cfg.encoder_clip_len, cfg.encoder_stride) == (batch, 6, 2)
+        assert cfg.encoder_lr == pytest.approx(1e-4 * batch / 32)   # 1e-4 per 32 samples
+        assert (cfg.encoder_warmup, cfg.encoder_schedule, cfg.encoder_clip) == (2000, "exponential", 0.05)
+        assert (cfg.similarity_weight, cfg.similarity_temp) == (weight, 0.15)
+
+
+def test_a_dinov2_encoder_trains_as_the_paper_preset_does(tiny_run, tmp_path):
+    # every field the paper preset sets for VideoSAUR, at a tiny size: a 3-frame clip 2 steps
+    # apart, flips, the exponential schedule, the SlotMixer decoder and the similarity loss
+    from dinov2 import DinoV2
+    _, out = tiny_run
+    data = load_dataset(json.loads((out / "config.json").read_text())["encoder_data"])
+    torch.save(DinoV2().state_dict(), tmp_path / "dinov2.pth")   # random weights in the released layout
+    cfg = dataclasses.replace(TINY, backbone="dinov2", dinov2_path=str(tmp_path / "dinov2.pth"), image_size=28,
+                              encoder_steps=4, encoder_clip_len=3, encoder_stride=2, encoder_flip=0.5,
+                              encoder_schedule="exponential", similarity_weight=0.25, decoder="mixer")
+    config.check_config(cfg)
+    (tmp_path / "encoder").mkdir()
+    encoder_stage.train_encoder(cfg, data, tmp_path / "encoder", redo=False, resume=False,
+                                ctx=common.setup("cpu", progress=False))
+    records = read_log(tmp_path / "encoder" / "log.jsonl", "encoder")
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    for r in records:   # the loss is the feature MSE plus a quarter of the similarity term
+        assert r["loss"] == pytest.approx(r["mse"] + 0.25 * r["similarity"], rel=1e-5)
+    assert "val_similarity" in records[-1] and records[-1]["val_similarity"] > 0
+    with pytest.raises(ValueError, match="no clip of 3 frames at frameskip 25 fits"):   # the clips' stride
+        encoder_stage.train_encoder(dataclasses.replace(cfg, encoder_stride=25), data, tmp_path / "encoder",
+                                    redo=True, resume=False, ctx=common.setup("cpu", progress=False))
+
+
 def test_stage_folders_are_named_by_every_field_they_depend_on():
     # no field is left out of a hash at some earlier value: a field that changes the data or
     # the encoder changes the folder, one that does not leaves it
