@@ -169,9 +169,10 @@ class DinoV2(nn.Module):
         for block in self.blocks[:-1]:
             x = block(x)
         last = self.blocks[-1]
-        patch_keys = last.attn.qkv(last.norm1(x))[:, 1:, self.dim:2 * self.dim]  # qkv is (q, k, v) x heads
         tokens = self.norm(last(x))[:, 1:]  # (B, N, D)
-        return (tokens, patch_keys) if keys else tokens
+        if not keys:
+            return tokens
+        return tokens, last.attn.qkv(last.norm1(x))[:, 1:, self.dim:2 * self.dim]  # qkv is (q, k, v) x heads
 
 
 def check_state_dict(model: nn.Module, state: dict) -> None:

@@ -23,8 +23,9 @@ def time_similarity(keys, temperature):
     cos(key_t^i, key_t+1^j) / temperature over the patches j of positive cosine (a row with
     none is uniform). The decoder predicts it from frame t's slots (cross-entropy).
     """
-    keys = F.normalize(keys.float(), dim=-1)
-    cos = einsum(keys[:, :-1], keys[:, 1:], "b t i d, b t j d -> b t i j")
+    with torch.autocast(keys.device.type, enabled=False):   # cosines in float32 under bf16 autocast
+        keys = F.normalize(keys.float(), dim=-1)
+        cos = einsum(keys[:, :-1], keys[:, 1:], "b t i d, b t j d -> b t i j")
     logits = (cos / temperature).masked_fill(cos < 0, float("-inf"))
     return logits.masked_fill((cos < 0).all(-1, keepdim=True), 0.0).softmax(-1)
 

@@ -447,6 +447,10 @@ def test_time_similarity_is_a_softmax_over_the_next_frames_positive_cosines():
     # patch 2: cosines (0, 1, 0.71), all kept
     expected2 = torch.softmax(torch.tensor([0.0, 1.0, s]) / 0.5, 0)
     torch.testing.assert_close(target[0, 0], torch.stack([expected0, expected1, expected2]))
+    keys = torch.randn(2, 3, 5, 8, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):   # the cosines stay in float32
+        under_bf16 = time_similarity(keys, 0.15)
+    torch.testing.assert_close(under_bf16, time_similarity(keys, 0.15), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("decoder", ["mlp", "mixer"])
