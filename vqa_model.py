@@ -33,11 +33,13 @@ class VQAModel(nn.Module):
 
     The CLS output feeds two heads: ``answer_logits`` (B, n_answers), a classifier over the
     descriptive answers, and ``choice_logit`` (B,), whether the given choice is correct.
-    Padded words (mask False) are hidden from every query by a key padding mask.
+    Padded words (mask False) are hidden from every query by a key padding mask. The blocks'
+    feed-forward width is ``mlp_dim`` (default 4 x dim).
     """
 
     def __init__(self, slot_dim: int, vocab_size: int, n_answers: int, dim: int = 128, depth: int = 4,
-                 heads: int = 4, max_frames: int = 160, max_words: int = 64, dropout: float = 0.1):
+                 heads: int = 4, max_frames: int = 160, max_words: int = 64, dropout: float = 0.1,
+                 mlp_dim: int | None = None):
         super().__init__()
         for name, value in (("slot_dim", slot_dim), ("vocab_size", vocab_size), ("dim", dim),
                             ("heads", heads), ("max_frames", max_frames), ("max_words", max_words)):
@@ -54,7 +56,7 @@ class VQAModel(nn.Module):
         self.time_pos = nn.Parameter(0.02 * torch.randn(max_frames, dim))
         self.word_pos = nn.Parameter(0.02 * torch.randn(max_words, dim))  # shared by question and choice
         self.type_emb = nn.Parameter(0.02 * torch.randn(4, dim))
-        self.blocks = nn.ModuleList(Block(dim, heads, dim // heads, 4 * dim, dropout) for _ in range(depth))
+        self.blocks = nn.ModuleList(Block(dim, heads, dim // heads, mlp_dim or 4 * dim, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.answer_head = nn.Linear(dim, n_answers)
         self.choice_head = nn.Linear(dim, 1)

@@ -8,7 +8,7 @@ import torch
 from collide_data import CollideConfig, generate
 from questions import build_answer_vocab, build_vocab, load_questions
 from predictor import Predictor, rollout
-from vqa import PRESETS, evaluate, keep_frames, main, run_slots, score, train_vqa, video_slots
+from vqa import PRESETS, evaluate, keep_frames, lr_factor, main, run_slots, score, train_vqa, video_slots
 from vqa_model import Choice, Descriptive, VQAModel, build_examples, collate
 from vqa_table import curve_rows, read_log, score_cells
 from config import COLLIDE_PRESETS
@@ -276,6 +276,33 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path):
         train_vqa(model, slots, train, held_out, 9, batch_size=8, lr=3e-3, generator=torch.Generator().manual_seed(0),
                   device="cpu", progress=False, val_every=4, checkpoint=tmp_path / "nan.pt", config={"run": 1})
     assert torch.load(tmp_path / "nan.pt", weights_only=True)["step"] == 4
+
+
+def test_the_paper_head_trains_as_app_f_says_on_a_cosine_schedule(tmp_path):
+    paper = PRESETS["paper"]
+    assert (paper.dim, paper.depth, paper.heads, paper.mlp_dim) == (144, 12, 8, 512)
+    assert (paper.lr, paper.weight_decay, paper.schedule, paper.warmup) == (1e-3, 0.0, "cosine", 0.1)
+    factor = lr_factor("cosine", 0.25, 8)   # 2 warm-up steps, then a half cosine over 6
+    assert [factor(s) for s in (1, 2, 5, 8)] == pytest.approx([0.5, 1.0, 0.5, 0.0])
+    assert lr_factor("constant", 0.25, 8)(5) == 1.0
+    slots, scenes = synthetic_task(32, seed=0)
+    vocab, answers = build_vocab(scenes), build_answer_vocab(scenes)
+    train = build_examples(scenes, vocab, answers)
+
+    def fit(steps, checkpoint):
+        torch.manual_seed(0)
+        model = VQAModel(8, len(vocab), len(answers), dim=16, depth=1, heads=2, max_frames=2, max_words=6,
+                         mlp_dim=24)
+        assert model.blocks[0].ff.net[1].out_features == 24
+        return train_vqa(model, slots, train, None, steps, batch_size=8, lr=1e-3, weight_decay=0.0,
+                         generator=torch.Generator().manual_seed(0), device="cpu", progress=False, val_every=4,
+                         checkpoint=checkpoint, config={"run": 1, "steps": steps}, schedule="cosine", warmup=0.25,
+                         grad_clip=0.0)
+
+    _, log = fit(8, tmp_path / "cosine.pt")
+    assert [r["lr"] for r in log] == pytest.approx([1e-3 * factor(s) for s in range(1, 9)])
+    with pytest.raises(ValueError, match="differing fields: \\['steps'\\]"):   # the schedule spans the steps
+        fit(9, tmp_path / "cosine.pt")
 
 
 def test_keep_frames_counts_back_from_the_last_frame():
