@@ -34,12 +34,13 @@ class VQAModel(nn.Module):
     The CLS output feeds two heads: ``answer_logits`` (B, n_answers), a classifier over the
     descriptive answers, and ``choice_logit`` (B,), whether the given choice is correct.
     Padded words (mask False) are hidden from every query by a key padding mask. The blocks'
-    feed-forward width is ``mlp_dim`` (default 4 x dim).
+    feed-forward width is ``mlp_dim`` (default 4 x dim); each head is a linear map, or with
+    ``head_mlp`` an MLP with one hidden layer of that size (ALOE's: 128).
     """
 
     def __init__(self, slot_dim: int, vocab_size: int, n_answers: int, dim: int = 128, depth: int = 4,
                  heads: int = 4, max_frames: int = 160, max_words: int = 64, dropout: float = 0.1,
-                 mlp_dim: int | None = None):
+                 mlp_dim: int | None = None, head_mlp: int = 0):
         super().__init__()
         for name, value in (("slot_dim", slot_dim), ("vocab_size", vocab_size), ("dim", dim),
                             ("heads", heads), ("max_frames", max_frames), ("max_words", max_words)):
@@ -58,8 +59,10 @@ class VQAModel(nn.Module):
         self.type_emb = nn.Parameter(0.02 * torch.randn(4, dim))
         self.blocks = nn.ModuleList(Block(dim, heads, dim // heads, mlp_dim or 4 * dim, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
-        self.answer_head = nn.Linear(dim, n_answers)
-        self.choice_head = nn.Linear(dim, 1)
+        def head(n_out):
+            return nn.Sequential(nn.Linear(dim, head_mlp), nn.ReLU(), nn.Linear(head_mlp, n_out)) if head_mlp \
+                else nn.Linear(dim, n_out)
+        self.answer_head, self.choice_head = head(n_answers), head(1)
 
     def _check_words(self, name, words, mask, batch):
         if words.ndim != 2 or words.dtype != torch.long:

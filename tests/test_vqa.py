@@ -280,7 +280,7 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path):
 
 def test_the_paper_head_trains_as_app_f_says_on_a_cosine_schedule(tmp_path):
     paper = PRESETS["paper"]
-    assert (paper.dim, paper.depth, paper.heads, paper.mlp_dim) == (144, 12, 8, 512)
+    assert (paper.dim, paper.depth, paper.heads, paper.mlp_dim, paper.head_mlp) == (144, 12, 8, 512, 128)
     assert (paper.lr, paper.weight_decay, paper.schedule, paper.warmup) == (1e-3, 0.0, "cosine", 0.1)
     factor = lr_factor("cosine", 0.25, 8)   # 2 warm-up steps, then a half cosine over 6
     assert [factor(s) for s in (1, 2, 5, 8)] == pytest.approx([0.5, 1.0, 0.5, 0.0])
@@ -292,8 +292,8 @@ def test_the_paper_head_trains_as_app_f_says_on_a_cosine_schedule(tmp_path):
     def fit(steps, checkpoint):
         torch.manual_seed(0)
         model = VQAModel(8, len(vocab), len(answers), dim=16, depth=1, heads=2, max_frames=2, max_words=6,
-                         mlp_dim=24)
-        assert model.blocks[0].ff.net[1].out_features == 24
+                         mlp_dim=24, head_mlp=12)
+        assert model.blocks[0].ff.net[1].out_features == 24 and model.choice_head[0].out_features == 12
         return train_vqa(model, slots, train, None, steps, batch_size=8, lr=1e-3, weight_decay=0.0,
                          generator=torch.Generator().manual_seed(0), device="cpu", progress=False, val_every=4,
                          checkpoint=checkpoint, config={"run": 1, "steps": steps}, schedule="cosine", warmup=0.25,
