@@ -292,10 +292,11 @@ class VQAConfig:
     # docs/speed.md
     precision: str = field(default="fp32", metadata={
         "choices": PRECISIONS, "help": "bf16: autocast the forward passes of training and scoring"})
-    protocol: str = field(default="ours", metadata={
-        "choices": ("ours", "official"),
-        "help": "ours: every question reads every frame; official: only predictive questions read the "
-                "predicted frames, the others the observed ones (the paper's ALOE loader)"})
+    protocol: str = field(default="official", metadata={
+        "choices": ("official", "ours"),
+        "help": "official (the paper's ALOE loader): a predictive question reads the last frames, the "
+                "predicted ones among them, any other question the observed frames; ours: every "
+                "question reads every frame"})
 
 
 PRESETS = {

@@ -84,8 +84,8 @@ class VQAModel(nn.Module):
     def forward(self, slots, question, question_mask, choice=None, choice_mask=None, frames=None) -> dict:
         """slots: (B, T, S, D); question: (B, Lq) long word ids; question_mask: (B, Lq) bool, True
         at real words; choice, choice_mask: (B, Lc), or None for descriptive questions; frames:
-        (B,) long, how many leading frames each example reads (the slot tokens of later frames
-        are hidden from every query), or None for all T.
+        (B, 2) long, the first frame each example reads and the frame after its last (the slot
+        tokens of other frames are hidden from every query), or None for all T.
         Returns {"answer_logits": (B, n_answers), "choice_logit": (B,)}."""
         if slots.ndim != 4 or slots.shape[-1] != self.slot_dim:
             raise ValueError(f"expected slots of shape (B, T, S, {self.slot_dim}), got {tuple(slots.shape)}")
@@ -103,7 +103,8 @@ class VQAModel(nn.Module):
         tokens = [cls, einops.rearrange(slot_tok, "b t s d -> b (t s) d"), self._words(question, QUESTION)]
         seen = question_mask.new_ones(B, T)
         if frames is not None:
-            seen = torch.arange(T, device=slots.device)[None] < frames.to(slots.device)[:, None]  # (B, T)
+            t, frames = torch.arange(T, device=slots.device)[None], frames.to(slots.device)
+            seen = (frames[:, :1] <= t) & (t < frames[:, 1:])  # (B, T)
         keep = [question_mask.new_ones(B, 1), einops.repeat(seen, "b t -> b (t s)", s=S), question_mask]
         if choice is not None:
             tokens.append(self._words(choice, CHOICE))
@@ -204,8 +205,9 @@ def collate(batch, slots_per_video, device, observed=None):
     """(inputs, target) of a list of Descriptive or of Choice examples: inputs are the keyword
     arguments of VQAModel.forward, target (B,) the answer ids (long) or the labels (float).
     Both kinds in one batch is an error. observed: None (every question reads every frame), or
-    the number of leading frames that were observed: then only predictive questions read the
-    frames after them (the paper's ALOE loader)."""
+    the number of leading frames that were observed (the paper's ALOE loader): a predictive
+    question then reads as many frames, the last ones, predicted frames included, and every other
+    question the observed frames."""
     kinds = {type(e) for e in batch}
     if len(kinds) != 1:
         raise ValueError(f"expected a batch of one example kind, got {sorted(k.__name__ for k in kinds)}")
@@ -213,8 +215,8 @@ def collate(batch, slots_per_video, device, observed=None):
     inputs = {"slots": slots_per_video[videos].to(device)}  # (B, T, S, D)
     if observed is not None:
         T = slots_per_video.shape[1]
-        inputs["frames"] = torch.tensor([T if getattr(e, "question_type", None) == "predictive" else observed
-                                         for e in batch], device=device)
+        inputs["frames"] = torch.tensor([(T - observed, T) if getattr(e, "question_type", None) == "predictive"
+                                         else (0, observed) for e in batch], device=device)
     inputs["question"], inputs["question_mask"] = _pad([e.question for e in batch], device)
     if kinds == {Choice}:
         inputs["choice"], inputs["choice_mask"] = _pad([e.choice for e in batch], device)

@@ -101,16 +101,21 @@ def test_hidden_frames_do_not_change_outputs_and_official_questions_read_observe
     slots, q, qm, c, cm = random_inputs(g)                      # 3 frames
     changed = slots.clone()
     changed[:, 2:] = torch.randn(changed[:, 2:].shape, generator=g)
-    frames = torch.tensor([2, 2, 2])
+    frames = torch.tensor([[0, 2]] * 3)
     a, b = model(slots, q, qm, c, cm, frames=frames), model(changed, q, qm, c, cm, frames=frames)
     torch.testing.assert_close(a["choice_logit"], b["choice_logit"], atol=1e-5, rtol=1e-5)
     assert not torch.allclose(model(slots, q, qm, c, cm)["choice_logit"], model(changed, q, qm, c, cm)["choice_logit"])
-    # the paper's protocol: only predictive questions read the frames after the observed ones
+    early = slots.clone()   # a window from frame 1 on is blind to frame 0
+    early[:, 0] = torch.randn(early[:, 0].shape, generator=g)
+    late = torch.tensor([[1, 3]] * 3)
+    torch.testing.assert_close(model(slots, q, qm, c, cm, frames=late)["choice_logit"],
+                               model(early, q, qm, c, cm, frames=late)["choice_logit"], atol=1e-5, rtol=1e-5)
+    # the paper's protocol: a predictive question reads the last 2 frames, the others the 2 observed
     batch = [Choice(0, 0, kind, (1, 2), 0, (3,), 1) for kind in ("explanatory", "predictive", "counterfactual")]
     inputs, _ = collate(batch, slots, "cpu", observed=2)
-    assert inputs["frames"].tolist() == [2, 3, 2]
+    assert inputs["frames"].tolist() == [[0, 2], [1, 3], [0, 2]]
     inputs, _ = collate([Descriptive(1, 0, (1, 2), 0)], slots, "cpu", observed=2)
-    assert inputs["frames"].tolist() == [2]
+    assert inputs["frames"].tolist() == [[0, 2]]
     assert "frames" not in collate(batch, slots, "cpu")[0]     # ours: every frame
 
 
@@ -368,10 +373,10 @@ def test_command_line_on_a_tiny_collide_dataset(tmp_path, capsys):
               "--out", str(tmp_path / "bad.json")])
     with pytest.raises(SystemExit, match="error: .*config.json is missing"):  # one line, no traceback
         main(["--preset", "tiny", "--run", str(tmp_path / "no-run")])
-    main(["--preset", "tiny", "--steps", "2", "--protocol", "official", "--data", str(tmp_path / "collide"),
-          "--slots", str(tmp_path / "other.npy"), "--out", str(tmp_path / "official.json"), "--device", "cpu"])
-    official = json.loads((tmp_path / "official.json").read_text())
-    assert official["config"]["protocol"] == "official" and result["config"]["protocol"] == "ours"
+    main(["--preset", "tiny", "--steps", "2", "--protocol", "ours", "--data", str(tmp_path / "collide"),
+          "--slots", str(tmp_path / "other.npy"), "--out", str(tmp_path / "ours.json"), "--device", "cpu"])
+    ours = json.loads((tmp_path / "ours.json").read_text())
+    assert ours["config"]["protocol"] == "ours" and result["config"]["protocol"] == "official"   # the default
     slots[2, 5, 1, 0] = np.nan   # slots of a diverged encoder: refused before any training
     np.save(tmp_path / "nan.npy", slots)
     with pytest.raises(SystemExit, match="error: the slots from .*nan.npy hold NaN or inf values"):
