@@ -286,6 +286,7 @@ class VQAConfig:
     grad_clip: float = 1.0       # gradient-norm clipping (0: none)
     mlp_dim: int = 0             # the blocks' feed-forward width (0: 4 x dim)
     head_mlp: int = 0            # the answer heads' hidden layer (0: none, a linear map)
+    slot_positions: bool = False  # a learned position per slot index (ALOE's per-token positions)
     val_every: int = 500
     seed: int = 0
     # bf16 autocasts the head's forward passes (weights, logits and AdamW stay fp32); its speed:
@@ -303,20 +304,22 @@ PRESETS = {
     "cpu": VQAConfig(),
     # ALOE as App. F trains it: 12 layers, 8 heads, width 144, feed-forward 512, Adam at 1e-3 (no
     # weight decay), cosine with a 10 % warm-up; where the text is silent, as the official code: no
-    # clipping, answer heads with a hidden layer of 128. Its 400 epochs of 96 questions are ours as
-    # steps of 64 + 64 examples (docs/collide.md#vqa-at-the-paper-preset).
-    "paper": VQAConfig(dim=144, depth=12, heads=8, mlp_dim=512, head_mlp=128, steps=100_000, batch_size=64,
-                       lr=1e-3, weight_decay=0.0, schedule="cosine", warmup=0.1, grad_clip=0.0, val_every=5000),
+    # clipping, answer heads with a hidden layer of 128, a position per slot. Its 400 epochs of 96
+    # questions are ours as steps of 64 + 64 examples (docs/collide.md#vqa-at-the-paper-preset).
+    "paper": VQAConfig(dim=144, depth=12, heads=8, mlp_dim=512, head_mlp=128, slot_positions=True,
+                       steps=100_000, batch_size=64, lr=1e-3, weight_decay=0.0, schedule="cosine", warmup=0.1,
+                       grad_clip=0.0, val_every=5000),
     "tiny": VQAConfig(dim=32, depth=1, heads=2, dropout=0.0, steps=20, batch_size=8, lr=1e-3, val_every=10),
 }
 
 
-def build_model(cfg: VQAConfig, slot_dim, vocab_size, n_answers, max_frames):
+def build_model(cfg: VQAConfig, slot_dim, vocab_size, n_answers, max_frames, n_slots):
     """A VQAModel from the config, initialised from ``cfg.seed`` (the caller's RNG is untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         return VQAModel(slot_dim, vocab_size, n_answers, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
                         mlp_dim=cfg.mlp_dim or 4 * cfg.dim, head_mlp=cfg.head_mlp,
+                        slot_positions=n_slots if cfg.slot_positions else 0,
                         max_frames=max_frames, max_words=cfg.max_words, dropout=cfg.dropout)
 
 
@@ -364,6 +367,27 @@ def run_slots(run_dir, device="cpu"):
     return video_slots(observed, predictor.to(device), len(future), cfg.n_history, block=cfg.n_future).cpu(), data
 
 
+def run_observed(run_dir, data):
+    """How many leading model frames of ``run_slots``' output were observed (the rest are the
+    predictor's)."""
+    return len(range(0, data.n_observed, read_run(run_dir, "collide", "vqa.py needs a collide run")[0].frameskip))
+
+
+def protocol_observed(cfg, n_frames, n_observed):
+    """``collate``'s ``observed`` for ``cfg.protocol``, for slots of ``n_frames`` frames whose first
+    ``n_observed`` were observed, once ``keep_frames`` has kept every ``cfg.frame_stride``-th:
+    None (ours: every question reads every frame), or how many kept frames were observed."""
+    if cfg.protocol == "ours":
+        return None
+    if cfg.protocol != "official":
+        raise ValueError(f"protocol must be ours or official, got {cfg.protocol!r}")
+    if not n_observed or not 0 < n_observed < n_frames:
+        raise ValueError(f"protocol official needs the observed frames among the {n_frames} given, "
+                         f"got n_observed = {n_observed}")
+    kept = np.arange(n_frames)[(n_frames - 1) % cfg.frame_stride::cfg.frame_stride]
+    return int((kept < n_observed).sum())   # leading frames of the kept ones
+
+
 def keep_frames(slots, stride):
     """Every ``stride``-th frame of slots (V, T, ...), counted back from the last, so the head
     always sees how each video ends: the last predicted frame, and with an even stride on a
@@ -408,18 +432,10 @@ def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True, checkpoint
     if not torch.isfinite(slots).all():
         raise FloatingPointError(f"the slots from {source or 'the input'} hold NaN or inf values: the "
                                  "encoder or predictor that made them diverged; train it again")
-    observed = None
-    if cfg.protocol == "official":
-        if not n_observed or not 0 < n_observed < slots.shape[1]:
-            raise ValueError(f"protocol official needs the observed frames among the {slots.shape[1]} given, "
-                             f"got n_observed = {n_observed}")
-        kept = np.arange(slots.shape[1])[(slots.shape[1] - 1) % cfg.frame_stride::cfg.frame_stride]
-        observed = int((kept < n_observed).sum())   # leading frames of the kept ones
-    elif cfg.protocol != "ours":
-        raise ValueError(f"protocol must be ours or official, got {cfg.protocol!r}")
+    observed = protocol_observed(cfg, slots.shape[1], n_observed)
     slots = keep_frames(slots, cfg.frame_stride)
     vocab, answers, examples = question_examples(data, cfg.max_words)
-    model = build_model(cfg, slots.shape[-1], len(vocab), len(answers), slots.shape[1])
+    model = build_model(cfg, slots.shape[-1], len(vocab), len(answers), slots.shape[1], slots.shape[2])
     generator = torch.Generator().manual_seed(cfg.seed)
     tag = {**config_to_dict(cfg), "data": str(data.path), "slots": source, "slots_shape": list(slots.shape),
            "device": torch.device(device).type}
@@ -478,8 +494,7 @@ def main(argv=None):
     try:
         if args.run:
             slots, data = run_slots(args.run, device)
-            frameskip = read_run(args.run, "collide", "vqa.py needs a collide run")[0].frameskip
-            n_observed = len(range(0, data.n_observed, frameskip))   # model frames, then predicted ones
+            n_observed = run_observed(args.run, data)   # model frames, then predicted ones
         else:
             data = load_collide(args.data)
             slots = load_video_slots(args.slots, len(data.scenes), data.n_observed + data.n_future)

@@ -35,12 +35,15 @@ class VQAModel(nn.Module):
     descriptive answers, and ``choice_logit`` (B,), whether the given choice is correct.
     Padded words (mask False) are hidden from every query by a key padding mask. The blocks'
     feed-forward width is ``mlp_dim`` (default 4 x dim); each head is a linear map, or with
-    ``head_mlp`` an MLP with one hidden layer of that size (ALOE's: 128).
+    ``head_mlp`` an MLP with one hidden layer of that size (ALOE's: 128). A slot token carries
+    its frame's position; with ``slot_positions`` (at least the slot count) also one learned for
+    its slot index, so slot k can be told from slot j (ALOE learns a position per token, and its
+    slots keep their order over time); without, the slots of a frame are a set.
     """
 
     def __init__(self, slot_dim: int, vocab_size: int, n_answers: int, dim: int = 128, depth: int = 4,
                  heads: int = 4, max_frames: int = 160, max_words: int = 64, dropout: float = 0.1,
-                 mlp_dim: int | None = None, head_mlp: int = 0):
+                 mlp_dim: int | None = None, head_mlp: int = 0, slot_positions: int = 0):
         super().__init__()
         for name, value in (("slot_dim", slot_dim), ("vocab_size", vocab_size), ("dim", dim),
                             ("heads", heads), ("max_frames", max_frames), ("max_words", max_words)):
@@ -55,6 +58,7 @@ class VQAModel(nn.Module):
         self.slot_in = nn.Linear(slot_dim, dim)
         self.word_emb = nn.Embedding(vocab_size, dim)
         self.time_pos = nn.Parameter(0.02 * torch.randn(max_frames, dim))
+        self.slot_pos = nn.Parameter(0.02 * torch.randn(slot_positions, dim)) if slot_positions else None
         self.word_pos = nn.Parameter(0.02 * torch.randn(max_words, dim))  # shared by question and choice
         self.type_emb = nn.Parameter(0.02 * torch.randn(4, dim))
         self.blocks = nn.ModuleList(Block(dim, heads, dim // heads, mlp_dim or 4 * dim, dropout) for _ in range(depth))
@@ -92,6 +96,8 @@ class VQAModel(nn.Module):
         B, T, S, _ = slots.shape
         if not 1 <= T <= self.max_frames:
             raise ValueError(f"expected 1 <= T <= max_frames = {self.max_frames}, got T = {T}")
+        if self.slot_pos is not None and S > len(self.slot_pos):
+            raise ValueError(f"expected at most {len(self.slot_pos)} slots (slot_positions), got {S}")
         self._check_words("question", question, question_mask, B)
         if (choice is None) != (choice_mask is None):
             raise ValueError("expected choice and choice_mask both given or both None")
@@ -100,6 +106,8 @@ class VQAModel(nn.Module):
 
         cls = einops.repeat(self.cls + self.type_emb[CLS], "d -> b 1 d", b=B)
         slot_tok = self.slot_in(slots) + self.time_pos[:T, None] + self.type_emb[SLOT]  # (B, T, S, dim)
+        if self.slot_pos is not None:
+            slot_tok = slot_tok + self.slot_pos[:S]
         tokens = [cls, einops.rearrange(slot_tok, "b t s d -> b (t s) d"), self._words(question, QUESTION)]
         seen = question_mask.new_ones(B, T)
         if frames is not None:

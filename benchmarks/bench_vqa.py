@@ -23,7 +23,7 @@ from vqa import PRESETS, build_model  # noqa: E402
 
 def seconds_per_step(cfg, frames, n_slots, slot_dim, steps, precision, question_len=20, choice_len=8,
                      vocab=100, n_answers=20, warmup=2):
-    model = build_model(cfg, slot_dim, vocab, n_answers, frames).train()
+    model = build_model(cfg, slot_dim, vocab, n_answers, frames, n_slots).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     g = torch.Generator().manual_seed(0)
     B = cfg.batch_size

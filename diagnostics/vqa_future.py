@@ -15,6 +15,8 @@ RUN/vqa-seed<S>.pt again on ``--split`` with those future frames swapped for
 
 The observed frames are the same in every row. Rows that hardly differ mean the head takes
 little from the future frames, so a better or worse predictor cannot move its answers much.
+The head reads the frames as its protocol says: under ``official`` (vqa.py's default) only
+predictive questions see future frames, so only their column can move.
 """
 
 import argparse
@@ -28,8 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import config_from_dict  # noqa: E402
 from config import load_checkpoint  # noqa: E402
-from vqa import (VQAConfig, build_model, collide_frames, evaluate, keep_frames, question_examples,  # noqa: E402
-                 run_slots)
+from vqa import (VQAConfig, build_model, collide_frames, evaluate, keep_frames, protocol_observed,  # noqa: E402
+                 question_examples, run_observed, run_slots)
 from vqa_table import TYPES, score_cells  # noqa: E402
 
 
@@ -80,14 +82,15 @@ def main(argv=None):
                              f"but {args.run} gives {list(kept.shape)}")
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
-    model = build_model(cfg, kept.shape[-1], len(vocab), len(answers), kept.shape[1])
+    model = build_model(cfg, kept.shape[-1], len(vocab), len(answers), kept.shape[1], kept.shape[2])
     model.load_state_dict(ckpt["model"])
     print(f"{head}, {args.split}, % per option / per question")
     print("| future frames | " + " | ".join(TYPES) + " |")
     print("|---|" + "---|" * len(TYPES))
-    for name, slots in variants.items():
+    observed = protocol_observed(cfg, variants["rollout"].shape[1], run_observed(args.run, data))
+    for name, slots in variants.items():   # read as the head was trained (its protocol)
         scores = evaluate(model, keep_frames(slots, cfg.frame_stride), examples[args.split], cfg.batch_size,
-                          "cpu", cfg.precision)
+                          "cpu", cfg.precision, observed)
         print(f"| {name} | " + " | ".join(score_cells([scores])) + " |")
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from collision import COLORS, SHAPES  # noqa: E402
-from vqa import build_model, keep_frames, predict, question_examples, run_slots  # noqa: E402
+from vqa import (build_model, keep_frames, predict, protocol_observed, question_examples, run_observed,  # noqa: E402
+                 run_slots)
 from vqa_future import load_head  # noqa: E402
 
 
@@ -61,14 +62,15 @@ def main(argv=None):
             cfg, ckpt = load_head(head)
             slots, data = run_slots(run)
             vocab, answers, examples = question_examples(data, cfg.max_words)
+            observed = protocol_observed(cfg, slots.shape[1], run_observed(run, data))   # as the head was trained
             slots = keep_frames(slots, cfg.frame_stride)
             if list(slots.shape) != ckpt["config"].get("slots_shape"):
                 raise ValueError(f"{head} was trained on slots of shape {ckpt['config'].get('slots_shape')}, "
                                  f"but {run} gives {list(slots.shape)}")
-            model = build_model(cfg, slots.shape[-1], len(vocab), len(answers), slots.shape[1])
+            model = build_model(cfg, slots.shape[-1], len(vocab), len(answers), slots.shape[1], slots.shape[2])
             model.load_state_dict(ckpt["model"])
             wanted = {"descriptive": examples[args.split]["descriptive"], "choice": []}
-            guesses = predict(model, slots, wanted, cfg.batch_size, "cpu", cfg.precision)["descriptive"]
+            guesses = predict(model, slots, wanted, cfg.batch_size, "cpu", cfg.precision, observed)["descriptive"]
             names = {i: w for w, i in vocab.items()}
             table[run] = kind_scores(guesses, wanted["descriptive"], examples["train"]["descriptive"], names)
     except (ValueError, FileNotFoundError) as err:

@@ -54,7 +54,7 @@ def random_inputs(g, B=3, T=3, S=4, Lq=5, Lc=3):
     return slots, words(Lq), torch.ones(B, Lq, dtype=torch.bool), words(Lc), torch.ones(B, Lc, dtype=torch.bool)
 
 
-def test_permuting_slots_leaves_outputs_unchanged():
+def test_permuting_slots_leaves_outputs_unchanged_unless_slots_have_positions():
     torch.manual_seed(0)
     model = tiny_model(dropout=0.1).eval()
     g = torch.Generator().manual_seed(1)
@@ -65,6 +65,12 @@ def test_permuting_slots_leaves_outputs_unchanged():
     a, b = model(slots, q, qm, c, cm), model(permuted, q, qm, c, cm)
     for key in ("answer_logits", "choice_logit"):
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-5)
+    # with a position per slot index (ALOE's, the paper preset) slot k is told from slot j
+    torch.manual_seed(0)
+    indexed = tiny_model(slot_positions=slots.shape[2]).eval()
+    assert not torch.allclose(indexed(slots, q, qm, c, cm)["choice_logit"], indexed(permuted, q, qm, c, cm)["choice_logit"])
+    with pytest.raises(ValueError, match="expected at most 2 slots"):
+        tiny_model(slot_positions=2)(slots, q, qm, c, cm)
 
 
 def test_logits_stay_float32_under_bf16_autocast():
@@ -286,6 +292,7 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path):
 def test_the_paper_head_trains_as_app_f_says_on_a_cosine_schedule(tmp_path):
     paper = PRESETS["paper"]
     assert (paper.dim, paper.depth, paper.heads, paper.mlp_dim, paper.head_mlp) == (144, 12, 8, 512, 128)
+    assert paper.slot_positions
     assert (paper.lr, paper.weight_decay, paper.schedule, paper.warmup) == (1e-3, 0.0, "cosine", 0.1)
     factor = lr_factor("cosine", 0.25, 8)   # 2 warm-up steps, then a half cosine over 6
     assert [factor(s) for s in (1, 2, 5, 8)] == pytest.approx([0.5, 1.0, 0.5, 0.0])
