@@ -70,14 +70,18 @@ def video_slots(observed, predictor, n_future, history, batch_size=64, block=1):
 # ---------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------
-def lr_factor(schedule, warmup, steps):
+def lr_factor(schedule, warmup, steps, floor=0.01):
     """The learning rate at step s (1-based) over the base rate: constant, or (``schedule``
     "cosine", App. F's) a linear warm-up over the first ``warmup`` share of the steps, then a
-    cosine decay to 0 at step ``steps``."""
+    cosine decay, both between ``floor`` and 1 (the official code's floor: 1 % of the rate)."""
     if schedule == "constant":
         return lambda s: 1.0
     warm = round(warmup * steps)
-    return lambda s: s / warm if s <= warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm)))
+
+    def factor(s):
+        shape = s / warm if s <= warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm)))
+        return floor + (1 - floor) * shape
+    return factor
 
 
 def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch_size, lr, generator,
@@ -281,7 +285,7 @@ class VQAConfig:
     weight_decay: float = 0.01
     schedule: str = field(default="constant", metadata={
         "choices": ("constant", "cosine"), "help": "cosine: a linear warm-up over --warmup of the steps, "
-                                                   "then cosine decay to 0 (App. F)"})
+                                                   "then cosine decay to 1 %% of --lr (App. F)"})
     warmup: float = 0.0          # share of the steps warming up (schedule cosine)
     grad_clip: float = 1.0       # gradient-norm clipping (0: none)
     mlp_dim: int = 0             # the blocks' feed-forward width (0: 4 x dim)
@@ -305,7 +309,8 @@ PRESETS = {
     # ALOE as App. F trains it: 12 layers, 8 heads, width 144, feed-forward 512, Adam at 1e-3 (no
     # weight decay), cosine with a 10 % warm-up; where the text is silent, as the official code: no
     # clipping, answer heads with a hidden layer of 128, a position per slot. Its 400 epochs of 96
-    # questions are ours as steps of 64 + 64 examples (docs/collide.md#vqa-at-the-paper-preset).
+    # questions (the official batch) are ours as steps of 64 + 64 examples
+    # (docs/collide.md#vqa-at-the-paper-preset).
     "paper": VQAConfig(dim=144, depth=12, heads=8, mlp_dim=512, head_mlp=128, slot_positions=True,
                        steps=100_000, batch_size=64, lr=1e-3, weight_decay=0.0, schedule="cosine", warmup=0.1,
                        grad_clip=0.0, val_every=5000),
@@ -462,7 +467,8 @@ def main(argv=None):
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--resume", action="store_true",
                         help="continue the training saved next to --out (OUT with .pt for .json); "
-                        "a finished one is scored again, or trained on to a larger --steps")
+                        "a finished one is scored again, or trained on to a larger --steps (constant "
+                        "--schedule only)")
     args = parser.parse_args(argv)
     by_run = args.run and not (args.data or args.slots)
     by_files = args.data and args.slots and not args.run
@@ -489,8 +495,9 @@ def main(argv=None):
     except ValueError as err:
         parser.error(str(err))
     if checkpoint.is_file() and not args.resume:
-        sys.exit(f"error: {checkpoint} holds a VQA training run: pass --resume to continue it "
-                 "(a finished one is scored again, or trained on to a larger --steps), or delete it to start over")
+        sys.exit(f"error: {checkpoint} holds a VQA training run: pass --resume to continue it (a finished one "
+                 "is scored again, or, under a constant --schedule, trained on to a larger --steps), or delete it "
+                 "to start over")
     try:
         if args.run:
             slots, data = run_slots(args.run, device)

@@ -4,8 +4,9 @@ One transformer over the sequence
 
     [CLS] + frames x slots + question words (+ choice words)
 
-- Slots are a set: a slot token is Linear(slot) + time embedding + type embedding, with no
-  slot-index embedding, so permuting the slots of a frame leaves every answer unchanged.
+- Slots are a set by default: a slot token is Linear(slot) + time embedding + type embedding,
+  with no slot-index embedding, so permuting the slots of a frame leaves every answer unchanged;
+  ``slot_positions`` (the paper preset's, ALOE's) adds one per slot index.
 - A multiple-choice question (explanatory, predictive, counterfactual) becomes one sequence per
   (question, choice) pair with a yes / no logit (BCE); a descriptive question is one sequence
   whose CLS output is classified over the answers seen in training (cross-entropy).

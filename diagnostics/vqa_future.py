@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import config_from_dict  # noqa: E402
-from config import load_checkpoint  # noqa: E402
+from config import OLDER_RUNS, load_checkpoint  # noqa: E402
 from vqa import (VQAConfig, build_model, collide_frames, evaluate, keep_frames, protocol_observed,  # noqa: E402
                  question_examples, run_observed, run_slots)
 from vqa_table import TYPES, score_cells  # noqa: E402
@@ -41,6 +41,9 @@ def load_head(path):
     if not ckpt.get("done"):
         raise ValueError(f"{path} is unfinished (step {ckpt['step']}): finish it with vqa.py --resume")
     fields = {f.name for f in dataclasses.fields(VQAConfig)}
+    missing = sorted(fields - set(ckpt["config"]))   # e.g. its protocol: its frames would be read otherwise
+    if missing:
+        raise ValueError(f"{path} was written by an older version of this code (it lacks {missing}); {OLDER_RUNS}")
     return config_from_dict(VQAConfig, {k: v for k, v in ckpt["config"].items() if k in fields}), ckpt
 
 

@@ -60,6 +60,12 @@ def test_vqa_future_swaps_only_the_future_frames(tiny_collide_run, tmp_path, cap
     rows = {cells[0]: cells[1:] for cells in table}
     assert rows["rollout"] == score_cells([result["val"]])   # the head as trained
     assert rows[f"rollout of {out}"] == rows["rollout"]
+    # a head saved before a field existed (its protocol: which frames it read) is refused
+    head = torch.load(tmp_path / "vqa.pt", weights_only=True)
+    del head["config"]["protocol"]
+    torch.save(head, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match=r"older version of this code \(it lacks \['protocol'\]\)"):
+        vqa_future.load_head(tmp_path / "old.pt")
     assert set(rows) == {"future frames", "rollout", "no motion", "real", f"rollout of {out}"}
 
 
