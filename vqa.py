@@ -33,10 +33,9 @@ from files import atomic_write_json, check_results_path, error_line
 from config import build_predictor, load_checkpoint, open_dataset, open_run, read_run
 from encoder import load_slots
 from predictor import rollout
-from questions import QUESTION_TYPES, build_answer_vocab, build_vocab
-from vqa_model import VQAModel, build_examples, check_videos, collate
+from questions import build_answer_vocab, build_vocab
+from vqa_model import VQAModel, build_examples, check_videos, collate, format_table, score
 
-MULTIPLE_CHOICE = QUESTION_TYPES[1:]      # explanatory, predictive, counterfactual
 
 
 # ---------------------------------------------------------------------------------------
@@ -182,7 +181,7 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
 
 
 # ---------------------------------------------------------------------------------------
-# Prediction and CLEVRER-style scores
+# Prediction and its scores
 # ---------------------------------------------------------------------------------------
 @torch.no_grad()
 def predict(model, slots_per_video, examples, batch_size, device, precision="fp32", observed=None):
@@ -202,69 +201,9 @@ def predict(model, slots_per_video, examples, batch_size, device, precision="fp3
     return predictions
 
 
-def _share(hits):
-    return sum(hits) / len(hits) if hits else None
-
-
-def score(predictions, examples):
-    """Accuracies (fractions in [0, 1], None where a type has no questions), as CLEVRER scores them.
-
-    predictions: {"descriptive": [answer id], "choice": [0 / 1]} aligned with ``examples``
-    (``build_examples`` output). A multiple-choice question is the group of its Choice examples
-    with the same (video, question_id).
-    - descriptive: {"question"}: share of questions answered right.
-    - explanatory, predictive, counterfactual: {"option"}: share of choices right;
-      {"question"}: share of questions with every choice right.
-    - all: {"question"}: share of all questions right, pooled over the four types (a descriptive
-      question right, a multiple-choice question with every choice right), so each type weighs by
-      its number of questions. This is how the "avg" column of the paper's CLEVRER table pools:
-      its five rows are fit exactly by one weighting of the four per-question columns (about
-      72 / 12 / 4.5 / 12 %), the shares of the four types among the questions.
-      {"option"}: share right over every descriptive question and every choice, pooled.
-    Every entry also carries its counts ("questions", and "options" for multiple choice).
-    """
-    for kind in ("descriptive", "choice"):
-        if len(predictions[kind]) != len(examples[kind]):
-            raise ValueError(f"expected {len(examples[kind])} {kind} predictions, "
-                             f"got {len(predictions[kind])}")
-    descriptive = [int(p) == e.answer for p, e in zip(predictions["descriptive"], examples["descriptive"])]
-    options = {t: [] for t in MULTIPLE_CHOICE}
-    questions = {}  # (video, question_id) -> (question type, every choice so far right)
-    for p, e in zip(predictions["choice"], examples["choice"]):
-        right = int(p) == e.label
-        options[e.question_type].append(right)
-        kind, all_right = questions.get((e.video, e.question_id), (e.question_type, True))
-        if kind != e.question_type:
-            raise ValueError(f"video {e.video} question {e.question_id} has choices of types "
-                             f"{kind!r} and {e.question_type!r}")
-        questions[(e.video, e.question_id)] = (kind, all_right and right)
-
-    result = {"descriptive": {"question": _share(descriptive), "questions": len(descriptive)}}
-    for t in MULTIPLE_CHOICE:
-        whole = [right for kind, right in questions.values() if kind == t]
-        result[t] = {"option": _share(options[t]), "question": _share(whole),
-                     "options": len(options[t]), "questions": len(whole)}
-    every_question = descriptive + [right for _, right in questions.values()]
-    every_option = descriptive + [right for t in MULTIPLE_CHOICE for right in options[t]]
-    result["all"] = {"question": _share(every_question), "option": _share(every_option),
-                     "questions": len(every_question), "options": len(every_option)}
-    return result
-
-
 def evaluate(model, slots_per_video, examples, batch_size, device, precision="fp32", observed=None):
     """``score`` of the model's predictions on ``examples``."""
     return score(predict(model, slots_per_video, examples, batch_size, device, precision, observed), examples)
-
-
-def format_table(scores):
-    """The scores as a text table in percent: type, per option, per question, questions."""
-    def pct(x):
-        return "-" if x is None else f"{100 * x:.2f}"
-    lines = [f"{'type':<16}{'per option':>12}{'per question':>14}{'questions':>11}"]
-    for t in (*QUESTION_TYPES, "all"):
-        s = scores[t]
-        lines.append(f"{t:<16}{pct(s.get('option')):>12}{pct(s['question']):>14}{s['questions']:>11}")
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------

@@ -27,8 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from questions import load_questions  # noqa: E402
-from vqa import MULTIPLE_CHOICE, format_table, score  # noqa: E402
-from vqa_model import Choice  # noqa: E402
+from vqa_model import MULTIPLE_CHOICE, Choice, format_table, score  # noqa: E402
 
 
 def names_of(scene):

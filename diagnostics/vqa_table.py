@@ -57,7 +57,7 @@ def cell(values):
 
 
 def score_cells(results):
-    """One table cell per type over a list of ``vqa.score`` dicts (one per seed)."""
+    """One table cell per type over a list of ``vqa_model.score`` dicts (one per seed)."""
     cells = []
     for kind in TYPES:
         per_question = cell([r[kind]["question"] for r in results])

@@ -8,8 +8,8 @@ import torch
 from collide_data import CollideConfig, generate
 from questions import build_answer_vocab, build_vocab, load_questions
 from predictor import Predictor, rollout
-from vqa import PRESETS, evaluate, keep_frames, lr_factor, main, run_slots, score, train_vqa, video_slots
-from vqa_model import Choice, Descriptive, VQAModel, build_examples, collate
+from vqa import PRESETS, evaluate, keep_frames, lr_factor, main, run_slots, train_vqa, video_slots
+from vqa_model import Choice, Descriptive, VQAModel, build_examples, collate, score
 from vqa_table import curve_rows, read_log, score_cells
 from config import COLLIDE_PRESETS
 from encoder import token_files
