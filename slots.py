@@ -299,6 +299,7 @@ class SlotEncoder(nn.Module):
         self.slot_attention = SlotAttention(slot_dim, n_slots, n_iters_first, input_dim, 2 * slot_dim,
                                             use_mlp=use_mlp, init=slot_init)
         self.transition = SlotTransition(slot_dim)
+        self.similarity_weight, self.similarity_temp = similarity_weight, similarity_temp  # dinov2 only
         if backbone == "cnn":
             self.cnn = CNNBackbone(image_size, cnn_channels, input_dim, cnn_stride2, cnn_full_res)
             decoder = decoder or "broadcast"
@@ -333,13 +334,12 @@ class SlotEncoder(nn.Module):
             self.dinov2 = (load_dinov2(dinov2_weights) if dinov2_weights else DinoV2()).requires_grad_(False).eval()
             dim = self.dinov2.dim
             self.feature_mlp = norm_mlp(dim, 2 * dim, input_dim)  # 384 -> 768 -> input_dim
-            self.similarity_weight, self.similarity_temp = similarity_weight, similarity_temp
             n_patches = self.grid_size**2  # the decoder's similarity logits follow the features
-            decoders = {"mlp": FeatureDecoder, "mixer": SlotMixerDecoder}
-            if (decoder or "mlp") not in decoders:
+            decoders, decoder = {"mlp": FeatureDecoder, "mixer": SlotMixerDecoder}, decoder or "mlp"
+            if decoder not in decoders:
                 raise ValueError(f"expected decoder 'mlp' or 'mixer' for dinov2, got {decoder!r}")
-            self.decoder = decoders[decoder or "mlp"](slot_dim, dim + (n_patches if similarity_weight else 0),
-                                                      n_patches, decoder_hidden)
+            self.decoder = decoders[decoder](slot_dim, dim + (n_patches if similarity_weight else 0), n_patches,
+                                             decoder_hidden)
 
     def train(self, mode=True):
         """Switch train/eval mode; the frozen DINOv2 backbone always stays in eval mode."""
@@ -355,22 +355,22 @@ class SlotEncoder(nn.Module):
                 f"expected float frames of shape (B, T, 3, {size}, {size}), got {tuple(frames.shape)} {frames.dtype}"
             )
 
-    def _features(self, frames):
+    def _features(self, frames, keys=False):
         """frames (B, T, 3, H, W) -> slot-attention inputs (B, T, N, Din) and the targets: None
-        (cnn), DINOv2's features (B, T, N, 384), or those and its last keys (similarity_weight)."""
+        (cnn), or [DINOv2's features (B, T, N, 384)], with its last keys after them when ``keys``."""
         B = frames.shape[0]
         flat = rearrange(frames, "b t c h w -> (b t) c h w")
         if self.backbone == "cnn":
             centred = flat - self.pixel_mean[:, None, None]
             return rearrange(self.cnn(centred), "(b t) n d -> b t n d", b=B), None
         with torch.no_grad():
-            out = self.dinov2.forward_features(normalize_imagenet(flat), keys=bool(self.similarity_weight))
-        targets = [rearrange(x, "(b t) n d -> b t n d", b=B) for x in (out if self.similarity_weight else [out])]
+            out = self.dinov2.forward_features(normalize_imagenet(flat), keys=keys)
+        targets = [rearrange(x, "(b t) n d -> b t n d", b=B) for x in (out if keys else [out])]
         return self.feature_mlp(targets[0]), targets
 
-    def _encode(self, frames, generator=None, noise=True):
+    def _encode(self, frames, generator=None, noise=True, keys=False):
         self._check_frames(frames)
-        inputs, targets = self._features(frames)  # (B, T, N, Din)
+        inputs, targets = self._features(frames, keys)  # (B, T, N, Din); keys only for the loss
         all_slots, all_attn = [], []
         slots = None
         for t in range(frames.shape[1]):
@@ -405,7 +405,7 @@ class SlotEncoder(nn.Module):
         plus similarity_weight times 'similarity' (the cross-entropy of frames 0..T-2's
         predicted rows against `time_similarity`) when it is set.
         """
-        slots, attn, targets = self._encode(frames, generator)
+        slots, attn, targets = self._encode(frames, generator, keys=bool(self.similarity_weight))
         B = frames.shape[0]
         flat = rearrange(slots, "b t s d -> (b t) s d")
         out = {"slots": slots, "attn": attn}
