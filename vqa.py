@@ -85,7 +85,7 @@ def lr_factor(schedule, warmup, steps, floor=0.01):
 
 def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch_size, lr, generator,
               device, progress=True, weight_decay=0.01, val_every=0, checkpoint=None, config=None,
-              precision="fp32", observed=None, schedule="constant", warmup=0.0, grad_clip=1.0):
+              precision="fp32", observed=None, schedule="constant", warmup=0.0, grad_clip=1.0, sample=0):
     """Train both heads with AdamW; returns (model, log).
 
     slots_per_video: (V, T, S, D), indexed by the examples' video; train / val examples:
@@ -99,8 +99,8 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
     (0 = never) and after the last step, when val examples are given.
 
     precision: "fp32", or "bf16" to autocast the forward passes (``train.autocast``); the
-    validation scores use it too. observed: as ``collate`` reads it (None: every question
-    reads every frame).
+    validation scores use it too. observed, sample: how a question reads the frames (``collate``;
+    None and 0: every frame); the sampled starts of training draw from ``generator``.
 
     checkpoint: a file the whole state (model, optimizer, RNGs, log) is written to every
     ``val_every`` steps and after the last, tagged with ``config`` (a dict). If the file exists,
@@ -150,7 +150,8 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
             terms = {}
             for kind, pool in pools.items():
                 picks = torch.randint(len(pool), (batch_size,), generator=generator)
-                inputs, target = collate([pool[i] for i in picks], slots_per_video, device, observed)
+                inputs, target = collate([pool[i] for i in picks], slots_per_video, device, observed,
+                                         sample, generator)
                 with autocast(device, precision):
                     out = model(**inputs)
                 if kind == "descriptive":
@@ -171,7 +172,7 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
             at_val = step == steps or (val_every and step % val_every == 0)
             if val_examples is not None and at_val:
                 log.append({"step": step, "val": evaluate(model, slots_per_video, val_examples,
-                                                          batch_size, device, precision, observed)})
+                                                          batch_size, device, precision, observed, sample)})
                 model.train()
             if checkpoint is not None and at_val:
                 extra = {"cuda_rng": torch.cuda.get_rng_state(fork[0])} if fork else {}
@@ -184,16 +185,19 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
 # Prediction and its scores
 # ---------------------------------------------------------------------------------------
 @torch.no_grad()
-def predict(model, slots_per_video, examples, batch_size, device, precision="fp32", observed=None):
+def predict(model, slots_per_video, examples, batch_size, device, precision="fp32", observed=None, sample=0):
     """{"descriptive": [answer id], "choice": [0 / 1]}, in the order of ``examples``; eval mode,
-    forward passes in ``precision``, frames read as ``observed`` says (see ``train_vqa``)."""
+    forward passes in ``precision``, frames read as ``observed`` and ``sample`` say (``collate``).
+    Sampled starts are drawn as ALOE's are at evaluation too, from a generator seeded 0 here, so
+    a score is repeatable and every head is scored on the same frames."""
     check_videos(slots_per_video, examples)
     check_precision(precision)
     model.to(device).eval()
     predictions = {"descriptive": [], "choice": []}
+    starts = torch.Generator().manual_seed(0)
     for kind, pool in examples.items():
         for start in range(0, len(pool), batch_size):
-            inputs, _ = collate(pool[start:start + batch_size], slots_per_video, device, observed)
+            inputs, _ = collate(pool[start:start + batch_size], slots_per_video, device, observed, sample, starts)
             with autocast(device, precision):
                 out = model(**inputs)
             guess = out["answer_logits"].argmax(-1) if kind == "descriptive" else out["choice_logit"] > 0
@@ -201,9 +205,10 @@ def predict(model, slots_per_video, examples, batch_size, device, precision="fp3
     return predictions
 
 
-def evaluate(model, slots_per_video, examples, batch_size, device, precision="fp32", observed=None):
+def evaluate(model, slots_per_video, examples, batch_size, device, precision="fp32", observed=None, sample=0):
     """``score`` of the model's predictions on ``examples``."""
-    return score(predict(model, slots_per_video, examples, batch_size, device, precision, observed), examples)
+    return score(predict(model, slots_per_video, examples, batch_size, device, precision, observed, sample),
+                 examples)
 
 
 # ---------------------------------------------------------------------------------------
@@ -218,6 +223,13 @@ class VQAConfig:
     dropout: float = 0.1
     max_words: int = 64          # longest question or choice, in words
     frame_stride: int = 2        # keep every n-th frame, counted back from the last (``keep_frames``)
+    every_offset: bool = field(default=False, metadata={
+        "help": "--run: roll out each offset of the run's frameskip from its own observed frames, in whole "
+                "blocks, and interleave them: slots for every video frame (the official rollout); off: the "
+                "chain of frames 0, fs, 2 fs, ... alone"})
+    sample_frames: int = field(default=0, metadata={
+        "help": "ALOE's frames: a question reads this many of its window, window // n apart, from a random "
+                "start (0: all of them)"})
     steps: int = 4000            # why this many: docs/collide.md (the multiple-choice loss starts late)
     batch_size: int = 64         # per kind: descriptive and (question, choice) examples each
     lr: float = 3e-4
@@ -247,10 +259,12 @@ PRESETS = {
     "cpu": VQAConfig(),
     # ALOE as App. F trains it: 12 layers, 8 heads, width 144, feed-forward 512, Adam at 1e-3 (no
     # weight decay), cosine with a 10 % warm-up; where the text is silent, as the official code: no
-    # clipping, answer heads with a hidden layer of 128, a position per slot. Its 400 epochs of 96
-    # questions (the official batch) are ours as steps of 64 + 64 examples
+    # clipping, answer heads with a hidden layer of 128, a position per slot, 25 frames 5 apart
+    # from a random start of slots for every frame (each frameskip offset rolled out). Its 400
+    # epochs of 96 questions (the official batch) are ours as steps of 64 + 64 examples
     # (docs/collide.md#vqa-at-the-paper-preset).
     "paper": VQAConfig(dim=144, depth=12, heads=8, mlp_dim=512, head_mlp=128, slot_positions=True,
+                       frame_stride=1, every_offset=True, sample_frames=25,
                        steps=100_000, batch_size=64, lr=1e-3, weight_decay=0.0, schedule="cosine", warmup=0.1,
                        grad_clip=0.0, val_every=5000),
     "tiny": VQAConfig(dim=32, depth=1, heads=2, dropout=0.0, steps=20, batch_size=8, lr=1e-3, val_every=10),
@@ -258,13 +272,14 @@ PRESETS = {
 
 
 def build_model(cfg: VQAConfig, slot_dim, vocab_size, n_answers, max_frames, n_slots):
-    """A VQAModel from the config, initialised from ``cfg.seed`` (the caller's RNG is untouched)."""
+    """A VQAModel from the config for slots of ``max_frames`` frames (``cfg.sample_frames`` when
+    it samples), initialised from ``cfg.seed`` (the caller's RNG is untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         return VQAModel(slot_dim, vocab_size, n_answers, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
                         mlp_dim=cfg.mlp_dim or 4 * cfg.dim, head_mlp=cfg.head_mlp,
                         slot_positions=n_slots if cfg.slot_positions else 0,
-                        max_frames=max_frames, max_words=cfg.max_words, dropout=cfg.dropout)
+                        max_frames=cfg.sample_frames or max_frames, max_words=cfg.max_words, dropout=cfg.dropout)
 
 
 def load_video_slots(path, n_videos, n_frames):
@@ -276,60 +291,81 @@ def load_video_slots(path, n_videos, n_frames):
     return torch.from_numpy(np.array(slots))  # a writable copy in memory
 
 
-def collide_frames(run_dir, who="vqa.py"):
+def collide_frames(run_dir, who="vqa.py", every_frame=False):
     """What the VQA tools read of a ``train.py --dataset collide`` run folder.
 
     Returns (cfg, ckpt, data, frame_slots, observed, future): the run's config and predictor
     checkpoint, its CollideData, the frozen encoder's slots of every frame (N, S, D) memory-mapped,
-    and the model frames of a video (frameskip apart) as indices into it: ``observed`` up to
-    the held-out part, ``future`` after it to the end. ``who`` names the caller in the error
-    on a Push-T run."""
+    and the frames of a video as indices into it, frameskip apart (model frames) or with
+    ``every_frame`` each one: ``observed`` up to the held-out part, ``future`` after it to the
+    end. ``who`` names the caller in the error on a Push-T run."""
     cfg, info, run_dir, ckpt = open_run(run_dir, "collide", f"{who} needs a collide run")
     data = open_dataset(cfg, info["data"])
     frame_slots = load_slots(Path(info["encoder"]), cfg, len(data.pixels))  # (N, S, D)
-    fs, length = cfg.frameskip, data.n_observed + data.n_future
+    fs, length = 1 if every_frame else cfg.frameskip, data.n_observed + data.n_future
     observed = np.arange(0, data.n_observed, fs)
     return cfg, ckpt, data, frame_slots, observed, np.arange(len(observed) * fs, length, fs)
 
 
-def run_slots(run_dir, device="cpu"):
-    """Slots of every video of a ``train.py --dataset collide`` run, and its dataset.
+def run_slots(run_dir, device="cpu", every_offset=False):
+    """Slots of every video of a ``train.py --dataset collide`` run, its dataset, and how many
+    leading frames of the slots were observed.
 
-    The frozen encoder's slots of the observed frames 0, fs, 2 fs, ... (fs = the run's
-    frameskip) are rolled forward by the run's trained predictor over the held-out frames,
-    ``n_history`` frames of context and ``n_future`` predicted frames a call, as it was
-    trained, as the paper does for CLEVRER (its 128
-    observed frames rolled out to 160; FACTS section 2). Returns
-    (slots float32 (V, T_obs + T_future, S, D) in model frames, CollideData).
+    The frozen encoder's slots of the observed frames are rolled forward by the run's trained
+    predictor over the held-out frames, ``n_history`` frames of context and ``n_future``
+    predicted frames a call, as it was trained, as the paper does for CLEVRER (its 128 observed
+    frames rolled out to 160; FACTS section 2). Without ``every_offset`` the chain of frames 0,
+    fs, 2 fs, ... (fs = the run's frameskip) is rolled out, and the slots are model frames; with
+    it, as the official code does, each offset o < fs rolls out its own chain (..., o + fs k)
+    from its last ``n_history`` observed frames, in whole calls of ``n_future`` (the surplus
+    dropped), and the chains interleave into slots for every video frame.
+    Returns (slots float32 (V, T_obs + T_future, S, D), CollideData, T_obs).
     """
-    cfg, ckpt, data, frame_slots, observed, future = collide_frames(run_dir)
+    cfg, ckpt, data, frame_slots, observed, future = collide_frames(run_dir, every_frame=every_offset)
     if not ckpt.get("done"):
         raise ValueError(f"{run_dir}/predictor.pt is unfinished: finish it with train.py --resume")
     predictor = build_predictor(cfg)
     predictor.load_state_dict(ckpt["model"])
-    observed = torch.from_numpy(frame_slots[data.episode_starts[:-1, None] + observed])  # (V, T_obs, S, D)
-    return video_slots(observed, predictor.to(device), len(future), cfg.n_history, block=cfg.n_future).cpu(), data
+    predictor.to(device)
+    starts = data.episode_starts[:-1, None]
+    if not every_offset:
+        observed_slots = torch.from_numpy(frame_slots[starts + observed])  # (V, T_obs, S, D)
+        slots = video_slots(observed_slots, predictor, len(future), cfg.n_history, block=cfg.n_future)
+        return slots.cpu(), data, len(observed)
+    slots = torch.from_numpy(frame_slots[starts + np.arange(len(observed) + len(future))])  # (V, T, S, D)
+    for offset in range(cfg.frameskip):
+        chain = np.arange(offset, len(observed), cfg.frameskip)[-cfg.n_history:]
+        if not len(chain):
+            raise ValueError(f"{run_dir}: offset {offset} of frameskip {cfg.frameskip} has no observed frame")
+        ahead = np.arange(chain[-1] + cfg.frameskip, slots.shape[1], cfg.frameskip)   # its held-out frames
+        calls = -(-len(ahead) // cfg.n_future)
+        if len(ahead):
+            pred = video_slots(slots[:, chain], predictor, calls * cfg.n_future, cfg.n_history, block=cfg.n_future)
+            slots[:, ahead] = pred[:, len(chain):len(chain) + len(ahead)].cpu()
+    return slots, data, len(observed)
 
 
-def run_observed(run_dir, data):
-    """How many leading model frames of ``run_slots``' output were observed (the rest are the
-    predictor's)."""
-    return len(range(0, data.n_observed, read_run(run_dir, "collide", "vqa.py needs a collide run")[0].frameskip))
-
-
-def protocol_observed(cfg, n_frames, n_observed):
-    """``collate``'s ``observed`` for ``cfg.protocol``, for slots of ``n_frames`` frames whose first
-    ``n_observed`` were observed, once ``keep_frames`` has kept every ``cfg.frame_stride``-th:
-    None (ours: every question reads every frame), or how many kept frames were observed."""
-    if cfg.protocol == "ours":
-        return None
-    if cfg.protocol != "official":
+def head_input(cfg, slots, n_observed):
+    """(slots, observed): the slots as ``cfg``'s head reads them, every ``cfg.frame_stride``-th
+    frame counted back from the last (``keep_frames``), and ``collate``'s ``observed`` for
+    ``cfg.protocol``: None (ours: every question reads every frame) or how many of the kept
+    frames were observed, given that the first ``n_observed`` of ``slots`` (V, T, S, D) were."""
+    n_frames = slots.shape[1]
+    observed = None
+    if cfg.protocol == "official":
+        if not n_observed or not 0 < n_observed < n_frames:
+            raise ValueError(f"protocol official needs the observed frames among the {n_frames} given, "
+                             f"got n_observed = {n_observed}")
+        kept = np.arange(n_frames)[(n_frames - 1) % cfg.frame_stride::cfg.frame_stride]
+        observed = int((kept < n_observed).sum())   # leading frames of the kept ones
+    elif cfg.protocol != "ours":
         raise ValueError(f"protocol must be ours or official, got {cfg.protocol!r}")
-    if not n_observed or not 0 < n_observed < n_frames:
-        raise ValueError(f"protocol official needs the observed frames among the {n_frames} given, "
-                         f"got n_observed = {n_observed}")
-    kept = np.arange(n_frames)[(n_frames - 1) % cfg.frame_stride::cfg.frame_stride]
-    return int((kept < n_observed).sum())   # leading frames of the kept ones
+    slots = keep_frames(slots, cfg.frame_stride)
+    window = slots.shape[1] if observed is None else observed
+    if cfg.sample_frames > window:
+        raise ValueError(f"--sample-frames {cfg.sample_frames} is more than a question's window of {window} "
+                         f"frames (protocol {cfg.protocol}, frame stride {cfg.frame_stride})")
+    return slots, observed
 
 
 def keep_frames(slots, stride):
@@ -376,8 +412,7 @@ def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True, checkpoint
     if not torch.isfinite(slots).all():
         raise FloatingPointError(f"the slots from {source or 'the input'} hold NaN or inf values: the "
                                  "encoder or predictor that made them diverged; train it again")
-    observed = protocol_observed(cfg, slots.shape[1], n_observed)
-    slots = keep_frames(slots, cfg.frame_stride)
+    slots, observed = head_input(cfg, slots, n_observed)
     vocab, answers, examples = question_examples(data, cfg.max_words)
     model = build_model(cfg, slots.shape[-1], len(vocab), len(answers), slots.shape[1], slots.shape[2])
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -385,12 +420,13 @@ def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True, checkpoint
            "device": torch.device(device).type}
     model, log = train_vqa(model, slots, examples["train"], examples["val"], cfg.steps, cfg.batch_size,
                            cfg.lr, generator, device, progress, cfg.weight_decay, cfg.val_every,
-                           checkpoint, tag, cfg.precision, observed, cfg.schedule, cfg.warmup, cfg.grad_clip)
+                           checkpoint, tag, cfg.precision, observed, cfg.schedule, cfg.warmup, cfg.grad_clip,
+                           cfg.sample_frames)
     return {"config": config_to_dict(cfg), "data": str(data.path), "slots": source,
             "answers": answers, "n_examples": {split: {k: len(v) for k, v in ex.items()}
                                                for split, ex in examples.items()},
-            "val": evaluate(model, slots, examples["val"], cfg.batch_size, device, cfg.precision, observed),
-            "test": evaluate(model, slots, examples["test"], cfg.batch_size, device, cfg.precision, observed),
+            **{split: evaluate(model, slots, examples[split], cfg.batch_size, device, cfg.precision, observed,
+                               cfg.sample_frames) for split in ("val", "test")},
             "log": log}
 
 
@@ -426,9 +462,11 @@ def main(argv=None):
     for name in ("steps", "batch_size", "val_every", "frame_stride", "dim", "depth", "heads"):
         if getattr(cfg, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
-    if not cfg.lr > 0 or not 0 <= cfg.warmup < 1 or cfg.grad_clip < 0 or min(cfg.mlp_dim, cfg.head_mlp) < 0:
-        parser.error(f"need --lr > 0, 0 <= --warmup < 1 and --grad-clip, --mlp-dim, --head-mlp >= 0, got "
-                     f"{cfg.lr}, {cfg.warmup}, {cfg.grad_clip}, {cfg.mlp_dim} and {cfg.head_mlp}")
+    if (not cfg.lr > 0 or not 0 <= cfg.warmup < 1 or cfg.grad_clip < 0
+            or min(cfg.mlp_dim, cfg.head_mlp, cfg.sample_frames) < 0):
+        parser.error(f"need --lr > 0, 0 <= --warmup < 1 and --grad-clip, --mlp-dim, --head-mlp, --sample-frames "
+                     f">= 0, got {cfg.lr}, {cfg.warmup}, {cfg.grad_clip}, {cfg.mlp_dim}, {cfg.head_mlp} and "
+                     f"{cfg.sample_frames}")
     try:
         check_results_path(out, "vqa.py", ("val", "test"))
     except ValueError as err:
@@ -439,8 +477,7 @@ def main(argv=None):
                  "to start over")
     try:
         if args.run:
-            slots, data = run_slots(args.run, device)
-            n_observed = run_observed(args.run, data)   # model frames, then predicted ones
+            slots, data, n_observed = run_slots(args.run, device, cfg.every_offset)
         else:
             data = load_collide(args.data)
             slots = load_video_slots(args.slots, len(data.scenes), data.n_observed + data.n_future)

@@ -210,22 +210,37 @@ def _pad(texts, device):
     return ids.to(device), mask.to(device)
 
 
-def collate(batch, slots_per_video, device, observed=None):
+def collate(batch, slots_per_video, device, observed=None, sample=0, generator=None):
     """(inputs, target) of a list of Descriptive or of Choice examples: inputs are the keyword
     arguments of VQAModel.forward, target (B,) the answer ids (long) or the labels (float).
-    Both kinds in one batch is an error. observed: None (every question reads every frame), or
-    the number of leading frames that were observed (the paper's ALOE loader): a predictive
-    question then reads as many frames, the last ones, predicted frames included, and every other
-    question the observed frames."""
+    Both kinds in one batch is an error.
+
+    observed: None (every question's window is every frame), or the number of leading frames
+    that were observed (the paper's ALOE loader): a predictive question's window is then as
+    many frames, the last ones, predicted frames included, and every other question's the
+    observed frames. Without ``sample`` a question reads its whole window (the slots of other
+    frames are hidden, ``frames``); with ``sample`` = n it reads n frames of it, window // n
+    apart, from a start drawn uniformly (``generator``, a CPU torch.Generator) among those that
+    fit: ALOE's 25 frames 5 apart from a random start of CLEVRER's 128. The slots are then
+    gathered to (B, n, S, D), so time positions count the sampled frames from 0, as ALOE's do."""
     kinds = {type(e) for e in batch}
     if len(kinds) != 1:
         raise ValueError(f"expected a batch of one example kind, got {sorted(k.__name__ for k in kinds)}")
     videos = torch.tensor([e.video for e in batch])
-    inputs = {"slots": slots_per_video[videos].to(device)}  # (B, T, S, D)
-    if observed is not None:
-        T = slots_per_video.shape[1]
-        inputs["frames"] = torch.tensor([(T - observed, T) if getattr(e, "question_type", None) == "predictive"
-                                         else (0, observed) for e in batch], device=device)
+    T = slots_per_video.shape[1]
+    length = T if observed is None else observed
+    first = torch.tensor([T - length if getattr(e, "question_type", None) == "predictive" else 0 for e in batch])
+    if sample:
+        offset = length // sample
+        if offset < 1:
+            raise ValueError(f"cannot sample {sample} frames from a window of {length}")
+        first = first + torch.randint(length - (sample - 1) * offset, (len(batch),), generator=generator)
+        picked = first[:, None] + offset * torch.arange(sample)   # (B, n) frame indices
+        inputs = {"slots": slots_per_video[videos[:, None], picked].to(device)}  # (B, n, S, D)
+    else:
+        inputs = {"slots": slots_per_video[videos].to(device)}  # (B, T, S, D)
+        if observed is not None:
+            inputs["frames"] = torch.stack([first, first + length], dim=1).to(device)
     inputs["question"], inputs["question_mask"] = _pad([e.question for e in batch], device)
     if kinds == {Choice}:
         inputs["choice"], inputs["choice_mask"] = _pad([e.choice for e in batch], device)

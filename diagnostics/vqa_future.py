@@ -30,8 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import config_from_dict  # noqa: E402
 from config import OLDER_RUNS, load_checkpoint  # noqa: E402
-from vqa import (VQAConfig, build_model, collide_frames, evaluate, keep_frames, protocol_observed,  # noqa: E402
-                 question_examples, run_observed, run_slots)
+from vqa import VQAConfig, build_model, collide_frames, evaluate, head_input, question_examples, run_slots  # noqa: E402
 from vqa_table import TYPES, score_cells  # noqa: E402
 
 
@@ -47,23 +46,24 @@ def load_head(path):
     return config_from_dict(VQAConfig, {k: v for k, v in ckpt["config"].items() if k in fields}), ckpt
 
 
-def future_variants(run_dir, others=()):
+def future_variants(run_dir, others=(), every_offset=False):
     """{name: slots (V, T, S, D)} with the observed frames of ``run_dir``'s slots and each
-    kind of future frame; also returns the dataset."""
-    _, _, _, frame_slots, observed_frames, future_frames = collide_frames(run_dir, "vqa_future.py")
-    slots, data = run_slots(run_dir)
-    n_obs, n_fut = len(observed_frames), len(future_frames)
+    kind of future frame (``run_slots``' frames: model frames, or every frame with
+    ``every_offset``); also returns the dataset and how many frames were observed."""
+    _, _, _, frame_slots, _, future_frames = collide_frames(run_dir, "vqa_future.py", every_offset)
+    slots, data, n_obs = run_slots(run_dir, every_offset=every_offset)
+    n_fut = len(future_frames)
     observed = slots[:, :n_obs]
     real = torch.from_numpy(np.asarray(frame_slots[data.episode_starts[:-1, None] + future_frames]))
     variants = {"rollout": slots,
                 "no motion": torch.cat([observed, observed[:, -1:].expand(-1, n_fut, -1, -1)], dim=1),
                 "real": torch.cat([observed, real], dim=1)}
     for other in others:
-        theirs, _ = run_slots(other)
+        theirs, _, _ = run_slots(other, every_offset=every_offset)
         if theirs.shape != slots.shape or not torch.equal(theirs[:, :n_obs], observed):
             raise ValueError(f"{other} does not share {run_dir}'s observed slots (another encoder?)")
         variants[f"rollout of {other}"] = torch.cat([observed, theirs[:, n_obs:]], dim=1)
-    return variants, data
+    return variants, data, n_obs
 
 
 def main(argv=None):
@@ -77,9 +77,9 @@ def main(argv=None):
     head = args.head or Path(args.run) / f"vqa-seed{args.seed}.pt"
     try:
         cfg, ckpt = load_head(head)
-        variants, data = future_variants(args.run, args.other)
+        variants, data, n_obs = future_variants(args.run, args.other, cfg.every_offset)
         vocab, answers, examples = question_examples(data, cfg.max_words)
-        kept = keep_frames(variants["rollout"], cfg.frame_stride)
+        kept, observed = head_input(cfg, variants["rollout"], n_obs)   # read as the head was trained
         if list(kept.shape) != ckpt["config"].get("slots_shape"):
             raise ValueError(f"{head} was trained on slots of shape {ckpt['config'].get('slots_shape')}, "
                              f"but {args.run} gives {list(kept.shape)}")
@@ -90,10 +90,9 @@ def main(argv=None):
     print(f"{head}, {args.split}, % per option / per question")
     print("| future frames | " + " | ".join(TYPES) + " |")
     print("|---|" + "---|" * len(TYPES))
-    observed = protocol_observed(cfg, variants["rollout"].shape[1], run_observed(args.run, data))
-    for name, slots in variants.items():   # read as the head was trained (its protocol)
-        scores = evaluate(model, keep_frames(slots, cfg.frame_stride), examples[args.split], cfg.batch_size,
-                          "cpu", cfg.precision, observed)
+    for name, slots in variants.items():
+        scores = evaluate(model, head_input(cfg, slots, n_obs)[0], examples[args.split], cfg.batch_size,
+                          "cpu", cfg.precision, observed, cfg.sample_frames)
         print(f"| {name} | " + " | ".join(score_cells([scores])) + " |")
 
 

@@ -17,8 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from collision import COLORS, SHAPES  # noqa: E402
-from vqa import (build_model, keep_frames, predict, protocol_observed, question_examples, run_observed,  # noqa: E402
-                 run_slots)
+from vqa import build_model, head_input, predict, question_examples, run_slots  # noqa: E402
 from vqa_future import load_head  # noqa: E402
 
 
@@ -60,17 +59,17 @@ def main(argv=None):
         for run in args.run:
             head = Path(run) / f"vqa-seed{args.seed}.pt"
             cfg, ckpt = load_head(head)
-            slots, data = run_slots(run)
+            slots, data, n_observed = run_slots(run, every_offset=cfg.every_offset)
             vocab, answers, examples = question_examples(data, cfg.max_words)
-            observed = protocol_observed(cfg, slots.shape[1], run_observed(run, data))   # as the head was trained
-            slots = keep_frames(slots, cfg.frame_stride)
+            slots, observed = head_input(cfg, slots, n_observed)   # read as the head was trained
             if list(slots.shape) != ckpt["config"].get("slots_shape"):
                 raise ValueError(f"{head} was trained on slots of shape {ckpt['config'].get('slots_shape')}, "
                                  f"but {run} gives {list(slots.shape)}")
             model = build_model(cfg, slots.shape[-1], len(vocab), len(answers), slots.shape[1], slots.shape[2])
             model.load_state_dict(ckpt["model"])
             wanted = {"descriptive": examples[args.split]["descriptive"], "choice": []}
-            guesses = predict(model, slots, wanted, cfg.batch_size, "cpu", cfg.precision, observed)["descriptive"]
+            guesses = predict(model, slots, wanted, cfg.batch_size, "cpu", cfg.precision, observed,
+                              cfg.sample_frames)["descriptive"]
             names = {i: w for w, i in vocab.items()}
             table[run] = kind_scores(guesses, wanted["descriptive"], examples["train"]["descriptive"], names)
     except (ValueError, FileNotFoundError) as err:

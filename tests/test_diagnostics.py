@@ -35,18 +35,20 @@ def test_masking_table_cells_give_a_spread_only_where_the_seeds_differ():
     assert cell([4.0]) == "4" and cell([None, None]) == "-"
 
 
-def test_vqa_future_swaps_only_the_future_frames(tiny_collide_run, tmp_path, capsys):
+@pytest.mark.parametrize("aloe", [False, True])   # model frames, or ALOE's samples of every frame
+def test_vqa_future_swaps_only_the_future_frames(tiny_collide_run, tmp_path, capsys, aloe):
     import vqa_future
     _, out = tiny_collide_run
+    flags = ["--every-offset", "--sample-frames", "4"] if aloe else []
     main(["--preset", "tiny", "--steps", "2", "--run", str(out), "--out", str(tmp_path / "vqa.json"),
-          "--device", "cpu"])
+          "--device", "cpu", *flags])
     result = json.loads((tmp_path / "vqa.json").read_text())
-    variants, data = vqa_future.future_variants(out)
+    variants, data, n_obs = vqa_future.future_variants(out, every_offset=aloe)
     slots = variants["rollout"]
     info = json.loads((out / "config.json").read_text())
     frame_slots = torch.from_numpy(np.load(token_files(Path(info["encoder"]), COLLIDE_PRESETS["tiny"])[0]))
-    fs = info["config"]["frameskip"]
-    n_obs = len(range(0, data.n_observed, fs))
+    fs = 1 if aloe else info["config"]["frameskip"]
+    assert n_obs == len(range(0, data.n_observed, fs))
     for v, start in enumerate(data.episode_starts[:-1]):
         real = frame_slots[start + n_obs * fs:start + data.n_observed + data.n_future:fs]
         torch.testing.assert_close(variants["real"][v, n_obs:], real)
@@ -72,7 +74,7 @@ def test_vqa_future_swaps_only_the_future_frames(tiny_collide_run, tmp_path, cap
 def test_collide_rollout_scores_the_future_vqa_reads(tiny_collide_run):
     from collide_rollout import future_errors
     _, out = tiny_collide_run
-    slots, data = run_slots(out)
+    slots, data, _ = run_slots(out)
     info = json.loads((out / "config.json").read_text())
     frame_slots = torch.from_numpy(np.load(token_files(Path(info["encoder"]), COLLIDE_PRESETS["tiny"])[0]))
     pred, still, frames = future_errors(out, "val", n_videos=2)

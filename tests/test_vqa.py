@@ -11,7 +11,7 @@ from predictor import Predictor, rollout
 from vqa import PRESETS, evaluate, keep_frames, lr_factor, main, run_slots, train_vqa, video_slots
 from vqa_model import Choice, Descriptive, VQAModel, build_examples, collate, score
 from vqa_table import curve_rows, read_log, score_cells
-from config import COLLIDE_PRESETS
+from config import COLLIDE_PRESETS, build_predictor
 from encoder import token_files
 
 
@@ -123,6 +123,27 @@ def test_hidden_frames_do_not_change_outputs_and_official_questions_read_observe
     inputs, _ = collate([Descriptive(1, 0, (1, 2), 0)], slots, "cpu", observed=2)
     assert inputs["frames"].tolist() == [[0, 2]]
     assert "frames" not in collate(batch, slots, "cpu")[0]     # ours: every frame
+
+
+def test_aloe_reads_25_frames_5_apart_from_a_random_start_of_its_window():
+    T, observed = 160, 128   # CLEVRER: 128 observed frames rolled out to 160
+    slots = torch.arange(T, dtype=torch.float)[None, :, None, None].expand(2, T, 3, 4)   # slot = frame index
+    batch = [Choice(v, 0, kind, (1, 2), 0, (3,), 1) for v in (0, 1) for kind in ("explanatory", "predictive")] * 50
+    g = torch.Generator().manual_seed(0)
+    inputs, _ = collate(batch, slots, "cpu", observed=observed, sample=25, generator=g)
+    assert inputs["slots"].shape == (200, 25, 3, 4) and "frames" not in inputs   # positions count from 0
+    read = inputs["slots"][:, :, 0, 0].long()
+    assert (read.diff(dim=1) == 5).all()   # 128 // 25 frames apart
+    first = read[:, 0].view(100, 2)        # explanatory, predictive
+    assert set(first[:, 0].tolist()) == set(range(8))         # the starts that fit in frames 0..127
+    assert set(first[:, 1].tolist()) == set(range(32, 40))    # shifted to end among the last 128
+    assert read.max() == 159 and read[0::2].max() <= 127
+    again, _ = collate(batch, slots, "cpu", observed=observed, sample=25, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again["slots"], inputs["slots"])   # the generator fixes the draws
+    ours, _ = collate(batch[:1], slots, "cpu", sample=40)     # protocol ours: the window is every frame
+    assert ours["slots"][0, :, 0, 0].diff().eq(4).all() and ours["slots"][0, 0, 0, 0] < 4
+    with pytest.raises(ValueError, match="cannot sample 9 frames from a window of 8"):
+        collate(batch, slots, "cpu", observed=8, sample=9)
 
 
 def test_model_rejects_bad_shapes():
@@ -293,6 +314,7 @@ def test_the_paper_head_trains_as_app_f_says_on_a_cosine_schedule(tmp_path):
     paper = PRESETS["paper"]
     assert (paper.dim, paper.depth, paper.heads, paper.mlp_dim, paper.head_mlp) == (144, 12, 8, 512, 128)
     assert paper.slot_positions
+    assert (paper.frame_stride, paper.every_offset, paper.sample_frames) == (1, True, 25)   # ALOE's frames
     assert (paper.lr, paper.weight_decay, paper.schedule, paper.warmup) == (1e-3, 0.0, "cosine", 0.1)
     factor = lr_factor("cosine", 0.25, 8)   # 2 warm-up steps, then a half cosine over 6, from and to 1 %
     assert [factor(s) for s in (1, 2, 5, 8)] == pytest.approx([0.505, 1.0, 0.505, 0.01])
@@ -395,11 +417,11 @@ def test_command_line_on_a_tiny_collide_dataset(tmp_path, capsys):
 def test_run_slots_roll_a_collide_run_forward(tiny_collide_run, tmp_path):
     _, out = tiny_collide_run
     cfg = COLLIDE_PRESETS["tiny"]
-    slots, data = run_slots(out)
+    slots, data, n_observed = run_slots(out)
     fs = cfg.frameskip
     n_obs = len(range(0, cfg.video_observed, fs))
     n_all = len(range(0, cfg.video_observed + cfg.video_future, fs))
-    assert slots.shape == (cfg.episodes, n_all, cfg.n_slots, cfg.slot_dim)
+    assert slots.shape == (cfg.episodes, n_all, cfg.n_slots, cfg.slot_dim) and n_observed == n_obs
     info = json.loads((out / "config.json").read_text())
     frame_slots = np.load(token_files(Path(info["encoder"]), COLLIDE_PRESETS["tiny"])[0])
     v = 3  # the observed part is the encoder's slots of frames 0, fs, 2 fs, ... of the video
@@ -410,6 +432,26 @@ def test_run_slots_roll_a_collide_run_forward(tiny_collide_run, tmp_path):
           "--device", "cpu"])
     result = json.loads((tmp_path / "vqa.json").read_text())
     assert result["slots"] == str(out) and set(result["val"]) >= {"counterfactual", "all"}
+
+
+def test_run_slots_roll_out_every_offset_and_interleave_them(tiny_collide_run):
+    _, out = tiny_collide_run
+    cfg = COLLIDE_PRESETS["tiny"]   # 12 observed + 4 held-out frames, frameskip 2, history 2, blocks of 2
+    chain, _, _ = run_slots(out)
+    slots, data, n_observed = run_slots(out, every_offset=True)
+    length = cfg.video_observed + cfg.video_future
+    assert slots.shape == (cfg.episodes, length, cfg.n_slots, cfg.slot_dim) and n_observed == cfg.video_observed
+    info = json.loads((out / "config.json").read_text())
+    frame_slots = torch.from_numpy(np.load(token_files(Path(info["encoder"]), cfg)[0]))
+    starts = data.episode_starts[:-1]
+    observed = frame_slots[starts[:, None] + np.arange(cfg.video_observed)]
+    assert torch.equal(slots[:, :cfg.video_observed], observed)           # every observed frame
+    torch.testing.assert_close(slots[:, 12::2], chain[:, 6:])              # offset 0: the chain's rollout
+    predictor = build_predictor(cfg)
+    predictor.load_state_dict(torch.load(out / "predictor.pt", weights_only=True)["model"])
+    odd = video_slots(observed[:, [9, 11]], predictor, 2, cfg.n_history, block=cfg.n_future)
+    torch.testing.assert_close(slots[:, 13::2], odd[:, 2:])                # offset 1: frames 9, 11 -> 13, 15
+    assert not torch.allclose(slots[:, 13::2], frame_slots[starts[:, None] + np.array([13, 15])])
 
 
 def test_run_slots_refuse_a_push_t_run(tiny_run):
