@@ -187,17 +187,16 @@ def train_vqa(model, slots_per_video, train_examples, val_examples, steps, batch
 @torch.no_grad()
 def predict(model, slots_per_video, examples, batch_size, device, precision="fp32", observed=None, sample=0):
     """{"descriptive": [answer id], "choice": [0 / 1]}, in the order of ``examples``; eval mode,
-    forward passes in ``precision``, frames read as ``observed`` and ``sample`` say (``collate``).
-    Sampled starts are drawn as ALOE's are at evaluation too, from a generator seeded 0 here, so
-    a score is repeatable and every head is scored on the same frames."""
+    forward passes in ``precision``, frames read as ``observed`` and ``sample`` say (``collate``:
+    sampled starts are drawn at scoring too, as ALOE's are, but fixed per question, so a score
+    repeats and every head is scored on the same frames)."""
     check_videos(slots_per_video, examples)
     check_precision(precision)
     model.to(device).eval()
     predictions = {"descriptive": [], "choice": []}
-    starts = torch.Generator().manual_seed(0)
     for kind, pool in examples.items():
         for start in range(0, len(pool), batch_size):
-            inputs, _ = collate(pool[start:start + batch_size], slots_per_video, device, observed, sample, starts)
+            inputs, _ = collate(pool[start:start + batch_size], slots_per_video, device, observed, sample)
             with autocast(device, precision):
                 out = model(**inputs)
             guess = out["answer_logits"].argmax(-1) if kind == "descriptive" else out["choice_logit"] > 0

@@ -17,6 +17,7 @@ predictions are scored as CLEVRER scores them (``score``); ``vqa.py`` trains the
 from dataclasses import dataclass
 
 import einops
+import numpy as np
 import torch
 from torch import nn
 
@@ -220,9 +221,12 @@ def collate(batch, slots_per_video, device, observed=None, sample=0, generator=N
     many frames, the last ones, predicted frames included, and every other question's the
     observed frames. Without ``sample`` a question reads its whole window (the slots of other
     frames are hidden, ``frames``); with ``sample`` = n it reads n frames of it, window // n
-    apart, from a start drawn uniformly (``generator``, a CPU torch.Generator) among those that
-    fit: ALOE's 25 frames 5 apart from a random start of CLEVRER's 128. The slots are then
-    gathered to (B, n, S, D), so time positions count the sampled frames from 0, as ALOE's do."""
+    apart, from a start drawn uniformly among those that fit: ALOE's 25 frames 5 apart from a
+    random start of CLEVRER's 128. The start is drawn from ``generator`` (a CPU torch.Generator;
+    training) for each example, or without one once per question, fixed by its video and
+    question id (scoring), so the choices of a question read the same frames, as in ALOE's
+    loader, and a score repeats. The slots are then gathered to (B, n, S, D), so time positions
+    count the sampled frames from 0, as ALOE's do."""
     kinds = {type(e) for e in batch}
     if len(kinds) != 1:
         raise ValueError(f"expected a batch of one example kind, got {sorted(k.__name__ for k in kinds)}")
@@ -234,7 +238,12 @@ def collate(batch, slots_per_video, device, observed=None, sample=0, generator=N
         offset = length // sample
         if offset < 1:
             raise ValueError(f"cannot sample {sample} frames from a window of {length}")
-        first = first + torch.randint(length - (sample - 1) * offset, (len(batch),), generator=generator)
+        span = length - (sample - 1) * offset   # the starts that fit
+        if generator is None:
+            draws = [np.random.default_rng([e.video, e.question_id]).integers(span) for e in batch]
+            first = first + torch.tensor(draws)
+        else:
+            first = first + torch.randint(span, (len(batch),), generator=generator)
         picked = first[:, None] + offset * torch.arange(sample)   # (B, n) frame indices
         inputs = {"slots": slots_per_video[videos[:, None], picked].to(device)}  # (B, n, S, D)
     else:

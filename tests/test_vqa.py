@@ -140,6 +140,12 @@ def test_aloe_reads_25_frames_5_apart_from_a_random_start_of_its_window():
     assert read.max() == 159 and read[0::2].max() <= 127
     again, _ = collate(batch, slots, "cpu", observed=observed, sample=25, generator=torch.Generator().manual_seed(0))
     assert torch.equal(again["slots"], inputs["slots"])   # the generator fixes the draws
+    # scoring (no generator): one draw per question, shared by its choices, the same every time
+    choices = [Choice(1, q, "counterfactual", (1,), c, (3,), 0) for q in range(40) for c in range(3)]
+    starts = collate(choices, slots, "cpu", observed=observed, sample=25)[0]["slots"][:, 0, 0, 0].view(40, 3)
+    assert (starts == starts[:, :1]).all() and len(set(starts[:, 0].tolist())) > 4
+    assert torch.equal(starts, collate(choices, slots, "cpu", observed=observed, sample=25)[0]["slots"][:, 0, 0, 0]
+                       .view(40, 3))
     ours, _ = collate(batch[:1], slots, "cpu", sample=40)     # protocol ours: the window is every frame
     assert ours["slots"][0, :, 0, 0].diff().eq(4).all() and ours["slots"][0, 0, 0, 0] < 4
     with pytest.raises(ValueError, match="cannot sample 9 frames from a window of 8"):
