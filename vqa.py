@@ -228,7 +228,7 @@ class VQAConfig:
                 "chain of frames 0, fs, 2 fs, ... alone"})
     sample_frames: int = field(default=0, metadata={
         "help": "ALOE's frames: a question reads this many of its window, window // n apart, from a random "
-                "start (0: all of them)"})
+                "start (training: one per example; scoring: one per question, fixed) (0: all of them)"})
     steps: int = 4000            # why this many: docs/collide.md (the multiple-choice loss starts late)
     batch_size: int = 64         # per kind: descriptive and (question, choice) examples each
     lr: float = 3e-4

@@ -54,16 +54,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--frames", type=int, default=10, help="frames the head sees (20 / stride 2)")
+    parser.add_argument("--frames", type=int, help="frames the head reads (default: the preset's "
+                        "--sample-frames, 25 at paper; else 10, the cpu run's 20 model frames at stride 2)")
     parser.add_argument("--slots", type=int, default=7)
     parser.add_argument("--slot-dim", type=int, default=128)
     parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
     args = parser.parse_args()
     cfg = PRESETS[args.preset]
+    frames = args.frames or cfg.sample_frames or 10
+    if cfg.sample_frames and frames != cfg.sample_frames:
+        parser.error(f"the {args.preset} head reads {cfg.sample_frames} sampled frames; got --frames {frames}")
     print(f"VQA head, preset {args.preset} (width {cfg.dim}, {cfg.depth} layers, batch {cfg.batch_size} + "
-          f"{cfg.batch_size}), {args.frames} frames x {args.slots} slots, {torch.get_num_threads()} threads")
+          f"{cfg.batch_size}), {frames} frames x {args.slots} slots, {torch.get_num_threads()} threads")
     for precision in args.precision:
-        s = seconds_per_step(cfg, args.frames, args.slots, args.slot_dim, args.steps, precision)
+        s = seconds_per_step(cfg, frames, args.slots, args.slot_dim, args.steps, precision)
         print(f"{precision}: {s:.3f} s a step")
 
 

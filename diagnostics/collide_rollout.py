@@ -4,7 +4,8 @@
 
 ``vqa.run_slots`` gives the head the encoder's slots of a collide video's observed frames
 and, for the held-out frames, the run's predictor rolled forward from them (no masking).
-This rolls out the first ``--videos`` videos of ``--split`` the same way and compares each
+This rolls out the first ``--videos`` videos of ``--split`` the same way as its chain of model
+frames (the `cpu` head's; not the `paper` head's rollout of every offset) and compares each
 predicted future frame with the encoder's own slots of that real frame (video-mode slots
 keep their order through a video, so slot k is compared with slot k): mean squared error
 per future frame, beside "no motion" (the last observed frame's slots repeated). Run it on
