@@ -230,6 +230,9 @@ class VQAConfig:
         "help": "ALOE's frames: a question reads this many of its window, window // n apart, from a random "
                 "start (training: one per example; scoring: one per question, fixed) (0: all of them)"})
     steps: int = 4000            # why this many: docs/collide.md (the multiple-choice loss starts late)
+    epochs: float = field(default=0, metadata={
+        "help": "train this many epochs instead of --steps (App. F: 400), an epoch being as many examples as "
+                "the training set holds: (descriptive questions + choice pairs) / (2 x --batch-size) steps"})
     batch_size: int = 64         # per kind: descriptive and (question, choice) examples each
     lr: float = 3e-4
     weight_decay: float = 0.01
@@ -259,12 +262,12 @@ PRESETS = {
     # ALOE as App. F trains it: 12 layers, 8 heads, width 144, feed-forward 512, Adam at 1e-3 (no
     # weight decay), cosine with a 10 % warm-up; where the text is silent, as the official code: no
     # clipping, answer heads with a hidden layer of 128, a position per slot, 25 frames 5 apart
-    # from a random start of slots for every frame (each frameskip offset rolled out). Its 400
-    # epochs of 96 questions (the official batch) are ours as steps of 64 + 64 examples
-    # (docs/collide.md#vqa-at-the-paper-preset).
+    # from a random start of slots for every frame (each frameskip offset rolled out); 400 epochs,
+    # in steps of 64 + 64 examples where the official batch is 96 questions with all their
+    # choices (docs/collide.md#vqa-at-the-paper-preset).
     "paper": VQAConfig(dim=144, depth=12, heads=8, mlp_dim=512, head_mlp=128, slot_positions=True,
-                       frame_stride=1, every_offset=True, sample_frames=25,
-                       steps=100_000, batch_size=64, lr=1e-3, weight_decay=0.0, schedule="cosine", warmup=0.1,
+                       frame_stride=1, every_offset=True, sample_frames=25, epochs=400, batch_size=64,
+                       lr=1e-3, weight_decay=0.0, schedule="cosine", warmup=0.1,
                        grad_clip=0.0, val_every=5000),
     "tiny": VQAConfig(dim=32, depth=1, heads=2, dropout=0.0, steps=20, batch_size=8, lr=1e-3, val_every=10),
 }
@@ -417,11 +420,14 @@ def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True, checkpoint
     generator = torch.Generator().manual_seed(cfg.seed)
     tag = {**config_to_dict(cfg), "data": str(data.path), "slots": source, "slots_shape": list(slots.shape),
            "device": torch.device(device).type}
-    model, log = train_vqa(model, slots, examples["train"], examples["val"], cfg.steps, cfg.batch_size,
+    steps = cfg.steps
+    if cfg.epochs:   # as many examples an epoch as the training set holds
+        steps = math.ceil(cfg.epochs * sum(map(len, examples["train"].values())) / (2 * cfg.batch_size))
+    model, log = train_vqa(model, slots, examples["train"], examples["val"], steps, cfg.batch_size,
                            cfg.lr, generator, device, progress, cfg.weight_decay, cfg.val_every,
                            checkpoint, tag, cfg.precision, observed, cfg.schedule, cfg.warmup, cfg.grad_clip,
                            cfg.sample_frames)
-    return {"config": config_to_dict(cfg), "data": str(data.path), "slots": source,
+    return {"config": config_to_dict(cfg), "data": str(data.path), "slots": source, "steps": steps,
             "answers": answers, "n_examples": {split: {k: len(v) for k, v in ex.items()}
                                                for split, ex in examples.items()},
             **{split: evaluate(model, slots, examples[split], cfg.batch_size, device, cfg.precision, observed,
@@ -462,10 +468,10 @@ def main(argv=None):
         if getattr(cfg, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
     if (not cfg.lr > 0 or not 0 <= cfg.warmup < 1 or cfg.grad_clip < 0
-            or min(cfg.mlp_dim, cfg.head_mlp, cfg.sample_frames) < 0):
-        parser.error(f"need --lr > 0, 0 <= --warmup < 1 and --grad-clip, --mlp-dim, --head-mlp, --sample-frames "
-                     f">= 0, got {cfg.lr}, {cfg.warmup}, {cfg.grad_clip}, {cfg.mlp_dim}, {cfg.head_mlp} and "
-                     f"{cfg.sample_frames}")
+            or min(cfg.mlp_dim, cfg.head_mlp, cfg.sample_frames, cfg.epochs) < 0):
+        parser.error(f"need --lr > 0, 0 <= --warmup < 1 and --grad-clip, --mlp-dim, --head-mlp, --sample-frames, "
+                     f"--epochs >= 0, got {cfg.lr}, {cfg.warmup}, {cfg.grad_clip}, {cfg.mlp_dim}, {cfg.head_mlp}, "
+                     f"{cfg.sample_frames} and {cfg.epochs}")
     try:
         check_results_path(out, "vqa.py", ("val", "test"))
     except ValueError as err:

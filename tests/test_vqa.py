@@ -378,6 +378,7 @@ def test_command_line_on_a_tiny_collide_dataset(tmp_path, capsys):
           "--slots", str(tmp_path / "slots.npy"), "--out", str(tmp_path / "vqa.json"), "--device", "cpu"])
     result = json.loads((tmp_path / "vqa.json").read_text())
     assert result["config"]["steps"] == 2 and result["config"]["dim"] == PRESETS["tiny"].dim
+    assert result["steps"] == 2
     assert set(result["test"]) == {"descriptive", "explanatory", "predictive", "counterfactual", "all"}
     assert "per question" in capsys.readouterr().out
     # the training state is kept next to the result; a second run must say what to do with it
@@ -399,6 +400,13 @@ def test_command_line_on_a_tiny_collide_dataset(tmp_path, capsys):
     assert longer["config"]["steps"] == 3 and [e["step"] for e in longer["log"] if "val" not in e] == [1, 2, 3]
     with pytest.raises(SystemExit, match="has trained 3 steps, more than the 2 asked for"):
         main(args + ["--resume"])
+    # --epochs (App. F's unit): an epoch draws as many examples as the training set holds
+    main(args[:-4] + ["--out", str(tmp_path / "epochs.json"), "--device", "cpu", "--epochs", "1.5"])
+    by_epochs = json.loads((tmp_path / "epochs.json").read_text())
+    n_train = sum(by_epochs["n_examples"]["train"].values())
+    assert by_epochs["steps"] == int(np.ceil(1.5 * n_train / (2 * PRESETS["tiny"].batch_size))) != 2
+    assert [e["step"] for e in by_epochs["log"] if "val" not in e] == list(range(1, by_epochs["steps"] + 1))
+    assert PRESETS["paper"].epochs == 400
     np.save(tmp_path / "other.npy", slots)   # the same shape, other slots
     with pytest.raises(SystemExit, match=r"differing fields: \['slots'\]"):
         main(args[:7] + [str(tmp_path / "other.npy")] + args[8:] + ["--resume"])
