@@ -33,8 +33,7 @@ from files import atomic_write_json, check_results_path, error_line
 from config import build_predictor, load_checkpoint, open_dataset, open_run, read_run
 from encoder import load_slots
 from predictor import rollout
-from questions import build_answer_vocab, build_vocab
-from vqa_model import VQAModel, build_examples, check_videos, collate, format_table, score
+from vqa_model import VQAModel, check_videos, collate, format_table, question_examples, score
 
 
 
@@ -378,25 +377,6 @@ def keep_frames(slots, stride):
     if stride < 1:
         raise ValueError(f"expected frame_stride >= 1, got {stride}")
     return slots[:, (slots.shape[1] - 1) % stride::stride]
-
-
-def question_examples(data, max_words):
-    """(word vocabulary, answer vocabulary, {split: build_examples(...)}) of a collide dataset.
-
-    The word vocabulary covers the question and choice texts of every split (texts are inputs,
-    not labels); the answer vocabulary holds the training answers only, and a held-out
-    descriptive question with another answer counts as wrong (``unknown_answers="wrong"``).
-    A question or choice longer than ``max_words`` is an error."""
-    vocab = build_vocab([s for split in data.questions.values() for s in split])
-    answers = build_answer_vocab(data.questions["train"])
-    examples = {split: build_examples(scenes, vocab, answers, "raise" if split == "train" else "wrong")
-                for split, scenes in data.questions.items()}
-    longest = max(len(text) for ex in examples.values() for e in ex["descriptive"] + ex["choice"]
-                  for text in (e.question, getattr(e, "choice", ())))
-    if longest > max_words:
-        raise ValueError(f"the longest question or choice has {longest} words; expected at most "
-                         f"max_words = {max_words} (pass --max-words {longest})")
-    return vocab, answers, examples
 
 
 def run_vqa(cfg: VQAConfig, slots, data, device="cpu", progress=True, checkpoint=None, source=None,

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from predictor import Block
-from questions import QUESTION_TYPES, encode
+from questions import QUESTION_TYPES, build_answer_vocab, build_vocab, encode
 
 CLS, SLOT, QUESTION, CHOICE = 0, 1, 2, 3  # rows of the token-type embedding
 
@@ -200,6 +200,25 @@ def build_examples(question_scenes, vocab, answer_vocab, unknown_answers="raise"
                     video, q["question_id"], q["question_type"], words, c["choice_id"],
                     tuple(encode(c["choice"], vocab)), int(c["answer"] == "correct")))
     return examples
+
+
+def question_examples(data, max_words):
+    """(word vocabulary, answer vocabulary, {split: build_examples(...)}) of a collide dataset.
+
+    The word vocabulary covers the question and choice texts of every split (texts are inputs,
+    not labels); the answer vocabulary holds the training answers only, and a held-out
+    descriptive question with another answer counts as wrong (``unknown_answers="wrong"``).
+    A question or choice longer than ``max_words`` is an error."""
+    vocab = build_vocab([s for split in data.questions.values() for s in split])
+    answers = build_answer_vocab(data.questions["train"])
+    examples = {split: build_examples(scenes, vocab, answers, "raise" if split == "train" else "wrong")
+                for split, scenes in data.questions.items()}
+    longest = max(len(text) for ex in examples.values() for e in ex["descriptive"] + ex["choice"]
+                  for text in (e.question, getattr(e, "choice", ())))
+    if longest > max_words:
+        raise ValueError(f"the longest question or choice has {longest} words; expected at most "
+                         f"max_words = {max_words} (pass --max-words {longest})")
+    return vocab, answers, examples
 
 
 def _pad(texts, device):

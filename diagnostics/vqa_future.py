@@ -30,7 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import config_from_dict  # noqa: E402
 from config import OLDER_RUNS, load_checkpoint  # noqa: E402
-from vqa import VQAConfig, build_model, collide_frames, evaluate, head_input, question_examples, run_slots  # noqa: E402
+from vqa import VQAConfig, build_model, collide_frames, evaluate, head_input, run_slots  # noqa: E402
+from vqa_model import question_examples  # noqa: E402
 from vqa_table import TYPES, score_cells  # noqa: E402
 
 

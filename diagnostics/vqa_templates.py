@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from collision import COLORS, SHAPES  # noqa: E402
-from vqa import build_model, head_input, predict, question_examples, run_slots  # noqa: E402
+from vqa import build_model, head_input, predict, run_slots  # noqa: E402
+from vqa_model import question_examples  # noqa: E402
 from vqa_future import load_head  # noqa: E402
 
 
