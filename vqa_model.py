@@ -10,7 +10,8 @@ One transformer over the sequence
 - A multiple-choice question (explanatory, predictive, counterfactual) becomes one sequence per
   (question, choice) pair with a yes / no logit (BCE); a descriptive question is one sequence
   whose CLS output is classified over the answers seen in training (cross-entropy).
-Question files become examples here (``build_examples``) and examples batches (``collate``);
+Question files become examples here (``build_examples``, ``question_examples`` for a dataset) and
+examples batches (``collate``, with the frames each question reads);
 predictions are scored as CLEVRER scores them (``score``); ``vqa.py`` trains the model.
 """
 
