@@ -40,6 +40,9 @@ COLUMNS = [  # (header, the key path of each number in a masking-test.json)
      "distance", [("attention", "history contacts", "auroc"),
                   ("attention", "history contacts", "closeness at a like distance"),
                   ("attention", "history contacts", "distance-matched auroc")]),
+    ("A's history hidden, A in a contact there: hidden frames filled in / by frame 0 velocity; forecast, "
+     "hidden / visible (px)", [("hidden_history_px", f"{part}, history contact") for part in (
+         "hidden frames, filled in", "hidden frames, frame 0 velocity", "forecast, hidden", "forecast, visible")]),
 ]
 
 

@@ -28,7 +28,12 @@ absent objects all-zero rows) and measures on the validation videos:
    recover: "history contacts"). Reported: the AUROC over all pairs of that share times the
    number of other objects (1 = uniform, so scenes of different sizes compare; 0.5: attention
    blind to who collides), and the mean share on the partners of objects that collide, beside
-   the share uniform attention would give them.
+   the share uniform attention would give them;
+4. hidden-history forecasts: object A's history hidden as in training (frames 1..), its
+   forecast against the same with A visible and constant velocity from A's frame 0, for objects
+   that collided in the hidden frames and those that did not (``hidden_history_errors``): does
+   the model recover through the objects A touched what its hidden rows no longer show?
+   (``--hidden-only`` adds it to an existing result.)
 
 Errors are in px (the world is 512 px), means over objects and frames. Writes
 RUN/masking-test.json. Every train.py flag applies to the predictor.
@@ -117,6 +122,63 @@ def interaction_errors(predictor, states, scenes, videos, cfg):
         add_errors(sums, guesses, positions(truth), truth[..., 0] > 0,
                    collision_hits(scenes, videos, (real[h - 1], real[-1]), states.shape[2]))
     return mean_errors(sums)
+
+
+def hidden_history_errors(predictor, states, scenes, videos, cfg, every=2):
+    """Forecasts of an object whose history is hidden as the object mask hides it in training
+    (frames 1..h-1 of the window; its frame 0 and every other object stay visible): mean
+    position errors (px) over windows starting every ``every`` real frames, for objects that
+    begin a collision in those hidden frames ("history contact") and objects that do not,
+    leaving out objects that begin one in the predicted frames. Rows: its forecast (the
+    predicted frames) with its history hidden, with nothing hidden, and by constant velocity
+    from its frame 0, all its own visible row tells; its hidden frames as the model fills them
+    in (what masking trains; an M = 0 model was never asked for them) and by that constant
+    velocity. Whatever the hidden object's collisions changed must come from the objects it
+    touched, so on history contacts the model's distance below constant velocity is what it
+    recovers through interactions."""
+    fs, h, f, K = cfg.frameskip, cfg.n_history, cfg.n_future, cfg.n_slots
+    frame_seconds = scenes[0]["frame_substeps"] * DT
+    sums, chosen = {}, states[videos]
+    for start in range(0, states.shape[1] - (h + f - 1) * fs, every):
+        real = start + fs * np.arange(h + f)
+        window = torch.from_numpy(np.ascontiguousarray(chosen[:, real])).clone()    # (V, h + f, K, D)
+        window[:, h:] = 0
+        truth = positions(chosen[:, real])                                             # (V, h + f, K, 2)
+        first = chosen[:, real[0]]
+        steps = (real[1:] - real[0])[None, :, None, None] * frame_seconds
+        drift = positions(first)[:, None] + first[:, None, :, 3:5] * SPEED_SCALE * steps   # frames 1.. (V, h+f-1, K, 2)
+        present = chosen[:, real[h - 1], :, 0] > 0                                     # (V, K)
+        ahead = collision_hits(scenes, videos, (real[h - 1], real[-1]), K)
+        touched = collision_hits(scenes, videos, (real[0], real[h - 1]), K)
+        mask = torch.zeros(len(videos), h + f, K, dtype=torch.bool)
+        mask[:, h:] = True
+        with torch.no_grad():
+            visible = positions(predictor(window, mask, None, None, n_history=predictor.n_history)["slots"].numpy())
+        hidden, filled = np.zeros_like(visible[:, h:]), np.zeros_like(visible[:, 1:h])
+        for a in range(K):
+            if not present[:, a].any():
+                continue
+            mask_a = mask.clone()
+            mask_a[:, 1:h, a] = True
+            with torch.no_grad():
+                out = positions(predictor(window, mask_a, None, None, n_history=predictor.n_history)["slots"].numpy())
+            hidden[:, :, a], filled[:, :, a] = out[:, h:, a], out[:, 1:h, a]
+        keep = present & ~ahead                                                        # (V, K)
+        for who, guess, frames in (("forecast, hidden", hidden, slice(h, None)),
+                                   ("forecast, visible", visible[:, h:], slice(h, None)),
+                                   ("forecast, frame 0 velocity", drift[:, h - 1:], slice(h, None)),
+                                   ("hidden frames, filled in", filled, slice(1, h)),
+                                   ("hidden frames, frame 0 velocity", drift[:, :h - 1], slice(1, h))):
+            error = np.linalg.norm(guess - truth[:, frames], axis=-1).mean(axis=1)   # (V, K), mean over frames
+            for contact in (0, 1):
+                chosen_objects = keep & (touched == contact)
+                total = sums.setdefault((who, contact), [0.0, 0])
+                total[0] += float(error[chosen_objects].sum())
+                total[1] += int(chosen_objects.sum())
+    return {f"{who}, {'history contact' if contact else 'no history contact'}": round(total / max(count, 1), 3)
+            for (who, contact), (total, count) in sums.items()} | {
+        "objects with a history contact": sums[("forecast, hidden", 1)][1],
+        "objects without": sums[("forecast, hidden", 0)][1]}
 
 
 def counterfactual_cases(states, scenes, videos, cfg, max_cases=300):
@@ -333,8 +395,9 @@ def attention_scores(predictor, slots, holders, centres, scenes, videos, cfg, ev
 
 def report(result, path):
     """Print a masking-test.json's numbers, one line a part, and where it was written."""
-    for part in ("interaction_px", "counterfactual_px"):
-        print(part + ": " + "; ".join(f"{k} {v}" for k, v in result[part].items()))
+    for part in ("interaction_px", "counterfactual_px", "hidden_history_px"):
+        if part in result:
+            print(part + ": " + "; ".join(f"{k} {v}" for k, v in result[part].items()))
     for part, scores in result["attention"].items():
         print(f"attention, {part}: " + "; ".join(f"{k} {v}" for k, v in scores.items()))
     print(f"wrote {path}")
@@ -350,6 +413,9 @@ def main(argv=None):
     parser.add_argument("--cases", type=int, default=300, help="counterfactual cases at most")
     parser.add_argument("--attention-only", action="store_true",
                         help="recompute the attention part of an existing RUN/masking-test.json, keep the rest")
+    parser.add_argument("--hidden-only", action="store_true",
+                        help="(re)compute the hidden-history forecasts of an existing RUN/masking-test.json, keep "
+                        "the rest")
     args = parser.parse_args(argv)
     cfg = config_from_args(TrainConfig, COLLIDE_PRESETS, args, default_preset="cpu")
     folder = data_dir(".", data_config(cfg))
@@ -374,12 +440,17 @@ def main(argv=None):
     predictor.load_state_dict(load_checkpoint(out / "predictor.pt", config_to_dict(cfg))["model"])
     predictor.eval()
     videos = data.episodes("val")
-    result = read_json(out / "masking-test.json") if args.attention_only else {
+    if args.attention_only and args.hidden_only:
+        sys.exit("error: pass at most one of --attention-only and --hidden-only")
+    result = read_json(out / "masking-test.json") if args.attention_only or args.hidden_only else {
         "config": config_to_dict(cfg), "masked": cfg.masked, "seed": cfg.seed,
         "interaction_px": interaction_errors(predictor, states, data.scenes, videos, cfg),
         "counterfactual_px": counterfactual_errors(predictor, states, data.scenes, videos, cfg, args.cases)}
-    result["attention"] = attention_scores(predictor, states, true_holders(states[videos]),
-                                           positions(states[videos]), data.scenes, videos, cfg)
+    if not args.hidden_only:
+        result["attention"] = attention_scores(predictor, states, true_holders(states[videos]),
+                                               positions(states[videos]), data.scenes, videos, cfg)
+    if not args.attention_only:
+        result["hidden_history_px"] = hidden_history_errors(predictor, states, data.scenes, videos, cfg)
     atomic_write_json(out / "masking-test.json", result)
     report(result, out / "masking-test.json")
 

@@ -278,11 +278,31 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
     assert masking_test.auroc(-apart, near) == 1.0 and np.isnan(masking_test.matched_auroc(-apart, near, apart))
     assert masking_test.matched_auroc(-apart, colliding, apart) == 0.5
     assert "counterfactual_px: intervened" in capsys.readouterr().out
+    hidden = result["hidden_history_px"]   # object A's history hidden as in training
+    rows = [f"{part}, {who}, {kind}" for part, who in (("forecast", "hidden"), ("forecast", "visible"),
+                                                       ("forecast", "frame 0 velocity"),
+                                                       ("hidden frames", "filled in"),
+                                                       ("hidden frames", "frame 0 velocity"))
+            for kind in ("no history contact", "history contact")]
+    assert set(hidden) == set(rows) | {"objects with a history contact", "objects without"}
+    assert hidden["objects with a history contact"] > 0 and hidden["objects without"] > 0
+    # physics: a collision in the hidden frames changed the velocity frame 0 shows, and constant
+    # velocity drifts further over the later frames
+    for part in ("forecast", "hidden frames"):
+        assert (hidden[f"{part}, frame 0 velocity, no history contact"]
+                < hidden[f"{part}, frame 0 velocity, history contact"])
+    assert (hidden["hidden frames, frame 0 velocity, history contact"]
+            < hidden["forecast, frame 0 velocity, history contact"])
+    masking_test.main(["--preset", "tiny", "--masked", "1", "--out", str(tmp_path / "m1"), "--no-progress",
+                       "--hidden-only"])   # recomputed alone: the same numbers, the rest kept
+    assert json.loads((tmp_path / "m1" / "masking-test.json").read_text()) == result
+    capsys.readouterr()
     import masking_table
     masking_table.main([str(tmp_path / "m1"), str(tmp_path / "m1")])   # the same run twice: no spread
     row = capsys.readouterr().out.splitlines()[-1]
     assert row.startswith("| 1 | 2 | ") and f"| {inter['model, collision']:.3g} / " in row
-    assert row.endswith(f" / {attention['history contacts']['distance-matched auroc']:.3g} |")   # the last column
+    assert f" / {attention['history contacts']['distance-matched auroc']:.3g} | " in row
+    assert row.endswith(f" / {hidden['forecast, visible, history contact']:.3g} |")   # the last column
     with pytest.raises(SystemExit, match="masking-test.json is missing"):
         masking_table.main([str(tmp_path / "none")])
     longer = dict(result, config=dict(result["config"], epochs=result["config"]["epochs"] * 3))
