@@ -32,8 +32,10 @@ absent objects all-zero rows) and measures on the validation videos:
 4. hidden-history forecasts: object A's history hidden as in training (frames 1..), its
    forecast against the same with A visible and constant velocity from A's frame 0, for objects
    that collided in the hidden frames and those that did not (``hidden_history_errors``): does
-   the model recover through the objects A touched what its hidden rows no longer show?
-   (``--hidden-only`` adds it to an existing result.)
+   the model recover through the objects A touched what its hidden rows no longer show? And,
+   with nothing hidden, does its forecast of an object that collided follow the object's latest
+   motion or lean back to its motion before the contact? (``--hidden-only`` adds this part to an
+   existing result.)
 
 Errors are in px (the world is 512 px), means over objects and frames. Writes
 RUN/masking-test.json. Every train.py flag applies to the predictor.
@@ -124,6 +126,15 @@ def interaction_errors(predictor, states, scenes, videos, cfg):
     return mean_errors(sums)
 
 
+def blend_sums(guess, near, far, chosen):
+    """(numerator, denominator) of the least-squares weight w in guess = (1 - w) near + w far
+    over the points ``chosen`` (broadcast against guess's (..., 2) leading axes): summed over
+    windows, their ratio is w (0: the guesses follow ``near``, 1: ``far``)."""
+    chosen = np.broadcast_to(chosen, guess.shape[:-1])
+    apart = (far - near)[chosen]
+    return float(((guess - near)[chosen] * apart).sum()), float((apart ** 2).sum())
+
+
 def hidden_history_errors(predictor, states, scenes, videos, cfg, every=2):
     """Forecasts of an object whose history is hidden as the object mask hides it in training
     (frames 1..h-1 of the window; its frame 0 and every other object stay visible): mean
@@ -133,12 +144,16 @@ def hidden_history_errors(predictor, states, scenes, videos, cfg, every=2):
     predicted frames) with its history hidden, with nothing hidden, and by constant velocity
     from its frame 0, all its own visible row tells; its hidden frames as the model fills them
     in (what masking trains; an M = 0 model was never asked for them) and by that constant
-    velocity. Whatever the hidden object's collisions changed must come from the objects it
-    touched, so on history contacts the model's distance below constant velocity is what it
-    recovers through interactions."""
+    velocity; and, for the visible forecast of an object with a history contact, the pull toward
+    its frame 0: the least-squares weight w of the forecast as (1 - w) x constant velocity from
+    the last history frame + w x constant velocity from frame 0 (0: the object's latest motion,
+    1: its motion before the contact), beside the error of the last frame's constant velocity.
+    Whatever the hidden object's collisions changed must come from the objects it touched, so on
+    history contacts the model's distance below constant velocity is what it recovers through
+    interactions."""
     fs, h, f, K = cfg.frameskip, cfg.n_history, cfg.n_future, cfg.n_slots
     frame_seconds = scenes[0]["frame_substeps"] * DT
-    sums, chosen = {}, states[videos]
+    sums, chosen, pull = {}, states[videos], [0.0, 0.0]
     for start in range(0, states.shape[1] - (h + f - 1) * fs, every):
         real = start + fs * np.arange(h + f)
         window = torch.from_numpy(np.ascontiguousarray(chosen[:, real])).clone()    # (V, h + f, K, D)
@@ -147,7 +162,10 @@ def hidden_history_errors(predictor, states, scenes, videos, cfg, every=2):
         first = chosen[:, real[0]]
         steps = (real[1:] - real[0])[None, :, None, None] * frame_seconds
         drift = positions(first)[:, None] + first[:, None, :, 3:5] * SPEED_SCALE * steps   # frames 1.. (V, h+f-1, K, 2)
-        present = chosen[:, real[h - 1], :, 0] > 0                                     # (V, K)
+        last = chosen[:, real[h - 1]]
+        latest = positions(last)[:, None] + last[:, None, :, 3:5] * SPEED_SCALE * (
+            (real[h:] - real[h - 1])[None, :, None, None] * frame_seconds)                 # (V, f, K, 2)
+        present = last[..., 0] > 0                                                       # (V, K)
         ahead = collision_hits(scenes, videos, (real[h - 1], real[-1]), K)
         touched = collision_hits(scenes, videos, (real[0], real[h - 1]), K)
         mask = torch.zeros(len(videos), h + f, K, dtype=torch.bool)
@@ -167,6 +185,7 @@ def hidden_history_errors(predictor, states, scenes, videos, cfg, every=2):
         for who, guess, frames in (("forecast, hidden", hidden, slice(h, None)),
                                    ("forecast, visible", visible[:, h:], slice(h, None)),
                                    ("forecast, frame 0 velocity", drift[:, h - 1:], slice(h, None)),
+                                   ("forecast, last frame velocity", latest, slice(h, None)),
                                    ("hidden frames, filled in", filled, slice(1, h)),
                                    ("hidden frames, frame 0 velocity", drift[:, :h - 1], slice(1, h))):
             error = np.linalg.norm(guess - truth[:, frames], axis=-1).mean(axis=1)   # (V, K), mean over frames
@@ -175,8 +194,11 @@ def hidden_history_errors(predictor, states, scenes, videos, cfg, every=2):
                 total = sums.setdefault((who, contact), [0.0, 0])
                 total[0] += float(error[chosen_objects].sum())
                 total[1] += int(chosen_objects.sum())
+        contacted = (keep & touched)[:, None, :]                                         # (V, 1, K)
+        pull = [a + b for a, b in zip(pull, blend_sums(visible[:, h:], latest, drift[:, h - 1:], contacted))]
     return {f"{who}, {'history contact' if contact else 'no history contact'}": round(total / max(count, 1), 3)
             for (who, contact), (total, count) in sums.items()} | {
+        "forecast, visible, pull toward frame 0, history contact": round(pull[0] / max(pull[1], 1e-12), 4),
         "objects with a history contact": sums[("forecast, hidden", 1)][1],
         "objects without": sums[("forecast, hidden", 0)][1]}
 

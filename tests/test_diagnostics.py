@@ -281,10 +281,24 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
     hidden = result["hidden_history_px"]   # object A's history hidden as in training
     rows = [f"{part}, {who}, {kind}" for part, who in (("forecast", "hidden"), ("forecast", "visible"),
                                                        ("forecast", "frame 0 velocity"),
+                                                       ("forecast", "last frame velocity"),
                                                        ("hidden frames", "filled in"),
                                                        ("hidden frames", "frame 0 velocity"))
             for kind in ("no history contact", "history contact")]
-    assert set(hidden) == set(rows) | {"objects with a history contact", "objects without"}
+    pull = "forecast, visible, pull toward frame 0, history contact"
+    assert set(hidden) == set(rows) | {"objects with a history contact", "objects without", pull}
+    assert np.isfinite(hidden[pull])
+    near, far = np.zeros((1, 2, 3, 2)), np.ones((1, 2, 3, 2))
+    chosen = np.array([[[True, False, True]]])
+    for guess, w in ((near, 0.0), (far, 1.0), (np.full_like(near, 0.25), 0.25)):
+        num, den = masking_test.blend_sums(guess, near, far, chosen)
+        assert num / den == pytest.approx(w) and den == 8   # 2 frames x 2 objects x 2 coordinates
+    mixed = near.copy()
+    mixed[..., 1, :] = 5.0   # an object left out moves the weight not at all
+    assert masking_test.blend_sums(mixed, near, far, chosen)[0] == 0
+    # physics: with no collision ahead, the last history frame's velocity is what comes next
+    assert (hidden["forecast, last frame velocity, history contact"]
+            < hidden["forecast, frame 0 velocity, history contact"])
     assert hidden["objects with a history contact"] > 0 and hidden["objects without"] > 0
     # physics: a collision in the hidden frames changed the velocity frame 0 shows, and constant
     # velocity drifts further over the later frames
