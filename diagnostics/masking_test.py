@@ -147,13 +147,14 @@ def hidden_history_errors(predictor, states, scenes, videos, cfg, every=2):
     velocity; and, for the visible forecast of an object with a history contact, the pull toward
     its frame 0: the least-squares weight w of the forecast as (1 - w) x constant velocity from
     the last history frame + w x constant velocity from frame 0 (0: the object's latest motion,
-    1: its motion before the contact), beside the error of the last frame's constant velocity.
+    1: its motion before the contact), beside the same weight of the true positions (damping and
+    walls move it off 0) and the error of the last frame's constant velocity.
     Whatever the hidden object's collisions changed must come from the objects it touched, so on
     history contacts the model's distance below constant velocity is what it recovers through
     interactions."""
     fs, h, f, K = cfg.frameskip, cfg.n_history, cfg.n_future, cfg.n_slots
     frame_seconds = scenes[0]["frame_substeps"] * DT
-    sums, chosen, pull = {}, states[videos], [0.0, 0.0]
+    sums, chosen, pull, true_pull = {}, states[videos], [0.0, 0.0], [0.0, 0.0]
     for start in range(0, states.shape[1] - (h + f - 1) * fs, every):
         real = start + fs * np.arange(h + f)
         window = torch.from_numpy(np.ascontiguousarray(chosen[:, real])).clone()    # (V, h + f, K, D)
@@ -196,9 +197,11 @@ def hidden_history_errors(predictor, states, scenes, videos, cfg, every=2):
                 total[1] += int(chosen_objects.sum())
         contacted = (keep & touched)[:, None, :]                                         # (V, 1, K)
         pull = [a + b for a, b in zip(pull, blend_sums(visible[:, h:], latest, drift[:, h - 1:], contacted))]
+        true_pull = [a + b for a, b in zip(true_pull, blend_sums(truth[:, h:], latest, drift[:, h - 1:], contacted))]
     return {f"{who}, {'history contact' if contact else 'no history contact'}": round(total / max(count, 1), 3)
             for (who, contact), (total, count) in sums.items()} | {
         "forecast, visible, pull toward frame 0, history contact": round(pull[0] / max(pull[1], 1e-12), 4),
+        "truth, pull toward frame 0, history contact": round(true_pull[0] / max(true_pull[1], 1e-12), 4),
         "objects with a history contact": sums[("forecast, hidden", 1)][1],
         "objects without": sums[("forecast, hidden", 0)][1]}
 

@@ -285,9 +285,15 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
                                                        ("hidden frames", "filled in"),
                                                        ("hidden frames", "frame 0 velocity"))
             for kind in ("no history contact", "history contact")]
-    pull = "forecast, visible, pull toward frame 0, history contact"
-    assert set(hidden) == set(rows) | {"objects with a history contact", "objects without", pull}
-    assert np.isfinite(hidden[pull])
+    pull = ["forecast, visible, pull toward frame 0, history contact", "truth, pull toward frame 0, history contact"]
+    assert set(hidden) == set(rows) | {"objects with a history contact", "objects without", *pull}
+    assert all(-1 < hidden[w] < 1 for w in pull)   # real motion follows the latest velocity more than the first
+    for kind in ("no history contact", "history contact"):   # hiding A changes its forecast
+        assert hidden[f"forecast, hidden, {kind}"] != hidden[f"forecast, visible, {kind}"]
+    # units: over its one hidden frame a free object strays from its frame 0 velocity by a few px
+    # of the 512-px world (damping, walls), where its motion is tens of px: a wrong speed scale
+    # would miss by that
+    assert hidden["hidden frames, frame 0 velocity, no history contact"] < 5.0
     near, far = np.zeros((1, 2, 3, 2)), np.ones((1, 2, 3, 2))
     chosen = np.array([[[True, False, True]]])
     for guess, w in ((near, 0.0), (far, 1.0), (np.full_like(near, 0.25), 0.25)):
@@ -307,6 +313,9 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
                 < hidden[f"{part}, frame 0 velocity, history contact"])
     assert (hidden["hidden frames, frame 0 velocity, history contact"]
             < hidden["forecast, frame 0 velocity, history contact"])
+    stored = json.loads((tmp_path / "m1" / "masking-test.json").read_text())
+    del stored["hidden_history_px"]
+    (tmp_path / "m1" / "masking-test.json").write_text(json.dumps(stored))
     masking_test.main(["--preset", "tiny", "--masked", "1", "--out", str(tmp_path / "m1"), "--no-progress",
                        "--hidden-only"])   # recomputed alone: the same numbers, the rest kept
     assert json.loads((tmp_path / "m1" / "masking-test.json").read_text()) == result
