@@ -148,7 +148,10 @@ def hidden_history_errors(predictor, states, scenes, videos, cfg, every=2):
     its frame 0: the least-squares weight w of the forecast as (1 - w) x constant velocity from
     the last history frame + w x constant velocity from frame 0 (0: the object's latest motion,
     1: its motion before the contact), beside the same weight of the true positions (damping and
-    walls move it off 0) and the error of the last frame's constant velocity.
+    walls move it off 0) and the error of the last frame's constant velocity; and, in the videos
+    with an absent object, the forecast with that object's empty row hidden in frames 1..h-1, a
+    mask token with nothing real hidden, as every M > 0 training window has one, beside the
+    visible forecast of the same videos.
     Whatever the hidden object's collisions changed must come from the objects it touched, so on
     history contacts the model's distance below constant velocity is what it recovers through
     interactions."""
@@ -182,16 +185,27 @@ def hidden_history_errors(predictor, states, scenes, videos, cfg, every=2):
             with torch.no_grad():
                 out = positions(predictor(window, mask_a, None, None, n_history=predictor.n_history)["slots"].numpy())
             hidden[:, :, a], filled[:, :, a] = out[:, h:, a], out[:, 1:h, a]
+        # as in training, a mask token in the history with nothing real hidden: the first absent
+        # object's row hidden in frames 1..h-1, in the videos that have one
+        spare = np.flatnonzero(~present.all(axis=1))
+        mask_s = mask.clone()
+        mask_s[spare[:, None], np.arange(1, h)[None, :], (~present).argmax(axis=1)[spare, None]] = True
+        with torch.no_grad():
+            spared = positions(predictor(window, mask_s, None, None, n_history=predictor.n_history)["slots"].numpy())
         keep = present & ~ahead                                                        # (V, K)
-        for who, guess, frames in (("forecast, hidden", hidden, slice(h, None)),
-                                   ("forecast, visible", visible[:, h:], slice(h, None)),
-                                   ("forecast, frame 0 velocity", drift[:, h - 1:], slice(h, None)),
-                                   ("forecast, last frame velocity", latest, slice(h, None)),
-                                   ("hidden frames, filled in", filled, slice(1, h)),
-                                   ("hidden frames, frame 0 velocity", drift[:, :h - 1], slice(1, h))):
+        in_spare = keep & np.isin(np.arange(len(videos)), spare)[:, None]
+        for who, guess, frames, kept in (("forecast, hidden", hidden, slice(h, None), keep),
+                                         ("forecast, visible", visible[:, h:], slice(h, None), keep),
+                                         ("forecast, frame 0 velocity", drift[:, h - 1:], slice(h, None), keep),
+                                         ("forecast, last frame velocity", latest, slice(h, None), keep),
+                                         ("hidden frames, filled in", filled, slice(1, h), keep),
+                                         ("hidden frames, frame 0 velocity", drift[:, :h - 1], slice(1, h), keep),
+                                         ("forecast, an absent row hidden", spared[:, h:], slice(h, None), in_spare),
+                                         ("forecast, visible, the same videos", visible[:, h:], slice(h, None),
+                                          in_spare)):
             error = np.linalg.norm(guess - truth[:, frames], axis=-1).mean(axis=1)   # (V, K), mean over frames
             for contact in (0, 1):
-                chosen_objects = keep & (touched == contact)
+                chosen_objects = kept & (touched == contact)
                 total = sums.setdefault((who, contact), [0.0, 0])
                 total[0] += float(error[chosen_objects].sum())
                 total[1] += int(chosen_objects.sum())

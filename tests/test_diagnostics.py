@@ -283,13 +283,16 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
                                                        ("forecast", "frame 0 velocity"),
                                                        ("forecast", "last frame velocity"),
                                                        ("hidden frames", "filled in"),
-                                                       ("hidden frames", "frame 0 velocity"))
+                                                       ("hidden frames", "frame 0 velocity"),
+                                                       ("forecast", "an absent row hidden"),
+                                                       ("forecast", "visible, the same videos"))
             for kind in ("no history contact", "history contact")]
     pull = ["forecast, visible, pull toward frame 0, history contact", "truth, pull toward frame 0, history contact"]
     assert set(hidden) == set(rows) | {"objects with a history contact", "objects without", *pull}
     assert all(-1 < hidden[w] < 1 for w in pull)   # real motion follows the latest velocity more than the first
-    for kind in ("no history contact", "history contact"):   # hiding A changes its forecast
+    for kind in ("no history contact", "history contact"):   # hiding A, or an empty row, changes the forecast
         assert hidden[f"forecast, hidden, {kind}"] != hidden[f"forecast, visible, {kind}"]
+        assert hidden[f"forecast, an absent row hidden, {kind}"] != hidden[f"forecast, visible, the same videos, {kind}"]
     # units: over its one hidden frame a free object strays from its frame 0 velocity by a few px
     # of the 512-px world (damping, walls), where its motion is tens of px: a wrong speed scale
     # would miss by that
