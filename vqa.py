@@ -30,7 +30,7 @@ from collide_data import load_collide
 from common import (PRECISIONS, autocast, build_parser, check_precision, config_from_args,
                     config_to_dict, save_checkpoint)
 from files import atomic_write_json, check_results_path, error_line
-from config import build_predictor, load_checkpoint, open_dataset, open_run, read_run
+from config import build_predictor, load_checkpoint, open_dataset, open_run
 from encoder import load_slots
 from predictor import rollout
 from vqa_model import VQAModel, check_videos, collate, format_table, question_examples, score

@@ -68,6 +68,13 @@ def positions(states):
     return states[..., 1:3] * WORLD_SIZE
 
 
+def constant_velocity(state, ahead, frame_seconds):
+    """(V, F, K, 2) px: each object of ``state`` (V, K, D) carried on at its own velocity for each
+    of the ``ahead`` (F,) real frames, ``frame_seconds`` apart."""
+    steps = np.asarray(ahead)[None, :, None, None] * frame_seconds
+    return positions(state)[:, None] + state[:, None, :, 3:5] * SPEED_SCALE * steps
+
+
 def contact_frames(scene, n_objects):
     """For each object, the sorted real frames at which it begins a collision."""
     frames = [[] for _ in range(n_objects)]
@@ -118,9 +125,8 @@ def interaction_errors(predictor, states, scenes, videos, cfg):
         with torch.no_grad():
             pred = video_slots(hist, predictor, f, h, block=f)[:, h:].numpy()    # (V, f, K, D)
         truth, last = chosen[:, real[h:]], chosen[:, real[h - 1]]
-        steps = (real[h:] - real[h - 1])[None, :, None, None] * frame_seconds
         guesses = {"model": positions(pred), "no motion": positions(last)[:, None].repeat(f, 1),
-                   "constant velocity": positions(last)[:, None] + last[:, None, :, 3:5] * SPEED_SCALE * steps}
+                   "constant velocity": constant_velocity(last, real[h:] - real[h - 1], frame_seconds)}
         add_errors(sums, guesses, positions(truth), truth[..., 0] > 0,
                    collision_hits(scenes, videos, (real[h - 1], real[-1]), states.shape[2]))
     return mean_errors(sums)
@@ -152,23 +158,20 @@ def hidden_history_errors(predictor, states, scenes, videos, cfg, every=2):
     with an absent object, the forecast with that object's empty row hidden in frames 1..h-1, a
     mask token with nothing real hidden, as every M > 0 training window has one, beside the
     visible forecast of the same videos.
-    Whatever the hidden object's collisions changed must come from the objects it touched, so on
-    history contacts the model's distance below constant velocity is what it recovers through
-    interactions."""
+    Whatever the hidden object's collisions changed, its own visible row no longer shows, so on
+    history contacts the model's distance below constant velocity is what it recovers from the
+    other objects (constant velocity ignores damping and walls, which the model may have learned)."""
     fs, h, f, K = cfg.frameskip, cfg.n_history, cfg.n_future, cfg.n_slots
     frame_seconds = scenes[0]["frame_substeps"] * DT
-    sums, chosen, pull, true_pull = {}, states[videos], [0.0, 0.0], [0.0, 0.0]
+    sums, chosen, pull, true_pull = {}, states[videos], np.zeros(2), np.zeros(2)
     for start in range(0, states.shape[1] - (h + f - 1) * fs, every):
         real = start + fs * np.arange(h + f)
         window = torch.from_numpy(np.ascontiguousarray(chosen[:, real])).clone()    # (V, h + f, K, D)
         window[:, h:] = 0
         truth = positions(chosen[:, real])                                             # (V, h + f, K, 2)
-        first = chosen[:, real[0]]
-        steps = (real[1:] - real[0])[None, :, None, None] * frame_seconds
-        drift = positions(first)[:, None] + first[:, None, :, 3:5] * SPEED_SCALE * steps   # frames 1.. (V, h+f-1, K, 2)
         last = chosen[:, real[h - 1]]
-        latest = positions(last)[:, None] + last[:, None, :, 3:5] * SPEED_SCALE * (
-            (real[h:] - real[h - 1])[None, :, None, None] * frame_seconds)                 # (V, f, K, 2)
+        drift = constant_velocity(chosen[:, real[0]], real[1:] - real[0], frame_seconds)    # frames 1.. (V, h+f-1, K, 2)
+        latest = constant_velocity(last, real[h:] - real[h - 1], frame_seconds)            # (V, f, K, 2)
         present = last[..., 0] > 0                                                       # (V, K)
         ahead = collision_hits(scenes, videos, (real[h - 1], real[-1]), K)
         touched = collision_hits(scenes, videos, (real[0], real[h - 1]), K)
@@ -210,12 +213,12 @@ def hidden_history_errors(predictor, states, scenes, videos, cfg, every=2):
                 total[0] += float(error[chosen_objects].sum())
                 total[1] += int(chosen_objects.sum())
         contacted = (keep & touched)[:, None, :]                                         # (V, 1, K)
-        pull = [a + b for a, b in zip(pull, blend_sums(visible[:, h:], latest, drift[:, h - 1:], contacted))]
-        true_pull = [a + b for a, b in zip(true_pull, blend_sums(truth[:, h:], latest, drift[:, h - 1:], contacted))]
+        pull += blend_sums(visible[:, h:], latest, drift[:, h - 1:], contacted)
+        true_pull += blend_sums(truth[:, h:], latest, drift[:, h - 1:], contacted)
     return {f"{who}, {'history contact' if contact else 'no history contact'}": round(total / max(count, 1), 3)
             for (who, contact), (total, count) in sums.items()} | {
-        "forecast, visible, pull toward frame 0, history contact": round(pull[0] / max(pull[1], 1e-12), 4),
-        "truth, pull toward frame 0, history contact": round(true_pull[0] / max(true_pull[1], 1e-12), 4),
+        "forecast, visible, pull toward frame 0, history contact": round(float(pull[0] / max(pull[1], 1e-12)), 4),
+        "truth, pull toward frame 0, history contact": round(float(true_pull[0] / max(true_pull[1], 1e-12)), 4),
         "objects with a history contact": sums[("forecast, hidden", 1)][1],
         "objects without": sums[("forecast, hidden", 0)][1]}
 
