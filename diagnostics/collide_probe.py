@@ -84,9 +84,11 @@ def probe(rows, n_fit):
             out[name][probe_name] = {"all": float(right.mean()), "own slot": float(right[~shared].mean()),
                                      "shared slot": float(right[shared].mean()) if shared.any() else None}
     xy = torch.tensor([r[3:5] for r in rows], dtype=torch.float32)
-    # rcond: features that sum to the constant column (one-hot colours) make x rank-deficient; without
-    # a relative cut the rank decision rested on rounding, and the fit failed in one run of the suite
-    coef = torch.linalg.lstsq(x[:n_fit], xy[:n_fit], rcond=1e-5).solution
+    # a little ridge, in float64: features that sum to a constant (one-hot colours) make x rank-deficient,
+    # and lstsq's rank decision then rests on rounding, which failed the suite on some machines
+    a = x[:n_fit].double()
+    coef = torch.linalg.solve(a.T @ a + 1e-6 * n_fit * torch.eye(a.shape[1], dtype=a.dtype),
+                              a.T @ xy[:n_fit].double()).float()
     err = xy[n_fit:] - x[n_fit:] @ coef
     r2 = 1 - (err ** 2).mean(0) / xy[n_fit:].var(0)
     out["centre R2"] = [float(v) for v in r2]
