@@ -116,6 +116,9 @@ class TrainConfig:
     proprio_space: str = "embedding"  # raw: proprio predicted and scored as the z-scored 4 numbers
     mask_moments: float = 0.0     # > 0: each slot followed by this times its mask's moments (masks.mask_moments)
     position_weight: float = 0.0  # attention decoder: + this * each slot's spread in place (masks.mask_spread)
+    # -- probes: not improvements; each changes one term of the paper's method to test why it
+    #    behaves as it does (its default is the paper's; PROBES)
+    history_weight: float = 1.0   # weight of the hidden-history term of the loss (the paper: 1:1 with the future)
 
 
 # One line each: what an addition of ours changes against the paper's method (its value there
@@ -130,6 +133,8 @@ OURS = {
     "position_weight": "charges slot attention's masks for their spread in place",
 }
 PAPER_METHOD = {name: getattr(TrainConfig(), name) for name in OURS}
+# Probes and where they are measured
+PROBES = {"history_weight": "docs/masking.md#what-the-history-term-does"}
 
 
 PRESETS = {
@@ -231,6 +236,8 @@ def check_config(cfg: TrainConfig):
         raise ValueError(f"unknown dataset {cfg.dataset!r}; available: {', '.join(DATASETS)}")
     if cfg.mask_kind not in MASK_KINDS:
         raise ValueError(f"mask kind must be one of {MASK_KINDS}, got {cfg.mask_kind!r}")
+    if cfg.history_weight < 0:
+        raise ValueError(f"--history-weight must be >= 0, got {cfg.history_weight}")
     if not 0 <= cfg.masked <= cfg.n_slots:
         raise ValueError(f"--masked must be between 0 and n_slots = {cfg.n_slots}, got {cfg.masked}")
     if cfg.mask_kind == "none" and cfg.masked:
@@ -296,7 +303,9 @@ def describe_method(cfg: TrainConfig) -> str:
         name = f"patch tokens ({cfg.patch_grid} x {cfg.patch_grid}: the DINO-WM baseline)"
     line = f"[method] {name}, M = {cfg.masked}"
     line += f"; the paper's ablations: {', '.join(ablations)}" if ablations else ""
+    probes = [f"{k}={getattr(cfg, k)}" for k in PROBES if getattr(cfg, k) != getattr(TrainConfig(), k)]
     line += f"; our additions on: {', '.join(ours)}" if ours else "; the paper's method, none of our additions"
+    line += f"; probes: {', '.join(probes)}" if probes else ""
     return line + " (--print-config shows every field)"
 
 

@@ -345,13 +345,15 @@ def _masked_mse(pred: torch.Tensor, target: torch.Tensor, select: torch.Tensor) 
     return ((pred - target) ** 2 * weight).sum() / weight.sum().clamp(min=1.0)
 
 
-def cjepa_loss(pred: dict, slots: torch.Tensor, mask: torch.Tensor, n_history: int) -> tuple[torch.Tensor, dict]:
-    """C-JEPA loss (Eq. 5-6), weights 1:1:1, each term mean-reduced.
+def cjepa_loss(pred: dict, slots: torch.Tensor, mask: torch.Tensor, n_history: int,
+               history_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
+    """C-JEPA loss (Eq. 5-6), weights 1:1:1, each term mean-reduced (``history_weight``, a probe
+    of ours, scales the history term).
 
     pred: output of Predictor.forward (its "proprio_target" is the proprio target, in the space
     the proprio is predicted in); slots: target slots (B, T, S, D); mask: (B, T, S) bool, the
     mask the prediction was made with. Returns (loss, terms) with terms {"history", "future",
-    "proprio"} (detached 0-d tensors) and loss == history + future + proprio.
+    "proprio"} (detached 0-d tensors, unweighted) and loss == history_weight * history + future + proprio.
     """
     proprio = pred.get("proprio_target")
     if pred["slots"].shape != slots.shape:
@@ -376,7 +378,7 @@ def cjepa_loss(pred: dict, slots: torch.Tensor, mask: torch.Tensor, n_history: i
             raise ValueError(f"expected target proprio of shape {expected}, got {tuple(proprio.shape)}")
         proprio_term = _masked_mse(pred["proprio"], proprio, future[None, :].expand(proprio.shape[:2]))
 
-    loss = history + future_slots + proprio_term
+    loss = history_weight * history + future_slots + proprio_term
     terms = {"history": history.detach(), "future": future_slots.detach(), "proprio": proprio_term.detach()}
     return loss, terms
 

@@ -6,7 +6,8 @@
 
 Reads each run's masking-test.json (diagnostics/masking_test.py) and groups the runs by M, and
 by training budget where the runs have more than one: epochs, or videos and epochs where the
-runs were trained on datasets of different sizes. ``--plot`` also draws three of the numbers
+runs were trained on datasets of different sizes; a run with a probe (--history-weight) gets a
+row of its own. ``--plot`` also draws three of the numbers
 against the budget, one line per M through the seeds' mean, each seed a dot.
 """
 
@@ -71,12 +72,24 @@ def budget_cells(budget):
     return [f"{budget[0]:,}", f"{budget[1]}"] if isinstance(budget, tuple) else [f"{budget}"]
 
 
+def group(result):
+    """The row a run belongs in besides its budget: its M, and the probe where a run sets one
+    (config.PROBES; an older run has none)."""
+    weight = result["config"].get("history_weight", 1.0)
+    return result["masked"] if weight == 1.0 else f"{result['masked']} (history weight {weight:g})"
+
+
+def in_order(keys):
+    """(budget, group) keys sorted; a group is an M or an M with its probe."""
+    return sorted(keys, key=lambda key: (key[0], str(key[1])))
+
+
 def rows(results, budgets=False):
     """Markdown rows, one per M (and budget), from {(budget, M): [masking-test.json dicts]}; a
     budget is the epochs, or (videos, epochs)."""
     return ["| " + " | ".join((budget_cells(budget) if budgets else []) + [f"{m}", f"{len(results[budget, m])}"] + [
         " / ".join(cell([dig(r, path) for r in results[budget, m]]) for path in paths) for _, paths in COLUMNS])
-        + " |" for budget, m in sorted(results)]
+        + " |" for budget, m in in_order(results)]
 
 
 PLOTTED = [  # (panel title, key path, reference lines: (a number or a key path, label))
@@ -99,7 +112,7 @@ def plot(results, out):
     """One panel per PLOTTED number: x the budgets (evenly spaced), y the number; per M a line
     through the seeds' means and a dot per seed. Returns {(panel, M): [(budget, mean), ...]}."""
     budgets = sorted({budget for budget, _ in results})
-    masked = sorted({m for _, m in results})
+    masked = sorted({m for _, m in results}, key=str)
     every = [r for group in results.values() for r in group]
     image = Image.new("RGB", (len(PLOTTED) * (PANEL_W + MARGIN) + MARGIN, PANEL_H + 2 * MARGIN + 20), "white")
     draw = ImageDraw.Draw(image)
@@ -168,7 +181,7 @@ def main(argv=None):
     results = defaultdict(list)
     for r in found:
         budget = (r["config"]["episodes"], r["config"]["epochs"]) if sizes else r["config"]["epochs"]
-        results[budget, r["masked"]].append(r)
+        results[budget, group(r)].append(r)
     budgets = len({budget for budget, _ in results}) > 1
     print("| " + ("videos | " if sizes else "") + ("epochs | " if budgets else "") + "M | seeds | "
           + " | ".join(h for h, _ in COLUMNS) + " |")

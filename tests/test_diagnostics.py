@@ -348,6 +348,12 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
     assert table[0].startswith("| videos | epochs | M | seeds |")
     assert table[2].startswith(f"| {videos:,} | {epochs} | 1 | 1 |")
     assert table[3].startswith(f"| {3 * videos:,} | {epochs} | 1 | 1 |")
+    probed = dict(result, config=dict(result["config"], history_weight=0.0))
+    (tmp_path / "m1-hw0").mkdir()
+    (tmp_path / "m1-hw0" / "masking-test.json").write_text(json.dumps(probed))
+    masking_table.main([str(tmp_path / "m1-hw0"), str(tmp_path / "m1"), str(tmp_path / "m1")])
+    table = capsys.readouterr().out.splitlines()   # a probe gets a row of its own, after the paper's
+    assert table[2].startswith("| 1 | 2 |") and table[3].startswith("| 1 (history weight 0) | 1 |")
     with Image.open(tmp_path / "budget.png") as picture:
         assert picture.width == len(masking_table.PLOTTED) * (masking_table.PANEL_W + masking_table.MARGIN) + \
             masking_table.MARGIN

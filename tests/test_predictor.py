@@ -67,6 +67,10 @@ def test_loss_is_the_sum_of_its_terms_and_only_counts_targets():
     loss, terms = cjepa_loss(pred, slots, mask, N_HISTORY)
     assert loss.item() == (terms["history"] + terms["future"] + terms["proprio"]).item()
     assert all(terms[k] > 0 for k in ("history", "future", "proprio"))
+    for weight in (0.0, 0.25):   # the history_weight probe scales the history term, reported unweighted
+        scaled, same = cjepa_loss(pred, slots, mask, N_HISTORY, history_weight=weight)
+        torch.testing.assert_close(scaled, weight * terms["history"] + terms["future"] + terms["proprio"])
+        assert all(same[k].item() == terms[k].item() for k in terms)
     assert not mask[:, 0].any()  # the t = 0 anchor is visible, so Eq. 5 does not score it
 
     target = pred["proprio_target"]

@@ -452,6 +452,8 @@ def test_unknown_dataset_fails_clearly(capsys):
     assert "unknown --dataset 'clevrer'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown dataset 'clevrer'"):
         config.check_config(dataclasses.replace(TINY, dataset="clevrer"))
+    with pytest.raises(ValueError, match="--history-weight must be >= 0, got -1.0"):
+        config.check_config(dataclasses.replace(TINY, history_weight=-1.0))
 
 
 def test_a_file_in_the_way_stops_with_one_line(tmp_path, monkeypatch):
@@ -494,6 +496,8 @@ def test_presets_train_the_papers_method(dataset, preset):
     assert "none of our additions" in config.describe_method(cfg)
     line = config.describe_method(dataclasses.replace(cfg, slot_residual=True, aux="concat"))
     assert "our additions on: slot_residual=True" in line and "ablations: aux=concat" in line
+    assert "probes" not in line and cfg.history_weight == 1.0
+    assert "probes: history_weight=0.0" in config.describe_method(dataclasses.replace(cfg, history_weight=0.0))
     assert cfg.encoder_data == ("all_moving" if dataset == "pusht" else "predictor")
 
 
