@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# --protocol ours against official on 2 CPU cores (about 1 h 50 min: 1.65 s a step each, side by
-# side, on the AMD EPYC machines, its first 80 steps; not yet run to the end): the `cpu` VQA head on
+# --protocol ours against official on 2 CPU cores (1 h 55 min: 1.6-1.7 s a step each, side by
+# side, on the AMD EPYC machines; docs/collide.md#the-two-protocols-on-true-states): the `cpu` VQA head on
 # true object states of the 20,000-video data, read as the official ALOE loader reads frames
 # (vqa.py's default) and as ours (--protocol ours: every question reads every frame), side by
 # side on one thread each, seed 0, as the earlier truth row (--frame-stride 4 over real frames).
