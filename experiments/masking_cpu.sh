@@ -8,6 +8,7 @@
 #     NAME=mtest30 FLAGS="--epochs 30" bash experiments/masking_cpu.sh "0 1"   # 3x the training
 #     NAME=mtest60 FROM=mtest30 FLAGS="--epochs 60" bash experiments/masking_cpu.sh "0 1"
 #     NAME=mtest6k DATA="--episodes 6000" FLAGS="--epochs 10" bash experiments/masking_cpu.sh "0 1" "0"
+#     NAME=mtesthw025 FLAGS="--history-weight 0.25" bash experiments/masking_cpu.sh "1"   # a probe
 #
 # DATA: data flags for both the data step and the runs (more videos: --episodes N).
 # FROM: a new run starts as a copy of runs/<FROM>-m<M>-s<S> (its predictor and log, not its
