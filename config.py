@@ -303,8 +303,8 @@ def describe_method(cfg: TrainConfig) -> str:
         name = f"patch tokens ({cfg.patch_grid} x {cfg.patch_grid}: the DINO-WM baseline)"
     line = f"[method] {name}, M = {cfg.masked}"
     line += f"; the paper's ablations: {', '.join(ablations)}" if ablations else ""
-    probes = [f"{k}={getattr(cfg, k)}" for k in PROBES if getattr(cfg, k) != getattr(TrainConfig(), k)]
     line += f"; our additions on: {', '.join(ours)}" if ours else "; the paper's method, none of our additions"
+    probes = [f"{k}={getattr(cfg, k)}" for k in PROBES if getattr(cfg, k) != getattr(TrainConfig(), k)]
     line += f"; probes: {', '.join(probes)}" if probes else ""
     return line + " (--print-config shows every field)"
 

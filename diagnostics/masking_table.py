@@ -6,8 +6,8 @@
 
 Reads each run's masking-test.json (diagnostics/masking_test.py) and groups the runs by M, and
 by training budget where the runs have more than one: epochs, or videos and epochs where the
-runs were trained on datasets of different sizes; a run with a probe (--history-weight) gets a
-row of its own. ``--plot`` also draws three of the numbers
+runs were trained on datasets of different sizes; a run with a probe (config.PROBES, such as
+--history-weight) gets a row of its own. ``--plot`` also draws three of the numbers
 against the budget, one line per M through the seeds' mean, each seed a dot.
 """
 
@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from config import PROBES, TrainConfig  # noqa: E402
 from files import atomic_write_png  # noqa: E402
 
 COLUMNS = [  # (header, the key path of each number in a masking-test.json)
@@ -73,10 +74,12 @@ def budget_cells(budget):
 
 
 def group(result):
-    """The row a run belongs in besides its budget: its M, and the probe where a run sets one
-    (config.PROBES; an older run has none)."""
-    weight = result["config"].get("history_weight", 1.0)
-    return result["masked"] if weight == 1.0 else f"{result['masked']} (history weight {weight:g})"
+    """The row a run belongs in besides its budget: its M, and the probes it sets (config.PROBES;
+    an older run has none)."""
+    paper = TrainConfig()
+    probes = [f"{name.replace('_', ' ')} {result['config'][name]:g}" for name in PROBES
+              if result["config"].get(name, getattr(paper, name)) != getattr(paper, name)]
+    return f"{result['masked']} ({', '.join(probes)})" if probes else result["masked"]
 
 
 def in_order(keys):
