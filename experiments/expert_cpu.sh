@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # The true-state rows of docs/expert.md on 2 CPU cores (about 35 minutes):
 #
-#     bash experiments/expert_cpu.sh
+#     bash experiments/expert_cpu.sh ["1 0"]   # masked counts
+#     NAME=oracle1k-expert-hw025 FLAGS="--history-weight 0.25" bash experiments/expert_cpu.sh "1"   # a probe
 #
 # 1,000 episodes of the scripted expert (16 px: the runs read states), then the paper's method at
 # M = 1 and M = 0 on true object states (diagnostics/oracle_plan.py), side by side on one thread
 # each, trained as the weak-expert rows of docs/faithful.md (the cpu predictor, 10 epochs) and
 # planned with the protocol's 3 seeds of 50 on the expert data's own starts and goals.
-# Logs in logs/expert-cpu.
+# FLAGS: more oracle_plan.py flags. Results in runs/<NAME>-m<M> (NAME: oracle1k-expert); logs in
+# logs/expert-cpu.
 set -u
+MASKED=${1:-"1 0"}
+FLAGS=${FLAGS:-}
+NAME=${NAME:-oracle1k-expert}
 LOG=logs/expert-cpu
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -23,10 +28,10 @@ import dataclasses
 for policy in ('expert', 'weak'):
     print(data_dir('.', data_config(dataclasses.replace(PRESETS['cpu'], render_size=16, policy=policy))))
 ") > "$LOG/motion.md" 2>&1
-for m in 1 0; do
-  (python diagnostics/oracle_plan.py $DATA --masked $m --gifs 0 --resume --no-progress \
-     --out runs/oracle1k-expert-m$m --plan-name paper > "$LOG/m$m.log" 2>&1
-   note "m$m (exit $?)") &
+for m in $MASKED; do
+  (python diagnostics/oracle_plan.py $DATA --masked $m --gifs 0 --resume --no-progress $FLAGS \
+     --out runs/$NAME-m$m --plan-name paper > "$LOG/$NAME-m$m.log" 2>&1
+   note "$NAME M = $m (exit $?)") &
 done
 wait
 note "all done"
