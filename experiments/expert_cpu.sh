@@ -24,9 +24,11 @@ python train.py $DATA --encoder-data predictor --until data --out runs/oracle1k-
 note "data (exit $?)"
 python diagnostics/data_motion.py --data $(python -c "
 from config import PRESETS, data_config, data_dir
-import dataclasses
-for policy in ('expert', 'weak'):
-    print(data_dir('.', data_config(dataclasses.replace(PRESETS['cpu'], render_size=16, policy=policy))))
+import dataclasses, os
+for policy in ('expert', 'weak'):   # the weak expert's data beside it when it is on disk
+    d = data_dir('.', data_config(dataclasses.replace(PRESETS['cpu'], render_size=16, policy=policy)))
+    if os.path.exists(os.path.join(d, 'meta.json')):
+        print(d)
 ") > "$LOG/motion.md" 2>&1
 for m in $MASKED; do
   (python diagnostics/oracle_plan.py $DATA --masked $m --gifs 0 --resume --no-progress $FLAGS \
