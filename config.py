@@ -20,7 +20,7 @@ from collide_data import CollideConfig, generate, load_collide
 from common import config_from_dict, config_to_dict
 from files import load_weights, read_json
 from data import PushTDataConfig, collect, load_dataset
-from masking import MASK_KINDS
+from masking import MASK_DRAWS, MASK_KINDS
 from predictor import Predictor
 from masks import N_MOMENTS
 from slots import SlotEncoder
@@ -119,6 +119,7 @@ class TrainConfig:
     # -- probes: not improvements; each changes one term of the paper's method to test why it
     #    behaves as it does (its default is the paper's; PROBES)
     history_weight: float = 1.0   # weight of the hidden-history term of the loss (the paper: 1:1 with the future)
+    masked_draw: str = "fixed"    # uniform: each sample hides 0 .. M slots, drawn per sample (the paper: always M)
 
 
 # One line each: what an addition of ours changes against the paper's method (its value there
@@ -134,7 +135,8 @@ OURS = {
 }
 PAPER_METHOD = {name: getattr(TrainConfig(), name) for name in OURS}
 # Probes and where they are measured
-PROBES = {"history_weight": "docs/masking.md#what-the-history-term-does"}
+PROBES = {"history_weight": "docs/masking.md#what-the-history-term-does",
+          "masked_draw": "docs/masking.md#fewer-hidden-rows-at-m--4"}
 
 
 PRESETS = {
@@ -238,6 +240,9 @@ def check_config(cfg: TrainConfig):
         raise ValueError(f"mask kind must be one of {MASK_KINDS}, got {cfg.mask_kind!r}")
     if cfg.history_weight < 0:
         raise ValueError(f"--history-weight must be >= 0, got {cfg.history_weight}")
+    if cfg.masked_draw not in MASK_DRAWS or (cfg.masked_draw != "fixed" and cfg.mask_kind != "object"):
+        raise ValueError(f"--masked-draw must be one of {'|'.join(MASK_DRAWS)} (not fixed only with --mask-kind "
+                         f"object), got {cfg.masked_draw!r} with --mask-kind {cfg.mask_kind}")
     if not 0 <= cfg.masked <= cfg.n_slots:
         raise ValueError(f"--masked must be between 0 and n_slots = {cfg.n_slots}, got {cfg.masked}")
     if cfg.mask_kind == "none" and cfg.masked:
@@ -383,7 +388,11 @@ OLDER_RUNS = "older runs are not converted: make it again (docs/training.md#olde
 
 def check_same_fields(stored, expected, where):
     """Refuse a stored config whose fields are not ``expected``'s: it was written by an older
-    version of this code."""
+    version of this code. A probe added since is filled in with its default: a run made before
+    the probe existed trained the paper's term, which is that default."""
+    for name in PROBES:
+        if name in expected and name not in stored:
+            stored[name] = getattr(TrainConfig(), name)
     missing, unknown = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
     if missing or unknown:
         found = ", ".join(f"{what} {names}" for what, names in (("it lacks", missing), ("it has", unknown)) if names)

@@ -17,6 +17,7 @@ fresh for every sample and every call. Masks live on the generator's device.
 import torch
 
 MASK_KINDS = ("object", "token", "tube", "none")
+MASK_DRAWS = ("fixed", "uniform")   # how many slots an object mask hides: M, or 0 .. M per sample
 
 
 def _check_sizes(B: int, n_history: int, n_future: int, n_slots: int) -> None:
@@ -48,26 +49,35 @@ def _future_hidden(B: int, n_history: int, n_future: int, n_slots: int, device: 
     return mask
 
 
-def _random_subset(B: int, n_items: int, k: int, generator: torch.Generator) -> torch.Tensor:
-    """For each of B samples, pick k of n_items uniformly without replacement: (B, n_items) bool."""
+def _random_subset(B: int, n_items: int, k, generator: torch.Generator) -> torch.Tensor:
+    """For each of B samples, pick k of n_items uniformly without replacement: (B, n_items) bool.
+
+    k is one count for every sample or a (B, 1) tensor of counts, one per sample."""
     noise = torch.rand(B, n_items, generator=generator, device=generator.device)
     rank = noise.argsort(dim=1).argsort(dim=1)  # (B, n_items): a random permutation per sample
     return rank < k
 
 
 def object_mask(
-    B: int, n_history: int, n_future: int, n_slots: int, n_masked: int, generator: torch.Generator
+    B: int, n_history: int, n_future: int, n_slots: int, n_masked: int, generator: torch.Generator,
+    draw: str = "fixed",
 ) -> torch.Tensor:
     """C-JEPA's identity-anchored object mask.
 
     Returns (B, T, S) bool, T = n_history + n_future. For each sample, `n_masked` distinct slots
     are hidden at history steps 1 .. n_history - 1; step 0 is fully visible; all future slots
-    are hidden.
+    are hidden. ``draw="uniform"`` (a probe, not the paper's) hides k slots instead, k drawn per
+    sample uniformly from 0 .. n_masked, so some samples see the whole history as a rollout does.
     """
     _check_sizes(B, n_history, n_future, n_slots)
     _check_n_masked(n_masked, n_slots)
     _check_generator(generator)
-    chosen = _random_subset(B, n_slots, n_masked, generator)  # (B, S)
+    if draw not in MASK_DRAWS:
+        raise ValueError(f"expected a masked-count draw in {MASK_DRAWS}, got {draw!r}")
+    count = n_masked
+    if draw == "uniform":
+        count = torch.randint(0, n_masked + 1, (B, 1), generator=generator, device=generator.device)
+    chosen = _random_subset(B, n_slots, count, generator)  # (B, S)
     mask = _future_hidden(B, n_history, n_future, n_slots, generator.device)
     mask[:, 1:n_history] = chosen[:, None, :]
     return mask
@@ -110,15 +120,19 @@ def tube_mask(
 
 
 def make_mask(
-    kind: str, B: int, n_history: int, n_future: int, n_slots: int, n_masked: int, generator: torch.Generator
+    kind: str, B: int, n_history: int, n_future: int, n_slots: int, n_masked: int, generator: torch.Generator,
+    draw: str = "fixed",
 ) -> torch.Tensor:
     """Build a (B, T, S) bool mask of the given kind.
 
     kind: "object" (C-JEPA), "token" (ratio n_masked / n_slots, the paper's same "masking unit"),
-    "tube", or "none" (history visible, future hidden; requires n_masked = 0).
+    "tube", or "none" (history visible, future hidden; requires n_masked = 0). ``draw`` is
+    object_mask's; the other kinds take only "fixed".
     """
     if kind == "object":
-        return object_mask(B, n_history, n_future, n_slots, n_masked, generator)
+        return object_mask(B, n_history, n_future, n_slots, n_masked, generator, draw)
+    if draw != "fixed":
+        raise ValueError(f"a masked-count draw {draw!r} applies to object masks only, got kind {kind!r}")
     if kind == "tube":
         return tube_mask(B, n_history, n_future, n_slots, n_masked, generator)
     if kind == "token":

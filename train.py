@@ -68,7 +68,7 @@ def predictor_loss(cfg):
         actions, proprio = (None if x is None else x[:, drop:]  # None on collide
                             for x in (batch.get("actions"), batch.get("proprio")))
         mask = make_mask(cfg.mask_kind, slots.shape[0], n_history, cfg.n_future,
-                         slots.shape[2], cfg.masked, generator).to(slots.device)
+                         slots.shape[2], cfg.masked, generator, cfg.masked_draw).to(slots.device)
         pred = model(slots, mask, actions, proprio, n_history, time_offset=drop)
         return cjepa_loss(pred, slots, mask, n_history, cfg.history_weight)
     return loss_fn

@@ -34,6 +34,19 @@ def test_object_mask_differs_across_samples_and_calls_and_is_reproducible():
     assert torch.equal(second, object_mask(B, N_HISTORY, N_FUTURE, N_SLOTS, 1, g))
 
 
+def test_uniform_draw_hides_every_count_from_zero_to_m():
+    # the masked_draw probe: k in 0 .. M hidden slots per sample, anchor and future as C-JEPA's
+    mask = object_mask(4000, N_HISTORY, N_FUTURE, N_SLOTS, 3, gen(), draw="uniform")
+    counts = mask[:, 1].sum(-1)
+    assert torch.equal(counts.unique(), torch.arange(4))  # 0, 1, 2 and 3 all occur, never 4
+    assert (torch.bincount(counts) > 900).all()  # about 1,000 each
+    assert (mask[:, 1:N_HISTORY] == mask[:, 1:2]).all() and not mask[:, 0].any() and mask[:, N_HISTORY:].all()
+    assert torch.equal(mask, make_mask("object", 4000, N_HISTORY, N_FUTURE, N_SLOTS, 3, gen(), "uniform"))
+    # "fixed" is the paper's mask, drawn from the same stream as before the probe existed
+    assert torch.equal(object_mask(B, N_HISTORY, N_FUTURE, N_SLOTS, 2, gen(), draw="fixed"),
+                       object_mask(B, N_HISTORY, N_FUTURE, N_SLOTS, 2, gen()))
+
+
 @pytest.mark.parametrize("ratio", [0.0, 0.3, 0.5, 1.0])
 def test_token_mask_count_is_exact(ratio):
     mask = token_mask(B, N_HISTORY, N_FUTURE, N_SLOTS, ratio, gen())
@@ -74,6 +87,8 @@ def test_make_mask_dispatch():
         (lambda: object_mask(B, 0, 1, 4, 1, gen()), "n_history >= 1"),
         (lambda: object_mask(B, 3, -1, 4, 1, gen()), "n_future >= 0"),
         (lambda: object_mask(0, 3, 1, 4, 1, gen()), "B >= 1"),
+        (lambda: object_mask(B, 3, 1, 4, 1, gen(), draw="some"), "masked-count draw"),
+        (lambda: make_mask("tube", B, 3, 1, 4, 1, gen(), "uniform"), "object masks only"),
     ],
 )
 def test_bad_arguments_raise(call, message):

@@ -108,7 +108,14 @@ def test_checkpoint_for_another_config_fails_clearly(tiny_run, tmp_path):
     with pytest.raises(ValueError, match=r"older version of this code \(it lacks \['video_observed'\]\); "
                                          "older runs are not converted: make it again"):
         load_checkpoint(tmp_path / "older.pt", dataclasses.asdict(TINY))
-    older["config"].update(video_observed=TINY.video_observed, hide_last_action=True)
+    # a probe added since is read as its default (the paper's term), as that run trained it
+    older["config"].update(video_observed=TINY.video_observed)
+    del older["config"]["masked_draw"], older["config"]["history_weight"]
+    torch.save(older, tmp_path / "older.pt")
+    assert load_checkpoint(tmp_path / "older.pt", dataclasses.asdict(TINY))["config"]["masked_draw"] == "fixed"
+    with pytest.raises(ValueError, match=r"another config; differing fields: \['history_weight'\]"):
+        load_checkpoint(tmp_path / "older.pt", dataclasses.asdict(dataclasses.replace(TINY, history_weight=0.5)))
+    older["config"].update(hide_last_action=True)
     torch.save(older, tmp_path / "older.pt")
     with pytest.raises(ValueError, match=r"it has \['hide_last_action'\]"):
         load_checkpoint(tmp_path / "older.pt", dataclasses.asdict(TINY))
@@ -498,6 +505,10 @@ def test_presets_train_the_papers_method(dataset, preset):
     assert "our additions on: slot_residual=True" in line and "ablations: aux=concat" in line
     assert "probes" not in line and cfg.history_weight == 1.0
     assert "probes: history_weight=0.0" in config.describe_method(dataclasses.replace(cfg, history_weight=0.0))
+    assert cfg.masked_draw == "fixed" and "probes: masked_draw=uniform" in config.describe_method(
+        dataclasses.replace(cfg, masked_draw="uniform"))
+    with pytest.raises(ValueError, match="--masked-draw"):
+        config.check_config(dataclasses.replace(cfg, masked_draw="uniform", mask_kind="tube"))
     assert cfg.encoder_data == ("all_moving" if dataset == "pusht" else "predictor")
 
 
