@@ -8,6 +8,8 @@ history step t >= 1, while t = 0 stays visible as the *identity anchor* (a hidde
 queried with its own t = 0 value). Every slot is hidden at every future step. M = 0 gives the
 unmasked baseline (OC-JEPA). Two ablations from the paper's "masking unit" study are here too:
 `token_mask` hides random (t, s) tokens and `tube_mask` hides whole slots including t = 0.
+A probe, not the paper's (`--masked-draw uniform`), draws how many slots to hide per sample,
+0 .. M, so that training also sees the fully visible history that a rollout starts from.
 
 Only slots are masked: the action and proprio nodes are handled by the predictor.
 Randomness comes only from the `torch.Generator` passed in, so masks are reproducible yet
