@@ -77,7 +77,8 @@ def group(result):
     """The row a run belongs in besides its budget: its M, and the probes it sets (config.PROBES;
     an older run has none)."""
     paper = TrainConfig()
-    probes = [f"{name.replace('_', ' ')} {result['config'][name]:g}" for name in PROBES
+    value = lambda v: f"{v:g}" if isinstance(v, (int, float)) else v   # noqa: E731
+    probes = [f"{name.replace('_', ' ')} {value(result['config'][name])}" for name in PROBES
               if result["config"].get(name, getattr(paper, name)) != getattr(paper, name)]
     return f"{result['masked']} ({', '.join(probes)})" if probes else result["masked"]
 

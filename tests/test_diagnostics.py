@@ -354,6 +354,11 @@ def test_masking_test_scores_interactions_and_counterfactuals(tiny_collide_run, 
     masking_table.main([str(tmp_path / "m1-hw0"), str(tmp_path / "m1"), str(tmp_path / "m1")])
     table = capsys.readouterr().out.splitlines()   # a probe gets a row of its own, after the paper's
     assert table[2].startswith("| 1 | 2 |") and table[3].startswith("| 1 (history weight 0) | 1 |")
+    drawn = dict(result, config=dict(result["config"], masked_draw="uniform"))
+    (tmp_path / "m1-drawn").mkdir()
+    (tmp_path / "m1-drawn" / "masking-test.json").write_text(json.dumps(drawn))
+    masking_table.main([str(tmp_path / "m1-drawn"), str(tmp_path / "m1")])
+    assert capsys.readouterr().out.splitlines()[3].startswith("| 1 (masked draw uniform) | 1 |")
     with Image.open(tmp_path / "budget.png") as picture:
         assert picture.width == len(masking_table.PLOTTED) * (masking_table.PANEL_W + masking_table.MARGIN) + \
             masking_table.MARGIN
