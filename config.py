@@ -137,6 +137,7 @@ PAPER_METHOD = {name: getattr(TrainConfig(), name) for name in OURS}
 # Probes and where they are measured
 PROBES = {"history_weight": "docs/masking.md#what-the-history-term-does",
           "masked_draw": "docs/masking.md#fewer-hidden-rows-at-m--4"}
+PROBE_DEFAULTS = {name: getattr(TrainConfig(), name) for name in PROBES}   # the paper's term
 
 
 PRESETS = {
@@ -241,8 +242,8 @@ def check_config(cfg: TrainConfig):
     if cfg.history_weight < 0:
         raise ValueError(f"--history-weight must be >= 0, got {cfg.history_weight}")
     if cfg.masked_draw not in MASK_DRAWS or (cfg.masked_draw != "fixed" and cfg.mask_kind != "object"):
-        raise ValueError(f"--masked-draw must be one of {'|'.join(MASK_DRAWS)} (not fixed only with --mask-kind "
-                         f"object), got {cfg.masked_draw!r} with --mask-kind {cfg.mask_kind}")
+        raise ValueError(f"--masked-draw must be one of {'|'.join(MASK_DRAWS)} (not fixed only with --mask-kind object), "
+                         f"got {cfg.masked_draw!r} with --mask-kind {cfg.mask_kind}")
     if not 0 <= cfg.masked <= cfg.n_slots:
         raise ValueError(f"--masked must be between 0 and n_slots = {cfg.n_slots}, got {cfg.masked}")
     if cfg.mask_kind == "none" and cfg.masked:
@@ -309,10 +310,9 @@ def describe_method(cfg: TrainConfig) -> str:
     line = f"[method] {name}, M = {cfg.masked}"
     line += f"; the paper's ablations: {', '.join(ablations)}" if ablations else ""
     line += f"; our additions on: {', '.join(ours)}" if ours else "; the paper's method, none of our additions"
-    probes = [f"{k}={getattr(cfg, k)}" for k in PROBES if getattr(cfg, k) != getattr(TrainConfig(), k)]
+    probes = [f"{k}={getattr(cfg, k)}" for k, paper in PROBE_DEFAULTS.items() if getattr(cfg, k) != paper]
     line += f"; probes: {', '.join(probes)}" if probes else ""
     return line + " (--print-config shows every field)"
-
 
 
 # ---------------------------------------------------------------------------------------
@@ -390,9 +390,7 @@ def check_same_fields(stored, expected, where):
     """Refuse a stored config whose fields are not ``expected``'s: it was written by an older
     version of this code. A probe added since is filled in with its default: a run made before
     the probe existed trained the paper's term, which is that default."""
-    for name in PROBES:
-        if name in expected and name not in stored:
-            stored[name] = getattr(TrainConfig(), name)
+    stored.update({k: v for k, v in PROBE_DEFAULTS.items() if k in expected and k not in stored})
     missing, unknown = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
     if missing or unknown:
         found = ", ".join(f"{what} {names}" for what, names in (("it lacks", missing), ("it has", unknown)) if names)

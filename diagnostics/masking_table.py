@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from config import PROBES, TrainConfig  # noqa: E402
+from config import PROBE_DEFAULTS  # noqa: E402
 from files import atomic_write_png  # noqa: E402
 
 COLUMNS = [  # (header, the key path of each number in a masking-test.json)
@@ -76,10 +76,9 @@ def budget_cells(budget):
 def group(result):
     """The row a run belongs in besides its budget: its M, and the probes it sets (config.PROBES;
     an older run has none)."""
-    paper = TrainConfig()
-    value = lambda v: f"{v:g}" if isinstance(v, (int, float)) else v   # noqa: E731
-    probes = [f"{name.replace('_', ' ')} {value(result['config'][name])}" for name in PROBES
-              if result["config"].get(name, getattr(paper, name)) != getattr(paper, name)]
+    probed = {name: result["config"][name] for name, paper in PROBE_DEFAULTS.items()
+              if result["config"].get(name, paper) != paper}
+    probes = [f"{name.replace('_', ' ')} {f'{v:g}' if isinstance(v, float) else v}" for name, v in probed.items()]
     return f"{result['masked']} ({', '.join(probes)})" if probes else result["masked"]
 
 
