@@ -246,8 +246,9 @@ def check_config(cfg: TrainConfig):
                          f"got {cfg.masked_draw!r} with --mask-kind {cfg.mask_kind}")
     if not 0 <= cfg.masked <= cfg.n_slots:
         raise ValueError(f"--masked must be between 0 and n_slots = {cfg.n_slots}, got {cfg.masked}")
-    if cfg.mask_kind == "none" and cfg.masked:
-        raise ValueError("--mask-kind none hides no slot: use --masked 0")
+    if cfg.masked and (cfg.mask_kind == "none" or (cfg.n_history < 2 and cfg.mask_kind != "tube")):
+        raise ValueError(f"--masked {cfg.masked} hides nothing with --mask-kind {cfg.mask_kind} and --n-history "
+                         f"{cfg.n_history} (frame 0 is never hidden): use --masked 0")
     if cfg.slot_mode not in ("frame", "video"):
         raise ValueError(f"slot mode must be frame or video, got {cfg.slot_mode!r}")
     if cfg.slot_mode == "frame" and cfg.slot_init != "query":
@@ -291,8 +292,7 @@ def check_config(cfg: TrainConfig):
                              "mask, mask moments or video mode (use --model dino-wm on --dataset pusht)")
         grid = feature_grid(cfg)
         if cfg.patch_grid > grid:
-            raise ValueError(f"--patch-grid {cfg.patch_grid} is finer than the encoder's {grid} x {grid} "
-                             "feature map")
+            raise ValueError(f"--patch-grid {cfg.patch_grid} is finer than the encoder's {grid} x {grid} feature map")
     if cfg.encoder_data == "all_moving" and cfg.dataset != "pusht":
         raise ValueError("--encoder-data all_moving is a Push-T collection mode: use --encoder-data predictor "
                          f"on {cfg.dataset}")

@@ -213,18 +213,18 @@ class WorldModel:
         return np.tile(self.stats["action_mean"], fs), np.tile(self.stats["action_std"], fs)
 
     def action_bounds(self):
-        """(low, high), each (A,): the z-scored model actions whose env actions lie in [-1, 1].
-        The env clips what it is given, so outside this box the model would score actions
-        other than the ones executed, and ones it never saw in training."""
+        """(low, high), each (A,): the z-scored model actions whose env actions lie in [-1, 1],
+        the box the data's actions come from. The env executes any action, as SWM's does
+        (target = agent + 100 a, not clipped), so outside it the model scores actions it never
+        saw in training; ``--clip-actions`` keeps CEM's candidates inside."""
         mean, std = self._action_stats()
         return tuple(torch.tensor((edge - mean) / std, dtype=torch.float32, device=self.device)
                      for edge in (-1.0, 1.0))
 
     def to_env_actions(self, plan):
-        """z-scored plan (E, H, A) -> env actions (E, H * frameskip, 2), clipped to [-1, 1]."""
+        """z-scored plan (E, H, A) -> env actions (E, H * frameskip, 2), executed as they are."""
         mean, std = self._action_stats()
-        actions = plan.cpu().numpy() * std + mean
-        return np.clip(actions.reshape(plan.shape[0], -1, 2), -1.0, 1.0)
+        return (plan.cpu().numpy() * std + mean).reshape(plan.shape[0], -1, 2)
 
     def from_env_actions(self, actions):
         """env actions (..., H * frameskip, 2) -> z-scored model actions (..., H, A), numpy:

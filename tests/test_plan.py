@@ -232,11 +232,14 @@ def test_env_actions_round_trip(tiny_run):
     plan = torch.from_numpy(model.from_env_actions(env_actions)).float()[None]  # (1, H, A)
     assert plan.shape == (1, 3, model.action_dim)
     np.testing.assert_allclose(model.to_env_actions(plan)[0], env_actions, atol=1e-5)
-    # the planner's action box is exactly the env's [-1, 1]
+    # the planner's action box is exactly the data's [-1, 1]
     low, high = model.action_bounds()
     corners = torch.stack([low, high])[None]                     # (1, 2, A)
     np.testing.assert_allclose(model.to_env_actions(corners)[0], np.repeat([[-1.0, -1.0], [1.0, 1.0]],
                                                                           model.cfg.frameskip, 0), atol=1e-5)
+    # past it, a plan is executed as planned: the env does not clip (FACTS: target = agent + 100 a)
+    beyond = (2 * high - low)[None, None]                          # env action 3 in every coordinate
+    np.testing.assert_allclose(model.to_env_actions(beyond), np.full((1, model.cfg.frameskip, 2), 3.0), atol=1e-4)
 
 
 def test_an_interrupted_evaluation_keeps_the_seeds_it_finished(tiny_run, tmp_path, monkeypatch):

@@ -463,6 +463,17 @@ def test_unknown_dataset_fails_clearly(capsys):
         config.check_config(dataclasses.replace(TINY, history_weight=-1.0))
 
 
+def test_a_mask_that_hides_nothing_is_refused():
+    # the object and token masks never hide frame 0, so one history frame leaves them nothing
+    for kind in ("object", "token"):
+        with pytest.raises(ValueError, match=f"--masked 1 hides nothing with --mask-kind {kind} and --n-history 1"):
+            config.check_config(dataclasses.replace(TINY, masked=1, mask_kind=kind, n_history=1))
+    with pytest.raises(ValueError, match="hides nothing with --mask-kind none"):
+        config.check_config(dataclasses.replace(TINY, masked=1, mask_kind="none"))
+    config.check_config(dataclasses.replace(TINY, masked=1, mask_kind="tube", n_history=1))  # tube hides frame 0
+    config.check_config(dataclasses.replace(TINY, masked=0, n_history=1))
+
+
 def test_a_file_in_the_way_stops_with_one_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "afile").write_text("")
