@@ -290,7 +290,7 @@ def run_seed(cfg: PlanConfig, model: WorldModel, data, seed, record_frames=0):
                     for env, (s, g) in zip(envs, pairs)]
     pixels = np.stack([obs["pixels"] for obs, _ in observations])
     proprio = np.stack([obs["proprio"] for obs, _ in observations])
-    success = np.array([info["is_success"] for _, info in observations])
+    success = np.zeros(E, dtype=bool)  # a step must meet the goal: SWM counts steps, not the reset
     final = np.stack([info["state"] for _, info in observations])  # (E, 7), updated every step
     frames = [[(pixels[e], data.pixels[pairs[e, 1]])] for e in range(record_frames)]
     rng = np.random.default_rng(seed)

@@ -181,6 +181,26 @@ def test_replay_reaches_every_goal_and_cem_runs(tiny_run):
     assert not (out / "cem-seed0-episode2.gif").exists()
 
 
+def test_a_start_that_meets_its_goal_is_not_a_success(tiny_run, monkeypatch):
+    # success is a step that meets the goal (SWM counts the env's steps, not its reset): with
+    # every goal its own start and every step made to miss, no episode succeeds
+    _, out = tiny_run
+    model, data = load_world_model(out, torch.device("cpu"))
+    monkeypatch.setattr(plan, "sample_eval_pairs", lambda data, split, n, seed, offset: np.stack([np.arange(n)] * 2, 1))
+    real_step = plan.PushTEnv.step
+
+    def missing_step(self, action):
+        obs, reward, _, truncated, info = real_step(self, action)
+        return obs, reward, False, truncated, {**info, "is_success": False}
+
+    monkeypatch.setattr(plan.PushTEnv, "step", missing_step)
+    cfg = PlanConfig(policy="random", episodes=2, budget=2, gifs=0)
+    assert plan.PushTEnv(data.config.render_size).reset(options={"state": data.state[0].astype(np.float64),
+                                                                  "goal_state": data.state[0].astype(np.float64)})[1]["is_success"]
+    success = plan.run_seed(cfg, model, data, 0)[0]
+    assert success.shape == (2,) and not success.any()
+
+
 def test_a_model_reading_states_gets_the_goal_and_current_env_states(tiny_run, tmp_path):
     _, out = tiny_run
     model, data = load_world_model(out, torch.device("cpu"))
