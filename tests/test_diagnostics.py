@@ -203,6 +203,32 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
     assert "| 1 | 2 | 99 / " in summary
 
 
+def test_action_box_counts_actions_outside_the_box_and_clips_them_only_when_asked(monkeypatch):
+    import action_box
+    import pusht
+    real_step = pusht.PushTEnv.step
+    state = np.array([256.0, 256.0, 400.0, 400.0, 0.0, 0.0, 0.0])
+
+    def agent_after(actions, clip=None):
+        monkeypatch.setattr(pusht.PushTEnv, "step", real_step)  # restored after the test
+        counts = {"steps": 0, "outside": 0, "largest": 0.0}
+        if clip is not None:
+            action_box.count_actions(counts, clip)
+        env = pusht.PushTEnv(16)
+        env.reset(options={"state": state, "goal_state": state})
+        for action in actions:
+            obs, *_ = env.step(np.array(action))
+        return obs["proprio"][:2], counts
+
+    planned, counts = agent_after([[0.5, 0.0], [2.0, -0.5]], clip=False)
+    assert counts == {"steps": 2, "outside": 1, "largest": 2.0}
+    clipped, counts = agent_after([[0.5, 0.0], [2.0, -0.5]], clip=True)
+    assert counts == {"steps": 2, "outside": 1, "largest": 2.0}
+    np.testing.assert_array_equal(planned, agent_after([[0.5, 0.0], [2.0, -0.5]])[0])  # the env as it is
+    np.testing.assert_array_equal(clipped, agent_after([[0.5, 0.0], [1.0, -0.5]])[0])  # as if given [1, -0.5]
+    assert planned[0] > clipped[0] + 10
+
+
 def test_data_motion_counts_moving_steps_and_draws_episodes(tiny_dataset, tmp_path, capsys):
     import data_motion
     stats = data_motion.motion_stats(tiny_dataset)
