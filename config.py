@@ -232,9 +232,9 @@ def check_config(cfg: TrainConfig):
     if cfg.decoder not in decoders:
         raise ValueError(f"--decoder must be one of {'|'.join(decoders)} with --backbone {cfg.backbone}, "
                          f"got {cfg.decoder!r}")
-    if cfg.similarity_weight < 0 or (cfg.similarity_weight and cfg.backbone != "dinov2"):
+    if cfg.similarity_weight < 0 or (cfg.similarity_weight and (cfg.backbone != "dinov2" or cfg.encoder_clip_len < 2)):
         raise ValueError(f"--similarity-weight (>= 0, got {cfg.similarity_weight}) is VideoSAUR's loss on "
-                         "DINOv2's keys: it needs --backbone dinov2")
+                         "DINOv2's keys from frame t to t + 1: it needs --backbone dinov2 and --encoder-clip-len >= 2")
     if cfg.dataset not in DATASETS:
         raise ValueError(f"unknown dataset {cfg.dataset!r}; available: {', '.join(DATASETS)}")
     if cfg.mask_kind not in MASK_KINDS:

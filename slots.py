@@ -5,13 +5,13 @@ C-JEPA never trains its encoder: it reads slots from a video slot model trained 
 - `SlotAttention`: Locatello et al. 2020, Algorithm 1. Slots compete for inputs (softmax
   over the SLOT axis), then each slot takes the attention-weighted mean of the inputs and
   is updated by a GRU (and optionally a residual MLP).
-- `SlotEncoder`: the video model (SAVi / VideoSAUR). Frame 0 starts from a learned,
-  noisy initialisation; frame t+1 starts from a transformer block applied to frame t's
-  slots, so slot k keeps following the same object across the clip. Two backbones:
-  "cnn" (small CNN, pixels reconstructed by a spatial broadcast decoder, or by slot
-  attention's own masks painting one colour per slot: `AttentionDecoder`) and "dinov2"
-  (frozen DINOv2 ViT-S/14 patch features reconstructed as VideoSAUR does, with its decoders
-  and temporal-similarity loss from ``videosaur.py``).
+- `SlotEncoder`: the video model (SAVi / VideoSAUR). Frame 0 starts from a learned
+  initialisation (noisy, or fixed queries: `--slot-init`); frame t+1 starts from a
+  transformer block applied to frame t's slots, so slot k keeps following the same object
+  across the clip. Two backbones: "cnn" (small CNN, pixels reconstructed by a spatial
+  broadcast decoder, or by slot attention's own masks painting one colour per slot:
+  `AttentionDecoder`) and "dinov2" (frozen DINOv2 ViT-S/14 patch features reconstructed as
+  VideoSAUR does, with its decoders and temporal-similarity loss from ``videosaur.py``).
 The masks' scores (FG-ARI, mBO) and descriptions are in ``masks.py``; the C-JEPA release's
 slot pickles are read by ``files.load_official_slots``.
 """

@@ -6,9 +6,10 @@
     python vqa.py --data DATA_DIR --slots SLOTS.npy --out FILE.json   # slots made elsewhere
 
 The paper answers CLEVRER questions from the frozen encoder's slots of the observed frames,
-rolled forward by the trained C-JEPA predictor over the held-out future (no masking at rollout),
-so predictive and counterfactual questions can look at predicted slots. The answering model,
-one transformer over [CLS] + frames x slots + question words (+ choice words), and the
+rolled forward by the trained C-JEPA predictor over the held-out future (no masking at rollout).
+Under the official protocol (the default) only predictive questions read predicted slots, the
+others observed ones; under ``--protocol ours`` every question reads every frame. The answering
+model, one transformer over [CLS] + frames x slots + question words (+ choice words), and the
 examples it reads are in ``vqa_model.py``; this file rolls the slots out, trains and scores.
 Scores follow CLEVRER's: per option (share of choices right) and per question (every choice of
 the question right); ``score`` documents how the pooled "all" numbers are formed.

@@ -630,6 +630,10 @@ def test_encoder_flip_mirrors_training_clips_and_not_validation_clips():
 def test_videosaur_fields_are_checked():
     with pytest.raises(ValueError, match="--similarity-weight .* needs --backbone dinov2"):
         config.check_config(dataclasses.replace(TINY, similarity_weight=0.25))
+    dino = dataclasses.replace(TINY, backbone="dinov2", decoder="mlp", similarity_weight=0.25)
+    config.check_config(dataclasses.replace(dino, encoder_clip_len=2))
+    with pytest.raises(ValueError, match="needs --backbone dinov2 and --encoder-clip-len >= 2"):
+        config.check_config(dataclasses.replace(dino, encoder_clip_len=1))  # one frame has no t + 1
     with pytest.raises(ValueError, match="need --encoder-stride >= 0, 0 <= --encoder-flip <= 1"):
         config.check_config(dataclasses.replace(TINY, encoder_flip=1.5))
 
