@@ -78,7 +78,7 @@ class PlanConfig:
     resume: bool = False          # keep the seeds an earlier run of this protocol and checkpoint wrote to --out
     # -- our additions, off (their defaults) in the paper's protocol; docs/additions.md
     #    (history 1 and split val above are ours too, when chosen)
-    clip_actions: bool = False    # clamp CEM candidates to the actions the env executes (raw [-1, 1])
+    clip_actions: bool = False    # clamp CEM candidates to the box of the data's actions (raw [-1, 1]); ours
     time_align: str = "right"     # left: a rollout window starts at time position 0 (the earlier planner)
 
 

@@ -101,7 +101,7 @@ def main():
                         help="frames of context for the model (the planner uses 1; >1 takes earlier dataset frames)")
     parser.add_argument("--proprio-weight", type=float, default=1.0)
     parser.add_argument("--no-clip-actions", action="store_true",
-                        help="score candidates unclipped (the planner before it clipped to what the env executes)")
+                        help="score and execute candidates outside the data's [-1, 1] box as they are")
     parser.add_argument("--cem", action="store_true", help="also score and execute the planner's own first solve")
     parser.add_argument("--out", default="", help="also write the numbers to this JSON file")
     args = parser.parse_args()
@@ -118,7 +118,7 @@ def main():
         random = rng.standard_normal((args.samples, H, true_plan.shape[1]))
         near = true_plan + args.near * rng.standard_normal((args.samples, H, true_plan.shape[1]))
         plans = torch.from_numpy(np.concatenate([true_plan[None], random, near])).float()
-        if protocol.clip_actions:  # the env clips actions to [-1, 1]: score what it executes
+        if protocol.clip_actions:  # keep the plans inside the data's [-1, 1] box (the env would take them outside)
             plans = plans.clamp(*model.action_bounds())
         slots = model.encode(data.pixels[[s, g]])
         proprio = model.proprio(data.proprio[[s, g]])

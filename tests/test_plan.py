@@ -195,8 +195,8 @@ def test_a_start_that_meets_its_goal_is_not_a_success(tiny_run, monkeypatch):
 
     monkeypatch.setattr(plan.PushTEnv, "step", missing_step)
     cfg = PlanConfig(policy="random", episodes=2, budget=2, gifs=0)
-    assert plan.PushTEnv(data.config.render_size).reset(options={"state": data.state[0].astype(np.float64),
-                                                                  "goal_state": data.state[0].astype(np.float64)})[1]["is_success"]
+    start = data.state[0].astype(np.float64)
+    assert plan.PushTEnv(data.config.render_size).reset(options={"state": start, "goal_state": start})[1]["is_success"]
     success = plan.run_seed(cfg, model, data, 0)[0]
     assert success.shape == (2,) and not success.any()
 
