@@ -82,7 +82,6 @@ class TrainConfig:
     similarity_temp: float = 0.15   # its softmax temperature
     encoder_seed: int = 0
     encoder_data: str = "all_moving"  # Push-T: the encoder trains on all_moving data (App. D.1) | predictor: on the predictor's
-    slot_mode: str = "frame"      # slots for the predictor: frame (each frame alone, as plan.py encodes) | video
     tokens: str = "slots"         # slots (C-JEPA) | patches: the frozen encoder's feature map (DINO-WM, App. H)
     patch_grid: int = 8           # patches: the feature map average-pooled to patch_grid x patch_grid tokens
     # -- predictor (predictor.Predictor); frames are frameskip env steps apart
@@ -116,6 +115,7 @@ class TrainConfig:
     proprio_space: str = "embedding"  # raw: proprio predicted and scored as the z-scored 4 numbers
     mask_moments: float = 0.0     # > 0: each slot followed by this times its mask's moments (masks.mask_moments)
     position_weight: float = 0.0  # attention decoder: + this * each slot's spread in place (masks.mask_spread)
+    slot_mode: str = "video"      # the predictor's slots: video (chains of frames) | frame: each frame alone, as plan.py
     # -- probes: not improvements; each changes one term of the paper's method to test why it
     #    behaves as it does (its default is the paper's; PROBES)
     history_weight: float = 1.0   # weight of the hidden-history term of the loss (the paper: 1:1 with the future)
@@ -132,6 +132,7 @@ OURS = {
     "proprio_space": "predicts and scores raw z-scored proprio, not its embedding",
     "mask_moments": "appends each slot's mask moments (share, centre, spread) to the slot",
     "position_weight": "charges slot attention's masks for their spread in place",
+    "slot_mode": "trains the predictor on each frame's slots alone, as the planner encodes its observation",
 }
 PAPER_METHOD = {name: getattr(TrainConfig(), name) for name in OURS}
 # Probes and where they are measured
@@ -144,11 +145,12 @@ PRESETS = {
     "cpu": TrainConfig(),
     "paper": TrainConfig(
         episodes=2000, min_steps=100, max_steps=200, render_size=224, policy="expert", backbone="dinov2",
-        image_size=196, slot_dim=128, n_iters=2,
+        image_size=196, slot_dim=128, n_iters=2, slot_init="noise",
         # VideoSAUR as App. D.1 trains it: 100k steps of 64 clips of 6 frames 2 env steps apart, Adam
         # at 1e-4 per 32 samples, 2k warmup then exponential decay, clipping at 0.05, the
         # temporal-similarity loss at 0.25 (temperature 0.15); where the text is silent, the official
-        # config's SlotMixer decoder and left-right flips (docs/faithful.md#the-paper-presets-encoder)
+        # code's SlotMixer decoder, left-right flips and noisy initial slots
+        # (docs/faithful.md#the-paper-presets-encoder)
         encoder_clip_len=6, encoder_stride=2, encoder_steps=100_000, encoder_batch=64, encoder_lr=2e-4,
         encoder_warmup=2000, encoder_schedule="exponential", encoder_clip=0.05, similarity_weight=0.25,
         similarity_temp=0.15, decoder="mixer", encoder_flip=0.5,
@@ -177,19 +179,17 @@ COLLIDE_PRESETS = {
                                frameskip=2, n_history=6, n_future=4, cnn_fullres=False, decoder="broadcast",
                                decoder_rgb="pixel", recon_weight=0.0, encoder_clip_len=2, encoder_steps=4000,
                                encoder_batch=16, encoder_lr=4e-4, encoder_clip=0.0, slot_init="noise",
-                               encoder_data="predictor", slot_mode="video", policy="weak"),
+                               encoder_data="predictor", policy="weak"),
     "paper": dataclasses.replace(PRESETS["paper"], dataset="collide", masked=4, episodes=20000, policy="weak",
                                  video_observed=128, video_future=32, render_size=128,
                                  val_fraction=0.25, n_slots=7, frameskip=2, n_history=6, n_future=10,
-                                 encoder_data="predictor", slot_mode="video",
-                                 # CLEVRER's VideoSAUR (App. D.1): batch 32 (so lr 1e-4), weight 0.3,
-                                 # noisy initial slots (the official code's; video mode keeps their order)
-                                 encoder_batch=32, encoder_lr=1e-4, similarity_weight=0.3, slot_init="noise"),
+                                 encoder_data="predictor",
+                                 # CLEVRER's VideoSAUR (App. D.1): batch 32 (so lr 1e-4), weight 0.3
+                                 encoder_batch=32, encoder_lr=1e-4, similarity_weight=0.3),
     "tiny": dataclasses.replace(PRESETS["tiny"], dataset="collide", episodes=16, video_observed=12,
                                 video_future=4, frame_substeps=10, n_slots=4, frameskip=2,
                                 cnn_fullres=False, decoder="broadcast",
-                                n_history=2, n_future=2, encoder_data="predictor", slot_mode="video",
-                                policy="weak"),
+                                n_history=2, n_future=2, encoder_data="predictor", policy="weak"),
 }
 DATASETS = {"pusht": PRESETS, "collide": COLLIDE_PRESETS}
 
@@ -287,9 +287,9 @@ def check_config(cfg: TrainConfig):
         raise ValueError("--aux-dim sizes the action and proprio embeddings concatenated to every token: "
                          "it needs --aux concat")
     if cfg.tokens == "patches":
-        if cfg.dataset != "pusht" or cfg.masked or cfg.mask_moments or cfg.slot_mode != "frame":
+        if cfg.dataset != "pusht" or cfg.masked or cfg.mask_moments:   # (each frame's patches alone, any slot mode)
             raise ValueError("patch tokens are the Push-T planning baseline, not objects: they take no object "
-                             "mask, mask moments or video mode (use --model dino-wm on --dataset pusht)")
+                             "mask or mask moments (use --model dino-wm on --dataset pusht)")
         grid = feature_grid(cfg)
         if cfg.patch_grid > grid:
             raise ValueError(f"--patch-grid {cfg.patch_grid} is finer than the encoder's {grid} x {grid} feature map")

@@ -305,14 +305,15 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
     - "frame": every frame encoded alone, from the learned initial slots, exactly as
       plan.py encodes its observations and goals (history 1). With query init, slot k is
       the same object in every frame.
-    - "video": the encoder runs in video mode over the frames that the world model sees
-      together: for each episode and each phase r < frameskip, the chain of frames r,
-      r + frameskip, ... (chains are padded with their last frame to a common length; the
-      encoder is causal in time, so padding changes no real frame's slots). A frame's slots
-      then depend on the frames before it, which a planner given one frame does not have.
+    - "video" (the default, the paper's pipeline): the encoder runs in video mode over the
+      frames that the world model sees together: for each episode and each phase r <
+      frameskip, the chain of frames r, r + frameskip, ... (chains are padded with their last
+      frame to a common length; the encoder is causal in time, so padding changes no real
+      frame's slots). A frame's slots then depend on the frames before it, which a planner
+      given one frame does not have; the official pipeline plans so as well (docs/faithful.md).
 
     With ``cfg.tokens`` "patches" it writes the frame's ``patch_features`` (N, G * G, C) to
-    ``token_files`` instead, each frame alone and without moments.
+    ``token_files`` instead, each frame alone, whatever the slot mode, and without moments.
 
     An interrupted extraction goes on from its last save (every ``save_every`` seconds) when
     run again with ``resume``, if the partial file was written by the same weights, mode,
@@ -321,7 +322,8 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
     model.eval()
     patches = cfg.tokens == "patches"
     fs = cfg.frameskip
-    if cfg.slot_mode == "frame":  # chains of one frame
+    mode = "frame" if patches else cfg.slot_mode
+    if mode == "frame":  # chains of one frame
         chains = [np.array([i]) for i in range(len(data.pixels))]
         # a GPU wants large calls; on a CPU 64 frames a call run faster than 512 (docs/speed.md)
         batch_chains = 512 if torch.device(device).type == "cuda" else 64
@@ -338,7 +340,7 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
     shape = (len(data.pixels), *((tokens_per_frame(cfg), slot_dim_seen(cfg)) if patches
                                  else (cfg.n_slots, cfg.slot_dim)))
     # what a partial file must have been written with to be continued
-    written_by = {"weights": weights_fingerprint(model), "mode": cfg.slot_mode,
+    written_by = {"weights": weights_fingerprint(model), "mode": mode,
                   "shape": list(shape), "precision": precision, "moments": not patches}
     first = 0
     if resume and tmp.is_file() and (patches or tmp_moments.is_file()) and place_path.is_file():
@@ -405,7 +407,7 @@ def extract_slots(model, data, cfg, enc_dir, device, progress, batch_chains=64, 
         os.replace(tmp_moments, moments_path)
     place_path.unlink(missing_ok=True)
     atomic_write_json(meta_path, {"encoder": encoder_config(cfg), "data": config_to_dict(data_config(cfg)),
-                                  "mode": cfg.slot_mode,
+                                  "mode": mode,
                                   "shape": list(shape), "precision": precision, "moments": not patches})
 
 

@@ -171,7 +171,10 @@ class WorldModel:
     def encode(self, pixels, states=None):
         """uint8 (E, H, W, 3) frames -> slots (E, S, D), each frame encoded on its own (with
         the run's ``--mask-moments``, D includes them: train.with_moments), or the patch
-        tokens (E, G * G, C) of a patch-token run.
+        tokens (E, G * G, C) of a patch-token run. A frame alone is frame 0 of a video, started
+        from the learned initial slots, whatever slots the predictor trained on: the official
+        planner encodes its one observed frame so too (a predictor of ``--slot-mode video``
+        trained mostly on later frames of chains; docs/faithful.md).
         ``states`` (E, 7), the frames' env states, are for models that read the state
         instead of the image (diagnostics/oracle_plan.py); this one ignores them."""
         if self.cfg.tokens == "patches":
@@ -243,9 +246,6 @@ def load_world_model(ckpt, device, precision="fp32", allow_unfinished=False):
         if not allow_unfinished:
             raise ValueError(f"{message}: finish it with train.py --resume, or pass --allow-unfinished")
         print(f"warning: {message}")
-    if cfg.slot_mode != "frame":
-        print(f"warning: {run_dir} trained its predictor on {cfg.slot_mode}-mode slots, but the "
-              "planner encodes each observation and goal alone (train with --slot-mode frame)")
     encoder_ckpt = load_checkpoint(Path(info["encoder"]) / "encoder.pt", encoder_config(cfg))
     if not encoder_ckpt["done"]:
         raise ValueError(f"{Path(info['encoder']) / 'encoder.pt'} is unfinished (step {encoder_ckpt['step']}): "

@@ -2,7 +2,7 @@
 
     python diagnostics/precision_check.py --run runs/pusht-cpu-m1 [--frames 2048]
 
-Encodes validation frames alone (frame mode, as extraction and the planner do) once in
+Encodes validation frames alone (as the planner does, and extraction in frame mode) once in
 float32 and once under ``train.autocast(..., "bf16")``, and reports the mean absolute
 difference per slot entry next to two scales: the mean absolute slot entry, and the mean
 absolute change of the fp32 slots between frames one world-model step (frameskip env steps)

@@ -39,6 +39,7 @@ def test_patch_features_pool_the_frozen_cnn_map_into_the_documented_shape():
 
 def test_patch_configs_are_checked():
     check_config(PATCHES)
+    check_config(dataclasses.replace(PRESETS["paper"], **MODELS["dino-wm"]))   # patches of each frame, any slot mode
     for bad, match in ((dict(masked=1), "not objects"), (dict(patch_grid=17), "finer than"),
                        (dict(dataset="collide"), "Push-T"), (dict(tokens="pixels"), "slots or patches"),
                        (dict(aux="nodes"), "needs --aux concat")):

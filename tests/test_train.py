@@ -53,7 +53,7 @@ def test_tiny_pipeline_runs_end_to_end_and_learns(tiny_run):
     for name in ("encoder.pt", "metrics.json", "encoder.png"):
         assert (enc_dir / name).is_file(), name
     # the slots of the predictor's data, in a folder of the encoder's named as the data folder is
-    assert encoder_stage.token_files(enc_dir, TINY)[0] == enc_dir / Path(info["data"]).name / "slots-frame.npy"
+    assert encoder_stage.token_files(enc_dir, TINY)[0] == enc_dir / Path(info["data"]).name / "slots-video.npy"
     for path in encoder_stage.token_files(enc_dir, TINY):
         assert path.is_file(), path
     ckpt = torch.load(out / "predictor.pt", weights_only=True)
@@ -270,29 +270,29 @@ def test_extracted_slots_round_trip(tiny_run, tmp_path):
         alone = encoder.encode(frames.transpose(0, 1), noise=False)["slots"][:, 0]  # each frame alone
         in_video = encoder.encode(frames, noise=False)["slots"][0]
 
-    # the run's slots (Push-T's default, slot_mode "frame") are the frames encoded alone, as
-    # plan.py encodes them ...
-    assert TINY.slot_mode == "frame"
+    # the run's slots (the paper's, slot_mode "video") follow each chain of frames a window holds ...
+    assert TINY.slot_mode == "video"
     slots = encoder_stage.load_slots(enc_dir, TINY, len(data.state))
-    assert torch.allclose(torch.from_numpy(slots[chain]), alone, atol=1e-5)
-    # ... and video-mode slots follow each chain of frames a window holds
-    video = dataclasses.replace(TINY, slot_mode="video")
-    encoder_stage.extract_slots(encoder, data, video, tmp_path, "cpu", progress=False)
-    slots = encoder_stage.load_slots(tmp_path, video, len(data.state))
     assert torch.allclose(torch.from_numpy(slots[chain]), in_video, atol=1e-5)
+    # ... and frame-mode slots (ours) are the frames encoded alone, as plan.py encodes them
+    frame = dataclasses.replace(TINY, slot_mode="frame")
+    encoder_stage.extract_slots(encoder, data, frame, tmp_path, "cpu", progress=False)
+    slots = encoder_stage.load_slots(tmp_path, frame, len(data.state))
+    assert torch.allclose(torch.from_numpy(slots[chain]), alone, atol=1e-5)
     assert not torch.allclose(in_video[1:], alone[1:], atol=1e-3)   # the two modes differ
+    assert torch.allclose(in_video[0], alone[0], atol=1e-5)   # a chain's first frame is encoded alone
     assert encoder.pixel_mean.tolist() != [0.5, 0.5, 0.5]   # centred on the data's colours
     with pytest.raises(ValueError, match="another encoder or dataset"):
         encoder_stage.load_slots(enc_dir, dataclasses.replace(TINY, n_iters=1), len(data.state))
-    with pytest.raises(FileNotFoundError, match="video-mode slots"):
-        encoder_stage.load_slots(enc_dir, video, len(data.state))
+    with pytest.raises(FileNotFoundError, match="frame-mode slots"):
+        encoder_stage.load_slots(enc_dir, frame, len(data.state))
     # slots written before an encoder field existed are another encoder's: extracted again
-    meta_path = encoder_stage.token_files(tmp_path, video)[1]
+    meta_path = encoder_stage.token_files(tmp_path, frame)[1]
     meta = json.loads(meta_path.read_text())
     del meta["encoder"]["encoder_clip"]
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="another encoder or dataset"):
-        encoder_stage.load_slots(tmp_path, video, len(data.state))
+        encoder_stage.load_slots(tmp_path, frame, len(data.state))
 
 
 def test_each_policys_data_gets_its_own_slots_from_the_shared_encoder(tiny_run):
@@ -310,7 +310,7 @@ def test_each_policys_data_gets_its_own_slots_from_the_shared_encoder(tiny_run):
     data = load_dataset(info["data"])
     slots = encoder_stage.load_slots(enc_dir, weak, len(data.state))
     model, _ = load_world_model(root / "runs" / "tiny", torch.device("cpu"))  # the same encoder
-    rows = data.episode_starts[1] + np.arange(0, 30, 7)
+    rows = data.episode_starts[1] + np.arange(TINY.frameskip)   # each a chain's first frame, encoded alone
     torch.testing.assert_close(model.encode(data.pixels[rows]), torch.from_numpy(slots[rows]), atol=1e-5, rtol=0)
     # a description naming another dataset is refused, even at the same shape
     meta = json.loads(expert_files[1].read_text())
@@ -331,9 +331,9 @@ def test_mask_moments_follow_each_slot_in_training_and_planning(tiny_run, tmp_pa
     assert slots.shape == (*plain.shape[:2], D + 10)
     np.testing.assert_array_equal(slots[..., :D], plain)
     np.testing.assert_allclose(slots[..., D].sum(-1), 2.0, rtol=1e-5)  # 2 x the slots' shares of the frame
-    # the planner encodes a frame to exactly what the predictor was trained on
+    # the planner encodes a frame as a chain's first frame, moments included
     model, _ = load_world_model(out, torch.device("cpu"))
-    rows = data.episode_starts[1] + np.arange(0, 30, 7)
+    rows = data.episode_starts[1] + np.arange(TINY.frameskip)
     torch.testing.assert_close(model.encode(data.pixels[rows]), torch.from_numpy(slots[rows]), atol=1e-5, rtol=0)
     plan_cfg = PlanConfig(seeds=(0,), episodes=2, samples=6, topk=2, iterations=1, budget=5, receding=1,
                           horizon=1, gifs=0)
@@ -646,6 +646,7 @@ def test_the_paper_presets_encoder_is_videosaur_as_app_d1_trains_it():
         assert cfg.encoder_lr == pytest.approx(1e-4 * batch / 32)   # 1e-4 per 32 samples
         assert (cfg.encoder_warmup, cfg.encoder_schedule, cfg.encoder_clip) == (2000, "exponential", 0.05)
         assert (cfg.similarity_weight, cfg.similarity_temp) == (weight, 0.15)
+        assert (cfg.slot_init, cfg.slot_mode) == ("noise", "video")   # the official RandomInit, whole chains
 
 
 def test_a_dinov2_encoder_trains_as_the_paper_preset_does(tiny_run, tmp_path):
