@@ -2,7 +2,8 @@
 # The encoder rows of docs/faithful.md on 2 CPU cores (about 30 minutes): the cpu preset's
 # encoder trained on all-moving data (the default) and on the weak expert's data, side by side
 # on one thread each, their slots extracted, then the linear probe of the Push-T state
-# (block angle included) from each encoder's slots.
+# (block angle included) from each encoder's slots: each frame's slots alone (--slot-mode frame,
+# as the rows were measured and as the planner encodes a frame).
 #
 #     bash experiments/probe_cpu.sh
 #
@@ -16,7 +17,7 @@ python train.py --policy weak --until data --out runs/probe-allmoving --workers 
 note "data (exit $?)"
 for lane in allmoving:all_moving weak:predictor; do
   (name=${lane%%:*}
-   python train.py --policy weak --until slots --encoder-data ${lane#*:} --out runs/probe-$name --no-progress \
+   python train.py --policy weak --until slots --slot-mode frame --encoder-data ${lane#*:} --out runs/probe-$name --no-progress \
      > "$LOG/$name.log" 2>&1
    note "$name encoder and slots (exit $?)"
    python diagnostics/probe_slots.py --run runs/probe-$name > "$LOG/probe-$name.md" 2>&1
