@@ -230,7 +230,7 @@ def main(argv=None):
     except (ValueError, OSError) as err:
         sys.exit(f"error: {err}")
     if cfg.slot_mode != "video":
-        sys.exit(f"error: expected a run on video-mode slots (the collide presets'), {args.run} has {cfg.slot_mode}")
+        sys.exit(f"error: expected a run on video-mode slots (the default), {args.run} has {cfg.slot_mode}")
     enc_dir = Path(info["encoder"])
     encoder = build_encoder(cfg)
     encoder.load_state_dict(load_checkpoint(enc_dir / "encoder.pt", encoder_config(cfg))["model"])

@@ -111,8 +111,9 @@ def main(argv=None):
     parser.add_argument("--plan-history", type=int, default=PlanConfig().history,
                         help="most frames of context while planning (0: the model's n_history)")
     args = parser.parse_args(argv)
+    # true states are each frame's own: frame mode, the value every true-state run was made with
     cfg = dataclasses.replace(config_from_args(TrainConfig, PRESETS, args, default_preset="cpu"),
-                              n_slots=2, slot_dim=SLOT_DIM)
+                              n_slots=2, slot_dim=SLOT_DIM, slot_mode="frame")
     if cfg.mask_moments:
         sys.exit("error: true object states have no masks: --mask-moments is for slots")
     if cfg.dataset != "pusht" or not 0 <= cfg.masked <= cfg.n_slots:

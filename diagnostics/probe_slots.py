@@ -2,7 +2,8 @@
 
     python diagnostics/probe_slots.py --run runs/pusht-cpu-m1 [--features slots|moments|both]
 
-The run needs its slots, not a predictor: ``python train.py --until slots --out RUN`` is enough.
+The run needs its slots, not a predictor: ``python train.py --until slots --out RUN`` is enough
+(add ``--slot-mode frame`` for each frame's slots alone, as docs/encoder.md's rows).
 
 Fits state features (agent x, y, block x, y, cos and sin of the block angle) from the slots
 of every third training frame, all slots concatenated in the encoder's order, and reports

@@ -15,7 +15,9 @@ no closer than "no motion" cannot tell a planner what a push does.
 probe_slots' linear probe (fitted on the run's own training slots, as the predictor sees
 them) and prints median errors against the true states in px and degrees, the units of
 oracle_plan's rollout-errors.json, beside the probe's error on the encoded real frames (the
-floor of what it can read) and on the start frame (no motion).
+floor of what it can read) and on the start frame (no motion). On a run of video-mode slots
+(the default) the probe fits slots of chains and reads frames encoded alone, as the planner
+encodes them: its floor then holds the difference between the two.
 """
 
 import argparse

@@ -17,7 +17,8 @@
 # frame (--slot-mode frame, ours; every documented row, measured before the default changed).
 # Logs in logs/baselines-cpu (-expert, -video); results in runs/cpu-<model>/plan-paper.json
 # (runs/cpu-expert-<model>; video mode runs/cpu-video-<model>, runs/cpu-expert-video-<model>).
-# Runs go on where they stopped when started again.
+# Runs go on where they stopped when started again. DINO-WM's patch tokens are each frame's in
+# either mode, but each mode trains its own (the runs are named by mode).
 set -u
 GRID=${1:-4}
 POLICY=${POLICY:-weak}

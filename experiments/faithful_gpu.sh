@@ -9,7 +9,9 @@
 #    M = 0, each of our additions alone at M = 1, and all of them (the earlier defaults) at
 #    M = 1 and M = 0; then the planner's additions alone on the M = 1 predictor;
 # 3. learned slots at the cpu preset: M = 1 and M = 0 on the all-moving encoder, M = 1 on an
-#    encoder trained on the weak expert's data, each planned; both encoders' angle probes.
+#    encoder trained on the weak expert's data, each planned; both encoders' angle probes. They
+#    read video-mode slots, the default since 5cef7ea (faithful.md's CPU rows read each frame's
+#    alone: MODE=frame bash experiments/baselines_cpu.sh), and name their runs as those do.
 # A GPU machine without pymunk or gymnasium gets them as wheels for its Python (3.12), downloaded
 # beside the checkout into a git-ignored .whl/ with `pip download --no-deps --only-binary=:all:
 # --python-version 3.12 --platform manylinux2014_x86_64 -d .whl pymunk==7.3.1 gymnasium==1.4.0

@@ -11,7 +11,8 @@
 #    ViT's forward on the step's 1,024 frames, timed apart), benchmarks/bench_train.py;
 # 2. the cpu preset's four models of the paper's Push-T table, trained and planned with the
 #    protocol, DINO-WM on the 8 x 8 patch grid that a CPU session cannot train
-#    (bash experiments/baselines_cpu.sh ran it at 4 x 4).
+#    (MODE=frame bash experiments/baselines_cpu.sh ran it at 4 x 4, on each frame's slots alone;
+#    here the slots are video mode's, the default since 5cef7ea).
 # A machine without pymunk or gymnasium installs them first as faithful_gpu.sh's header says.
 # Results (logs and JSON, no checkpoints) are packed into OUT_DIR/results.tgz every 30 s.
 set -u

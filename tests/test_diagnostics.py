@@ -180,6 +180,9 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
                       "--gifs", "0", "--plan-name", "t", "--resume"])
     assert "keeping seeds 0" in capsys.readouterr().out
     assert json.loads((tmp_path / "runs" / "o" / "plan-t.json").read_text())["seeds"] == result["seeds"]
+    # true states are each frame's own: the runs keep frame mode whatever the default slot mode,
+    # so those made before video mode became the default still resume
+    assert json.loads((tmp_path / "runs" / "o" / "config.json").read_text())["config"]["slot_mode"] == "frame"
     rows = json.loads((tmp_path / "runs" / "o" / "rollout-errors.json").read_text())
     assert [r["what"] for r in rows] == ["model", "no motion"]
     import masking_pusht
