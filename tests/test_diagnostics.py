@@ -475,3 +475,23 @@ def test_masking_slots_runs_on_a_collide_run_and_the_table_reads_it(tiny_collide
     assert len(rows) == 1 and f"{parts['model, collision']:.3g} / " in rows[0]
     with pytest.raises(SystemExit, match="error: the masking test reads a collide run; .* was trained on 'pusht'"):
         masking_slots.main(["--run", str(tiny_run[1])])
+
+
+def test_slot_modes_measures_the_gap_by_place_in_chain_and_names_a_missing_mode(tiny_run, capsys):
+    import slot_modes
+    # 2 episodes of 12 frames, frameskip 3: frame t sits at place t // 3 of its chain
+    starts, fs = np.array([0, 12, 24]), 3
+    rng = np.random.default_rng(0)
+    frame = rng.normal(size=(24, 3, 4))
+    place = np.concatenate([np.arange(12) // fs] * 2)
+    video = frame + 0.1 * place[:, None, None]            # drifts 0.1 a place; place 0 is frame 0 alone
+    r = slot_modes.compare_modes(video, frame, starts, fs, every=1)
+    assert r["by place"] == pytest.approx({0: 0.0, 1: 0.1, 2: 0.2, 3: 0.3})
+    assert r["identity best"] == 1.0 and r["gap"] == pytest.approx(r["gap matched"])
+    assert r["step"]["video"] > r["step"]["frame"]          # the drift adds 0.1 a step
+    swapped = video[:, [1, 0, 2]]                           # another order of objects in video mode
+    r = slot_modes.compare_modes(swapped, frame, starts, fs, every=1)
+    assert r["identity best"] < 0.2 and r["gap matched"] < r["gap"]
+    _, out = tiny_run                                       # the tiny run has video-mode slots only
+    with pytest.raises(SystemExit, match="--slot-mode frame --until slots"):
+        slot_modes.main(["--run", str(out)])

@@ -1,0 +1,77 @@
+"""How far a Push-T run's video-mode slots lie from the same frames encoded alone.
+
+    python diagnostics/slot_modes.py --run runs/cpu-expert-video-m1 [--every 7]
+
+The predictor trains on video-mode slots (the default: chains of frames frameskip apart,
+encoded in order), and the planner encodes its observation and goal alone, as a chain's
+first frame (frame mode). This reads both kinds of slots of the run's encoder and data (make
+the missing one with the run's train.py flags and ``--slot-mode MODE --until slots``) and
+prints, over every ``--every``-th frame: the mean absolute difference per entry between the
+two, by the frame's place in its chain (place 0 is encoded alone in both); the same after the
+best matching of slots (a share of frames whose best matching is the identity below 1 would
+mean the two modes order objects differently); and, for scale, the mean entry and each mode's
+mean change between frames one world-model step apart in an episode.
+"""
+
+import argparse
+import dataclasses
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from config import open_dataset, read_run  # noqa: E402
+from encoder import load_slots  # noqa: E402
+
+
+def compare_modes(video, frame, episode_starts, frameskip, every=7):
+    """video, frame: (N, S, D) slots of the same frames. Returns a dict of the printed numbers."""
+    rows = np.arange(0, len(video), every)
+    episode = np.searchsorted(episode_starts, rows, side="right") - 1
+    place = (rows - episode_starts[episode]) // frameskip        # the frame's place in its chain
+    V, F = np.asarray(video[rows], dtype=np.float64), np.asarray(frame[rows], dtype=np.float64)
+    gap = np.abs(V - F).mean(axis=(1, 2))
+    perms = list(itertools.permutations(range(V.shape[1]))) if V.shape[1] <= 5 else [tuple(range(V.shape[1]))]
+    matched = np.stack([np.abs(V[:, list(p)] - F).mean(axis=(1, 2)) for p in perms], axis=1)
+    later = rows + frameskip < episode_starts[episode + 1]            # one world-model step on, same episode
+    step = {name: float(np.abs(np.asarray(s[rows[later] + frameskip]) - np.asarray(s[rows[later]])).mean())
+            for name, s in (("video", video), ("frame", frame))}
+    return {"frames": len(rows), "gap": float(gap.mean()), "gap matched": float(matched.min(axis=1).mean()),
+            "identity best": float((matched.argmin(axis=1) == 0).mean()), "mean entry": float(np.abs(F).mean()),
+            "step": step, "by place": {int(p): float(gap[place == p].mean()) for p in np.unique(place)}}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a Push-T run folder of train.py")
+    parser.add_argument("--every", type=int, default=7, help="read every this-many-th frame")
+    args = parser.parse_args(argv)
+    try:
+        cfg, info, _ = read_run(args.run, "pusht", "slot modes are compared on Push-T runs")
+    except (ValueError, OSError) as err:
+        sys.exit(f"error: {err}")
+    if cfg.tokens != "slots":
+        sys.exit(f"error: {args.run} is a patch-token run: it has no slots")
+    data = open_dataset(cfg, info["data"])
+    slots = {}
+    for mode in ("video", "frame"):
+        try:
+            slots[mode] = load_slots(Path(info["encoder"]), dataclasses.replace(cfg, slot_mode=mode, mask_moments=0.0),
+                                     len(data.pixels))
+        except (ValueError, OSError) as err:
+            sys.exit(f"error: {err} (make them with the run's train.py flags and --slot-mode {mode} --until slots)")
+    r = compare_modes(slots["video"], slots["frame"], data.episode_starts, cfg.frameskip, args.every)
+    print(f"{args.run}: {r['frames']:,} frames; mean |entry| {r['mean entry']:.4f}")
+    print(f"video against frame mode, per entry: {r['gap']:.4f} ({r['gap matched']:.4f} after the best "
+          f"matching; the identity best in {100 * r['identity best']:.1f} % of frames)")
+    print(f"change in one world-model step: video {r['step']['video']:.4f}, frame {r['step']['frame']:.4f}")
+    places = sorted(r["by place"])
+    print("| place in chain | " + " | ".join(str(p) for p in places) + " |")
+    print("|---|" + "---|" * len(places))
+    print("| video against frame | " + " | ".join(f"{r['by place'][p]:.4f}" for p in places) + " |")
+
+
+if __name__ == "__main__":
+    main()
