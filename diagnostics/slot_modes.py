@@ -7,23 +7,25 @@ encoded in order), and the planner encodes its observation and goal alone, as a 
 first frame (frame mode). This reads both kinds of slots of the run's encoder and data (make
 the missing one with the run's train.py flags and ``--slot-mode MODE --until slots``) and
 prints, over every ``--every``-th frame: the mean absolute difference per entry between the
-two, by the frame's place in its chain (place 0 is encoded alone in both); the same after the
-best matching of slots (a share of frames whose best matching is the identity below 1 would
-mean the two modes order objects differently); and, for scale, the mean entry and each mode's
+two, by the frame's place in its chain (place 0 is encoded alone in both); the mean squared
+difference, as it is and under the best matching of slots (plan.matched_slot_cost, the
+planner's; a share of frames whose best matching is the identity below 1 would mean the two
+modes order objects differently); and, for scale, the mean entry and each mode's
 mean change between frames one world-model step apart in an episode.
 """
 
 import argparse
 import dataclasses
-import itertools
 import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from config import open_dataset, read_run  # noqa: E402
 from encoder import load_slots  # noqa: E402
+from plan import matched_slot_cost  # noqa: E402
 
 
 def compare_modes(video, frame, episode_starts, frameskip, every=7):
@@ -33,13 +35,13 @@ def compare_modes(video, frame, episode_starts, frameskip, every=7):
     place = (rows - episode_starts[episode]) // frameskip        # the frame's place in its chain
     V, F = np.asarray(video[rows], dtype=np.float64), np.asarray(frame[rows], dtype=np.float64)
     gap = np.abs(V - F).mean(axis=(1, 2))
-    perms = list(itertools.permutations(range(V.shape[1]))) if V.shape[1] <= 5 else [tuple(range(V.shape[1]))]
-    matched = np.stack([np.abs(V[:, list(p)] - F).mean(axis=(1, 2)) for p in perms], axis=1)
+    mse = ((V - F) ** 2).mean(axis=(1, 2))
+    matched = matched_slot_cost(torch.from_numpy(V), torch.from_numpy(F)).numpy()
     later = rows + frameskip < episode_starts[episode + 1]            # one world-model step on, same episode
     step = {name: float(np.abs(np.asarray(s[rows[later] + frameskip]) - np.asarray(s[rows[later]])).mean())
             for name, s in (("video", video), ("frame", frame))}
-    return {"frames": len(rows), "gap": float(gap.mean()), "gap matched": float(matched.min(axis=1).mean()),
-            "identity best": float((matched.argmin(axis=1) == 0).mean()), "mean entry": float(np.abs(F).mean()),
+    return {"frames": len(rows), "gap": float(gap.mean()), "mse": float(mse.mean()), "mse matched": float(matched.mean()),
+            "identity best": float((mse <= matched * (1 + 1e-9)).mean()), "mean entry": float(np.abs(F).mean()),
             "step": step, "by place": {int(p): float(gap[place == p].mean()) for p in np.unique(place)}}
 
 
@@ -64,8 +66,9 @@ def main(argv=None):
             sys.exit(f"error: {err} (make them with the run's train.py flags and --slot-mode {mode} --until slots)")
     r = compare_modes(slots["video"], slots["frame"], data.episode_starts, cfg.frameskip, args.every)
     print(f"{args.run}: {r['frames']:,} frames; mean |entry| {r['mean entry']:.4f}")
-    print(f"video against frame mode, per entry: {r['gap']:.4f} ({r['gap matched']:.4f} after the best "
-          f"matching; the identity best in {100 * r['identity best']:.1f} % of frames)")
+    print(f"video against frame mode, per entry: mean |difference| {r['gap']:.4f}; squared {r['mse']:.4f}, "
+          f"{r['mse matched']:.4f} under the best matching (the identity best in {100 * r['identity best']:.1f} % "
+          "of frames)")
     print(f"change in one world-model step: video {r['step']['video']:.4f}, frame {r['step']['frame']:.4f}")
     places = sorted(r["by place"])
     print("| place in chain | " + " | ".join(str(p) for p in places) + " |")

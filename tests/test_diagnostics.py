@@ -487,11 +487,11 @@ def test_slot_modes_measures_the_gap_by_place_in_chain_and_names_a_missing_mode(
     video = frame + 0.1 * place[:, None, None]            # drifts 0.1 a place; place 0 is frame 0 alone
     r = slot_modes.compare_modes(video, frame, starts, fs, every=1)
     assert r["by place"] == pytest.approx({0: 0.0, 1: 0.1, 2: 0.2, 3: 0.3})
-    assert r["identity best"] == 1.0 and r["gap"] == pytest.approx(r["gap matched"])
+    assert r["identity best"] == 1.0 and r["mse"] == pytest.approx(r["mse matched"])
     assert r["step"]["video"] > r["step"]["frame"]          # the drift adds 0.1 a step
     swapped = video[:, [1, 0, 2]]                           # another order of objects in video mode
     r = slot_modes.compare_modes(swapped, frame, starts, fs, every=1)
-    assert r["identity best"] < 0.2 and r["gap matched"] < r["gap"]
+    assert r["identity best"] < 0.2 and r["mse matched"] < r["mse"]
     _, out = tiny_run                                       # the tiny run has video-mode slots only
     with pytest.raises(SystemExit, match="--slot-mode frame --until slots"):
         slot_modes.main(["--run", str(out)])
