@@ -18,6 +18,12 @@ oracle_plan's rollout-errors.json, beside the probe's error on the encoded real 
 floor of what it can read) and on the start frame (no motion). On a run of video-mode slots
 (the default) the probe fits slots of chains and reads frames encoded alone, as the planner
 encodes them: its floor then holds the difference between the two.
+
+``--slots extracted`` rolls out from and scores against the run's own training slots instead
+(on a video-mode run, read off chains of frames), and ``--from-place K`` starts only at frames K
+or more model steps into their episode: on a video-mode run the two kinds of start, a chain's
+first frame (what the planner gives the model) and a later one (what it mostly trained on), side
+by side on the same starts, read in the probe's px and degrees.
 """
 
 import argparse
@@ -62,7 +68,7 @@ def state_errors(read, slots, state):
 
 
 @torch.no_grad()
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", required=True, help="a train.py run folder on Push-T")
     parser.add_argument("--starts", type=int, default=300, help="validation start frames")
@@ -71,27 +77,42 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--probe", action="store_true", help="also read states out of the slots with a linear probe")
     parser.add_argument("--probe-every", type=int, default=30, help="fit the probe on every n-th training frame")
-    args = parser.parse_args()
+    parser.add_argument("--slots", choices=("alone", "extracted"), default="alone",
+                        help="alone: every frame encoded alone, as plan.py encodes it; extracted: the run's "
+                             "training slots (video mode: read off chains)")
+    parser.add_argument("--from-place", type=int, default=0,
+                        help="start only at frames this many model steps or more into their episode")
+    args = parser.parse_args(argv)
     model, data = load_world_model(args.ckpt, torch.device("cpu"))
     fs = model.cfg.frameskip
 
     starts = window_starts(data, "val", args.steps * fs + 1)
+    begins = data.episode_starts[np.searchsorted(data.episode_starts, starts, side="right") - 1]
+    starts = starts[starts - begins >= args.from_place * fs]
+    if not len(starts):
+        raise SystemExit(f"error: no validation window starts {args.from_place} model steps into its episode")
     starts = np.sort(np.random.default_rng(args.seed).choice(starts, min(args.starts, len(starts)), replace=False))
     times = starts[:, None] + fs * np.arange(1, args.steps + 1)       # (B, K) frame rows
     actions = model.from_env_actions(np.stack([data.action[t:t + args.steps * fs] for t in starts]))
     # the action at the last predicted frame is not part of a plan: the dataset mean, as plan.py
     actions = np.concatenate([actions, np.zeros((len(starts), 1, fs * ACTION_DIM))], axis=1)
-    slots = model.encode(data.pixels[starts])[:, None]                # (B, 1, S, D)
+    if args.slots == "alone":
+        encode = lambda rows: model.encode(data.pixels[rows])          # noqa: E731
+    else:
+        _, info, _, _ = open_run(args.ckpt, "pusht", "rollout_check reads Push-T runs")
+        extracted = load_slots(Path(info["encoder"]), model.cfg, len(data.pixels))
+        encode = lambda rows: torch.from_numpy(extracted[rows]).float()  # noqa: E731
+    slots = encode(starts)[:, None]                                  # (B, 1, S, D)
     proprio = torch.from_numpy(normalize_proprio(data.proprio[starts], data.stats))[:, None]
     out = rollout(model.predictor, slots, torch.from_numpy(actions).float(), proprio,
                   n_future=args.steps, history=model.predictor.n_history)
-    real = torch.cat([model.encode(data.pixels[t]) for t in times.T], dim=0)  # (K * B, S, D), step-major
+    real = torch.cat([encode(t) for t in times.T], dim=0)  # (K * B, S, D), step-major
     real = real.reshape(args.steps, len(starts), *real.shape[1:]).transpose(0, 1)  # (B, K, S, D)
     error = {"model": matched_slot_cost(out["slots"], real).numpy(),   # (B, K)
              "no motion": matched_slot_cost(slots.expand_as(real), real).numpy()}
     moved = np.linalg.norm(data.state[times[:, -1], 2:4] - data.state[starts, 2:4], axis=-1) > args.moving
 
-    print(f"{len(starts)} validation starts, {moved.sum()} with the block moving > {args.moving:g} px "
+    print(f"{args.slots} slots; {len(starts)} validation starts, {moved.sum()} with the block moving > {args.moving:g} px "
           f"by step {args.steps}. Matched slot MSE to the encoded real frame, median over all starts / "
           "over the moving ones:")
     print("| step (env steps) | model | no motion |\n|---|---|---|")

@@ -495,3 +495,37 @@ def test_slot_modes_measures_the_gap_by_place_in_chain_and_names_a_missing_mode(
     _, out = tiny_run                                       # the tiny run has video-mode slots only
     with pytest.raises(SystemExit, match="--slot-mode frame --until slots"):
         slot_modes.main(["--run", str(out)])
+
+
+def test_rollout_check_rolls_out_from_frames_alone_or_the_runs_own_slots(tiny_run, capsys):
+    import rollout_check
+
+    def table(*flags):
+        rollout_check.main(["--ckpt", str(tiny_run[1]), "--starts", "6", "--steps", "2", *flags])
+        out = capsys.readouterr().out
+        rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| 1 ") or line.startswith("| 2 ")]
+        return out, [[float(x) for c in r[1:] for x in c.strip(" |").split(" / ")] for r in rows]
+
+    out, alone = table("--from-place", "1")
+    assert out.startswith("alone slots; 6 validation starts") and len(alone) == 2
+    out, chains = table("--from-place", "1", "--slots", "extracted")
+    assert out.startswith("extracted slots; 6 validation starts")
+    # the tiny run's slots are read off chains: past a chain's first frame they are not a frame's alone
+    assert np.all(np.isfinite(chains)) and not np.allclose(alone, chains)
+    with pytest.raises(SystemExit, match="no validation window starts 1000 model steps"):
+        rollout_check.main(["--ckpt", str(tiny_run[1]), "--from-place", "1000"])
+
+
+def test_cost_check_splits_the_planning_cost_into_its_slot_and_proprio_terms(tiny_run, tmp_path):
+    import cost_check
+    summaries = {}
+    for weight in ("1", "0"):
+        out = tmp_path / f"w{weight}.json"
+        cost_check.main(["--ckpt", str(tiny_run[1]), "--episodes", "2", "--samples", "4", "--proprio-weight", weight,
+                         "--out", str(out)])
+        summaries[weight] = json.loads(out.read_text())["summary"]
+    assert summaries["1"]["slot_term_std"] > 0 and summaries["1"]["proprio_term_std"] > 0
+    # the slot term does not depend on the proprio weight; without that weight the cost is the slot term
+    assert summaries["0"]["slot_term_std"] == pytest.approx(summaries["1"]["slot_term_std"], rel=1e-5)
+    assert summaries["0"]["proprio_term_std"] == pytest.approx(0.0, abs=1e-7)
+    assert summaries["0"]["dataset_plan_rank"] == summaries["0"]["dataset_plan_rank_slot_term"]
