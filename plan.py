@@ -4,7 +4,8 @@
 
 The paper's protocol: for each seed, 50 (start, goal) pairs drawn from the training
 split with the goal 25 env steps after the start; the env is set to the start state, the
-goal is that later frame (image for the model, state for the success test); the agent
+goal is that later frame (image for the model, state for the success test; its slots
+encoded at every solve from the observed frame's, ``WorldModel.encode``); the agent
 has exactly 50 env steps and succeeds if any step meets the criterion. MPC: the plan is
 5 blocks of 5 env actions (one world-model step each), all 25 executed before solving
 again. Each rollout starts from the 1 observed frame; its context grows with predicted
@@ -80,6 +81,7 @@ class PlanConfig:
     #    (history 1 and split val above are ours too, when chosen)
     clip_actions: bool = False    # clamp CEM candidates to the box of the data's actions (raw [-1, 1]); ours
     time_align: str = "right"     # left: a rollout window starts at time position 0 (the earlier planner)
+    goal_alone: bool = False      # the goal's slots from the learned means (the earlier planner), not the observation's
 
 
 # Candidate rollouts per predictor call on a CPU, where bigger calls are slower per
@@ -168,21 +170,26 @@ class WorldModel:
         self.action_dim = 2 * run_cfg.frameskip
 
     @torch.no_grad()
-    def encode(self, pixels, states=None):
-        """uint8 (E, H, W, 3) frames -> slots (E, S, D), each frame encoded on its own (with
-        the run's ``--mask-moments``, D includes them: train.with_moments), or the patch
-        tokens (E, G * G, C) of a patch-token run. A frame alone is frame 0 of a video, started
-        from the learned initial slots, whatever slots the predictor trained on: the official
-        planner encodes its one observed frame so too (a predictor of ``--slot-mode video``
-        trained mostly on later frames of chains; docs/faithful.md).
-        ``states`` (E, 7), the frames' env states, are for models that read the state
-        instead of the image (diagnostics/oracle_plan.py); this one ignores them."""
+    def encode(self, pixels, states=None, after=None):
+        """uint8 (E, H, W, 3) frames -> slots (E, S, D) (with the run's ``--mask-moments``, D
+        includes them: train.with_moments), or the patch tokens (E, G * G, C) of a patch-token run.
+        A frame is encoded alone, frame 0 of a video from the learned initial slots, as the
+        official planner encodes its observation. With ``after`` (E, H, W, 3), as it encodes its
+        goal at every solve on a video-mode run: slot attention starts from those frames' slots,
+        no transition between, so slot k stays the observation's object (frame-mode runs, ours,
+        encode it alone). ``states`` (E, 7), the frames' env states, are for models that read the
+        state instead of the image (diagnostics/oracle_plan.py); this one ignores them."""
         if self.cfg.tokens == "patches":
             return pixels_to_patches(self.encoder, pixels, self.cfg, self.device, self.precision)
+        start = None if after is None or self.cfg.slot_mode == "frame" else self._slots(after)["slots"].float()
+        out = self._slots(pixels, start)
+        return with_moments(out["slots"].float(), out["attn"], self.cfg)
+
+    def _slots(self, pixels, start=None):
         frames = frames_to_tensor(pixels, self.device)[:, None]  # (E, 1, 3, H, W)
         with autocast(self.device, self.precision):
-            out = self.encoder.encode(resize_frames(frames, self.cfg.image_size), noise=False)
-        return with_moments(out["slots"][:, 0].float(), out["attn"][:, 0], self.cfg)
+            out = self.encoder.encode(resize_frames(frames, self.cfg.image_size), noise=False, start=start)
+        return {k: v[:, 0] for k, v in out.items()}
 
     def proprio(self, proprio):
         return torch.from_numpy(normalize_proprio(np.asarray(proprio), self.stats)).to(self.device)
@@ -296,7 +303,7 @@ def run_seed(cfg: PlanConfig, model: WorldModel, data, seed, record_frames=0):
     rng = np.random.default_rng(seed)
     solve_seconds, n_solves, solve = 0.0, 0, 0
     if cfg.policy == "cem":
-        goal_slots = model.encode(data.pixels[pairs[:, 1]], data.state[pairs[:, 1]])
+        goal_pixels, goal_states = data.pixels[pairs[:, 1]], data.state[pairs[:, 1]]
         goal_proprio = model.proprio(data.proprio[pairs[:, 1]])
     steps = 0
     while steps < cfg.budget:
@@ -308,6 +315,7 @@ def run_seed(cfg: PlanConfig, model: WorldModel, data, seed, record_frames=0):
                 actions[e, :g - s] = data.action[s:g]
         else:
             start = time.perf_counter()
+            goal_slots = model.encode(goal_pixels, goal_states, None if cfg.goal_alone else pixels)
             plan = solve_all(cfg, model, pixels, proprio, goal_slots, goal_proprio, seed, solve, final)
             solve_seconds += time.perf_counter() - start
             n_solves += 1

@@ -368,14 +368,15 @@ class SlotEncoder(nn.Module):
         targets = [rearrange(x, "(b t) n d -> b t n d", b=B) for x in (out if keys else [out])]
         return self.feature_mlp(targets[0]), targets
 
-    def _encode(self, frames, generator=None, noise=True, keys=False):
+    def _encode(self, frames, generator=None, noise=True, keys=False, start=None):
         self._check_frames(frames)
         inputs, targets = self._features(frames, keys)  # (B, T, N, Din); keys only for the loss
         all_slots, all_attn = [], []
         slots = None
         for t in range(frames.shape[1]):
             if t == 0:
-                init, n_iters = self.slot_attention.init_slots(frames.shape[0], generator, noise), self.n_iters_first
+                init = self.slot_attention.init_slots(frames.shape[0], generator, noise) if start is None else start
+                n_iters = self.n_iters_first
             else:
                 init, n_iters = self.transition(slots), self.n_iters
             slots, attn = self.slot_attention(inputs[:, t], init, n_iters=n_iters)
@@ -383,12 +384,14 @@ class SlotEncoder(nn.Module):
             all_attn.append(attn)
         return torch.stack(all_slots, dim=1), torch.stack(all_attn, dim=1), targets  # (B, T, S, D), (B, T, S, N)
 
-    def encode(self, frames, generator=None, noise=True):
+    def encode(self, frames, generator=None, noise=True, start=None):
         """frames (B, T, 3, H, W) in [0, 1] -> {'slots': (B, T, S, D), 'attn': (B, T, S, N)}.
 
         `generator` draws frame 0's initial noise; noise=False starts from the learned means.
+        `start` (B, S, D): frame 0 starts from these slots instead, no transition between (the
+        official planner encodes its goal so, from the observed frame's slots).
         """
-        slots, attn, _ = self._encode(frames, generator, noise)
+        slots, attn, _ = self._encode(frames, generator, noise, start=start)
         return {"slots": slots, "attn": attn}
 
     def forward(self, frames, generator=None, recon_weight=None):

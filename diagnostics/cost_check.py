@@ -16,7 +16,9 @@ Printed, averaged over episodes:
   plus angle error / 20 degrees * 20 px), over all candidates and over the near ones only;
 - the same for the cost of the frames really reached (encoded, no predictor): how well
   the slot space itself ranks outcomes, and how well the model's cost follows it;
-- where the dataset's plan ranks in model cost among the random draws (0 = cheapest);
+- where the dataset's plan ranks in model cost among the random draws (0 = cheapest), and in
+  the slot term alone; the spread (std over candidates) of the slot term and of the proprio
+  term, which tells which of the two steers the planner;
 - how far the model's cheapest candidate really ends from the goal, against the best
   candidate and the median one.
 A planner can only steer by this cost: if the correlation is weak, better search (more
@@ -90,7 +92,7 @@ def cost_with_history(model, data, start, goal_slots, goal_proprio, plans, args)
                      args.proprio_weight).numpy()
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", required=True, help="a run folder of train.py (Push-T)")
     parser.add_argument("--episodes", type=int, default=20)
@@ -103,8 +105,10 @@ def main():
     parser.add_argument("--no-clip-actions", action="store_true",
                         help="score and execute candidates outside the data's [-1, 1] box as they are")
     parser.add_argument("--cem", action="store_true", help="also score and execute the planner's own first solve")
+    parser.add_argument("--goal-alone", action="store_true",
+                        help="encode the goal alone (plan.py --goal-alone), not from the start frame's slots")
     parser.add_argument("--out", default="", help="also write the numbers to this JSON file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
     model, data = load_world_model(args.ckpt, torch.device("cpu"))
     protocol = dataclasses.replace(PlanConfig(), proprio_weight=args.proprio_weight,
@@ -120,17 +124,21 @@ def main():
         plans = torch.from_numpy(np.concatenate([true_plan[None], random, near])).float()
         if protocol.clip_actions:  # keep the plans inside the data's [-1, 1] box (the env would take them outside)
             plans = plans.clamp(*model.action_bounds())
-        slots = model.encode(data.pixels[[s, g]])
+        slots = model.encode(data.pixels[[s]])
+        goal = model.encode(data.pixels[[g]], after=None if args.goal_alone else data.pixels[[s]])
+        slots = torch.cat([slots, goal])
         proprio = model.proprio(data.proprio[[s, g]])
         if args.cem:  # the planner's plan goes last
             cem_plan = solve_all(protocol, model, data.pixels[[s]], data.proprio[[s]], slots[1:], proprio[1:],
                                  args.seed, e)
             plans = torch.cat([plans, cem_plan.float()])
-        if args.history == 1:
-            cost = model.costs(slots[:1], proprio[:1], slots[1:], proprio[1:], plans[None], 1,
-                               args.proprio_weight)[0].numpy()
-        else:
-            cost = cost_with_history(model, data, s, slots[1:], proprio[1:], plans, args)
+
+        def model_cost(weight):  # the planning cost with this proprio weight (0: the slot term alone)
+            if args.history == 1:
+                return model.costs(slots[:1], proprio[:1], slots[1:], proprio[1:], plans[None], 1, weight)[0].numpy()
+            return cost_with_history(model, data, s, slots[1:], proprio[1:], plans,
+                                     argparse.Namespace(**{**vars(args), "proprio_weight": weight}))
+        cost, slot_term = model_cost(args.proprio_weight), model_cost(0.0)
         real, last_pixels, last_proprio = real_outcome(data, s, g, model.to_env_actions(plans))
         # the same cost on the frames really reached: the encoder's part of the ranking
         reached = goal_cost(model.encode(last_pixels), model.proprio(last_proprio), slots[1:], proprio[1:],
@@ -147,6 +155,10 @@ def main():
             "spearman_encoder_near": spearman(r[near_part], sc[near_part]),
             "spearman_model_encoder": spearman(c, r),
             "dataset_plan_rank": float((c[1:1 + n] < c[0]).mean()),
+            # the two terms' spread over the candidates: which one steers CEM
+            "slot_term_std": float(slot_term[:1 + 2 * n].std()),
+            "proprio_term_std": float((c - slot_term[:1 + 2 * n]).std()),
+            "dataset_plan_rank_slot_term": float((slot_term[1:1 + n] < slot_term[0]).mean()),
             "dataset_plan_real": real[0].tolist(),
             "chosen_real": real[best].tolist(),
             "best_real": real[sc.argmin()].tolist(),

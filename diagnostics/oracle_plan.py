@@ -86,7 +86,7 @@ class OracleWorldModel(WorldModel):
     def __init__(self, run_cfg, predictor, stats, device):
         super().__init__(run_cfg, None, predictor, stats, device)
 
-    def encode(self, pixels, states=None):
+    def encode(self, pixels, states=None, after=None):
         if states is None:
             raise ValueError("the oracle world model reads env states: pass states=")
         return torch.from_numpy(object_slots(states)).to(self.device)

@@ -1,4 +1,5 @@
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -207,22 +208,23 @@ def test_a_model_reading_states_gets_the_goal_and_current_env_states(tiny_run, t
     seen = []
 
     class StateModel(type(model)):
-        def encode(self, pixels, states=None):
+        def encode(self, pixels, states=None, after=None):
             seen.append(np.array(states))
-            return super().encode(pixels, states)
+            return super().encode(pixels, states, after)
 
     model.__class__ = StateModel
     cfg = PlanConfig(seeds=(0,), episodes=3, samples=6, topk=2, iterations=1, budget=15, receding=1,
                      horizon=2, gifs=0)
     plan.evaluate_model(cfg, model, data, tmp_path / "states.json", progress=False)
     pairs = plan.sample_eval_pairs(data, cfg.split, 3, 0, cfg.goal_offset)
-    assert model.cfg.frameskip == 5 and len(seen) == 1 + 3  # the goals, then 15 / 5 solves
-    np.testing.assert_array_equal(seen[0], data.state[pairs[:, 1]])
+    assert model.cfg.frameskip == 5 and len(seen) == 2 * 3  # 15 / 5 solves, each the goals and then the env
+    for goals in seen[::2]:
+        np.testing.assert_array_equal(goals, data.state[pairs[:, 1]])
     # the first solve starts from the dataset states: the block exactly, the agent after the
     # one 0.01 s physics substep that setting a state runs (a few px at its speed)
     np.testing.assert_allclose(seen[1][:, 2:5], data.state[pairs[:, 0], 2:5], atol=1e-3)
     np.testing.assert_allclose(seen[1][:, :2], data.state[pairs[:, 0], :2], atol=5.0)
-    assert not np.allclose(seen[2], seen[1])  # later solves see where the env went
+    assert not np.allclose(seen[3], seen[1])  # later solves see where the env went
 
 
 def test_bf16_planning_scores_candidates_in_float32_close_to_fp32(tiny_run):
@@ -450,3 +452,12 @@ def test_plan_table_pools_one_checkpoints_seeds_from_separate_files(tmp_path, ca
         plan_table.main([f"{a}+{other}"])
     with pytest.raises(SystemExit, match=r"seeds \['0'\] are in more than one file"):
         plan_table.main([f"{a}+{write('d.json', {'0': seed(0.0, 0)})}"])
+
+
+def test_the_goal_starts_from_the_observations_slots_on_video_mode_runs_only(tiny_run):
+    model, data = load_world_model(tiny_run[1], torch.device("cpu"))
+    observed, goal = data.pixels[:3], data.pixels[10:13]
+    alone, after = model.encode(goal), model.encode(goal, after=observed)
+    assert model.cfg.slot_mode == "video" and not torch.allclose(alone, after, atol=1e-4)
+    model.cfg = dataclasses.replace(model.cfg, slot_mode="frame")   # frame mode (ours): slots of frames alone
+    assert torch.equal(model.encode(goal, after=observed), alone)

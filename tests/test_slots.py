@@ -202,6 +202,21 @@ def test_encode_shapes_and_slots_carry_over_time():
         model.encode(frames[:, 0])
 
 
+
+def test_encode_can_start_frame_0_from_given_slots_without_the_transition():
+    model = tiny_encoder().eval()
+    frames = torch.rand(2, 2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        means = model.slot_attention.init_slots(2, noise=False)
+        plain = model.encode(frames, noise=False)["slots"]
+        assert torch.equal(model.encode(frames, start=means)["slots"], plain)  # the means: as without
+        # from frame 0's slots, frame 1 alone is one corrector pass on frame 1, no transition first
+        after = model.encode(frames[:, 1:], start=plain[:, 0])["slots"][:, 0]
+        by_hand = model.slot_attention(model._features(frames[:, 1:], False)[0][:, 0], plain[:, 0],
+                                       n_iters=model.n_iters_first)[0]
+    torch.testing.assert_close(after, by_hand)
+    assert not torch.allclose(after, plain[:, 1], atol=1e-4)  # the chain's frame 1 went through the transition
+
 def test_forward_outputs_and_segmentation():
     model = tiny_encoder(cnn_stride2=True)
     out = model(torch.rand(1, 2, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
