@@ -25,7 +25,8 @@ def load_problems(ckpt, episodes, device):
     model, data = load_world_model(ckpt, device)
     pairs = sample_eval_pairs(data, "val", episodes, seed=0)
     return model, (data.pixels[pairs[:, 0]], data.proprio[pairs[:, 0]],
-                   model.encode(data.pixels[pairs[:, 1]]), model.proprio(data.proprio[pairs[:, 1]]))
+                   model.encode(data.pixels[pairs[:, 1]], after=data.pixels[pairs[:, 0]]),
+                   model.proprio(data.proprio[pairs[:, 1]]))
 
 
 def main():

@@ -66,7 +66,8 @@ def main():
         E = min(args.cem, len(starts))
         pixels, proprio = data.pixels[starts[:E]], data.proprio[starts[:E]]
         goal = data.proprio[pairs[:E, 1]]
-        cem_plans = solve_all(PlanConfig(), model, pixels, proprio, model.encode(data.pixels[pairs[:E, 1]]),
+        goal_slots = model.encode(data.pixels[pairs[:E, 1]], after=pixels)  # as plan.py encodes it
+        cem_plans = solve_all(PlanConfig(), model, pixels, proprio, goal_slots,
                               model.proprio(goal), seed=0, solve=0)
         for name, plans, env_actions in (("dataset", dataset_plans[:E], dataset_env[:E]),
                                          ("cem", cem_plans, model.to_env_actions(cem_plans))):
