@@ -92,6 +92,7 @@ def cost_with_history(model, data, start, goal_slots, goal_proprio, plans, args)
                      args.proprio_weight).numpy()
 
 
+@torch.no_grad()
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", required=True, help="a run folder of train.py (Push-T)")
@@ -109,7 +110,6 @@ def main(argv=None):
                         help="encode the goal alone (plan.py --goal-alone), not from the start frame's slots")
     parser.add_argument("--out", default="", help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
-    torch.set_grad_enabled(False)
     model, data = load_world_model(args.ckpt, torch.device("cpu"))
     protocol = dataclasses.replace(PlanConfig(), proprio_weight=args.proprio_weight,
                                    clip_actions=not args.no_clip_actions)
