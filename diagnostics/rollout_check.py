@@ -23,7 +23,8 @@ encodes them: its floor then holds the difference between the two.
 (on a video-mode run, read off chains of frames), and ``--from-place K`` starts only at frames K
 or more model steps into their episode: on a video-mode run the two kinds of start, a chain's
 first frame (what the planner gives the model) and a later one (what it mostly trained on), side
-by side on the same starts, read in the probe's px and degrees.
+by side on the same starts. (The probe weighs directions in which the training slots hardly
+vary, so it may read a rollout far off where its matched MSE is small: trust the MSE first.)
 """
 
 import argparse
@@ -112,8 +113,8 @@ def main(argv=None):
              "no motion": matched_slot_cost(slots.expand_as(real), real).numpy()}
     moved = np.linalg.norm(data.state[times[:, -1], 2:4] - data.state[starts, 2:4], axis=-1) > args.moving
 
-    print(f"{args.slots} slots; {len(starts)} validation starts, {moved.sum()} with the block moving > {args.moving:g} px "
-          f"by step {args.steps}. Matched slot MSE to the encoded real frame, median over all starts / "
+    print(f"{args.slots} slots; {len(starts)} validation starts, {moved.sum()} with the block moving > "
+          f"{args.moving:g} px by step {args.steps}. Matched slot MSE to the encoded real frame, median over all starts / "
           "over the moving ones:")
     print("| step (env steps) | model | no motion |\n|---|---|---|")
     for k in range(args.steps):
