@@ -299,8 +299,11 @@ def window_starts(data, split, n_frames_needed):
 
 def frames_to_tensor(pixels, device=None):
     """uint8 (..., H, W, 3) -> float32 (..., 3, H, W) in [0, 1], on ``device`` (moved there as
-    uint8, a quarter of the bytes)."""
-    return torch.from_numpy(np.ascontiguousarray(pixels)).to(device).movedim(-1, -3).float().div_(255)
+    uint8, a quarter of the bytes). Read-only frames (a slice of a memory-mapped dataset) are copied."""
+    pixels = np.ascontiguousarray(pixels)
+    if not pixels.flags.writeable:
+        pixels = pixels.copy()
+    return torch.from_numpy(pixels).to(device).movedim(-1, -3).float().div_(255)
 
 
 class FrameClips(torch.utils.data.Dataset):
