@@ -304,6 +304,7 @@ def run_seed(cfg: PlanConfig, model: WorldModel, data, seed, record_frames=0):
     solve_seconds, n_solves, solve = 0.0, 0, 0
     if cfg.policy == "cem":
         goal_pixels, goal_states = data.pixels[pairs[:, 1]], data.state[pairs[:, 1]]
+        goal_slots = model.encode(goal_pixels, goal_states) if cfg.goal_alone else None
         goal_proprio = model.proprio(data.proprio[pairs[:, 1]])
     steps = 0
     while steps < cfg.budget:
@@ -315,7 +316,8 @@ def run_seed(cfg: PlanConfig, model: WorldModel, data, seed, record_frames=0):
                 actions[e, :g - s] = data.action[s:g]
         else:
             start = time.perf_counter()
-            goal_slots = model.encode(goal_pixels, goal_states, None if cfg.goal_alone else pixels)
+            if not cfg.goal_alone:  # the official planner encodes the goal at every solve
+                goal_slots = model.encode(goal_pixels, goal_states, after=pixels)
             plan = solve_all(cfg, model, pixels, proprio, goal_slots, goal_proprio, seed, solve, final)
             solve_seconds += time.perf_counter() - start
             n_solves += 1

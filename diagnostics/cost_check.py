@@ -71,12 +71,12 @@ def real_outcome(data, start, goal, env_actions):
     return np.array(out), np.stack(pixels), np.stack(proprio)
 
 
-def cost_with_history(model, data, start, goal_slots, goal_proprio, plans, args):
-    """The planning cost with ``args.history`` dataset frames of context (the start frame and
+def cost_with_history(model, data, start, goal_slots, goal_proprio, plans, h, proprio_weight):
+    """The planning cost with ``h`` dataset frames of context (the start frame and
     the ones ``frameskip`` steps apart before it, the first frame of the episode repeated
     where the episode began later) and their dataset actions: what the planner could do
     if it kept the frames it has seen. plans (N, H, A) -> costs (N,)."""
-    fs, h = model.cfg.frameskip, args.history
+    fs = model.cfg.frameskip
     begin = data.episode_starts[np.searchsorted(data.episode_starts, start, side="right") - 1]
     frames = np.maximum(start - fs * np.arange(h - 1, -1, -1), begin)  # (h,) oldest first
     past = np.stack([data.action[f:f + fs].reshape(-1) if f + fs <= start else np.zeros(2 * fs)
@@ -89,7 +89,7 @@ def cost_with_history(model, data, start, goal_slots, goal_proprio, plans, args)
     out = rollout(model.predictor, context, actions, context_proprio, n_future=H, history=h)
     proprio = None if out["proprio"] is None else out["proprio"][:, -1]
     return goal_cost(out["slots"][:, -1], proprio, goal_slots, model.predictor.proprio_features(goal_proprio),
-                     args.proprio_weight).numpy()
+                     proprio_weight).numpy()
 
 
 @torch.no_grad()
@@ -136,8 +136,7 @@ def main(argv=None):
         def model_cost(weight):  # the planning cost with this proprio weight (0: the slot term alone)
             if args.history == 1:
                 return model.costs(slots[:1], proprio[:1], slots[1:], proprio[1:], plans[None], 1, weight)[0].numpy()
-            return cost_with_history(model, data, s, slots[1:], proprio[1:], plans,
-                                     argparse.Namespace(**{**vars(args), "proprio_weight": weight}))
+            return cost_with_history(model, data, s, slots[1:], proprio[1:], plans, args.history, weight)
         cost, slot_term = model_cost(args.proprio_weight), model_cost(0.0)
         real, last_pixels, last_proprio = real_outcome(data, s, g, model.to_env_actions(plans))
         # the same cost on the frames really reached: the encoder's part of the ranking
