@@ -14,8 +14,11 @@ goal state (agent and block position in px, block angle in degrees).
 Printed, averaged over episodes:
 - the Spearman rank correlation between model cost and real distance (position distance
   plus angle error / 20 degrees * 20 px), over all candidates and over the near ones only;
-- the same for the cost of the frames really reached (encoded, no predictor): how well
-  the slot space itself ranks outcomes, and how well the model's cost follows it;
+- the same for the cost of the frames really reached (encoded, no predictor, as the goal is):
+  how well the slot space itself ranks outcomes, and how well the model's cost follows it;
+- the slot term alone against the block's own outcome (its distance plus angle error), for
+  the model's cost and for the frames really reached: whether the slots, and the predictor's
+  rollouts of them, tell where the block ends;
 - where the dataset's plan ranks in model cost among the random draws (0 = cheapest), and in
   the slot term alone; the spread (std over candidates) of the slot term and of the proprio
   term, which tells which of the two steers the planner;
@@ -54,9 +57,9 @@ def spearman(a, b):
 
 
 def real_outcome(data, start, goal, env_actions):
-    """Execute (N, 25, 2) env actions from ``start``. Returns (N, 2): position distance (px,
-    agent and block together) and block angle error (degrees) to the goal state at the end,
-    and the last observations: pixels (N, H, W, 3) and proprio (N, 4)."""
+    """Execute (N, 25, 2) env actions from ``start``. Returns (N, 3): position distance (px,
+    agent and block together), block angle error (degrees) and the block's own distance (px)
+    to the goal state at the end, and the last observations: pixels (N, H, W, 3) and proprio (N, 4)."""
     out, pixels, proprio = [], [], []
     for actions in env_actions:
         env = PushTEnv(data.config.render_size)
@@ -65,7 +68,7 @@ def real_outcome(data, start, goal, env_actions):
             obs, *_ = env.step(a)
         state, target = env.get_state(), data.state[goal]
         out.append((np.linalg.norm(state[:4] - target[:4]),
-                    np.degrees(abs(wrap_angle(state[4] - target[4])))))
+                    np.degrees(abs(wrap_angle(state[4] - target[4]))), np.linalg.norm(state[2:4] - target[2:4])))
         pixels.append(obs["pixels"])
         proprio.append(obs["proprio"])
     return np.array(out), np.stack(pixels), np.stack(proprio)
@@ -140,10 +143,14 @@ def main(argv=None):
         cost, slot_term = model_cost(args.proprio_weight), model_cost(0.0)
         real, last_pixels, last_proprio = real_outcome(data, s, g, model.to_env_actions(plans))
         # the same cost on the frames really reached: the encoder's part of the ranking
-        reached = goal_cost(model.encode(last_pixels), model.proprio(last_proprio), slots[1:], proprio[1:],
-                            args.proprio_weight)
-        score = real[:, 0] + real[:, 1]  # 20 degrees of angle weigh as much as 20 px
+        # encoded as the goal is (from the start frame's slots unless --goal-alone)
+        after = None if args.goal_alone else np.repeat(data.pixels[[s]], len(last_pixels), 0)
+        reached_slots = model.encode(last_pixels, after=after)
+        reached = goal_cost(reached_slots, model.proprio(last_proprio), slots[1:], proprio[1:], args.proprio_weight)
+        reached_slot_term = goal_cost(reached_slots, None, slots[1:], None, 0.0).numpy()
         n = args.samples
+        score = real[:, 0] + real[:, 1]  # 20 degrees of angle weigh as much as 20 px
+        block = real[:1 + 2 * n, 2] + real[:1 + 2 * n, 1]  # the block's part of it
         c, r, sc = cost[:1 + 2 * n], reached[:1 + 2 * n].numpy(), score[:1 + 2 * n]  # without CEM's plan
         near_part = slice(1 + n, None)
         best = int(c.argmin())
@@ -158,13 +165,16 @@ def main(argv=None):
             "slot_term_std": float(slot_term[:1 + 2 * n].std()),
             "proprio_term_std": float((c - slot_term[:1 + 2 * n]).std()),
             "dataset_plan_rank_slot_term": float((slot_term[1:1 + n] < slot_term[0]).mean()),
-            "dataset_plan_real": real[0].tolist(),
-            "chosen_real": real[best].tolist(),
-            "best_real": real[sc.argmin()].tolist(),
-            "median_real": np.median(real[:1 + 2 * n], 0).tolist(),
+            # the slot term against the block's own outcome: the model's, and the reached frames'
+            "spearman_slot_term_block": spearman(slot_term[:1 + 2 * n], block),
+            "spearman_encoder_slot_term_block": spearman(reached_slot_term[:1 + 2 * n], block),
+            "dataset_plan_real": real[0, :2].tolist(),
+            "chosen_real": real[best, :2].tolist(),
+            "best_real": real[sc.argmin(), :2].tolist(),
+            "median_real": np.median(real[:1 + 2 * n, :2], 0).tolist(),
         })
         if args.cem:
-            rows[-1].update(cem_real=real[-1].tolist(), cem_cost_below_dataset=float(cost[-1] < cost[0]),
+            rows[-1].update(cem_real=real[-1, :2].tolist(), cem_cost_below_dataset=float(cost[-1] < cost[0]),
                             cem_real_below_dataset=float(score[-1] < score[0]),
                             cem_cost_over_dataset=float(cost[-1] / cost[0]),
                             cem_reached_over_dataset=float(reached[-1] / reached[0]))

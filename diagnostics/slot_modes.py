@@ -10,8 +10,13 @@ prints, over every ``--every``-th frame: the mean absolute difference per entry 
 two, by the frame's place in its chain (place 0 is encoded alone in both); the mean squared
 difference, as it is and under the best matching of slots (plan.matched_slot_cost, the
 planner's; a share of frames whose best matching is the identity below 1 would mean the two
-modes order objects differently); and, for scale, the mean entry and each mode's
-mean change between frames one world-model step apart in an episode.
+modes order objects differently); for scale, the mean entry and each mode's
+mean change between frames one world-model step apart in an episode; and what each mode's
+slots hold: their variance per entry (each slot index about its own mean, the scale the
+predictor's loss and the planning cost see) and the share of it a linear map explains from the
+true state (agent and block position, the block angle's cosine and sine), and from the state
+and the frame's place in its chain together (a mode whose slots follow the place more than the
+scene records time since its chain began).
 """
 
 import argparse
@@ -26,10 +31,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from config import open_dataset, read_run  # noqa: E402
 from encoder import load_slots  # noqa: E402
 from plan import matched_slot_cost  # noqa: E402
+from probe_slots import state_features  # noqa: E402
 
 
-def compare_modes(video, frame, episode_starts, frameskip, every=7):
-    """video, frame: (N, S, D) slots of the same frames. Returns a dict of the printed numbers."""
+def explained(slots, features):
+    """The share of the variance of slots (n, S, D), over all entries, that a least-squares
+    linear map (with a bias) from features (n, F) explains."""
+    y = slots.reshape(len(slots), -1)
+    y = y - y.mean(0)
+    x = np.concatenate([features, np.ones((len(features), 1))], 1)
+    residual = y - x @ np.linalg.lstsq(x, y, rcond=None)[0]
+    return float(1 - (residual ** 2).sum() / (y ** 2).sum())
+
+
+def compare_modes(video, frame, episode_starts, frameskip, every=7, state=None):
+    """video, frame: (N, S, D) slots of the same frames; state (N, 5): the frames' true states
+    (optional: what the slots hold). Returns a dict of the printed numbers."""
     rows = np.arange(0, len(video), every)
     episode = np.searchsorted(episode_starts, rows, side="right") - 1
     place = (rows - episode_starts[episode]) // frameskip        # the frame's place in its chain
@@ -40,7 +57,15 @@ def compare_modes(video, frame, episode_starts, frameskip, every=7):
     later = rows + frameskip < episode_starts[episode + 1]            # one world-model step on, same episode
     step = {name: float(np.abs(np.asarray(s[rows[later] + frameskip]) - np.asarray(s[rows[later]])).mean())
             for name, s in (("video", video), ("frame", frame))}
-    return {"frames": len(rows), "gap": float(gap.mean()), "mse": float(mse.mean()), "mse matched": float(matched.mean()),
+    held = {}
+    if state is not None:
+        features = state_features(np.asarray(state[rows], np.float64))
+        features = (features - features.mean(0)) / (features.std(0) + 1e-9)
+        clock = (place[:, None] == np.unique(place)[None, 1:]).astype(np.float64)  # one-hot place, 0 the base
+        for name, x in (("video", V), ("frame", F)):
+            held[name] = {"variance": float(x.var(0).mean()), "state": explained(x, features),
+                          "state and place": explained(x, np.concatenate([features, clock], 1))}
+    return {"frames": len(rows), "gap": float(gap.mean()), "held": held, "mse": float(mse.mean()), "mse matched": float(matched.mean()),
             "identity best": float((mse <= matched * (1 + 1e-9)).mean()), "mean entry": float(np.abs(F).mean()),
             "step": step, "by place": {int(p): float(gap[place == p].mean()) for p in np.unique(place)}}
 
@@ -64,7 +89,7 @@ def main(argv=None):
                                      len(data.pixels))
         except (ValueError, OSError) as err:
             sys.exit(f"error: {err} (make them with the run's train.py flags and --slot-mode {mode} --until slots)")
-    r = compare_modes(slots["video"], slots["frame"], data.episode_starts, cfg.frameskip, args.every)
+    r = compare_modes(slots["video"], slots["frame"], data.episode_starts, cfg.frameskip, args.every, data.state)
     print(f"{args.run}: {r['frames']:,} frames; mean |entry| {r['mean entry']:.4f}")
     print(f"video against frame mode, per entry: mean |difference| {r['gap']:.4f}; squared {r['mse']:.4f}, "
           f"{r['mse matched']:.4f} under the best matching (the identity best in {100 * r['identity best']:.1f} % "
@@ -74,6 +99,10 @@ def main(argv=None):
     print("| place in chain | " + " | ".join(str(p) for p in places) + " |")
     print("|---|" + "---|" * len(places))
     print("| video against frame | " + " | ".join(f"{r['by place'][p]:.4f}" for p in places) + " |")
+    print("\n| slots | variance per entry | share explained by the state | by the state and the place |")
+    print("|---|---|---|---|")
+    for name, h in r["held"].items():
+        print(f"| {name} mode | {h['variance']:.3g} | {h['state']:.3f} | {h['state and place']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -489,6 +489,14 @@ def test_slot_modes_measures_the_gap_by_place_in_chain_and_names_a_missing_mode(
     assert r["by place"] == pytest.approx({0: 0.0, 1: 0.1, 2: 0.2, 3: 0.3})
     assert r["identity best"] == 1.0 and r["mse"] == pytest.approx(r["mse matched"])
     assert r["step"]["video"] > r["step"]["frame"]          # the drift adds 0.1 a step
+    # what the slots hold: frame mode a linear map of the state, video mode that plus the clock
+    state = rng.uniform(0, 3, size=(24, 5))
+    of_state = np.einsum("nf,fsd->nsd", slot_modes.state_features(state), rng.normal(size=(6, 3, 4)))
+    with_clock = of_state + place[:, None, None] * rng.normal(size=(1, 3, 4))
+    held = slot_modes.compare_modes(with_clock, of_state, starts, fs, every=1, state=state)["held"]
+    assert held["video"]["state"] < 0.95 and held["video"]["state and place"] == pytest.approx(1.0)
+    assert held["frame"]["state"] == pytest.approx(1.0) and held["frame"]["variance"] == pytest.approx(of_state.var(0).mean())
+    assert r["held"] == {}                                  # no state given
     swapped = video[:, [1, 0, 2]]                           # another order of objects in video mode
     r = slot_modes.compare_modes(swapped, frame, starts, fs, every=1)
     assert r["identity best"] < 0.2 and r["mse matched"] < r["mse"]
@@ -529,3 +537,5 @@ def test_cost_check_splits_the_planning_cost_into_its_slot_and_proprio_terms(tin
     assert summaries["0"]["slot_term_std"] == pytest.approx(summaries["1"]["slot_term_std"], rel=1e-5)
     assert summaries["0"]["proprio_term_std"] == pytest.approx(0.0, abs=1e-7)
     assert summaries["0"]["dataset_plan_rank"] == summaries["0"]["dataset_plan_rank_slot_term"]
+    for key in ("spearman_slot_term_block", "spearman_encoder_slot_term_block"):  # the slot term's, either weight
+        assert -1 <= summaries["1"][key] <= 1 and summaries["0"][key] == pytest.approx(summaries["1"][key])
