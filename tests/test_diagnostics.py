@@ -524,6 +524,27 @@ def test_rollout_check_rolls_out_from_frames_alone_or_the_runs_own_slots(tiny_ru
         rollout_check.main(["--ckpt", str(tiny_run[1]), "--from-place", "1000"])
 
 
+def test_slot_zscore_probe_zscores_each_slot_entry_with_statistics_kept_beside_the_slots(tiny_run):
+    import importlib.util
+    from config import open_run
+    from encoder import load_slots, token_files
+    path = Path(__file__).parents[1] / "experiments" / "slot_zscore_probe.py"
+    spec = importlib.util.spec_from_file_location("slot_zscore_probe", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    cfg, info, _, _ = open_run(str(tiny_run[1]), "pusht", "test")
+    n = len(np.load(token_files(Path(info["encoder"]), cfg)[0], mmap_mode="r"))
+    z = probe.load_zscored(info["encoder"], cfg, n)
+    raw = load_slots(Path(info["encoder"]), cfg, n)
+    assert z.shape == raw.shape and (token_files(Path(info["encoder"]), cfg)[0].with_name("zscore-video.npz")).is_file()
+    sample = z[::7].astype(np.float64)                    # the rows the statistics come from
+    assert np.abs(sample.mean(0)).max() < 1e-3
+    mean, std = probe.STATS["stats"]
+    kept = std >= 0.1 * np.median(std)                     # entries whose std was not floored
+    assert np.allclose(sample.std(0)[kept], 1, atol=1e-3) and np.all(sample.std(0)[~kept] < 1)
+    assert np.allclose(z * np.maximum(std, 0.1 * np.median(std)) + mean, raw, atol=1e-5)
+
+
 def test_cost_check_splits_the_planning_cost_into_its_slot_and_proprio_terms(tiny_run, tmp_path):
     import cost_check
     summaries = {}
