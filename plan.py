@@ -460,12 +460,12 @@ def evaluate_model(cfg: PlanConfig, model: WorldModel, data, out: Path, progress
         for e, episode in enumerate(frames):
             save_gif(episode, out.with_name(f"{out.stem}-seed{seed}-episode{e}.gif"))
         atomic_write_json(out, results)  # the seeds done so far survive an interrupted run
-        if progress:
-            agent, block, angle = np.median(errors, axis=0)
-            bar.write(f"seed {seed}: success {100 * success.mean():.1f} % ({success[push].sum()} of "
-                      f"{push.sum()} episodes whose block must be pushed, {success[~push].sum()} of "
-                      f"{(~push).sum()} whose block starts in place), {seconds:.0f} s solving; median "
-                      f"end: agent {agent:.0f} px, block {block:.0f} px, angle {angle:.0f} deg from the goal")
+        agent, block, angle = np.median(errors, axis=0)
+        line = (f"seed {seed}: success {100 * success.mean():.1f} % ({success[push].sum()} of {push.sum()} "
+                f"episodes whose block must be pushed, {success[~push].sum()} of {(~push).sum()} whose block "
+                f"starts in place), {seconds:.0f} s solving; median end: agent {agent:.0f} px, block "
+                f"{block:.0f} px, angle {angle:.0f} deg from the goal")
+        bar.write(line) if progress else print(line, flush=True)
     rates = [r["success_rate"] for r in results["seeds"].values()]
     solve_total = sum(r["solve_seconds"] for r in results["seeds"].values())
     # one "solve" is one CEM optimisation for one episode
@@ -479,10 +479,11 @@ def evaluate_model(cfg: PlanConfig, model: WorldModel, data, out: Path, progress
 
 def main(argv=None):
     parser = build_parser(PlanConfig, PRESETS, "Plan on Push-T with a trained C-JEPA.")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (a line per seed still)")
     args = parser.parse_args(argv)
     cfg = config_from_args(PlanConfig, PRESETS, args, default_preset="paper")
     try:
-        results, out = evaluate(cfg)
+        results, out = evaluate(cfg, progress=not args.no_progress)
     except (ValueError, OSError, FloatingPointError) as err:
         sys.exit(f"error: {error_line(err)}")
     print(f"success {100 * results['success_mean']:.1f} +/- {100 * results['success_std']:.1f} % "

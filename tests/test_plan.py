@@ -182,6 +182,16 @@ def test_replay_reaches_every_goal_and_cem_runs(tiny_run):
     assert not (out / "cem-seed0-episode2.gif").exists()
 
 
+def test_no_progress_keeps_a_line_per_seed_without_the_bar(tiny_run, tmp_path, capsys):
+    _, out = tiny_run
+    plan.main(["--ckpt", str(out), "--policy", "replay", "--split", "val", "--seeds", "0", "1", "--episodes", "2",
+               "--gifs", "0", "--out", str(tmp_path / "replay.json"), "--no-progress"])
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert [line.split(":")[0] for line in lines[:2]] == ["seed 0", "seed 1"] and lines[2].startswith("success 100.0")
+    assert "plan replay" not in captured.err                         # tqdm's bar writes to stderr
+
+
 def test_a_start_that_meets_its_goal_is_not_a_success(tiny_run, monkeypatch):
     # success is a step that meets the goal (SWM counts the env's steps, not its reset): with
     # every goal its own start and every step made to miss, no episode succeeds
