@@ -15,8 +15,9 @@ mean change between frames one world-model step apart in an episode; and what ea
 slots hold: their variance per entry (each slot index about its own mean, the scale the
 predictor's loss and the planning cost see) and the share of it a linear map explains from the
 true state (agent and block position, the block angle's cosine and sine), and from the state
-and the frame's place in its chain together (a mode whose slots follow the place more than the
-scene records time since its chain began).
+and the frame's place in its chain (one-hot) together (a mode whose slots follow the place more
+than the scene records time since its chain began), over all frames and over the video-mode
+frames 5 or more places into their chain.
 """
 
 import argparse
@@ -32,6 +33,9 @@ from config import open_dataset, read_run  # noqa: E402
 from encoder import load_slots  # noqa: E402
 from plan import matched_slot_cost  # noqa: E402
 from probe_slots import state_features  # noqa: E402
+
+
+STEADY = 5   # places from which a chain has left its first frame behind (the last rows of the table)
 
 
 def explained(slots, features):
@@ -61,10 +65,15 @@ def compare_modes(video, frame, episode_starts, frameskip, every=7, state=None):
     if state is not None:
         features = state_features(np.asarray(state[rows], np.float64))
         features = (features - features.mean(0)) / (features.std(0) + 1e-9)
-        clock = (place[:, None] == np.unique(place)[None, 1:]).astype(np.float64)  # one-hot place, 0 the base
-        for name, x in (("video", V), ("frame", F)):
-            held[name] = {"variance": float(x.var(0).mean()), "state": explained(x, features),
-                          "state and place": explained(x, np.concatenate([features, clock], 1))}
+        every_row = np.ones(len(rows), bool)
+        for name, x, keep in (("video", V, every_row), ("frame", F, every_row),
+                              (f"video, places {STEADY} on", V, place >= STEADY)):
+            if not keep.any():
+                continue
+            x, f = x[keep], features[keep]
+            clock = (place[keep][:, None] == np.unique(place[keep])[None, 1:]).astype(np.float64)  # one-hot, 1st the base
+            held[name] = {"variance": float(x.var(0).mean()), "state": explained(x, f),
+                          "state and place": explained(x, np.concatenate([f, clock], 1))}
     return {"frames": len(rows), "gap": float(gap.mean()), "held": held, "mse": float(mse.mean()), "mse matched": float(matched.mean()),
             "identity best": float((mse <= matched * (1 + 1e-9)).mean()), "mean entry": float(np.abs(F).mean()),
             "step": step, "by place": {int(p): float(gap[place == p].mean()) for p in np.unique(place)}}
@@ -102,7 +111,7 @@ def main(argv=None):
     print("\n| slots | variance per entry | share explained by the state | by the state and the place |")
     print("|---|---|---|---|")
     for name, h in r["held"].items():
-        print(f"| {name} mode | {h['variance']:.3g} | {h['state']:.3f} | {h['state and place']:.3f} |")
+        print(f"| {name} | {h['variance']:.3g} | {h['state']:.3f} | {h['state and place']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -496,6 +496,10 @@ def test_slot_modes_measures_the_gap_by_place_in_chain_and_names_a_missing_mode(
     held = slot_modes.compare_modes(with_clock, of_state, starts, fs, every=1, state=state)["held"]
     assert held["video"]["state"] < 0.95 and held["video"]["state and place"] == pytest.approx(1.0)
     assert held["frame"]["state"] == pytest.approx(1.0) and held["frame"]["variance"] == pytest.approx(of_state.var(0).mean())
+    assert set(held) == {"video", "frame"}                  # no frame is 5 places into its chain here
+    clocked = of_state + np.concatenate([np.arange(12)] * 2)[:, None, None] * rng.normal(size=(1, 3, 4))
+    later = slot_modes.compare_modes(clocked, of_state, starts, 1, every=1, state=state)["held"]["video, places 5 on"]
+    assert later["state"] < 0.95 and later["state and place"] == pytest.approx(1.0)  # frameskip 1: places 5 to 11
     assert r["held"] == {}                                  # no state given
     swapped = video[:, [1, 0, 2]]                           # another order of objects in video mode
     r = slot_modes.compare_modes(swapped, frame, starts, fs, every=1)
