@@ -10,8 +10,8 @@ the proprio's (the proprio is z-scored). This runs train.py, plan.py or a diagno
 slot entry z-scored: minus that slot index's mean, over that feature's standard deviation (floored
 at a tenth of the median one), both from every 7th frame of the run's slots and written beside
 them (``zscore-<mode>.npz`` in the encoder's slot folder), applied to the slots the predictor
-trains on and to every frame the planner encodes. The result is in docs/faithful.md
-("Slots z-scored, a probe").
+trains on and to every frame the planner encodes. Its runs record none of this: plan and score
+them through this script only. The result is in docs/faithful.md ("Slots z-scored, a probe").
 """
 
 import sys
@@ -38,7 +38,8 @@ def load_zscored(enc_dir, cfg, n_frames, load=encoder.load_slots):
     """encoder.load_slots, z-scored; the statistics are computed once and kept on disk."""
     enc_dir = Path(enc_dir)
     slots = load(enc_dir, cfg, n_frames)
-    path = encoder.token_files(enc_dir, cfg)[0].with_name(f"zscore-{cfg.slot_mode}.npz")
+    moments = f"-moments{cfg.mask_moments:g}" if cfg.mask_moments else ""
+    path = encoder.token_files(enc_dir, cfg)[0].with_name(f"zscore-{cfg.slot_mode}{moments}.npz")
     if not path.is_file():
         sample = np.asarray(slots[::7], np.float64)
         np.savez(path, mean=sample.mean(0), std=sample.std(0))
