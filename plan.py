@@ -465,7 +465,10 @@ def evaluate_model(cfg: PlanConfig, model: WorldModel, data, out: Path, progress
                 f"episodes whose block must be pushed, {success[~push].sum()} of {(~push).sum()} whose block "
                 f"starts in place), {seconds:.0f} s solving; median end: agent {agent:.0f} px, block "
                 f"{block:.0f} px, angle {angle:.0f} deg from the goal")
-        bar.write(line) if progress else print(line, flush=True)
+        if progress:
+            bar.write(line)
+        else:
+            print(line, flush=True)
     rates = [r["success_rate"] for r in results["seeds"].values()]
     solve_total = sum(r["solve_seconds"] for r in results["seeds"].values())
     # one "solve" is one CEM optimisation for one episode

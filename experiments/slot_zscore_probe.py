@@ -26,26 +26,29 @@ import encoder  # noqa: E402
 import plan  # noqa: E402
 import train  # noqa: E402
 
-STATS = {}
-
-
 def zscore(slots, stats):
     mean, std = stats
     return ((np.asarray(slots, np.float32) - mean) / np.maximum(std, 0.1 * np.median(std))).astype(np.float32)
 
 
-def load_zscored(enc_dir, cfg, n_frames, load=encoder.load_slots):
-    """encoder.load_slots, z-scored; the statistics are computed once and kept on disk."""
+def slot_stats(enc_dir, cfg, n_frames, slots=None):
+    """Each slot entry's mean and std (S, D) over every 7th frame of the run's slots: computed
+    once (from ``slots`` when given, else read with encoder.load_slots) and kept on disk."""
     enc_dir = Path(enc_dir)
-    slots = load(enc_dir, cfg, n_frames)
     moments = f"-moments{cfg.mask_moments:g}" if cfg.mask_moments else ""
     path = encoder.token_files(enc_dir, cfg)[0].with_name(f"zscore-{cfg.slot_mode}{moments}.npz")
     if not path.is_file():
+        slots = encoder.load_slots(enc_dir, cfg, n_frames) if slots is None else slots
         sample = np.asarray(slots[::7], np.float64)
         np.savez(path, mean=sample.mean(0), std=sample.std(0))
     stats = np.load(path)
-    STATS["stats"] = (stats["mean"].astype(np.float32), stats["std"].astype(np.float32))
-    return zscore(slots, STATS["stats"])
+    return stats["mean"].astype(np.float32), stats["std"].astype(np.float32)
+
+
+def load_zscored(enc_dir, cfg, n_frames):
+    """encoder.load_slots, z-scored."""
+    slots = encoder.load_slots(Path(enc_dir), cfg, n_frames)
+    return zscore(slots, slot_stats(enc_dir, cfg, n_frames, slots))
 
 
 def main():
@@ -57,15 +60,18 @@ def main():
         return train.main(argv)
     encode, load_world_model = plan.WorldModel.encode, plan.load_world_model
 
-    def encode_zscored(self, pixels, states=None, after=None):
-        return torch.from_numpy(zscore(encode(self, pixels, states, after).cpu().numpy(), STATS["stats"])).to(self.device)
-
-    def load_zscored_model(ckpt, *args, **kwargs):  # the run's statistics, from its slots
+    def load_zscored_model(ckpt, *args, **kwargs):  # the model, encoding every frame z-scored
         model, data = load_world_model(ckpt, *args, **kwargs)
-        load_zscored(plan.open_run(ckpt, "pusht", "the probe runs on Push-T")[1]["encoder"], model.cfg, len(data.pixels))
+        encoder_dir = plan.open_run(ckpt, "pusht", "the probe runs on Push-T")[1]["encoder"]
+        stats = slot_stats(encoder_dir, model.cfg, len(data.pixels))
+
+        def encode_zscored(pixels, states=None, after=None):
+            slots = encode(model, pixels, states, after).cpu().numpy()
+            return torch.from_numpy(zscore(slots, stats)).to(model.device)
+        model.encode = encode_zscored
         return model, data
 
-    plan.WorldModel.encode, plan.load_world_model = encode_zscored, load_zscored_model
+    plan.load_world_model = load_zscored_model
     return __import__(which).main(argv)
 
 
