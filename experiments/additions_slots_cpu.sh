@@ -3,14 +3,16 @@
 # "Our slot-residual additions on these slots"): the cpu preset's slots of the scripted expert's
 # 1,000 episodes, M = 1, trained and planned as runs/cpu-expert-video-m1 and runs/cpu-expert-m1
 # (experiments/expert_slots_cpu.sh, which makes the data, encoder and slots these runs reuse)
-# with one set of additions switched on: --slot-residual alone, and with --proprio-residual
-# --proprio-space raw (the three that planned above the paper's method alone on true states).
-# Two lanes at a time on 2 cores, one thread each (about 70 minutes a pair):
+# with one set of additions switched on: --slot-residual alone, with --proprio-residual
+# --proprio-space raw (the three that planned above the paper's method alone on true states),
+# and those two alone. Two lanes at a time on 2 cores, one thread each (about 70 minutes a
+# pair; the last run alone):
 #
 #     bash experiments/additions_slots_cpu.sh
 #
 # Runs: runs/cpu-expert-video-m1-{sres,best} (video-mode slots, the paper's pipeline) and
-# runs/cpu-expert-m1-{sres,best} (each frame's slots alone). Logs in logs/additions-slots-cpu;
+# runs/cpu-expert-m1-{sres,best,prop} (each frame's slots alone; prop: the two proprio additions
+# without the residual). Logs in logs/additions-slots-cpu;
 # results in each run's plan-paper.json. Runs go on where they stopped when started again.
 set -u
 LOG=logs/additions-slots-cpu
@@ -31,4 +33,5 @@ wait
 run cpu-expert-m1-sres --slot-mode frame --slot-residual &
 run cpu-expert-m1-best --slot-mode frame $BEST &
 wait
+run cpu-expert-m1-prop --slot-mode frame --proprio-residual --proprio-space raw   # the proprio pair alone
 note "all done"
