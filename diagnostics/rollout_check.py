@@ -23,7 +23,10 @@ encodes them: its floor then holds the difference between the two.
 (on a video-mode run, read off chains of frames), and ``--from-place K`` starts only at frames K
 or more model steps into their episode: on a video-mode run the two kinds of start, a chain's
 first frame (what the planner gives the model) and a later one (what it mostly trained on), side
-by side on the same starts. (The probe weighs directions in which the training slots hardly
+by side on the same starts. ``--context K`` gives the model the K real frames up to the start
+(K <= its history, the start frame last) instead of the start frame alone, as training does
+(K = the model's history): a model no closer than "no motion" even then is not held back by the
+planner's short context. (The probe weighs directions in which the training slots hardly
 vary, so it may read a rollout far off where its matched MSE is small: trust the MSE first.)
 """
 
@@ -83,18 +86,25 @@ def main(argv=None):
                              "training slots (video mode: read off chains)")
     parser.add_argument("--from-place", type=int, default=0,
                         help="start only at frames this many model steps or more into their episode")
+    parser.add_argument("--context", type=int, default=1,
+                        help="real frames the rollout starts from, the start frame last (<= the model's history)")
     args = parser.parse_args(argv)
     model, data = load_world_model(args.ckpt, torch.device("cpu"))
-    fs = model.cfg.frameskip
+    fs, context = model.cfg.frameskip, args.context
+    if not 1 <= context <= model.predictor.n_history:
+        raise SystemExit(f"error: --context must be 1 to the model's history {model.predictor.n_history}, got {context}")
 
     starts = window_starts(data, "val", args.steps * fs + 1)
     begins = data.episode_starts[np.searchsorted(data.episode_starts, starts, side="right") - 1]
-    starts = starts[starts - begins >= args.from_place * fs]
+    place = max(args.from_place, context - 1)
+    starts = starts[starts - begins >= place * fs]
     if not len(starts):
-        raise SystemExit(f"error: no validation window starts {args.from_place} model steps into its episode")
+        raise SystemExit(f"error: no validation window starts {place} model steps into its episode")
     starts = np.sort(np.random.default_rng(args.seed).choice(starts, min(args.starts, len(starts)), replace=False))
     times = starts[:, None] + fs * np.arange(1, args.steps + 1)       # (B, K) frame rows
-    actions = model.from_env_actions(np.stack([data.action[t:t + args.steps * fs] for t in starts]))
+    seen = starts[:, None] - fs * np.arange(context - 1, -1, -1)      # (B, context) rows, the start last
+    actions = model.from_env_actions(np.stack([data.action[t - (context - 1) * fs:t + args.steps * fs]
+                                               for t in starts]))
     # the action at the last predicted frame is not part of a plan: the dataset mean, as plan.py
     actions = np.concatenate([actions, np.zeros((len(starts), 1, fs * ACTION_DIM))], axis=1)
     if args.slots == "alone":
@@ -103,9 +113,10 @@ def main(argv=None):
         _, info, _, _ = open_run(args.ckpt, "pusht", "rollout_check reads Push-T runs")
         extracted = load_slots(Path(info["encoder"]), model.cfg, len(data.pixels))
         encode = lambda rows: torch.from_numpy(extracted[rows]).float()  # noqa: E731
-    slots = encode(starts)[:, None]                                  # (B, 1, S, D)
-    proprio = torch.from_numpy(normalize_proprio(data.proprio[starts], data.stats))[:, None]
-    out = rollout(model.predictor, slots, torch.from_numpy(actions).float(), proprio,
+    history = torch.stack([encode(rows) for rows in seen.T], dim=1)   # (B, context, S, D)
+    slots = history[:, -1:]                                          # (B, 1, S, D): the start frame
+    proprio = torch.from_numpy(normalize_proprio(data.proprio[seen], data.stats))
+    out = rollout(model.predictor, history, torch.from_numpy(actions).float(), proprio,
                   n_future=args.steps, history=model.predictor.n_history)
     real = torch.cat([encode(t) for t in times.T], dim=0)  # (K * B, S, D), step-major
     real = real.reshape(args.steps, len(starts), *real.shape[1:]).transpose(0, 1)  # (B, K, S, D)
@@ -113,7 +124,8 @@ def main(argv=None):
              "no motion": matched_slot_cost(slots.expand_as(real), real).numpy()}
     moved = np.linalg.norm(data.state[times[:, -1], 2:4] - data.state[starts, 2:4], axis=-1) > args.moving
 
-    print(f"{args.slots} slots; {len(starts)} validation starts, {moved.sum()} with the block moving > "
+    print(f"{args.slots} slots, {context} real frame{'s' * (context > 1)} of context; {len(starts)} validation "
+          f"starts, {moved.sum()} with the block moving > "
           f"{args.moving:g} px by step {args.steps}. Matched slot MSE to the encoded real frame, median over all starts / "
           "over the moving ones:")
     print("| step (env steps) | model | no motion |\n|---|---|---|")

@@ -519,13 +519,19 @@ def test_rollout_check_rolls_out_from_frames_alone_or_the_runs_own_slots(tiny_ru
         return out, [[float(x) for c in r[1:] for x in c.strip(" |").split(" / ")] for r in rows]
 
     out, alone = table("--from-place", "1")
-    assert out.startswith("alone slots; 6 validation starts") and len(alone) == 2
+    assert out.startswith("alone slots, 1 real frame of context; 6 validation starts") and len(alone) == 2
+    out, two = table("--from-place", "1", "--context", "2")
+    assert out.startswith("alone slots, 2 real frames of context; 6 validation starts")
+    # the same starts (no motion alike); the model's forecast now also reads the frame before
+    assert np.allclose(np.array(two)[:, 2:], np.array(alone)[:, 2:]) and not np.allclose(two, alone)
     out, chains = table("--from-place", "1", "--slots", "extracted")
-    assert out.startswith("extracted slots; 6 validation starts")
+    assert out.startswith("extracted slots, 1 real frame of context; 6 validation starts")
     # the tiny run's slots are read off chains: past a chain's first frame they are not a frame's alone
     assert np.all(np.isfinite(chains)) and not np.allclose(alone, chains)
     with pytest.raises(SystemExit, match="no validation window starts 1000 model steps"):
         rollout_check.main(["--ckpt", str(tiny_run[1]), "--from-place", "1000"])
+    with pytest.raises(SystemExit, match="--context must be 1 to the model's history"):
+        rollout_check.main(["--ckpt", str(tiny_run[1]), "--context", "9"])
 
 
 def test_slot_zscore_probe_zscores_each_slot_entry_with_statistics_kept_beside_the_slots(tiny_run):
