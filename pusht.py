@@ -166,9 +166,9 @@ class PushTEnv(gym.Env):
         self.block.center_of_gravity = (bar.center_of_gravity + stem.center_of_gravity) / 2
         self.space.add(self.block, bar, stem)
 
-    def _set_state(self, state):
+    def _set_state(self, state, substep=None):
         """Agent velocity, agent position, block angle, block position, then one substep
-        (unless ``restore_substep`` is off)."""
+        (``substep``: None follows ``restore_substep``)."""
         state = np.asarray(state, dtype=np.float64)
         if state.shape != (STATE_DIM,) or not np.all(np.isfinite(state)):
             raise ValueError(f"expected a finite state of shape (7,), got {state.shape}: {state}")
@@ -176,7 +176,7 @@ class PushTEnv(gym.Env):
         self.agent.position = (float(state[0]), float(state[1]))
         self.block.angle = float(state[4])        # angle first: position is the body origin
         self.block.position = (float(state[2]), float(state[3]))
-        if self.restore_substep:
+        if self.restore_substep if substep is None else substep:
             self.space.step(DT)
 
     def drive_block(self, velocity, angular_velocity):
@@ -238,14 +238,33 @@ class PushTEnv(gym.Env):
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (ACTION_DIM,) or not np.all(np.isfinite(action)):
             raise ValueError(f"expected a finite action of shape (2,), got {action.shape}: {action}")
-        target = self.agent.position + pymunk.Vec2d(*(ACTION_SCALE * action))
-        for _ in range(SUBSTEPS):
-            accel = K_P * (target - self.agent.position) - K_V * self.agent.velocity
-            self.agent.velocity += accel * DT
-            self.space.step(DT)
+        self._advance(action)
         obs, info = self._observe()
         success = info["is_success"]
         return obs, float(success), success, False, info
+
+    def _advance(self, action):
+        """One env step of physics: SUBSTEPS times, the agent's velocity moves by the PD law
+        toward agent + 100 * action, then the space steps. Written per coordinate in plain
+        floats (the same operations as with pymunk's vectors, bit for bit, in half the time)."""
+        agent, step = self.agent, self.space.step
+        px, py = agent.position
+        tx, ty = px + ACTION_SCALE * float(action[0]), py + ACTION_SCALE * float(action[1])
+        for _ in range(SUBSTEPS):
+            (px, py), (vx, vy) = agent.position, agent.velocity
+            agent.velocity = (vx + (K_P * (tx - px) - K_V * vx) * DT, vy + (K_P * (ty - py) - K_V * vy) * DT)
+            step(DT)
+
+    def simulate(self, state, actions):
+        """The state (7,) that ``actions`` (T, 2) lead to from ``state`` (7,), set exactly (no
+        extra substep) in a fresh world: physics only, no frames and no success test, so a
+        planner can use the simulator as a perfect world model (diagnostics/sim_plan.py). The
+        env is left in that state; ``reset`` it before stepping it as an episode."""
+        self._build_world()
+        self._set_state(state, substep=False)
+        for action in np.asarray(actions, dtype=np.float64):
+            self._advance(action)
+        return self.get_state()
 
     def render(self):
         return self._last_pixels

@@ -404,3 +404,19 @@ def test_overwrite_replaces_only_a_dataset_of_ours(tiny_dataset, tmp_path):
     out = tmp_path / "ds"
     collect(cfg, out, workers=1, progress=False)
     assert collect(cfg, out, workers=1, progress=False, overwrite=True).path == out  # a dataset is replaced
+
+
+def test_simulate_is_the_env_stepped_from_a_state_set_exactly_whatever_came_before():
+    from pusht import PushTEnv
+    rng = np.random.default_rng(0)
+    state = np.array([200.0, 150.0, 260.0, 240.0, 0.7, 30.0, -20.0])
+    actions = rng.uniform(-1, 1, (25, 2))
+    env = PushTEnv(16, restore_substep=False)
+    env.reset(options={"state": state})
+    for action in actions:
+        env.step(action)
+    sim = PushTEnv(8)
+    sim.reset(seed=3)
+    sim.step(np.array([0.5, 0.5]))                      # an earlier world and state leave no trace
+    assert np.array_equal(sim.simulate(state, actions), env.get_state())
+    assert not np.array_equal(sim.simulate(state, actions[::-1]), env.get_state())

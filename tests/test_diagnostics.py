@@ -185,6 +185,7 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
     assert json.loads((tmp_path / "runs" / "o" / "config.json").read_text())["config"]["slot_mode"] == "frame"
     rows = json.loads((tmp_path / "runs" / "o" / "rollout-errors.json").read_text())
     assert [r["what"] for r in rows] == ["model", "no motion"]
+    check_sim_plan(tmp_path / "runs" / "o", capsys)
     import masking_pusht
     masking_pusht.main(["--runs", "runs/o"])
     result = json.loads((tmp_path / "runs" / "o" / "masking-pusht.json").read_text())
@@ -204,6 +205,41 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
     masking_pusht.main(["--runs", "runs/o", "runs/o", "--reuse"])
     summary = capsys.readouterr().out.split("Mean +/- std")[1]
     assert "| 1 | 2 | 99 / " in summary
+
+
+def check_sim_plan(run, capsys):
+    """sim_plan on a tiny true-state run: the simulator scores the dataset's own plan to its goal
+    at zero cost and random plans above it, and the protocol runs end to end with it."""
+    import sim_plan
+    from config import build_predictor, config_to_dict, load_checkpoint, open_dataset, read_run
+    from data import sample_eval_pairs
+    cfg, info, run_dir = read_run(run, "pusht", "test")
+    predictor = build_predictor(cfg)
+    predictor.load_state_dict(load_checkpoint(run_dir / "predictor.pt", config_to_dict(cfg))["model"])
+    data = open_dataset(cfg, info["data"])
+    model = sim_plan.SimWorldModel(cfg, predictor, data.stats)
+    starts, goals = sample_eval_pairs(data, "train", 4, 0, 25).T
+    slots, proprio = model.encode(None, data.state[starts]), model.proprio(data.proprio[starts])
+    from pusht import wrap_angle
+    back = model.states(slots, proprio)                  # the angle comes back wrapped to (-pi, pi]
+    assert np.allclose(back[:, [0, 1, 2, 3, 5, 6]], data.state[starts][:, [0, 1, 2, 3, 5, 6]], atol=1e-3)
+    assert np.allclose(wrap_angle(back[:, 4] - data.state[starts, 4]), 0, atol=1e-5)
+    own = torch.from_numpy(model.from_env_actions(np.stack([data.action[t:t + 25] for t in starts]))).float()
+    candidates = torch.cat([own[:, None], torch.randn(len(starts), 6, *own.shape[1:])], dim=1)
+    cost = model.costs(slots, proprio, model.encode(None, data.state[goals]), model.proprio(data.proprio[goals]),
+                       candidates, 0, 1.0)
+    assert cost.shape == (4, 7) and torch.all(cost[:, 0] < 1e-6) and torch.all(cost[:, 1:] > 1e-4)
+    sim_plan.main(["--run", str(run), "--seeds", "0", "--episodes", "2", "--samples", "6", "--topk", "2",
+                   "--iterations", "2", "--no-progress"])
+    result = json.loads((run / "plan-sim.json").read_text())
+    assert len(result["seeds"]["0"]["successes"]) == 2 and result["checkpoint"]["rollouts"] == "simulator"
+    assert "simulator as the model: success" in capsys.readouterr().out
+
+
+def test_sim_plan_refuses_a_run_of_learned_slots(tiny_run):
+    import sim_plan
+    with pytest.raises(SystemExit, match="is not a true-state run of diagnostics/oracle_plan.py"):
+        sim_plan.main(["--run", str(tiny_run[1])])
 
 
 def test_action_box_counts_actions_outside_the_box_and_clips_them_only_when_asked(monkeypatch):
