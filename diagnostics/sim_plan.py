@@ -14,7 +14,7 @@ what the cost asks of a plan (the goal frame's agent position and velocity as we
 block's pose). Results go to RUN/plan-sim.json in plan.py's format (``--out``: elsewhere).
 Slow: a candidate is 25 env steps (about 1.6 ms), so a seed of 50 episodes takes about half an
 hour on one core; ``--samples``, ``--topk`` and ``--iterations`` shrink the search for a quick
-look (not the protocol).
+look (not the protocol); ``--proprio-weight 0`` scores the object states alone.
 """
 
 import argparse
@@ -69,6 +69,8 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=PlanConfig().samples)
     parser.add_argument("--topk", type=int, default=PlanConfig().topk)
     parser.add_argument("--iterations", type=int, default=PlanConfig().iterations)
+    parser.add_argument("--proprio-weight", type=float, default=PlanConfig().proprio_weight,
+                        help="weight of the proprio term in the cost (0: the object states alone)")
     parser.add_argument("--gifs", type=int, default=0, help="episodes of the first seed saved as GIFs")
     parser.add_argument("--out", default="", help="results JSON (default RUN/plan-sim.json)")
     parser.add_argument("--resume", action="store_true", help="keep the seeds an interrupted run finished")
@@ -89,9 +91,12 @@ def main(argv=None):
     check_results_path(out, "sim_plan.py", ("config", "seeds"))
     plan_cfg = PlanConfig(ckpt=str(run_dir), seeds=tuple(args.seeds), episodes=args.episodes,
                           samples=args.samples, topk=args.topk, iterations=args.iterations, gifs=args.gifs,
+                          proprio_weight=args.proprio_weight,
                           device="cpu", out=str(out), resume=args.resume)
-    if plan_cfg.episodes < 1 or plan_cfg.iterations < 1 or not 2 <= plan_cfg.topk <= plan_cfg.samples:
-        raise SystemExit("error: need --episodes >= 1, --iterations >= 1 and 2 <= --topk <= --samples")
+    if (plan_cfg.episodes < 1 or plan_cfg.iterations < 1 or not 2 <= plan_cfg.topk <= plan_cfg.samples
+            or not plan_cfg.proprio_weight >= 0):
+        raise SystemExit("error: need --episodes >= 1, --iterations >= 1, 2 <= --topk <= --samples and "
+                         "--proprio-weight >= 0")
     results, path = evaluate_model(plan_cfg, model, data, out, progress=not args.no_progress)
     print(f"simulator as the model: success {100 * results['success_mean']:.1f} +/- "
           f"{100 * results['success_std']:.1f} % over seeds {', '.join(results['seeds'])}; {path}")
