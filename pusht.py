@@ -172,11 +172,13 @@ class PushTEnv(gym.Env):
         state = np.asarray(state, dtype=np.float64)
         if state.shape != (STATE_DIM,) or not np.all(np.isfinite(state)):
             raise ValueError(f"expected a finite state of shape (7,), got {state.shape}: {state}")
+        if substep is None:
+            substep = self.restore_substep
         self.agent.velocity = (float(state[5]), float(state[6]))
         self.agent.position = (float(state[0]), float(state[1]))
         self.block.angle = float(state[4])        # angle first: position is the body origin
         self.block.position = (float(state[2]), float(state[3]))
-        if self.restore_substep if substep is None else substep:
+        if substep:
             self.space.step(DT)
 
     def drive_block(self, velocity, angular_velocity):
