@@ -374,10 +374,25 @@ def save_gif(frames, path, scale=3):
 
 
 def evaluate(cfg: PlanConfig, progress=True):
-    if cfg.policy not in ("cem", "random", "replay"):
-        raise ValueError(f"policy must be cem, random or replay, got {cfg.policy!r}")
     if not cfg.ckpt:
         raise ValueError("--ckpt is required: a run folder of train.py or its predictor.pt")
+    check_protocol(cfg)
+    try:
+        device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
+                              if cfg.device == "auto" else cfg.device)
+    except RuntimeError as err:
+        raise ValueError(f"--device {cfg.device!r}: expected auto, cpu, cuda or cuda:N") from err
+    run_dir = Path(cfg.ckpt) if Path(cfg.ckpt).is_dir() else Path(cfg.ckpt).parent
+    out = Path(cfg.out) if cfg.out else run_dir / f"plan-{cfg.policy}.json"
+    check_results_path(out, "plan.py", ("config", "seeds"))  # before any planning
+    model, data = load_world_model(cfg.ckpt, device, cfg.precision, cfg.allow_unfinished)
+    return evaluate_model(cfg, model, data, out, progress)
+
+
+def check_protocol(cfg: PlanConfig):
+    """ValueError, with the flag to mend, for a protocol the planner cannot run."""
+    if cfg.policy not in ("cem", "random", "replay"):
+        raise ValueError(f"policy must be cem, random or replay, got {cfg.policy!r}")
     for name in ("episodes", "goal_offset", "budget", "horizon", "iterations"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
@@ -393,16 +408,6 @@ def evaluate(cfg: PlanConfig, progress=True):
     check_precision(cfg.precision)
     if cfg.cost_batch < 0:
         raise ValueError(f"expected --cost-batch >= 0 (0: automatic), got {cfg.cost_batch}")
-    try:
-        device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                              if cfg.device == "auto" else cfg.device)
-    except RuntimeError as err:
-        raise ValueError(f"--device {cfg.device!r}: expected auto, cpu, cuda or cuda:N") from err
-    run_dir = Path(cfg.ckpt) if Path(cfg.ckpt).is_dir() else Path(cfg.ckpt).parent
-    out = Path(cfg.out) if cfg.out else run_dir / f"plan-{cfg.policy}.json"
-    check_results_path(out, "plan.py", ("config", "seeds"))  # before any planning
-    model, data = load_world_model(cfg.ckpt, device, cfg.precision, cfg.allow_unfinished)
-    return evaluate_model(cfg, model, data, out, progress)
 
 
 def finished_seeds(results, out):

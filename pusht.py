@@ -248,7 +248,7 @@ class PushTEnv(gym.Env):
     def _advance(self, action):
         """One env step of physics: SUBSTEPS times, the agent's velocity moves by the PD law
         toward agent + 100 * action, then the space steps. Written per coordinate in plain
-        floats (the same operations as with pymunk's vectors, bit for bit, in half the time)."""
+        floats (the same operations as with pymunk's vectors, bit for bit, in about half the time)."""
         agent, step = self.agent, self.space.step
         px, py = agent.position
         tx, ty = px + ACTION_SCALE * float(action[0]), py + ACTION_SCALE * float(action[1])

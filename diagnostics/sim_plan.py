@@ -25,11 +25,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from config import config_to_dict, load_checkpoint, open_dataset, read_run, build_predictor, short_hash  # noqa: E402
 from files import check_results_path  # noqa: E402
 from oracle_plan import SLOT_DIM, OracleWorldModel, object_slots, physical  # noqa: E402
-from plan import PlanConfig, evaluate_model, goal_cost  # noqa: E402
+from plan import PlanConfig, check_protocol, evaluate_model, goal_cost  # noqa: E402
 from pusht import PushTEnv  # noqa: E402
 
 
@@ -93,10 +92,10 @@ def main(argv=None):
                           samples=args.samples, topk=args.topk, iterations=args.iterations, gifs=args.gifs,
                           proprio_weight=args.proprio_weight,
                           device="cpu", out=str(out), resume=args.resume)
-    if (plan_cfg.episodes < 1 or plan_cfg.iterations < 1 or not 2 <= plan_cfg.topk <= plan_cfg.samples
-            or not plan_cfg.proprio_weight >= 0):
-        raise SystemExit("error: need --episodes >= 1, --iterations >= 1, 2 <= --topk <= --samples and "
-                         "--proprio-weight >= 0")
+    try:
+        check_protocol(plan_cfg)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}")
     results, path = evaluate_model(plan_cfg, model, data, out, progress=not args.no_progress)
     print(f"simulator as the model: success {100 * results['success_mean']:.1f} +/- "
           f"{100 * results['success_std']:.1f} % over seeds {', '.join(results['seeds'])}; {path}")
