@@ -116,6 +116,7 @@ class TrainConfig:
     mask_moments: float = 0.0     # > 0: each slot followed by this times its mask's moments (masks.mask_moments)
     position_weight: float = 0.0  # attention decoder: + this * each slot's spread in place (masks.mask_spread)
     slot_mode: str = "video"      # the predictor's slots: video (chains of frames) | frame: each frame alone, as plan.py
+    slot_norm: bool = False       # the predictor reads and writes slots centred and scaled per slot and feature
     # -- probes: not improvements; each changes one term of the paper's method to test why it
     #    behaves as it does (its default is the paper's; PROBES)
     history_weight: float = 1.0   # weight of the hidden-history term of the loss (the paper: 1:1 with the future)
@@ -133,6 +134,7 @@ OURS = {
     "mask_moments": "appends each slot's mask moments (share, centre, spread) to the slot",
     "position_weight": "charges slot attention's masks for their spread in place",
     "slot_mode": "trains the predictor on each frame's slots alone, as the planner encodes its observation",
+    "slot_norm": "centres and scales each slot entry by its training mean and spread in and out of the predictor",
 }
 PAPER_METHOD = {name: getattr(TrainConfig(), name) for name in OURS}
 # Probes and where they are measured
@@ -205,11 +207,10 @@ STAGES = ("data", "encoder", "slots", "predictor")
 
 
 # Counts that must be at least 1, and rates that must be positive, checked before any stage runs.
-AT_LEAST_ONE = ("episodes", "min_steps", "max_steps", "render_size", "image_size", "n_slots", "slot_dim",
-                "cnn_channels", "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps", "encoder_batch",
-                "n_history", "n_future", "frameskip", "predictor_dim", "depth", "heads", "dim_head", "mlp_dim",
-                "epochs", "batch_size", "val_every", "val_batches", "ckpt_every", "video_observed", "video_future",
-                "frame_substeps")
+AT_LEAST_ONE = ("episodes", "min_steps", "max_steps", "render_size", "image_size", "n_slots", "slot_dim", "cnn_channels",
+                "n_iters_first", "n_iters", "encoder_clip_len", "encoder_steps", "encoder_batch", "n_history", "n_future",
+                "frameskip", "predictor_dim", "depth", "heads", "dim_head", "mlp_dim", "epochs", "batch_size",
+                "val_every", "val_batches", "ckpt_every", "video_observed", "video_future", "frame_substeps")
 POSITIVE = ("lr", "action_lr", "proprio_lr", "encoder_lr")
 
 
@@ -388,9 +389,10 @@ OLDER_RUNS = "older runs are not converted: make it again (docs/training.md#olde
 
 def check_same_fields(stored, expected, where):
     """Refuse a stored config whose fields are not ``expected``'s: it was written by an older
-    version of this code. A probe added since is filled in with its default: a run made before
-    the probe existed trained the paper's term, which is that default."""
-    stored.update({k: v for k, v in PROBE_DEFAULTS.items() if k in expected and k not in stored})
+    version of this code. A probe or slot_norm, added since, is filled in with its default: a
+    run made before it existed trained the paper's method, which is that default."""
+    added = {**PROBE_DEFAULTS, "slot_norm": False}
+    stored.update({k: v for k, v in added.items() if k in expected and k not in stored})
     missing, unknown = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
     if missing or unknown:
         found = ", ".join(f"{what} {names}" for what, names in (("it lacks", missing), ("it has", unknown)) if names)
@@ -487,14 +489,12 @@ def tokens_per_frame(cfg: TrainConfig) -> int:
 
 
 def build_predictor(cfg: TrainConfig) -> Predictor:
-    """The predictor of ``cfg``; on collide there are no action or proprio nodes."""
+    """The predictor of ``cfg`` (``same``: its arguments named as fields); on collide there are
+    no action or proprio nodes."""
     controlled = cfg.dataset == "pusht"
-    return Predictor(n_slots=tokens_per_frame(cfg), slot_dim=slot_dim_seen(cfg),
-                     action_dim=2 * cfg.frameskip if controlled else 0,
-                     proprio_dim=4 if controlled else 0, dim=cfg.predictor_dim, depth=cfg.depth, heads=cfg.heads, dim_head=cfg.dim_head,
-                     mlp_dim=cfg.mlp_dim, dropout=cfg.dropout,
-                     max_frames=max(16, cfg.n_history + cfg.n_future), aux=cfg.aux,
-                     causal=cfg.causal, n_history=cfg.n_history, proprio_space=cfg.proprio_space,
-                     future_action=cfg.future_action, proprio_residual=cfg.proprio_residual,
-                     slot_residual=cfg.slot_residual, aux_dim=cfg.aux_dim or None,
-                     token_pos=cfg.tokens == "patches")
+    same = {name: getattr(cfg, name) for name in ("depth", "heads", "dim_head", "mlp_dim", "dropout", "aux", "causal",
+            "n_history", "proprio_space", "future_action", "proprio_residual", "slot_residual", "slot_norm")}
+    return Predictor(n_slots=tokens_per_frame(cfg), slot_dim=slot_dim_seen(cfg), dim=cfg.predictor_dim,
+                     action_dim=2 * cfg.frameskip if controlled else 0, proprio_dim=4 if controlled else 0,
+                     aux_dim=cfg.aux_dim or None, max_frames=max(16, cfg.n_history + cfg.n_future),
+                     token_pos=cfg.tokens == "patches", **same)

@@ -22,7 +22,11 @@ Options that are ours, not the paper's, all off by default (docs/additions.md me
 proprio_residual / slot_residual predict the change since the last visible frame instead of the
 value ("nothing moves" is the zero output instead of a copy through the network; for a slot masked
 in the history the base is the t = 0 anchor), future_action="visible" shows the future frame's
-action, proprio_space="raw" predicts the z-scored proprio itself instead of its embedding.
+action, proprio_space="raw" predicts the z-scored proprio itself instead of its embedding,
+slot_norm reads and writes each slot entry centred and scaled by its training mean and spread
+(per slot index and feature: `fit_slot_norm`), so the network models changes, not each slot's
+large constant part; the loss and the rollouts stay in the slots' own space. It ties slot k to
+its own statistics, so slots are then no longer a set.
 
 Two baselines are options of the same module:
 - causal=True (OC-DINO-WM): block-causal attention, a token at frame t sees frames <= t.
@@ -156,6 +160,7 @@ class Predictor(nn.Module):
         slot_residual: bool = False,
         aux_dim: int | None = None,
         token_pos: bool = False,
+        slot_norm: bool = False,
     ):
         super().__init__()
         for name, value, allowed in (("aux", aux, ("nodes", "concat")),
@@ -177,6 +182,10 @@ class Predictor(nn.Module):
         self.max_frames, self.aux, self.causal, self.n_history = max_frames, aux, causal, n_history
         self.proprio_space, self.future_action = proprio_space, future_action
         self.proprio_residual, self.slot_residual = proprio_residual, slot_residual
+        self.slot_norm = slot_norm
+        if slot_norm:  # set by fit_slot_norm before training; saved with the weights
+            self.register_buffer("slot_mean", torch.zeros(n_slots, slot_dim))
+            self.register_buffer("slot_std", torch.ones(n_slots, slot_dim))
 
         self.slot_in = nn.Linear(slot_dim, dim)
         self.anchor_in = nn.Linear(slot_dim, dim)  # identity query from the slot at t = 0
@@ -224,6 +233,19 @@ class Predictor(nn.Module):
             if size > 0 and (x is None or x.shape != (B, T, size)):
                 got = None if x is None else tuple(x.shape)
                 raise ValueError(f"expected {name} of shape ({B}, {T}, {size}), got {got}")
+
+    @torch.no_grad()
+    def fit_slot_norm(self, slots: torch.Tensor, floor: float = 1e-4) -> None:
+        """slot_norm: take each slot index's and feature's mean and standard deviation (at least
+        ``floor``) over ``slots`` (N, S, D), the training frames' slots."""
+        if not self.slot_norm:
+            raise ValueError("fit_slot_norm is for a predictor built with slot_norm=True")
+        if slots.ndim != 3 or slots.shape[1:] != self.slot_mean.shape or len(slots) < 2:
+            raise ValueError(f"expected at least 2 frames of slots (N, {self.n_slots}, {self.slot_dim}), "
+                             f"got {tuple(slots.shape)}")
+        slots = slots.to(self.slot_mean.device, torch.float64)
+        self.slot_mean.copy_(slots.mean(0))
+        self.slot_std.copy_(slots.std(0).clamp(min=floor))
 
     def proprio_features(self, proprio: torch.Tensor) -> torch.Tensor:
         """Raw z-scored proprio (..., P) -> the space the model predicts it in: its embedding
@@ -305,7 +327,8 @@ class Predictor(nn.Module):
         if self.proprio_in is not None:
             proprio_tok = proprio if proprio_embedded else self.proprio_in(proprio)  # (B, T, aux_dim)
             target = proprio_tok.detach() if self.proprio_space == "embedding" else proprio
-        x = self._embed(slots, mask, actions, proprio_tok, n_history, time_offset)  # (B, L, dim)
+        seen = (slots - self.slot_mean) / self.slot_std if self.slot_norm else slots
+        x = self._embed(seen, mask, actions, proprio_tok, n_history, time_offset)  # (B, L, dim)
         per_frame = x.shape[1] // T
         allowed = self._attention_mask(T, per_frame, x.device)
         for block in self.blocks:
@@ -313,6 +336,8 @@ class Predictor(nn.Module):
         x = einops.rearrange(self.norm(x), "b (t n) d -> b t n d", t=T)  # (B, T, tokens per frame, dim)
 
         pred_slots = self.slot_out(x[:, :, :S])  # (B, T, S, D)
+        if self.slot_norm:  # back to the slots' space: a change scales, a value also shifts
+            pred_slots = pred_slots * self.slot_std + (0.0 if self.slot_residual else self.slot_mean)
         if self.slot_residual:
             pred_slots = pred_slots + last_seen(slots, mask)
         pred_proprio = None

@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -118,6 +119,9 @@ def train_predictor(cfg, data, slots, out, redo, resume, ctx):
     ])
     train_set = Windows(data, "train", cfg.n_history, cfg.n_future, cfg.frameskip, slots=slots)
     val_set = Windows(data, "val", cfg.n_history, cfg.n_future, cfg.frameskip, slots=slots)
+    if cfg.slot_norm:  # ours: statistics of up to 20,000 training frames, spread evenly (a resume loads its own)
+        rows = train_set.starts[np.linspace(0, len(train_set.starts) - 1, min(20_000, len(train_set.starts))).astype(int)]
+        model.fit_slot_norm(train_set.slot_rows(rows))
     total = cfg.epochs * (len(train_set) // cfg.batch_size)
     if ctx.main:
         n_params = sum(p.numel() for p in model.parameters())

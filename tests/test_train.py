@@ -110,9 +110,10 @@ def test_checkpoint_for_another_config_fails_clearly(tiny_run, tmp_path):
         load_checkpoint(tmp_path / "older.pt", dataclasses.asdict(TINY))
     # a probe added since is read as its default (the paper's term), as that run trained it
     older["config"].update(video_observed=TINY.video_observed)
-    del older["config"]["masked_draw"], older["config"]["history_weight"]
+    del older["config"]["masked_draw"], older["config"]["history_weight"], older["config"]["slot_norm"]
     torch.save(older, tmp_path / "older.pt")
-    assert load_checkpoint(tmp_path / "older.pt", dataclasses.asdict(TINY))["config"]["masked_draw"] == "fixed"
+    filled = load_checkpoint(tmp_path / "older.pt", dataclasses.asdict(TINY))["config"]
+    assert filled["masked_draw"] == "fixed" and filled["slot_norm"] is False  # so is slot_norm, ours
     with pytest.raises(ValueError, match=r"another config; differing fields: \['history_weight'\]"):
         load_checkpoint(tmp_path / "older.pt", dataclasses.asdict(dataclasses.replace(TINY, history_weight=0.5)))
     older["config"].update(hide_last_action=True)
@@ -154,6 +155,20 @@ def test_resume_continues_with_the_same_losses(tiny_run, tmp_path, monkeypatch):
     for a, b in zip(resumed, reference):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-6, abs=1e-7)
 
+
+
+def test_slot_norm_fits_the_training_frames_and_plans_with_them(tiny_run):
+    root, out = tiny_run
+    cfg = dataclasses.replace(TINY, slot_norm=True)
+    run(cfg, root / "runs" / "snorm", progress=False, root=root)  # the tiny run's data, encoder and slots
+    model, data = load_world_model(root / "runs" / "snorm", "cpu")
+    info = json.loads((out / "config.json").read_text())
+    slots = encoder_stage.load_slots(Path(info["encoder"]), cfg, len(data.state))
+    starts = train.Windows(data, "train", cfg.n_history, cfg.n_future, cfg.frameskip).starts
+    rows = torch.from_numpy(slots[starts])  # (N, S, D): fewer than 20,000, so every training window's first frame
+    torch.testing.assert_close(model.predictor.slot_mean, rows.mean(0))
+    torch.testing.assert_close(model.predictor.slot_std, rows.std(0).clamp(min=1e-4))
+    assert not torch.equal(model.predictor.slot_std, torch.ones_like(rows[0]))
 
 
 def test_encoder_resume_continues_with_the_same_losses_and_learning_rates(tiny_run, tmp_path, monkeypatch):
