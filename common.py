@@ -9,6 +9,7 @@ starts from the paper preset and overrides one field.
 
 import argparse
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -81,6 +82,11 @@ def parse_config(cls, presets, argv=None, default_preset="cpu", description=None
 def config_to_dict(cfg):
     """A JSON-friendly dict of a config dataclass (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def short_hash(obj) -> str:
+    """8 hex digits naming a JSON-able object (a config): sha256 of its sorted JSON."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def config_from_dict(cls, d):

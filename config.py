@@ -10,14 +10,11 @@ saying to make it again (docs/training.md#older-runs).
 """
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from collide_data import CollideConfig, generate, load_collide
-from common import config_from_dict, config_to_dict
+from common import config_from_dict, config_to_dict, short_hash
 from files import load_weights, read_json
 from data import PushTDataConfig, collect, load_dataset
 from masking import MASK_DRAWS, MASK_KINDS
@@ -141,6 +138,8 @@ PAPER_METHOD = {name: getattr(TrainConfig(), name) for name in OURS}
 PROBES = {"history_weight": "docs/masking.md#what-the-history-term-does",
           "masked_draw": "docs/masking.md#fewer-hidden-rows-at-m--4"}
 PROBE_DEFAULTS = {name: getattr(TrainConfig(), name) for name in PROBES}   # the paper's term
+# Fields added after runs were made, at the value those runs trained with (check_same_fields, config_hash)
+ADDED_SINCE = {"slot_norm": False}
 
 
 PRESETS = {
@@ -372,8 +371,11 @@ def encoder_config(cfg: TrainConfig) -> dict:
             **{name: getattr(cfg, name) for name in ENCODER_FIELDS}}
 
 
-def short_hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
+def config_hash(cfg: TrainConfig) -> str:
+    """The short hash of ``cfg`` that planning results record (plan.py --resume and
+    experiments/plan_table.py compare it): a field of ADDED_SINCE at its value there is left
+    out, so a run keeps the hash it had before that field existed."""
+    return short_hash({k: v for k, v in config_to_dict(cfg).items() if k not in ADDED_SINCE or v != ADDED_SINCE[k]})
 
 
 def encoder_hash(cfg: TrainConfig) -> str:
@@ -391,8 +393,7 @@ def check_same_fields(stored, expected, where):
     """Refuse a stored config whose fields are not ``expected``'s: it was written by an older
     version of this code. A probe or slot_norm, added since, is filled in with its default: a
     run made before it existed trained the paper's method, which is that default."""
-    added = {**PROBE_DEFAULTS, "slot_norm": False}
-    stored.update({k: v for k, v in added.items() if k in expected and k not in stored})
+    stored.update({k: v for k, v in {**PROBE_DEFAULTS, **ADDED_SINCE}.items() if k in expected and k not in stored})
     missing, unknown = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
     if missing or unknown:
         found = ", ".join(f"{what} {names}" for what, names in (("it lacks", missing), ("it has", unknown)) if names)

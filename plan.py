@@ -41,10 +41,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from common import autocast, build_parser, check_precision, config_from_args, config_to_dict
+from common import autocast, build_parser, check_precision, config_from_args
 from files import atomic_write_bytes, atomic_write_json, check_results_path, error_line, read_json
-from config import (TrainConfig, build_encoder, build_predictor, data_config, encoder_config, load_checkpoint,
-                    open_run, short_hash)
+from config import (TrainConfig, build_encoder, build_predictor, config_hash, data_config, encoder_config,
+                    load_checkpoint, open_run)
 from data import frames_to_tensor, load_dataset, normalize_proprio, sample_eval_pairs
 from pusht import PushTEnv, SUCCESS_ANGLE, SUCCESS_DIST, wrap_angle
 from encoder import pixels_to_patches, resize_frames, with_moments
@@ -262,7 +262,7 @@ def load_world_model(ckpt, device, precision="fp32", allow_unfinished=False):
     encoder.load_state_dict(encoder_ckpt["model"])
     predictor.load_state_dict(predictor_ckpt["model"])
     checkpoint = {"path": str(run_dir / "predictor.pt"), "step": predictor_ckpt["step"],
-                  "done": bool(predictor_ckpt["done"]), "config_hash": short_hash(config_to_dict(cfg))}
+                  "done": bool(predictor_ckpt["done"]), "config_hash": config_hash(cfg)}
     return WorldModel(cfg, encoder.to(device), predictor.to(device), data.stats, device, precision,
                       checkpoint), data
 

@@ -28,8 +28,8 @@ from data import Windows  # noqa: E402
 from pusht import wrap_angle  # noqa: E402
 from plan import PlanConfig, WorldModel, evaluate_model  # noqa: E402
 from predictor import rollout  # noqa: E402
-from config import (PRESETS, TrainConfig, build_predictor, data_config, data_dir, load_checkpoint,  # noqa: E402
-                    open_dataset, short_hash)
+from config import (PRESETS, TrainConfig, build_predictor, config_hash, data_config, data_dir,  # noqa: E402
+                    load_checkpoint, open_dataset)
 from train import train_predictor  # noqa: E402
 
 SLOT_DIM = 6
@@ -146,7 +146,7 @@ def main(argv=None):
         return
     model = OracleWorldModel(cfg, predictor, data.stats, ctx.device)
     model.checkpoint = {"path": str(out / "predictor.pt"), "step": ckpt["step"], "done": bool(ckpt["done"]),
-                        "config_hash": short_hash(config_to_dict(cfg))}   # recorded in the results
+                        "config_hash": config_hash(cfg)}   # recorded in the results
     plan_cfg = PlanConfig(ckpt=str(out), seeds=tuple(args.plan_seeds), episodes=args.plan_episodes,
                           gifs=args.gifs, split=args.plan_split, time_align=args.time_align,
                           clip_actions=args.clip_actions, history=args.plan_history, resume=args.resume)

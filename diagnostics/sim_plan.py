@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from config import config_to_dict, load_checkpoint, open_dataset, read_run, build_predictor, short_hash  # noqa: E402
+from config import build_predictor, config_hash, config_to_dict, load_checkpoint, open_dataset, read_run  # noqa: E402
 from files import check_results_path  # noqa: E402
 from oracle_plan import SLOT_DIM, OracleWorldModel, object_slots, physical  # noqa: E402
 from plan import PlanConfig, check_protocol, evaluate_model, goal_cost  # noqa: E402
@@ -85,7 +85,7 @@ def main(argv=None):
     model = SimWorldModel(cfg, predictor, data.stats)
     # the cost is the run's (its proprio embedding); the rollouts are the simulator's
     model.checkpoint = {"path": str(run_dir / "predictor.pt"), "step": ckpt["step"], "done": bool(ckpt["done"]),
-                        "config_hash": short_hash(config_to_dict(cfg)), "rollouts": "simulator"}
+                        "config_hash": config_hash(cfg), "rollouts": "simulator"}
     out = Path(args.out) if args.out else run_dir / "plan-sim.json"
     check_results_path(out, "sim_plan.py", ("config", "seeds"))
     plan_cfg = PlanConfig(ckpt=str(run_dir), seeds=tuple(args.seeds), episodes=args.episodes,

@@ -131,6 +131,14 @@ def test_checkpoint_for_another_config_fails_clearly(tiny_run, tmp_path):
         load_checkpoint(tmp_path / "junk.pt")
 
 
+def test_a_field_added_since_keeps_older_runs_hashes():
+    # planning results record the run's config hash: slot_norm off leaves it what it was before
+    # the field existed, so their seeds still join (plan_table.py) and resume (plan.py --resume)
+    older = {k: v for k, v in config.config_to_dict(TINY).items() if k not in config.ADDED_SINCE}
+    assert config.config_hash(TINY) == common.short_hash(older)
+    assert config.config_hash(dataclasses.replace(TINY, slot_norm=True)) != config.config_hash(TINY)
+
+
 def test_resume_continues_with_the_same_losses(tiny_run, tmp_path, monkeypatch):
     root, out = tiny_run
     info = json.loads((out / "config.json").read_text())
