@@ -138,7 +138,8 @@ PAPER_METHOD = {name: getattr(TrainConfig(), name) for name in OURS}
 PROBES = {"history_weight": "docs/masking.md#what-the-history-term-does",
           "masked_draw": "docs/masking.md#fewer-hidden-rows-at-m--4"}
 PROBE_DEFAULTS = {name: getattr(TrainConfig(), name) for name in PROBES}   # the paper's term
-# Fields added after runs were made, at the value those runs trained with (check_same_fields, config_hash)
+# Additions made after runs were, at the value those runs trained with (check_same_fields, config_hash;
+# probes added since are PROBE_DEFAULTS, filled in the same way but part of the hash, as they were then)
 ADDED_SINCE = {"slot_norm": False}
 
 
@@ -490,12 +491,12 @@ def tokens_per_frame(cfg: TrainConfig) -> int:
 
 
 def build_predictor(cfg: TrainConfig) -> Predictor:
-    """The predictor of ``cfg`` (``same``: its arguments named as fields); on collide there are
-    no action or proprio nodes."""
+    """The predictor of ``cfg``; on collide there are no action or proprio nodes."""
     controlled = cfg.dataset == "pusht"
-    same = {name: getattr(cfg, name) for name in ("depth", "heads", "dim_head", "mlp_dim", "dropout", "aux", "causal",
-            "n_history", "proprio_space", "future_action", "proprio_residual", "slot_residual", "slot_norm")}
     return Predictor(n_slots=tokens_per_frame(cfg), slot_dim=slot_dim_seen(cfg), dim=cfg.predictor_dim,
                      action_dim=2 * cfg.frameskip if controlled else 0, proprio_dim=4 if controlled else 0,
-                     aux_dim=cfg.aux_dim or None, max_frames=max(16, cfg.n_history + cfg.n_future),
-                     token_pos=cfg.tokens == "patches", **same)
+                     depth=cfg.depth, heads=cfg.heads, dim_head=cfg.dim_head, mlp_dim=cfg.mlp_dim, dropout=cfg.dropout,
+                     max_frames=max(16, cfg.n_history + cfg.n_future), aux=cfg.aux, aux_dim=cfg.aux_dim or None,
+                     causal=cfg.causal, n_history=cfg.n_history, proprio_space=cfg.proprio_space,
+                     future_action=cfg.future_action, proprio_residual=cfg.proprio_residual,
+                     slot_residual=cfg.slot_residual, slot_norm=cfg.slot_norm, token_pos=cfg.tokens == "patches")

@@ -26,7 +26,9 @@ action, proprio_space="raw" predicts the z-scored proprio itself instead of its 
 slot_norm reads and writes each slot entry centred and scaled by its training mean and spread
 (per slot index and feature: `fit_slot_norm`), so the network models changes, not each slot's
 large constant part; the loss and the rollouts stay in the slots' own space. It ties slot k to
-its own statistics, so slots are then no longer a set.
+its own statistics, so slots are then no longer a set (meant for query-initialised slots, where
+slot k is one object; a residual is taken in the normalised space, so an unseen slot's base is
+its mean).
 
 Two baselines are options of the same module:
 - causal=True (OC-DINO-WM): block-causal attention, a token at frame t sees frames <= t.
@@ -235,17 +237,22 @@ class Predictor(nn.Module):
                 raise ValueError(f"expected {name} of shape ({B}, {T}, {size}), got {got}")
 
     @torch.no_grad()
-    def fit_slot_norm(self, slots: torch.Tensor, floor: float = 1e-4) -> None:
-        """slot_norm: take each slot index's and feature's mean and standard deviation (at least
-        ``floor``) over ``slots`` (N, S, D), the training frames' slots."""
+    def fit_slot_norm(self, chunks, floor: float = 1e-4) -> None:
+        """slot_norm: set each slot index's and feature's mean and standard deviation (at least
+        ``floor``) over the training slots, given as chunks of frames, each (n, S, D)."""
         if not self.slot_norm:
             raise ValueError("fit_slot_norm is for a predictor built with slot_norm=True")
-        if slots.ndim != 3 or slots.shape[1:] != self.slot_mean.shape or len(slots) < 2:
-            raise ValueError(f"expected at least 2 frames of slots (N, {self.n_slots}, {self.slot_dim}), "
-                             f"got {tuple(slots.shape)}")
-        slots = slots.to(self.slot_mean.device, torch.float64)
-        self.slot_mean.copy_(slots.mean(0))
-        self.slot_std.copy_(slots.std(0).clamp(min=floor))
+        n, total, squares = 0, 0.0, 0.0
+        for slots in chunks:
+            if slots.ndim != 3 or slots.shape[1:] != self.slot_mean.shape:
+                raise ValueError(f"expected slots (N, {self.n_slots}, {self.slot_dim}), got {tuple(slots.shape)}")
+            slots = slots.to(self.slot_mean.device, torch.float64)
+            n, total, squares = n + len(slots), total + slots.sum(0), squares + slots.pow(2).sum(0)
+        if n < 2:
+            raise ValueError(f"expected at least 2 frames of slots, got {n}")
+        mean = total / n
+        self.slot_mean.copy_(mean)
+        self.slot_std.copy_(((squares - n * mean ** 2) / (n - 1)).clamp(min=0).sqrt().clamp(min=floor))
 
     def proprio_features(self, proprio: torch.Tensor) -> torch.Tensor:
         """Raw z-scored proprio (..., P) -> the space the model predicts it in: its embedding
@@ -336,10 +343,10 @@ class Predictor(nn.Module):
         x = einops.rearrange(self.norm(x), "b (t n) d -> b t n d", t=T)  # (B, T, tokens per frame, dim)
 
         pred_slots = self.slot_out(x[:, :, :S])  # (B, T, S, D)
-        if self.slot_norm:  # back to the slots' space: a change scales, a value also shifts
-            pred_slots = pred_slots * self.slot_std + (0.0 if self.slot_residual else self.slot_mean)
         if self.slot_residual:
-            pred_slots = pred_slots + last_seen(slots, mask)
+            pred_slots = pred_slots + last_seen(seen, mask)
+        if self.slot_norm:  # back to the slots' own space
+            pred_slots = pred_slots * self.slot_std + self.slot_mean
         pred_proprio = None
         if self.proprio_out is not None:
             if self.aux == "concat":

@@ -119,9 +119,14 @@ def train_predictor(cfg, data, slots, out, redo, resume, ctx):
     ])
     train_set = Windows(data, "train", cfg.n_history, cfg.n_future, cfg.frameskip, slots=slots)
     val_set = Windows(data, "val", cfg.n_history, cfg.n_future, cfg.frameskip, slots=slots)
-    if cfg.slot_norm:  # ours: statistics of up to 20,000 training frames, spread evenly (a resume loads its own)
-        rows = train_set.starts[np.linspace(0, len(train_set.starts) - 1, min(20_000, len(train_set.starts))).astype(int)]
-        model.fit_slot_norm(train_set.slot_rows(rows))
+    resumed = None
+    if resume and ckpt_path.is_file():
+        resumed = load_checkpoint(ckpt_path, config, may_differ=PREDICTOR_EXTENDABLE)
+    if cfg.slot_norm and resumed is None:  # ours; a resumed run keeps the statistics it saved
+        # the first frames of up to 20,000 training windows, spread evenly, 500 at a time
+        n = min(20_000, len(train_set.starts))
+        rows = train_set.starts[np.linspace(0, len(train_set.starts) - 1, n).astype(int)]
+        model.fit_slot_norm(train_set.slot_rows(rows[i:i + 500]) for i in range(0, n, 500))
     total = cfg.epochs * (len(train_set) // cfg.batch_size)
     if ctx.main:
         n_params = sum(p.numel() for p in model.parameters())
@@ -130,9 +135,6 @@ def train_predictor(cfg, data, slots, out, redo, resume, ctx):
     loss_fn = predictor_loss(cfg)
 
     stage = Stage("predictor", ckpt_path, out / "log.jsonl", config, total, cfg.val_every, cfg.ckpt_every, ctx)
-    resumed = None
-    if resume and ckpt_path.is_file():
-        resumed = load_checkpoint(ckpt_path, config, may_differ=PREDICTOR_EXTENDABLE)
     step = stage.start(model, optimizer, resumed)
     net = stage.distributed(model)
     while step < total:

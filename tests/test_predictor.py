@@ -350,17 +350,19 @@ def test_residual_slots_are_a_change_from_the_last_visible_value(kind):
     assert torch.equal(base[shown], slots[:, N_HISTORY - 1][shown])
 
 
+@pytest.mark.parametrize("kind", ["object", "tube", "token"])
 @pytest.mark.parametrize("residual", [False, True])
-def test_normalised_slots_make_the_predictor_follow_an_affine_change_of_the_slots(residual):
+def test_normalised_slots_make_the_predictor_follow_an_affine_change_of_the_slots(kind, residual):
     """slot_norm (ours): with statistics fitted on each, slots a * x + b (a and b per slot index
-    and feature) give predictions a * pred + b from the same weights, hidden inputs still unseen."""
-    slots, mask, actions, proprio = inputs(n_masked=2)
+    and feature) give predictions a * pred + b from the same weights, hidden inputs still unseen
+    (a tube-masked slot, never seen, included)."""
+    slots, mask, actions, proprio = inputs(kind=kind, n_masked=2)
     g = torch.Generator().manual_seed(5)
     a, b = 0.01 + torch.rand(S, D, generator=g), 50 * torch.randn(S, D, generator=g)
     frames = torch.randn(100, S, D, generator=g)
     model, moved = tiny(slot_norm=True, slot_residual=residual), tiny(slot_norm=True, slot_residual=residual)
-    model.fit_slot_norm(frames)
-    moved.fit_slot_norm(a * frames + b)
+    model.fit_slot_norm([frames])
+    moved.fit_slot_norm([a * frames[:30] + b, a * frames[30:] + b])  # in chunks, as train.py gives them
     torch.testing.assert_close(model.slot_mean, frames.mean(0))
     torch.testing.assert_close(moved.slot_std, a * frames.std(0))
     out = model(slots, mask, actions, proprio, N_HISTORY)
@@ -377,16 +379,18 @@ def test_normalised_slots_make_the_predictor_follow_an_affine_change_of_the_slot
 
 def test_slot_norm_statistics_are_saved_with_the_weights_and_checked():
     model = tiny(slot_norm=True)
-    model.fit_slot_norm(3 + 2 * torch.randn(50, S, D))
+    model.fit_slot_norm([3 + 2 * torch.randn(50, S, D)])
     restored = tiny(slot_norm=True)
     restored.load_state_dict(model.state_dict())
     slots, mask, actions, proprio = inputs()
     assert torch.equal(restored(slots, mask, actions, proprio, N_HISTORY)["slots"],
                        model(slots, mask, actions, proprio, N_HISTORY)["slots"])
     assert "slot_mean" not in tiny().state_dict()  # the paper's predictor has no such buffers
-    model.fit_slot_norm(torch.ones(10, S, D))  # constant entries: the floor, not a division by 0
+    model.fit_slot_norm([torch.ones(10, S, D)])  # constant entries: the floor, not a division by 0
     assert torch.equal(model.slot_std, torch.full((S, D), 1e-4))
-    with pytest.raises(ValueError, match=r"expected at least 2 frames of slots \(N, 4, 8\), got \(10, 3, 8\)"):
-        model.fit_slot_norm(torch.ones(10, 3, D))
+    with pytest.raises(ValueError, match=r"expected slots \(N, 4, 8\), got \(10, 3, 8\)"):
+        model.fit_slot_norm([torch.ones(10, 3, D)])
+    with pytest.raises(ValueError, match="at least 2 frames of slots, got 1"):
+        model.fit_slot_norm([torch.ones(1, S, D)])
     with pytest.raises(ValueError, match="built with slot_norm=True"):
-        tiny().fit_slot_norm(torch.ones(10, S, D))
+        tiny().fit_slot_norm([torch.ones(10, S, D)])
