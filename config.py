@@ -138,8 +138,7 @@ PAPER_METHOD = {name: getattr(TrainConfig(), name) for name in OURS}
 PROBES = {"history_weight": "docs/masking.md#what-the-history-term-does",
           "masked_draw": "docs/masking.md#fewer-hidden-rows-at-m--4"}
 PROBE_DEFAULTS = {name: getattr(TrainConfig(), name) for name in PROBES}   # the paper's term
-# Additions made after runs were, at the value those runs trained with (check_same_fields, config_hash;
-# probes added since are PROBE_DEFAULTS, filled in the same way but part of the hash, as they were then)
+# Additions newer than some runs, at the value those runs trained with (probes: PROBE_DEFAULTS)
 ADDED_SINCE = {"slot_norm": False}
 
 
@@ -373,9 +372,8 @@ def encoder_config(cfg: TrainConfig) -> dict:
 
 
 def config_hash(cfg: TrainConfig) -> str:
-    """The short hash of ``cfg`` that planning results record (plan.py --resume and
-    experiments/plan_table.py compare it): a field of ADDED_SINCE at its value there is left
-    out, so a run keeps the hash it had before that field existed."""
+    """The short hash planning results record (plan.py --resume, plan_table.py compare it); a field
+    of ADDED_SINCE at its value there is left out, so a run keeps the hash it had before it existed."""
     return short_hash({k: v for k, v in config_to_dict(cfg).items() if k not in ADDED_SINCE or v != ADDED_SINCE[k]})
 
 

@@ -396,18 +396,15 @@ def check_protocol(cfg: PlanConfig):
     for name in ("episodes", "goal_offset", "budget", "horizon", "iterations"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
-    if not cfg.seeds or not cfg.init_std > 0 or not cfg.proprio_weight >= 0:
-        raise ValueError(f"need at least one seed, --init-std > 0 and --proprio-weight >= 0, got {list(cfg.seeds)}, "
-                         f"{cfg.init_std}, {cfg.proprio_weight}")
-    if cfg.split not in ("train", "val"):
-        raise ValueError(f"--split must be train or val, got {cfg.split!r}")
+    if not cfg.seeds or not cfg.init_std > 0 or not cfg.proprio_weight >= 0 or cfg.cost_batch < 0:
+        raise ValueError(f"need at least one seed, --init-std > 0, --proprio-weight >= 0 and --cost-batch >= 0 "
+                         f"(0: automatic), got {list(cfg.seeds)}, {cfg.init_std}, {cfg.proprio_weight}, {cfg.cost_batch}")
     if not 1 <= cfg.receding <= cfg.horizon or not 2 <= cfg.topk <= cfg.samples:
         raise ValueError("need 1 <= receding <= horizon and 2 <= topk <= samples")
-    if cfg.time_align not in ("right", "left") or cfg.history < 0:
-        raise ValueError(f"need --time-align right|left and --history >= 0, got {cfg.time_align!r}, {cfg.history}")
+    if cfg.split not in ("train", "val") or cfg.time_align not in ("right", "left") or cfg.history < 0:
+        raise ValueError(f"need --split train|val, --time-align right|left and --history >= 0, got {cfg.split!r}, "
+                         f"{cfg.time_align!r}, {cfg.history}")
     check_precision(cfg.precision)
-    if cfg.cost_batch < 0:
-        raise ValueError(f"expected --cost-batch >= 0 (0: automatic), got {cfg.cost_batch}")
 
 
 def finished_seeds(results, out):
