@@ -60,6 +60,22 @@ class SimWorldModel(OracleWorldModel):
                          self.predictor.proprio_features(goal_proprio)[:, None], proprio_weight)
 
 
+def open_sim_run(run):
+    """A true-state run folder -> (its config, folder, dataset, SimWorldModel with its cost)."""
+    cfg, info, run_dir = read_run(run, "pusht", "sim_plan.py plans on Push-T")
+    if cfg.slot_dim != SLOT_DIM or cfg.n_slots != 2 or not str(info.get("encoder", "")).startswith("none"):
+        raise SystemExit(f"error: {run_dir} is not a true-state run of diagnostics/oracle_plan.py")
+    ckpt = load_checkpoint(run_dir / "predictor.pt", config_to_dict(cfg))
+    predictor = build_predictor(cfg)
+    predictor.load_state_dict(ckpt["model"])
+    data = open_dataset(cfg, info["data"])
+    model = SimWorldModel(cfg, predictor, data.stats)
+    # the cost is the run's (its proprio embedding); the rollouts are the simulator's
+    model.checkpoint = {"path": str(run_dir / "predictor.pt"), "step": ckpt["step"], "done": bool(ckpt["done"]),
+                        "config_hash": config_hash(cfg), "rollouts": "simulator"}
+    return cfg, run_dir, data, model
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="a true-state run folder of diagnostics/oracle_plan.py")
@@ -75,17 +91,7 @@ def main(argv=None):
     parser.add_argument("--resume", action="store_true", help="keep the seeds an interrupted run finished")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    cfg, info, run_dir = read_run(args.run, "pusht", "sim_plan.py plans on Push-T")
-    if cfg.slot_dim != SLOT_DIM or cfg.n_slots != 2 or not str(info.get("encoder", "")).startswith("none"):
-        raise SystemExit(f"error: {run_dir} is not a true-state run of diagnostics/oracle_plan.py")
-    ckpt = load_checkpoint(run_dir / "predictor.pt", config_to_dict(cfg))
-    predictor = build_predictor(cfg)
-    predictor.load_state_dict(ckpt["model"])
-    data = open_dataset(cfg, info["data"])
-    model = SimWorldModel(cfg, predictor, data.stats)
-    # the cost is the run's (its proprio embedding); the rollouts are the simulator's
-    model.checkpoint = {"path": str(run_dir / "predictor.pt"), "step": ckpt["step"], "done": bool(ckpt["done"]),
-                        "config_hash": config_hash(cfg), "rollouts": "simulator"}
+    cfg, run_dir, data, model = open_sim_run(args.run)
     out = Path(args.out) if args.out else run_dir / "plan-sim.json"
     check_results_path(out, "sim_plan.py", ("config", "seeds"))
     plan_cfg = PlanConfig(ckpt=str(run_dir), seeds=tuple(args.seeds), episodes=args.episodes,

@@ -234,6 +234,20 @@ def check_sim_plan(run, capsys):
     result = json.loads((run / "plan-sim.json").read_text())
     assert len(result["seeds"]["0"]["successes"]) == 2 and result["checkpoint"]["rollouts"] == "simulator"
     assert "simulator as the model: success" in capsys.readouterr().out
+    import sim_failures
+    sim_failures.main(["--run", str(run), "--episodes", "3", "--samples", "6", "--topk", "2", "--iterations", "2"])
+    result = json.loads((run / "sim-failures-s0.json").read_text())
+    assert sum(result["summary"].values()) == 3 and "| class | episodes |" in capsys.readouterr().out
+    for record in result["episodes"]:
+        # the dataset's own plan reaches its goal, by its last step at the latest, at almost no cost
+        assert record["own"]["success"] and 1 <= record["own"]["first_step"] <= 25
+        assert record["own"]["cost"] < 1e-3 and record["own"]["slot_term"] <= record["own"]["cost"]
+        assert record["class"] == sim_failures.classify(record["cem"]["success"], True, record["cem"]["cost"],
+                                                        record["own"]["cost"])
+    assert sim_failures.classify(False, True, 0.5, 0.1) == "search"
+    assert sim_failures.classify(False, True, 0.1, 0.5) == "cost"
+    assert sim_failures.classify(False, False, 0.1, 0.5) == "unreached"
+    assert sim_failures.classify(True, False, 0.9, 0.5) == "solved"
 
 
 def test_sim_plan_refuses_a_run_of_learned_slots(tiny_run):

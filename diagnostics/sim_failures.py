@@ -1,0 +1,159 @@
+"""Why planning with a perfect world model fails: each episode's first CEM solve set beside the
+dataset's own plan to the same goal.
+
+    python diagnostics/sim_failures.py --run runs/oracle1k-expert-m1 [--seed 0] [--episodes 50]
+
+The episodes are the protocol's for one seed (plan.py's starts and goals). The first solve runs
+as in diagnostics/sim_plan.py (the simulator as the model, the run's cost, the same CEM draws:
+the same plan). That plan and the dataset's own 25 actions from the start to the goal are then
+executed from the start in the env, with the success test at every step, and both are scored by
+the cost, its slot (object-state) and proprio terms apart. An episode whose CEM plan misses
+within its 25 steps falls in one of three classes:
+
+    search   the dataset's plan succeeds and costs less: the cost's minimum was there, CEM did
+             not find it;
+    cost     the dataset's plan succeeds, CEM's costs as little or less and misses: the cost
+             prefers a plan that fails to one that succeeds;
+    unreached  the dataset's own plan misses as well (from the start as the env resets it, one
+             substep after the dataset's state, as plan.py's replay policy runs it).
+
+The second solve the protocol allows (steps 26-50) is not run: this is about what one solve can
+find. Results: RUN/sim-failures-sS.json (``--out``: elsewhere) and a table on stdout.
+``--proprio-weight``, ``--samples``, ``--topk`` and ``--iterations`` change the solve (a probe).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from data import sample_eval_pairs  # noqa: E402
+from files import atomic_write_json, check_results_path  # noqa: E402
+from plan import PlanConfig, goal_errors, solve_all  # noqa: E402
+from pusht import PushTEnv, SUCCESS_ANGLE, SUCCESS_DIST  # noqa: E402
+from sim_plan import open_sim_run  # noqa: E402
+
+CLASSES = ("solved", "search", "cost", "unreached")
+
+
+def execute(render_size, start, goal, actions):
+    """Step an env reset to the dataset state ``start`` (as the protocol resets it) through
+    ``actions`` (T, 2) toward ``goal``: (whether any step met the success test, the step it first
+    did or -1, goal_errors (3,) after the last step)."""
+    env = PushTEnv(render_size)
+    env.reset(options={"state": start.astype(np.float64), "goal_state": goal})
+    first = -1
+    for t, action in enumerate(actions):
+        _, _, _, _, info = env.step(action)
+        if first < 0 and info["is_success"]:
+            first = t + 1
+    return first >= 0, first, goal_errors(info["state"], goal)
+
+
+def classify(cem_ok, own_ok, cem_cost, own_cost):
+    if cem_ok:
+        return "solved"
+    if not own_ok:
+        return "unreached"
+    return "search" if own_cost < cem_cost else "cost"
+
+
+def first_solves(plan_cfg, model, data, seed):
+    """One record per episode of ``seed``: costs, success and end errors of CEM's first plan and
+    of the dataset's own plan, and the class."""
+    pairs = sample_eval_pairs(data, plan_cfg.split, plan_cfg.episodes, seed, plan_cfg.goal_offset)
+    size = data.config.render_size
+    starts = []
+    for s, g in pairs:   # the protocol's start: the dataset state as the env sets it
+        env = PushTEnv(size)
+        _, info = env.reset(options={"state": data.state[s].astype(np.float64),
+                                     "goal_state": data.state[g].astype(np.float64)})
+        starts.append(info["state"])
+    starts = np.stack(starts)
+    goals = data.state[pairs[:, 1]].astype(np.float64)
+    goal_slots = model.encode(None, goals)
+    goal_proprio = model.proprio(data.proprio[pairs[:, 1]])
+    proprio = model.proprio(starts[:, [0, 1, 5, 6]].astype(np.float32))
+    no_pixels = np.zeros((len(pairs), 1))                                    # the oracle reads states
+    plan = solve_all(plan_cfg, model, no_pixels, starts[:, [0, 1, 5, 6]].astype(np.float32), goal_slots,
+                     goal_proprio, seed, 0, starts)                            # (E, H, A)
+    own = torch.from_numpy(model.from_env_actions(np.stack([data.action[s:g] for s, g in pairs]))).float()
+    candidates = torch.stack([plan, own], dim=1)                              # (E, 2, H, A)
+    slots = model.encode(None, starts)
+    args = (slots, proprio, goal_slots, goal_proprio, candidates, plan_cfg.history)
+    total = model.costs(*args, plan_cfg.proprio_weight).numpy()
+    slot_term = model.costs(*args, 0.0).numpy()
+    records = []
+    for e, (s, g) in enumerate(pairs):
+        cem_ok, cem_step, cem_end = execute(size, data.state[s], goals[e], model.to_env_actions(plan[e:e + 1])[0])
+        own_ok, own_step, own_end = execute(size, data.state[s], goals[e], data.action[s:g])
+        start_err = goal_errors(starts[e], goals[e])
+        records.append({
+            "start": int(s), "goal": int(g),
+            "needs_push": bool(start_err[1] >= SUCCESS_DIST or start_err[2] >= np.degrees(SUCCESS_ANGLE)),
+            "start_errors": start_err.round(2).tolist(),
+            "cem": {"success": cem_ok, "first_step": cem_step, "end_errors": cem_end.round(2).tolist(),
+                    "cost": float(total[e, 0]), "slot_term": float(slot_term[e, 0])},
+            "own": {"success": own_ok, "first_step": own_step, "end_errors": own_end.round(2).tolist(),
+                    "cost": float(total[e, 1]), "slot_term": float(slot_term[e, 1])},
+            "class": classify(cem_ok, own_ok, total[e, 0], total[e, 1])})
+    return records
+
+
+def summary(records):
+    """Markdown rows: per class, the episodes, those needing a push, and the median end errors
+    (agent px, block px, angle deg) and costs of CEM's plan and of the dataset's."""
+    lines = ["| class | episodes | need a push | CEM's plan ends: agent / block px, angle deg | its cost "
+             "(slot term) | dataset's plan ends | its cost (slot term) |", "|---" * 7 + "|"]
+    for name in CLASSES:
+        rows = [r for r in records if r["class"] == name]
+        if not rows:
+            continue
+        cells = [name, str(len(rows)), str(sum(r["needs_push"] for r in rows))]
+        for who in ("cem", "own"):
+            end = np.median([r[who]["end_errors"] for r in rows], axis=0)
+            cells.append(" / ".join(f"{v:.0f}" for v in end[:2]) + f", {end[2]:.0f}")
+            cells.append(f"{np.median([r[who]['cost'] for r in rows]):.4f} "
+                         f"({np.median([r[who]['slot_term'] for r in rows]):.4f})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a true-state run folder of diagnostics/oracle_plan.py")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--episodes", type=int, default=PlanConfig().episodes)
+    parser.add_argument("--samples", type=int, default=PlanConfig().samples)
+    parser.add_argument("--topk", type=int, default=PlanConfig().topk)
+    parser.add_argument("--iterations", type=int, default=PlanConfig().iterations)
+    parser.add_argument("--proprio-weight", type=float, default=PlanConfig().proprio_weight)
+    parser.add_argument("--out", default="", help="results JSON (default RUN/sim-failures-sSEED.json)")
+    args = parser.parse_args(argv)
+    cfg, run_dir, data, model = open_sim_run(args.run)
+    out = Path(args.out) if args.out else run_dir / f"sim-failures-s{args.seed}.json"
+    try:
+        check_results_path(out, "sim_failures.py", ("episodes", "summary"))
+    except ValueError as err:
+        raise SystemExit(f"error: {err}")
+    plan_cfg = PlanConfig(ckpt=str(run_dir), seeds=(args.seed,), episodes=args.episodes, samples=args.samples,
+                          topk=args.topk, iterations=args.iterations, proprio_weight=args.proprio_weight,
+                          device="cpu")
+    print(f"solving the first 25 steps of {args.episodes} episodes of seed {args.seed} in the simulator "
+          "(about 15 s an episode on one core with the protocol's search)...", flush=True)
+    records = first_solves(plan_cfg, model, data, args.seed)
+    counts = {name: sum(r["class"] == name for r in records) for name in CLASSES}
+    atomic_write_json(out, {"run": str(run_dir), "seed": args.seed, "checkpoint": model.checkpoint,
+                            "solve": {"samples": args.samples, "topk": args.topk, "iterations": args.iterations,
+                                      "proprio_weight": args.proprio_weight},
+                            "summary": counts, "episodes": records})
+    print(f"seed {args.seed}, first solve with the simulator as the model: " +
+          ", ".join(f"{n} {c}" for n, c in counts.items()) + f" of {len(records)}; {out}")
+    print(summary(records))
+
+
+if __name__ == "__main__":
+    main()
