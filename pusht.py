@@ -257,20 +257,16 @@ class PushTEnv(gym.Env):
             agent.velocity = (vx + (K_P * (tx - px) - K_V * vx) * DT, vy + (K_P * (ty - py) - K_V * vy) * DT)
             step(DT)
 
-    def simulate(self, state, actions, every_step=False):
+    def simulate(self, state, actions):
         """The state (7,) that ``actions`` (T, 2) lead to from ``state`` (7,), set exactly (no
         extra substep) in a fresh world: physics only, no frames and no success test, so a
-        planner can use the simulator as a perfect world model (diagnostics/sim_plan.py).
-        ``every_step``: the states after each action instead, (T, 7). The env is left in the
-        last state; ``reset`` it before stepping it as an episode."""
+        planner can use the simulator as a perfect world model (diagnostics/sim_plan.py). The
+        env is left in that state; ``reset`` it before stepping it as an episode."""
         self._build_world()
         self._set_state(state, substep=False)
-        states = []
         for action in np.asarray(actions, dtype=np.float64):
             self._advance(action)
-            if every_step:
-                states.append(self.get_state())
-        return np.stack(states) if every_step else self.get_state()
+        return self.get_state()
 
     def render(self):
         return self._last_pixels
