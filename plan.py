@@ -19,12 +19,9 @@ predicts it in (its embedding, of the predictor's width: 128 in the paper, as it
 A patch-token run (train.py --model dino-wm) is planned the same way, its cost the plain MSE
 over the patch tokens (no matching: a patch has a place) plus the proprio term.
 
-All episodes of a seed are solved together as one (episodes x candidates) batch;
-``--sequential`` solves them one at a time, with the same per-episode random streams,
-so both give the same plans up to floating-point rounding. On a CPU one large batch is
-slower than small ones (the activations of 15,000 rollouts do not stay in cache), so the
-batched solve scores the candidates of a few episodes per predictor call there
-(``--cost-batch``); the CEM itself still updates all episodes at once.
+All episodes of a seed are solved as one (episodes x candidates) batch (``--sequential``: one at a
+time, the same random streams, the same plans up to rounding). On a CPU, where 15,000 rollouts'
+activations fall out of cache, a predictor call scores a few episodes' candidates (``--cost-batch``).
 """
 
 import dataclasses
@@ -82,6 +79,7 @@ class PlanConfig:
     clip_actions: bool = False    # clamp CEM candidates to the box of the data's actions (raw [-1, 1]); ours
     time_align: str = "right"     # left: a rollout window starts at time position 0 (the earlier planner)
     goal_alone: bool = False      # the goal's slots from the learned means (the earlier planner), not the observation's
+    noise_beta: float = 0.0       # > 0: CEM's noise coloured over the plan's env steps, power 1/f^beta (iCEM's; a probe)
 
 
 # Candidate rollouts per predictor call on a CPU, where bigger calls are slower per
@@ -96,12 +94,9 @@ PRESETS = {"paper": PlanConfig(), "quick": PlanConfig(seeds=(0,), episodes=10, s
 # Slot matching and CEM
 # ---------------------------------------------------------------------------------------
 def matched_slot_cost(pred, goal):
-    """Mean squared error between slot sets under their best one-to-one matching.
-
-    pred: (..., S, D), goal: (..., S, D) broadcastable to pred. Returns (...,): the minimum
-    over all S! permutations p of mean_{s, d} (pred[p(s)] - goal[s])^2, computed for all
-    permutations at once (exact; meant for a handful of slots).
-    """
+    """Mean squared error between slot sets under their best one-to-one matching. pred (..., S, D),
+    goal broadcastable to it -> (...,): the minimum over all S! permutations p of mean_{s, d}
+    (pred[p(s)] - goal[s])^2, all permutations at once (exact; meant for a handful of slots)."""
     S = pred.shape[-2]
     pairwise = (pred[..., :, None, :] - goal[..., None, :, :]).pow(2).mean(-1)  # (..., S, S)
     perms = torch.tensor(list(itertools.permutations(range(S))), device=pred.device)  # (P, S)
@@ -126,20 +121,28 @@ def goal_cost(slots, proprio, goal_slots, goal_proprio, proprio_weight, matched=
     return cost
 
 
-def cem(cost_fn, n_problems, horizon, action_dim, generators, cfg: PlanConfig, device, bounds=None):
-    """Cross-entropy method over action sequences of E independent problems at once.
+def colored_noise(white, beta):
+    """White noise (..., T, D) -> noise whose power falls as 1/f^beta along T (iCEM's), each
+    series rescaled to unit std: a candidate's nearby env steps move alike (beta 0: white)."""
+    T = white.shape[-2]
+    freqs = torch.fft.rfftfreq(T, device=white.device)
+    scale = freqs.clamp(min=freqs[1]).pow(-beta / 2)[:, None]  # the mean: the lowest frequency's power
+    colored = torch.fft.irfft(torch.fft.rfft(white, dim=-2) * scale, n=T, dim=-2)
+    return colored / colored.std(dim=-2, keepdim=True).clamp(min=1e-8)
 
-    cost_fn: candidates (E, N, horizon, A) -> costs (E, N). generators: one torch.Generator
-    per problem, so a problem's samples do not depend on which others share its batch.
-    bounds: None or (low, high), each (A,): candidates are clamped into the box before they
-    are scored, so elites, means and the returned plan stay inside it.
-    Returns the final means (E, horizon, A).
-    """
+
+def cem(cost_fn, n_problems, horizon, action_dim, generators, cfg: PlanConfig, device, bounds=None):
+    """Cross-entropy method over action sequences of E independent problems at once. cost_fn:
+    candidates (E, N, horizon, A) -> costs (E, N); generators: one torch.Generator a problem (its
+    samples do not depend on its batch); bounds: None or (low, high), each (A,), a box candidates
+    are clamped into before they are scored. Returns the final means (E, horizon, A)."""
     E, N = n_problems, cfg.samples
     mean = torch.zeros(E, horizon, action_dim, device=device)
     std = torch.full((E, horizon, action_dim), cfg.init_std, device=device)
     for _ in range(cfg.iterations):
         noise = torch.stack([torch.randn(N, horizon, action_dim, generator=g) for g in generators])
+        if cfg.noise_beta:  # over the 2-d env actions in time order, as to_env_actions lays them out
+            noise = colored_noise(noise.reshape(E, N, -1, 2), cfg.noise_beta).reshape(noise.shape)
         noise[:, 0] = 0.0                                           # candidate 0 is the mean
         candidates = mean[:, None] + std[:, None] * noise.to(device)  # (E, N, H, A)
         if bounds is not None:
@@ -198,12 +201,9 @@ class WorldModel:
     def costs(self, slots, proprio, goal_slots, goal_proprio, candidates, history, proprio_weight,
               align="right"):
         """Score candidates (E, N, H, A) from the current slots (E, S, D) / z-scored proprio (E, P)
-        against the goal's; ``history``: the most frames of context (0: the model's n_history).
-
-        The rollout needs one action per frame, the predicted ones included; the predicted
-        frame's action is hidden from the model (its query token) and set to the dataset mean (0).
-        The proprio is compared in the space the model predicts it in (predictor.proprio_features).
-        """
+        against the goal's; ``history``: the most frames of context (0: the model's n_history). The
+        rollout needs an action per frame: the predicted frame's is hidden (its query token), set to
+        the dataset mean (0). The proprio is compared where the model predicts it (proprio_features)."""
         E, N, H, A = candidates.shape
         actions = torch.cat([candidates, candidates.new_zeros(E, N, 1, A)], dim=2)  # (E, N, H+1, A)
         start = slots[:, None, None].expand(E, N, 1, *slots.shape[1:])   # (E, N, 1, S, D)
@@ -223,10 +223,9 @@ class WorldModel:
         return np.tile(self.stats["action_mean"], fs), np.tile(self.stats["action_std"], fs)
 
     def action_bounds(self):
-        """(low, high), each (A,): the z-scored model actions whose env actions lie in [-1, 1],
-        the box the data's actions come from. The env executes any action, as SWM's does
-        (target = agent + 100 a, not clipped), so outside it the model scores actions it never
-        saw in training; ``--clip-actions`` keeps CEM's candidates inside."""
+        """(low, high), each (A,): the z-scored model actions whose env actions lie in [-1, 1], the
+        data's box. The env executes any action, as SWM's (target = agent + 100 a, not clipped), so
+        outside it the model scores actions never seen in training; ``--clip-actions`` keeps inside."""
         mean, std = self._action_stats()
         return tuple(torch.tensor((edge - mean) / std, dtype=torch.float32, device=self.device)
                      for edge in (-1.0, 1.0))
@@ -276,8 +275,7 @@ def episode_generators(seed, n_episodes, solve):
 
 
 def goal_errors(state, goal_state):
-    """The parts of the success test: (..., 3) = agent distance (px), block distance (px),
-    wrapped block angle error (degrees)."""
+    """The success test's parts, (..., 3): agent and block distances (px), wrapped angle error (deg)."""
     state, goal_state = np.asarray(state, np.float64), np.asarray(goal_state, np.float64)
     return np.stack([np.linalg.norm(state[..., 0:2] - goal_state[..., 0:2], axis=-1),
                      np.linalg.norm(state[..., 2:4] - goal_state[..., 2:4], axis=-1),
@@ -396,9 +394,10 @@ def check_protocol(cfg: PlanConfig):
     for name in ("episodes", "goal_offset", "budget", "horizon", "iterations"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
-    if not cfg.seeds or not cfg.init_std > 0 or not cfg.proprio_weight >= 0 or cfg.cost_batch < 0:
-        raise ValueError(f"need at least one seed, --init-std > 0, --proprio-weight >= 0 and --cost-batch >= 0 "
-                         f"(0: automatic), got {list(cfg.seeds)}, {cfg.init_std}, {cfg.proprio_weight}, {cfg.cost_batch}")
+    if not cfg.seeds or not cfg.init_std > 0 or min(cfg.proprio_weight, cfg.cost_batch, cfg.noise_beta) < 0:
+        raise ValueError(f"need at least one seed, --init-std > 0, and --proprio-weight, --cost-batch (0: automatic) "
+                         f"and --noise-beta >= 0, got {list(cfg.seeds)}, {cfg.init_std}, {cfg.proprio_weight}, "
+                         f"{cfg.cost_batch}, {cfg.noise_beta}")
     if not 1 <= cfg.receding <= cfg.horizon or not 2 <= cfg.topk <= cfg.samples:
         raise ValueError("need 1 <= receding <= horizon and 2 <= topk <= samples")
     if cfg.split not in ("train", "val") or cfg.time_align not in ("right", "left") or cfg.history < 0:
@@ -415,7 +414,8 @@ def finished_seeds(results, out):
     if not out.is_file():
         return {}
     earlier = read_json(out)
-    same = lambda config: {k: v for k, v in config.items() if k not in ("resume", "out", "seeds")}  # noqa: E731
+    same = lambda config: {k: v for k, v in {**dataclasses.asdict(PlanConfig()), **config}.items()  # noqa: E731
+                           if k not in ("resume", "out", "seeds")}  # fields added since at their defaults
     if same(earlier.get("config", {})) != same(results["config"]) or earlier.get("checkpoint") != results["checkpoint"]:
         raise ValueError(f"{out} holds results of another protocol or checkpoint: --resume keeps only "
                          "seeds of the same ones (drop --resume to start over, or choose another --out)")

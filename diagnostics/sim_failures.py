@@ -19,7 +19,8 @@ within its 25 steps falls in one of three classes:
 
 The second solve the protocol allows (steps 26-50) is not run: this is about what one solve can
 find. Results: RUN/sim-failures-sS.json (``--out``: elsewhere) and a table on stdout.
-``--proprio-weight``, ``--samples``, ``--topk`` and ``--iterations`` change the solve (a probe).
+``--proprio-weight``, ``--samples``, ``--topk``, ``--iterations``, ``--init-std`` and ``--noise-beta``
+change the solve (a probe).
 """
 
 import argparse
@@ -32,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data import sample_eval_pairs  # noqa: E402
 from files import atomic_write_json, check_results_path  # noqa: E402
-from plan import PlanConfig, goal_errors, solve_all  # noqa: E402
+from plan import PlanConfig, check_protocol, goal_errors, solve_all  # noqa: E402
 from pusht import PushTEnv, SUCCESS_ANGLE, SUCCESS_DIST  # noqa: E402
 from sim_plan import open_sim_run  # noqa: E402
 
@@ -131,6 +132,9 @@ def main(argv=None):
     parser.add_argument("--topk", type=int, default=PlanConfig().topk)
     parser.add_argument("--iterations", type=int, default=PlanConfig().iterations)
     parser.add_argument("--proprio-weight", type=float, default=PlanConfig().proprio_weight)
+    parser.add_argument("--init-std", type=float, default=PlanConfig().init_std, help="CEM's first std")
+    parser.add_argument("--noise-beta", type=float, default=PlanConfig().noise_beta,
+                        help="CEM's noise coloured over time, power 1/f^beta (iCEM's; plan.py's probe)")
     parser.add_argument("--out", default="", help="results JSON (default RUN/sim-failures-sSEED.json)")
     args = parser.parse_args(argv)
     cfg, run_dir, data, model = open_sim_run(args.run)
@@ -141,14 +145,18 @@ def main(argv=None):
         raise SystemExit(f"error: {err}")
     plan_cfg = PlanConfig(ckpt=str(run_dir), seeds=(args.seed,), episodes=args.episodes, samples=args.samples,
                           topk=args.topk, iterations=args.iterations, proprio_weight=args.proprio_weight,
-                          device="cpu")
+                          init_std=args.init_std, noise_beta=args.noise_beta, device="cpu")
+    try:
+        check_protocol(plan_cfg)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}")
     print(f"solving the first 25 steps of {args.episodes} episodes of seed {args.seed} in the simulator "
           "(about 15 s an episode on one core with the protocol's search)...", flush=True)
     records = first_solves(plan_cfg, model, data, args.seed)
     counts = {name: sum(r["class"] == name for r in records) for name in CLASSES}
     atomic_write_json(out, {"run": str(run_dir), "seed": args.seed, "checkpoint": model.checkpoint,
-                            "solve": {"samples": args.samples, "topk": args.topk, "iterations": args.iterations,
-                                      "proprio_weight": args.proprio_weight},
+                            "solve": {k: getattr(plan_cfg, k) for k in ("samples", "topk", "iterations",
+                                                                        "proprio_weight", "init_std", "noise_beta")},
                             "summary": counts, "episodes": records})
     print(f"seed {args.seed}, first solve with the simulator as the model: " +
           ", ".join(f"{n} {c}" for n, c in counts.items()) + f" of {len(records)}; {out}")

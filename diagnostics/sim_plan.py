@@ -86,6 +86,8 @@ def main(argv=None):
     parser.add_argument("--iterations", type=int, default=PlanConfig().iterations)
     parser.add_argument("--proprio-weight", type=float, default=PlanConfig().proprio_weight,
                         help="weight of the proprio term in the cost (0: the object states alone)")
+    parser.add_argument("--noise-beta", type=float, default=PlanConfig().noise_beta,
+                        help="CEM's noise coloured over time, power 1/f^beta (iCEM's; plan.py's probe)")
     parser.add_argument("--gifs", type=int, default=0, help="episodes of the first seed saved as GIFs")
     parser.add_argument("--out", default="", help="results JSON (default RUN/plan-sim.json)")
     parser.add_argument("--resume", action="store_true", help="keep the seeds an interrupted run finished")
@@ -96,7 +98,7 @@ def main(argv=None):
     check_results_path(out, "sim_plan.py", ("config", "seeds"))
     plan_cfg = PlanConfig(ckpt=str(run_dir), seeds=tuple(args.seeds), episodes=args.episodes,
                           samples=args.samples, topk=args.topk, iterations=args.iterations, gifs=args.gifs,
-                          proprio_weight=args.proprio_weight,
+                          proprio_weight=args.proprio_weight, noise_beta=args.noise_beta,
                           device="cpu", out=str(out), resume=args.resume)
     try:
         check_protocol(plan_cfg)

@@ -48,6 +48,28 @@ def test_cem_finds_the_minimum_of_a_quadratic():
     assert torch.allclose(plan, target, atol=0.05)
 
 
+def test_colored_noise_keeps_unit_std_and_correlates_neighbouring_steps():
+    white = torch.randn(400, 25, 2, generator=torch.Generator().manual_seed(0))
+
+    def lag1(x):  # mean correlation of a series with itself one step later
+        x = x - x.mean(-2, keepdim=True)
+        return float(((x[:, 1:] * x[:, :-1]).sum(-2) / x.pow(2).sum(-2)).mean())
+
+    red = plan.colored_noise(white, 2.0)
+    assert red.shape == white.shape and torch.allclose(red.std(-2), torch.ones(400, 2), atol=1e-4)
+    assert lag1(red) > 0.6 and abs(lag1(plan.colored_noise(white, 0.0))) < 0.1
+    # the two coordinates of an env action stay independent series
+    assert abs(float(torch.corrcoef(torch.stack([red[:, :, 0].flatten(), red[:, :, 1].flatten()]))[0, 1])) < 0.1
+    # CEM with coloured noise still finds a quadratic's minimum, and only its noise changes
+    target = torch.tensor([[[0.5, -1.0, 0.3, 0.1], [1.5, 0.2, -0.4, 0.6]]])  # (E=1, H=2, A=4: 2 env steps)
+    cfg = PlanConfig(samples=200, topk=20, iterations=25, noise_beta=2.0)
+    found = cem(lambda c: (c - target[:, None]).pow(2).sum((-1, -2)), 1, 2, 4,
+                [torch.Generator().manual_seed(0)], cfg, torch.device("cpu"))
+    assert torch.allclose(found, target, atol=0.05)
+    with pytest.raises(ValueError, match="--noise-beta >= 0"):
+        plan.check_protocol(PlanConfig(noise_beta=-1.0))
+
+
 def test_cem_with_bounds_scores_only_candidates_inside_the_box():
     target = torch.tensor([[[0.5, -3.0], [2.5, 0.2]]])  # (E=1, H=2, A=2), two entries outside
     low, high = torch.tensor([-1.0, -2.0]), torch.tensor([2.0, 1.0])
@@ -310,6 +332,18 @@ def test_an_interrupted_evaluation_keeps_the_seeds_it_finished(tiny_run, tmp_pat
         evaluate(PlanConfig(ckpt=str(out), policy="random", seeds=(1,), episodes=2, gifs=0,
                             out=str(path), resume=True), progress=False)
     assert list(json.loads(path.read_text())["seeds"]) == ["0", "1", "2"]
+    # a file written before a protocol field was added (here noise_beta) resumes while the field
+    # keeps its default, and is refused when it does not
+    earlier = json.loads(path.read_text())
+    del earlier["config"]["noise_beta"]
+    path.write_text(json.dumps(earlier))
+    planned.clear()
+    evaluate(PlanConfig(ckpt=str(out), policy="random", seeds=(0, 1, 2), episodes=2, gifs=0,
+                        out=str(path), resume=True), progress=False)
+    assert planned == []
+    with pytest.raises(ValueError, match="another protocol or checkpoint"):
+        evaluate(PlanConfig(ckpt=str(out), policy="random", seeds=(0, 1, 2), episodes=2, gifs=0,
+                            noise_beta=2.0, out=str(path), resume=True), progress=False)
 
 
 def test_checkpoint_whose_data_differs_fails_clearly(tiny_run, tmp_path):
