@@ -7,17 +7,15 @@ split with the goal 25 env steps after the start; the env is set to the start st
 goal is that later frame (image for the model, state for the success test; its slots
 encoded at every solve from the observed frame's, ``WorldModel.encode``); the agent
 has exactly 50 env steps and succeeds if any step meets the criterion. MPC: the plan is
-5 blocks of 5 env actions (one world-model step each), all 25 executed before solving
-again. Each rollout starts from the 1 observed frame; its context grows with predicted
-frames up to the model's history (3), right-aligned in time as in training, and the
-predicted frame's action is never shown. CEM in z-scored action space: mean 0, std 1, 300
-candidates (candidate 0 is the mean), 30 elites, 30 iterations, new std the elites'
-unbiased std, candidates not clamped; the plan is the final mean. The cost compares the
-predicted slots of the last planned frame with the goal's slots after the best matching
-of slots (all S! permutations at once), plus the proprio error in the space the model
-predicts it in (its embedding, of the predictor's width: 128 in the paper, as its code does).
-A patch-token run (train.py --model dino-wm) is planned the same way, its cost the plain MSE
-over the patch tokens (no matching: a patch has a place) plus the proprio term.
+5 blocks of 5 env actions (one world-model step each), all 25 executed before solving again.
+Each rollout starts from the 1 observed frame; its context grows with predicted frames up to
+the model's history (3), right-aligned in time as in training; the predicted frame's action
+is never shown. CEM in z-scored action space: mean 0, std 1, 300 candidates (candidate 0 the
+mean), 30 elites, 30 iterations, new std the elites' unbiased std, no clamping; the plan is the
+final mean. The cost: the last planned frame's slots against the goal's after their best
+matching (all S! permutations at once), plus the proprio error where the model predicts it
+(its embedding, of the predictor's width, as the official code). A patch-token run (train.py
+--model dino-wm) is planned the same way, its cost the plain MSE over patch tokens.
 
 All episodes of a seed are solved as one (episodes x candidates) batch (``--sequential``: one at a
 time, the same random streams, the same plans up to rounding). On a CPU, where 15,000 rollouts'
@@ -174,14 +172,12 @@ class WorldModel:
 
     @torch.no_grad()
     def encode(self, pixels, states=None, after=None):
-        """uint8 (E, H, W, 3) frames -> slots (E, S, D) (with the run's ``--mask-moments``, D
-        includes them: train.with_moments), or the patch tokens (E, G * G, C) of a patch-token run.
-        A frame is encoded alone, frame 0 of a video from the learned initial slots, as the
-        official planner encodes its observation. With ``after`` (E, H, W, 3), as it encodes its
-        goal at every solve on a video-mode run: slot attention starts from those frames' slots,
-        no transition between, so slot k stays the observation's object (frame-mode runs, ours,
-        encode it alone). ``states`` (E, 7), the frames' env states, are for models that read the
-        state instead of the image (diagnostics/oracle_plan.py); this one ignores them."""
+        """uint8 (E, H, W, 3) frames -> slots (E, S, D) (D includes the run's ``--mask-moments``), or
+        a patch-token run's tokens (E, G * G, C). A frame is encoded alone, as frame 0 of a video
+        (the official planner's observation). With ``after`` (E, H, W, 3), as it encodes the goal at
+        each solve on a video-mode run: slot attention starts from those frames' slots, no
+        transition, so slot k stays the observation's object (frame mode, ours: alone). ``states``
+        (E, 7) are for models that read states (diagnostics/oracle_plan.py); this one ignores them."""
         if self.cfg.tokens == "patches":
             return pixels_to_patches(self.encoder, pixels, self.cfg, self.device, self.precision)
         start = None if after is None or self.cfg.slot_mode == "frame" else self._slots(after)["slots"].float()
@@ -406,6 +402,11 @@ def check_protocol(cfg: PlanConfig):
     check_precision(cfg.precision)
 
 
+def protocol_of(config):
+    """A results file's config less its seeds and output, with fields it predates at their defaults."""
+    return {k: v for k, v in {**dataclasses.asdict(PlanConfig()), **config}.items() if k not in ("resume", "out", "seeds")}
+
+
 def finished_seeds(results, out):
     """The seeds in the results file ``out`` that an earlier run wrote with the same protocol
     (the config but ``resume``, ``out`` and the seed list) and the same checkpoint; {} if there
@@ -414,9 +415,8 @@ def finished_seeds(results, out):
     if not out.is_file():
         return {}
     earlier = read_json(out)
-    same = lambda config: {k: v for k, v in {**dataclasses.asdict(PlanConfig()), **config}.items()  # noqa: E731
-                           if k not in ("resume", "out", "seeds")}  # fields added since at their defaults
-    if same(earlier.get("config", {})) != same(results["config"]) or earlier.get("checkpoint") != results["checkpoint"]:
+    if (protocol_of(earlier.get("config", {})) != protocol_of(results["config"])
+            or earlier.get("checkpoint") != results["checkpoint"]):
         raise ValueError(f"{out} holds results of another protocol or checkpoint: --resume keeps only "
                          "seeds of the same ones (drop --resume to start over, or choose another --out)")
     keep = {str(seed) for seed in results["config"]["seeds"]}

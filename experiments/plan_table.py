@@ -13,16 +13,19 @@ processes (``plan.py --seeds 0 2 --out A``, ``plan.py --seeds 1 --out B``: ``A+B
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from plan import protocol_of  # noqa: E402
 
 
 def pooled(paths):
     """The results of several plan.py files of one checkpoint and protocol, their seeds together."""
     parts = [json.loads(path.read_text()) for path in paths]
-    protocol = lambda r: ({k: v for k, v in r["config"].items() if k not in ("seeds", "out", "resume")},  # noqa: E731
-                          r.get("checkpoint"))
+    protocol = lambda r: (protocol_of(r["config"]), r.get("checkpoint"))  # noqa: E731
     if any(protocol(r) != protocol(parts[0]) for r in parts[1:]):
         raise SystemExit(f"error: {' + '.join(map(str, paths))} are not one checkpoint's seeds under one protocol")
     seeds = {}

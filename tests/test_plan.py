@@ -496,6 +496,10 @@ def test_plan_table_pools_one_checkpoints_seeds_from_separate_files(tmp_path, ca
         plan_table.main([f"{a}+{other}"])
     with pytest.raises(SystemExit, match=r"seeds \['0'\] are in more than one file"):
         plan_table.main([f"{a}+{write('d.json', {'0': seed(0.0, 0)})}"])
+    # a file that predates a protocol field joins one that records it at its default, not another value
+    plan_table.main([f"{a}+{write('e.json', {'1': seed(0.0, 0)}, noise_beta=0.0)}"])
+    with pytest.raises(SystemExit, match="not one checkpoint's seeds under one protocol"):
+        plan_table.main([f"{a}+{write('f.json', {'1': seed(0.0, 0)}, noise_beta=2.0)}"])
 
 
 def test_the_goal_starts_from_the_observations_slots_on_video_mode_runs_only(tiny_run):
