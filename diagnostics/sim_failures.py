@@ -18,12 +18,14 @@ within its 25 steps falls in one of three classes:
              substep after the dataset's state, as plan.py's replay policy runs it).
 
 The second solve the protocol allows (steps 26-50) is not run: this is about what one solve can
-find. Results: RUN/sim-failures-sS.json (``--out``: elsewhere) and a table on stdout.
+find. Results: RUN/sim-failures-sS.json (``--out``: elsewhere) and a table on stdout; ``--table
+FILE ...`` prints one table of several such files' episodes together.
 ``--proprio-weight``, ``--samples``, ``--topk``, ``--iterations``, ``--init-std`` and ``--noise-beta``
 change the solve (a probe).
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -60,6 +62,14 @@ def classify(cem_ok, own_ok, cem_cost, own_cost):
     if not own_ok:
         return "unreached"
     return "search" if own_cost < cem_cost else "cost"
+
+
+def dataset_walk(data, model, start, goal):
+    """How the dataset's agent gets from frame ``start`` to ``goal``: the length of its path (px)
+    and its actions' root mean square in CEM's z-scored units (where CEM starts with std 1)."""
+    path = np.linalg.norm(np.diff(data.state[start:goal + 1, :2], axis=0), axis=1).sum()
+    z = model.from_env_actions(data.action[start:goal])
+    return {"agent_path_px": round(float(path), 2), "action_rms_z": round(float(np.sqrt(np.mean(z ** 2))), 3)}
 
 
 def first_solves(plan_cfg, model, data, seed):
@@ -99,16 +109,19 @@ def first_solves(plan_cfg, model, data, seed):
             "cem": {"success": cem_ok, "first_step": cem_step, "end_errors": cem_end.round(2).tolist(),
                     "cost": float(total[e, 0]), "slot_term": float(slot_term[e, 0])},
             "own": {"success": own_ok, "first_step": own_step, "end_errors": own_end.round(2).tolist(),
-                    "cost": float(total[e, 1]), "slot_term": float(slot_term[e, 1])},
+                    "cost": float(total[e, 1]), "slot_term": float(slot_term[e, 1]), **dataset_walk(data, model, s, g)},
             "class": classify(cem_ok, own_ok, total[e, 0], total[e, 1])})
     return records
 
 
 def summary(records):
-    """Markdown rows: per class, the episodes, those needing a push, and the median end errors
-    (agent px, block px, angle deg) and costs of CEM's plan and of the dataset's."""
+    """Markdown rows: per class, the episodes, those needing a push, the median end errors (agent
+    px, block px, angle deg) and costs of CEM's plan and of the dataset's, and how far the
+    dataset's agent walks (its path against the straight line from its start to its goal) with
+    how large its actions are (root mean square, in CEM's z-scored units: CEM starts at std 1)."""
     lines = ["| class | episodes | need a push | CEM's plan ends: agent / block px, angle deg | its cost "
-             "(slot term) | dataset's plan ends | its cost (slot term) |", "|---" * 7 + "|"]
+             "(slot term) | dataset's plan ends | its cost (slot term) | dataset's agent: path / straight px "
+             "| its actions, rms z |", "|---" * 9 + "|"]
     for name in CLASSES:
         rows = [r for r in records if r["class"] == name]
         if not rows:
@@ -119,13 +132,18 @@ def summary(records):
             cells.append(" / ".join(f"{v:.0f}" for v in end[:2]) + f", {end[2]:.0f}")
             cells.append(f"{np.median([r[who]['cost'] for r in rows]):.4f} "
                          f"({np.median([r[who]['slot_term'] for r in rows]):.4f})")
+        cells.append(f"{np.median([r['own']['agent_path_px'] for r in rows]):.0f} / "
+                     f"{np.median([r['start_errors'][0] for r in rows]):.0f}")
+        cells.append(f"{np.median([r['own']['action_rms_z'] for r in rows]):.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="a true-state run folder of diagnostics/oracle_plan.py")
+    parser.add_argument("--run", help="a true-state run folder of diagnostics/oracle_plan.py")
+    parser.add_argument("--table", nargs="+", default=[], metavar="JSON",
+                        help="print one table of these results files' episodes together (seeds pooled), solve nothing")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episodes", type=int, default=PlanConfig().episodes)
     parser.add_argument("--samples", type=int, default=PlanConfig().samples)
@@ -137,6 +155,15 @@ def main(argv=None):
                         help="CEM's noise coloured over time, power 1/f^beta (iCEM's; plan.py's probe)")
     parser.add_argument("--out", default="", help="results JSON (default RUN/sim-failures-sSEED.json)")
     args = parser.parse_args(argv)
+    if args.table:
+        files = [json.loads(Path(f).read_text()) for f in args.table]
+        records = [r for f in files for r in f["episodes"]]
+        print(f"seeds {', '.join(str(f['seed']) for f in files)}: " + ", ".join(
+            f"{n} {sum(r['class'] == n for r in records)}" for n in CLASSES) + f" of {len(records)}")
+        print(summary(records))
+        return
+    if not args.run:
+        parser.error("give --run (or --table)")
     cfg, run_dir, data, model = open_sim_run(args.run)
     out = Path(args.out) if args.out else run_dir / f"sim-failures-s{args.seed}.json"
     try:

@@ -242,8 +242,12 @@ def check_sim_plan(run, capsys):
         # the dataset's own plan reaches its goal, by its last step at the latest, at almost no cost
         assert record["own"]["success"] and 1 <= record["own"]["first_step"] <= 25
         assert record["own"]["cost"] < 1e-3 and record["own"]["slot_term"] <= record["own"]["cost"]
+        # a walk is no shorter than the straight line from the agent's start to its goal
+        assert record["own"]["agent_path_px"] >= record["start_errors"][0] - 1.0 and record["own"]["action_rms_z"] > 0
         assert record["class"] == sim_failures.classify(record["cem"]["success"], True, record["cem"]["cost"],
                                                         record["own"]["cost"])
+    sim_failures.main(["--table", str(run / "sim-failures-s0.json"), str(run / "sim-failures-s0.json")])
+    assert "of 6" in capsys.readouterr().out                            # two files' episodes pooled
     assert sim_failures.classify(False, True, 0.5, 0.1) == "search"
     assert sim_failures.classify(False, True, 0.1, 0.5) == "cost"
     assert sim_failures.classify(False, False, 0.1, 0.5) == "unreached"
