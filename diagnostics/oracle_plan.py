@@ -26,7 +26,7 @@ from common import build_parser, config_from_args, config_to_dict, setup  # noqa
 from files import atomic_write_json  # noqa: E402
 from data import Windows  # noqa: E402
 from pusht import wrap_angle  # noqa: E402
-from plan import PlanConfig, WorldModel, evaluate_model  # noqa: E402
+from plan import PlanConfig, WorldModel, check_protocol, evaluate_model  # noqa: E402
 from predictor import rollout  # noqa: E402
 from config import (PRESETS, TrainConfig, build_predictor, config_hash, data_config, data_dir,  # noqa: E402
                     load_checkpoint, open_dataset)
@@ -108,6 +108,8 @@ def main(argv=None):
     parser.add_argument("--plan-split", default=PlanConfig().split, help="where starts and goals are drawn")
     parser.add_argument("--time-align", default=PlanConfig().time_align, help="right | left (ours, earlier)")
     parser.add_argument("--clip-actions", action="store_true", help="clamp CEM candidates to [-1, 1] (ours)")
+    parser.add_argument("--noise-beta", type=float, default=PlanConfig().noise_beta,
+                        help="CEM's noise coloured over time, power 1/f^beta (iCEM's; plan.py's probe)")
     parser.add_argument("--plan-history", type=int, default=PlanConfig().history,
                         help="most frames of context while planning (0: the model's n_history)")
     args = parser.parse_args(argv)
@@ -124,6 +126,14 @@ def main(argv=None):
         sys.exit(f"error: no {folder}: make it first with python train.py --until data and the same "
                  "data flags (--episodes, --render-size, ...)")
     out = Path(args.out)
+    plan_cfg = PlanConfig(ckpt=str(out), seeds=tuple(args.plan_seeds), episodes=args.plan_episodes,
+                          gifs=args.gifs, split=args.plan_split, time_align=args.time_align,
+                          clip_actions=args.clip_actions, history=args.plan_history, noise_beta=args.noise_beta,
+                          resume=args.resume)
+    try:
+        check_protocol(plan_cfg)                               # before any training
+    except ValueError as err:
+        sys.exit(f"error: {err}")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", {"config": config_to_dict(cfg), "data": str(folder),
                                             "encoder": "none, true object states: plan this run with diagnostics/oracle_plan.py"})
@@ -147,9 +157,6 @@ def main(argv=None):
     model = OracleWorldModel(cfg, predictor, data.stats, ctx.device)
     model.checkpoint = {"path": str(out / "predictor.pt"), "step": ckpt["step"], "done": bool(ckpt["done"]),
                         "config_hash": config_hash(cfg)}   # recorded in the results
-    plan_cfg = PlanConfig(ckpt=str(out), seeds=tuple(args.plan_seeds), episodes=args.plan_episodes,
-                          gifs=args.gifs, split=args.plan_split, time_align=args.time_align,
-                          clip_actions=args.clip_actions, history=args.plan_history, resume=args.resume)
     results, path = evaluate_model(plan_cfg, model, data, out / f"plan-{args.plan_name}.json")
     print(json.dumps({"success_mean": results["success_mean"], "success_std": results["success_std"],
                       "per_seed": [r["success_rate"] for r in results["seeds"].values()]}))

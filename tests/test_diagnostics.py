@@ -254,6 +254,13 @@ def check_sim_plan(run, capsys):
     assert sim_failures.classify(True, False, 0.9, 0.5) == "solved"
 
 
+def test_oracle_plan_refuses_a_planning_protocol_it_cannot_run_before_it_trains(tmp_path):
+    import oracle_plan
+    with pytest.raises(SystemExit, match="--noise-beta >= 0"):
+        oracle_plan.main(["--out", str(tmp_path / "o"), "--noise-beta", "-1"])
+    assert not (tmp_path / "o").exists()
+
+
 def test_sim_plan_refuses_a_run_of_learned_slots(tiny_run):
     import sim_plan
     with pytest.raises(SystemExit, match="is not a true-state run of diagnostics/oracle_plan.py"):
