@@ -113,6 +113,14 @@ def main(argv=None):
     parser.add_argument("--plan-history", type=int, default=PlanConfig().history,
                         help="most frames of context while planning (0: the model's n_history)")
     args = parser.parse_args(argv)
+    plan_cfg = PlanConfig(ckpt=args.out, seeds=tuple(args.plan_seeds), episodes=args.plan_episodes,
+                          gifs=args.gifs, split=args.plan_split, time_align=args.time_align,
+                          clip_actions=args.clip_actions, history=args.plan_history, noise_beta=args.noise_beta,
+                          resume=args.resume)
+    try:
+        check_protocol(plan_cfg)                               # before any data or training
+    except ValueError as err:
+        sys.exit(f"error: {err}")
     # true states are each frame's own: frame mode, the value every true-state run was made with
     cfg = dataclasses.replace(config_from_args(TrainConfig, PRESETS, args, default_preset="cpu"),
                               n_slots=2, slot_dim=SLOT_DIM, slot_mode="frame")
@@ -126,14 +134,6 @@ def main(argv=None):
         sys.exit(f"error: no {folder}: make it first with python train.py --until data and the same "
                  "data flags (--episodes, --render-size, ...)")
     out = Path(args.out)
-    plan_cfg = PlanConfig(ckpt=str(out), seeds=tuple(args.plan_seeds), episodes=args.plan_episodes,
-                          gifs=args.gifs, split=args.plan_split, time_align=args.time_align,
-                          clip_actions=args.clip_actions, history=args.plan_history, noise_beta=args.noise_beta,
-                          resume=args.resume)
-    try:
-        check_protocol(plan_cfg)                               # before any training
-    except ValueError as err:
-        sys.exit(f"error: {err}")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", {"config": config_to_dict(cfg), "data": str(folder),
                                             "encoder": "none, true object states: plan this run with diagnostics/oracle_plan.py"})
