@@ -157,7 +157,8 @@ def main(argv=None):
     model = OracleWorldModel(cfg, predictor, data.stats, ctx.device)
     model.checkpoint = {"path": str(out / "predictor.pt"), "step": ckpt["step"], "done": bool(ckpt["done"]),
                         "config_hash": config_hash(cfg)}   # recorded in the results
-    results, path = evaluate_model(plan_cfg, model, data, out / f"plan-{args.plan_name}.json")
+    results, path = evaluate_model(plan_cfg, model, data, out / f"plan-{args.plan_name}.json",
+                                   progress=not args.no_progress)
     print(json.dumps({"success_mean": results["success_mean"], "success_std": results["success_std"],
                       "per_seed": [r["success_rate"] for r in results["seeds"].values()]}))
 
