@@ -108,6 +108,7 @@ def main(argv=None):
     parser.add_argument("--plan-split", default=PlanConfig().split, help="where starts and goals are drawn")
     parser.add_argument("--time-align", default=PlanConfig().time_align, help="right | left (ours, earlier)")
     parser.add_argument("--clip-actions", action="store_true", help="clamp CEM candidates to [-1, 1] (ours)")
+    parser.add_argument("--init-std", type=float, default=PlanConfig().init_std, help="CEM's first std (the protocol: 1)")
     parser.add_argument("--noise-beta", type=float, default=PlanConfig().noise_beta,
                         help="CEM's noise coloured over time, power 1/f^beta (iCEM's; plan.py's probe)")
     parser.add_argument("--plan-history", type=int, default=PlanConfig().history,
@@ -116,7 +117,7 @@ def main(argv=None):
     plan_cfg = PlanConfig(ckpt=args.out, seeds=tuple(args.plan_seeds), episodes=args.plan_episodes,
                           gifs=args.gifs, split=args.plan_split, time_align=args.time_align,
                           clip_actions=args.clip_actions, history=args.plan_history, noise_beta=args.noise_beta,
-                          resume=args.resume)
+                          init_std=args.init_std, resume=args.resume)
     try:
         check_protocol(plan_cfg)                               # before any data or training
     except ValueError as err:
