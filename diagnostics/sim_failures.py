@@ -37,7 +37,7 @@ from data import sample_eval_pairs  # noqa: E402
 from files import atomic_write_json, check_results_path  # noqa: E402
 from plan import PlanConfig, check_protocol, goal_errors, solve_all  # noqa: E402
 from pusht import PushTEnv, SUCCESS_ANGLE, SUCCESS_DIST  # noqa: E402
-from sim_plan import open_sim_run  # noqa: E402
+from sim_plan import add_search_flags, open_sim_run, search_of  # noqa: E402
 
 CLASSES = ("solved", "search", "cost", "unreached")
 
@@ -146,13 +146,7 @@ def main(argv=None):
                         help="print one table of these results files' episodes together (seeds pooled), solve nothing")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episodes", type=int, default=PlanConfig().episodes)
-    parser.add_argument("--samples", type=int, default=PlanConfig().samples)
-    parser.add_argument("--topk", type=int, default=PlanConfig().topk)
-    parser.add_argument("--iterations", type=int, default=PlanConfig().iterations)
-    parser.add_argument("--proprio-weight", type=float, default=PlanConfig().proprio_weight)
-    parser.add_argument("--init-std", type=float, default=PlanConfig().init_std, help="CEM's first std")
-    parser.add_argument("--noise-beta", type=float, default=PlanConfig().noise_beta,
-                        help="CEM's noise coloured over time, power 1/f^beta (iCEM's; plan.py's probe)")
+    add_search_flags(parser)
     parser.add_argument("--out", default="", help="results JSON (default RUN/sim-failures-sSEED.json)")
     args = parser.parse_args(argv)
     if args.table:
@@ -170,9 +164,8 @@ def main(argv=None):
         check_results_path(out, "sim_failures.py", ("episodes", "summary"))
     except ValueError as err:
         raise SystemExit(f"error: {err}")
-    plan_cfg = PlanConfig(ckpt=str(run_dir), seeds=(args.seed,), episodes=args.episodes, samples=args.samples,
-                          topk=args.topk, iterations=args.iterations, proprio_weight=args.proprio_weight,
-                          init_std=args.init_std, noise_beta=args.noise_beta, device="cpu")
+    plan_cfg = PlanConfig(ckpt=str(run_dir), seeds=(args.seed,), episodes=args.episodes, device="cpu",
+                          **search_of(args))
     try:
         check_protocol(plan_cfg)
     except ValueError as err:
@@ -182,8 +175,7 @@ def main(argv=None):
     records = first_solves(plan_cfg, model, data, args.seed)
     counts = {name: sum(r["class"] == name for r in records) for name in CLASSES}
     atomic_write_json(out, {"run": str(run_dir), "seed": args.seed, "checkpoint": model.checkpoint,
-                            "solve": {k: getattr(plan_cfg, k) for k in ("samples", "topk", "iterations",
-                                                                        "proprio_weight", "init_std", "noise_beta")},
+                            "solve": search_of(args),
                             "summary": counts, "episodes": records})
     print(f"seed {args.seed}, first solve with the simulator as the model: " +
           ", ".join(f"{n} {c}" for n, c in counts.items()) + f" of {len(records)}; {out}")

@@ -14,7 +14,8 @@ what the cost asks of a plan (the goal frame's agent position and velocity as we
 block's pose). Results go to RUN/plan-sim.json in plan.py's format (``--out``: elsewhere).
 Slow: a candidate is 25 env steps (about 1.6 ms), so a seed of 50 episodes takes about half an
 hour on one core; ``--samples``, ``--topk`` and ``--iterations`` shrink the search for a quick
-look (not the protocol); ``--proprio-weight 0`` scores the object states alone.
+look (not the protocol); ``--proprio-weight 0`` scores the object states alone; ``--init-std``
+and ``--noise-beta`` change CEM's samples (probes).
 """
 
 import argparse
@@ -76,18 +77,31 @@ def open_sim_run(run):
     return cfg, run_dir, data, model
 
 
+# CEM's search and the cost's proprio weight: the protocol's by default, a probe when changed
+SEARCH_FLAGS = {"samples": "candidates an iteration", "topk": "elites an iteration", "iterations": "CEM iterations",
+                "proprio_weight": "weight of the proprio term in the cost (0: the object states alone)",
+                "init_std": "CEM's first std",
+                "noise_beta": "CEM's noise coloured over time, power 1/f^beta (iCEM's; plan.py's probe)"}
+
+
+def add_search_flags(parser):
+    """One flag per SEARCH_FLAGS field, its default the protocol's (PlanConfig)."""
+    for name, text in SEARCH_FLAGS.items():
+        default = getattr(PlanConfig(), name)
+        parser.add_argument("--" + name.replace("_", "-"), type=type(default), default=default, help=text)
+
+
+def search_of(args):
+    """The PlanConfig fields that add_search_flags' flags set."""
+    return {name: getattr(args, name) for name in SEARCH_FLAGS}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="a true-state run folder of diagnostics/oracle_plan.py")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(PlanConfig().seeds))
     parser.add_argument("--episodes", type=int, default=PlanConfig().episodes, help="episodes per seed")
-    parser.add_argument("--samples", type=int, default=PlanConfig().samples)
-    parser.add_argument("--topk", type=int, default=PlanConfig().topk)
-    parser.add_argument("--iterations", type=int, default=PlanConfig().iterations)
-    parser.add_argument("--proprio-weight", type=float, default=PlanConfig().proprio_weight,
-                        help="weight of the proprio term in the cost (0: the object states alone)")
-    parser.add_argument("--noise-beta", type=float, default=PlanConfig().noise_beta,
-                        help="CEM's noise coloured over time, power 1/f^beta (iCEM's; plan.py's probe)")
+    add_search_flags(parser)
     parser.add_argument("--gifs", type=int, default=0, help="episodes of the first seed saved as GIFs")
     parser.add_argument("--out", default="", help="results JSON (default RUN/plan-sim.json)")
     parser.add_argument("--resume", action="store_true", help="keep the seeds an interrupted run finished")
@@ -97,9 +111,7 @@ def main(argv=None):
     out = Path(args.out) if args.out else run_dir / "plan-sim.json"
     check_results_path(out, "sim_plan.py", ("config", "seeds"))
     plan_cfg = PlanConfig(ckpt=str(run_dir), seeds=tuple(args.seeds), episodes=args.episodes,
-                          samples=args.samples, topk=args.topk, iterations=args.iterations, gifs=args.gifs,
-                          proprio_weight=args.proprio_weight, noise_beta=args.noise_beta,
-                          device="cpu", out=str(out), resume=args.resume)
+                          gifs=args.gifs, device="cpu", out=str(out), resume=args.resume, **search_of(args))
     try:
         check_protocol(plan_cfg)
     except ValueError as err:
