@@ -1,7 +1,8 @@
-"""Why planning with a perfect world model fails: each episode's first CEM solve set beside the
-dataset's own plan to the same goal.
+"""Why planning fails, with a perfect world model or the trained one: each episode's first CEM
+solve set beside the dataset's own plan to the same goal.
 
     python diagnostics/sim_failures.py --run runs/oracle1k-expert-m1 [--seed 0] [--episodes 50]
+    python diagnostics/sim_failures.py --run runs/oracle1k-expert-m1 --model predictor [--init-std 2]
 
 The episodes are the protocol's for one seed (plan.py's starts and goals). The first solve runs
 as in diagnostics/sim_plan.py (the simulator as the model, the run's cost, the same CEM draws:
@@ -17,11 +18,19 @@ within its 25 steps falls in one of three classes:
     unreached  the dataset's own plan misses as well (from the start as the env resets it, one
              substep after the dataset's state, as plan.py's replay policy runs it).
 
+``--model predictor`` plans with the run's trained predictor instead (oracle_plan.py's planner) and
+ranks by its rollouts' cost; the class ``cost`` then says the predictor scores a failing plan as
+well as the dataset's, i.e. the model is wrong about it, since the simulator's own cost ranks
+every plan here as the success test does. Each record then also holds the simulator's cost of
+both plans, where the predictor's rollout of CEM's plan ends and how far that is from where the
+plan really ends (block px, angle deg), and CEM's plan's action size (rms, z-scored units).
+
 The second solve the protocol allows (steps 26-50) is not run: this is about what one solve can
-find. Results: RUN/sim-failures-sS.json (``--out``: elsewhere) and a table on stdout; ``--table
+find. Results: RUN/sim-failures-sS.json (``--model predictor``: RUN/model-failures-sS.json;
+``--out``: elsewhere) and a table on stdout; ``--table
 FILE ...`` prints one table of several such files' episodes together.
-``--proprio-weight``, ``--samples``, ``--topk``, ``--iterations``, ``--init-std`` and ``--noise-beta``
-change the solve (a probe).
+``--proprio-weight``, ``--samples``, ``--topk``, ``--iterations``, ``--init-std``, ``--noise-beta``
+and ``--clip-actions`` change the solve (a probe).
 """
 
 import argparse
@@ -35,7 +44,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data import sample_eval_pairs  # noqa: E402
 from files import atomic_write_json, check_results_path  # noqa: E402
+from oracle_plan import OracleWorldModel, physical  # noqa: E402
 from plan import PlanConfig, check_protocol, goal_errors, solve_all  # noqa: E402
+from predictor import rollout  # noqa: E402
 from pusht import PushTEnv, SUCCESS_ANGLE, SUCCESS_DIST  # noqa: E402
 from sim_plan import add_search_flags, open_sim_run, search_of  # noqa: E402
 
@@ -45,7 +56,7 @@ CLASSES = ("solved", "search", "cost", "unreached")
 def execute(render_size, start, goal, actions):
     """Step an env reset to the dataset state ``start`` (as the protocol resets it) through
     ``actions`` (T, 2) toward ``goal``: (whether any step met the success test, the step it first
-    did or -1, goal_errors (3,) after the last step)."""
+    did or -1, goal_errors (3,) after the last step, the state (7,) after it)."""
     env = PushTEnv(render_size)
     env.reset(options={"state": start.astype(np.float64), "goal_state": goal})
     first = -1
@@ -53,7 +64,32 @@ def execute(render_size, start, goal, actions):
         _, _, _, _, info = env.step(action)
         if first < 0 and info["is_success"]:
             first = t + 1
-    return first >= 0, first, goal_errors(info["state"], goal)
+    return first >= 0, first, goal_errors(info["state"], goal), info["state"]
+
+
+def trained_model(sim, run_dir):
+    """The run's trained predictor as oracle_plan.py plans with it (the cost is the same)."""
+    if not sim.checkpoint["done"]:
+        raise SystemExit(f"error: {run_dir / 'predictor.pt'} is unfinished: finish it with oracle_plan.py --resume")
+    model = OracleWorldModel(sim.cfg, sim.predictor, sim.stats, torch.device("cpu"))
+    model.checkpoint = {**sim.checkpoint, "rollouts": "predictor"}
+    return model
+
+
+@torch.no_grad()
+def predicted_ends(model, slots, proprio, plans, history):
+    """The predictor's rollout of each plan (E, H, A) from its start, as plan.WorldModel.costs rolls
+    it out: its last slots (E, 2, 6)."""
+    actions = torch.cat([plans, plans.new_zeros(plans.shape[0], 1, plans.shape[2])], dim=1)
+    out = rollout(model.predictor.eval(), slots[:, None], actions, proprio[:, None], n_future=plans.shape[1],
+                  history=history or model.predictor.n_history)
+    return out["slots"][:, -1]
+
+
+def as_state(slots):
+    """Slots (E, 2, 6) -> env-state parts (E, 7): agent xy, block xy, angle; velocities 0."""
+    agent, block, angle = physical(slots.numpy())
+    return np.concatenate([agent, block, angle[:, None], np.zeros((len(agent), 2))], axis=1)
 
 
 def classify(cem_ok, own_ok, cem_cost, own_cost):
@@ -72,9 +108,10 @@ def dataset_walk(data, model, start, goal):
     return {"agent_path_px": round(float(path), 2), "action_rms_z": round(float(np.sqrt(np.mean(z ** 2))), 3)}
 
 
-def first_solves(plan_cfg, model, data, seed):
+def first_solves(plan_cfg, model, data, seed, sim=None):
     """One record per episode of ``seed``: costs, success and end errors of CEM's first plan and
-    of the dataset's own plan, and the class."""
+    of the dataset's own plan, and the class. ``model`` plans and ranks; ``sim``, when it is not
+    the model (a SimWorldModel), adds the simulator's costs and the model's rollout of CEM's plan."""
     pairs = sample_eval_pairs(data, plan_cfg.split, plan_cfg.episodes, seed, plan_cfg.goal_offset)
     size = data.config.render_size
     starts = []
@@ -97,20 +134,30 @@ def first_solves(plan_cfg, model, data, seed):
     args = (slots, proprio, goal_slots, goal_proprio, candidates, plan_cfg.history)
     total = model.costs(*args, plan_cfg.proprio_weight).numpy()
     slot_term = model.costs(*args, 0.0).numpy()
+    if sim is not None:
+        sim_total = sim.costs(*args, plan_cfg.proprio_weight).numpy()
+        predicted = as_state(predicted_ends(model, slots, proprio, plan, plan_cfg.history))
     records = []
     for e, (s, g) in enumerate(pairs):
-        cem_ok, cem_step, cem_end = execute(size, data.state[s], goals[e], model.to_env_actions(plan[e:e + 1])[0])
-        own_ok, own_step, own_end = execute(size, data.state[s], goals[e], data.action[s:g])
+        cem_ok, cem_step, cem_end, cem_state = execute(size, data.state[s], goals[e],
+                                                       model.to_env_actions(plan[e:e + 1])[0])
+        own_ok, own_step, own_end, _ = execute(size, data.state[s], goals[e], data.action[s:g])
         start_err = goal_errors(starts[e], goals[e])
-        records.append({
+        record = {
             "start": int(s), "goal": int(g),
             "needs_push": bool(start_err[1] >= SUCCESS_DIST or start_err[2] >= np.degrees(SUCCESS_ANGLE)),
             "start_errors": start_err.round(2).tolist(),
             "cem": {"success": cem_ok, "first_step": cem_step, "end_errors": cem_end.round(2).tolist(),
-                    "cost": float(total[e, 0]), "slot_term": float(slot_term[e, 0])},
+                    "cost": float(total[e, 0]), "slot_term": float(slot_term[e, 0]),
+                    "action_rms_z": round(float(plan[e].pow(2).mean().sqrt()), 3)},
             "own": {"success": own_ok, "first_step": own_step, "end_errors": own_end.round(2).tolist(),
                     "cost": float(total[e, 1]), "slot_term": float(slot_term[e, 1]), **dataset_walk(data, model, s, g)},
-            "class": classify(cem_ok, own_ok, total[e, 0], total[e, 1])})
+            "class": classify(cem_ok, own_ok, total[e, 0], total[e, 1])}
+        if sim is not None:
+            record["cem"]["sim_cost"], record["own"]["sim_cost"] = float(sim_total[e, 0]), float(sim_total[e, 1])
+            record["cem"]["predicted_end_errors"] = goal_errors(predicted[e], goals[e]).round(2).tolist()
+            record["cem"]["model_error"] = goal_errors(predicted[e], cem_state)[1:].round(2).tolist()
+        records.append(record)
     return records
 
 
@@ -118,10 +165,17 @@ def summary(records):
     """Markdown rows: per class, the episodes, those needing a push, the median end errors (agent
     px, block px, angle deg) and costs of CEM's plan and of the dataset's, and how far the
     dataset's agent walks (its path against the straight line from its start to its goal) with
-    how large its actions are (root mean square, in CEM's z-scored units: CEM starts at std 1)."""
-    lines = ["| class | episodes | need a push | CEM's plan ends: agent / block px, angle deg | its cost "
-             "(slot term) | dataset's plan ends | its cost (slot term) | dataset's agent: path / straight px "
-             "| its actions, rms z |", "|---" * 9 + "|"]
+    how large its actions are (root mean square, in CEM's z-scored units: CEM starts at std 1).
+    Files that hold them add CEM's plan's action size, and for a trained predictor how far its
+    rollout of CEM's plan ends from where the plan really ends and the simulator's costs."""
+    plan_size = all("action_rms_z" in r["cem"] for r in records)
+    trained = all("sim_cost" in r["cem"] for r in records)
+    head = ["class", "episodes", "need a push", "CEM's plan ends: agent / block px, angle deg", "its cost (slot term)",
+            "dataset's plan ends", "its cost (slot term)", "dataset's agent: path / straight px", "its actions, rms z"]
+    head += ["CEM's actions, rms z"] * plan_size
+    head += ["model's rollout of CEM's plan: block px, angle deg off its real end",
+             "simulator's cost: CEM's / dataset's"] * trained
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name in CLASSES:
         rows = [r for r in records if r["class"] == name]
         if not rows:
@@ -135,6 +189,12 @@ def summary(records):
         cells.append(f"{np.median([r['own']['agent_path_px'] for r in rows]):.0f} / "
                      f"{np.median([r['start_errors'][0] for r in rows]):.0f}")
         cells.append(f"{np.median([r['own']['action_rms_z'] for r in rows]):.2f}")
+        if plan_size:
+            cells.append(f"{np.median([r['cem']['action_rms_z'] for r in rows]):.2f}")
+        if trained:
+            off = np.median([r["cem"]["model_error"] for r in rows], axis=0)
+            cells.append(f"{off[0]:.0f}, {off[1]:.0f}")
+            cells.append(" / ".join(f"{np.median([r[who]['sim_cost'] for r in rows]):.4f}" for who in ("cem", "own")))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -146,8 +206,11 @@ def main(argv=None):
                         help="print one table of these results files' episodes together (seeds pooled), solve nothing")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episodes", type=int, default=PlanConfig().episodes)
+    parser.add_argument("--model", choices=("simulator", "predictor"), default="simulator",
+                        help="what CEM plans with: the simulator (a perfect model) or the run's trained predictor")
     add_search_flags(parser)
-    parser.add_argument("--out", default="", help="results JSON (default RUN/sim-failures-sSEED.json)")
+    parser.add_argument("--out", default="", help="results JSON (default RUN/sim-failures-sSEED.json, "
+                        "with --model predictor RUN/model-failures-sSEED.json)")
     args = parser.parse_args(argv)
     if args.table:
         files = [json.loads(Path(f).read_text()) for f in args.table]
@@ -158,8 +221,10 @@ def main(argv=None):
         return
     if not args.run:
         parser.error("give --run (or --table)")
-    cfg, run_dir, data, model = open_sim_run(args.run)
-    out = Path(args.out) if args.out else run_dir / f"sim-failures-s{args.seed}.json"
+    cfg, run_dir, data, sim = open_sim_run(args.run)
+    model = sim if args.model == "simulator" else trained_model(sim, run_dir)
+    prefix = "sim" if args.model == "simulator" else "model"
+    out = Path(args.out) if args.out else run_dir / f"{prefix}-failures-s{args.seed}.json"
     try:
         check_results_path(out, "sim_failures.py", ("episodes", "summary"))
     except ValueError as err:
@@ -170,14 +235,14 @@ def main(argv=None):
         check_protocol(plan_cfg)
     except ValueError as err:
         raise SystemExit(f"error: {err}")
-    print(f"solving the first 25 steps of {args.episodes} episodes of seed {args.seed} in the simulator "
-          "(about 15 s an episode on one core with the protocol's search)...", flush=True)
-    records = first_solves(plan_cfg, model, data, args.seed)
+    print(f"solving the first 25 steps of {args.episodes} episodes of seed {args.seed} with the {args.model} "
+          "(with the protocol's search on one core: the simulator about 15 s an episode)...", flush=True)
+    records = first_solves(plan_cfg, model, data, args.seed, None if model is sim else sim)
     counts = {name: sum(r["class"] == name for r in records) for name in CLASSES}
     atomic_write_json(out, {"run": str(run_dir), "seed": args.seed, "checkpoint": model.checkpoint,
                             "solve": search_of(args),
                             "summary": counts, "episodes": records})
-    print(f"seed {args.seed}, first solve with the simulator as the model: " +
+    print(f"seed {args.seed}, first solve with the {args.model} as the model: " +
           ", ".join(f"{n} {c}" for n, c in counts.items()) + f" of {len(records)}; {out}")
     print(summary(records))
 

@@ -14,8 +14,8 @@ what the cost asks of a plan (the goal frame's agent position and velocity as we
 block's pose). Results go to RUN/plan-sim.json in plan.py's format (``--out``: elsewhere).
 Slow: a candidate is 25 env steps (about 1.6 ms), so a seed of 50 episodes takes about half an
 hour on one core; ``--samples``, ``--topk`` and ``--iterations`` shrink the search for a quick
-look (not the protocol); ``--proprio-weight 0`` scores the object states alone; ``--init-std``
-and ``--noise-beta`` change CEM's samples (probes).
+look (not the protocol); ``--proprio-weight 0`` scores the object states alone; ``--init-std``,
+``--noise-beta`` and ``--clip-actions`` change CEM's samples (probes).
 """
 
 import argparse
@@ -81,14 +81,18 @@ def open_sim_run(run):
 SEARCH_FLAGS = {"samples": "candidates an iteration", "topk": "elites an iteration", "iterations": "CEM iterations",
                 "proprio_weight": "weight of the proprio term in the cost (0: the object states alone)",
                 "init_std": "CEM's first std",
-                "noise_beta": "CEM's noise coloured over time, power 1/f^beta (iCEM's; plan.py's probe)"}
+                "noise_beta": "CEM's noise coloured over time, power 1/f^beta (iCEM's; plan.py's probe)",
+                "clip_actions": "clamp CEM's candidates to the data's action box (ours)"}
 
 
 def add_search_flags(parser):
-    """One flag per SEARCH_FLAGS field, its default the protocol's (PlanConfig)."""
+    """One flag per SEARCH_FLAGS field, its default the protocol's (PlanConfig); a switch for a bool."""
     for name, text in SEARCH_FLAGS.items():
-        default = getattr(PlanConfig(), name)
-        parser.add_argument("--" + name.replace("_", "-"), type=type(default), default=default, help=text)
+        default, flag = getattr(PlanConfig(), name), "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", help=text)
+        else:
+            parser.add_argument(flag, type=type(default), default=default, help=text)
 
 
 def search_of(args):

@@ -254,6 +254,24 @@ def check_sim_plan(run, capsys):
     assert sim_failures.classify(False, True, 0.1, 0.5) == "cost"
     assert sim_failures.classify(False, False, 0.1, 0.5) == "unreached"
     assert sim_failures.classify(True, False, 0.9, 0.5) == "solved"
+    # with the trained predictor: CEM plans with its rollouts; the simulator's cost rides along
+    sim_failures.main(["--run", str(run), "--model", "predictor", "--episodes", "3", "--samples", "6", "--topk", "2",
+                       "--iterations", "2", "--init-std", "2", "--clip-actions"])
+    result = json.loads((run / "model-failures-s0.json").read_text())
+    assert result["checkpoint"]["rollouts"] == "predictor" and result["solve"]["clip_actions"]
+    assert "model's rollout of CEM's plan" in capsys.readouterr().out
+    for record in result["episodes"]:
+        assert record["own"]["sim_cost"] < 1e-3 and len(record["cem"]["model_error"]) == 2
+        assert record["class"] == sim_failures.classify(record["cem"]["success"], record["own"]["success"],
+                                                        record["cem"]["cost"], record["own"]["cost"])
+    # predicted_ends rolls a plan out as the planner's cost does: its slots give the cost's slot term
+    from plan import matched_slot_cost
+    trained = sim_failures.trained_model(sim_plan.open_sim_run(run)[3], run)
+    goal_slots, goal_proprio = model.encode(None, data.state[goals]), model.proprio(data.proprio[goals])
+    ends = sim_failures.predicted_ends(trained, slots, proprio, own, 0)
+    slot_term = trained.costs(slots, proprio, goal_slots, goal_proprio, own[:, None], 0, 0.0)[:, 0]
+    assert torch.allclose(matched_slot_cost(ends, goal_slots), slot_term, atol=1e-6)
+    assert not torch.allclose(slot_term, torch.zeros(4))                 # the predictor is not the simulator
 
 
 def test_oracle_plan_refuses_a_planning_protocol_it_cannot_run_before_it_trains(tmp_path):
