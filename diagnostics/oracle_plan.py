@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import build_parser, config_from_args, config_to_dict, setup  # noqa: E402
 from files import atomic_write_json  # noqa: E402
-from data import Windows  # noqa: E402
+from data import Windows, load_dataset  # noqa: E402
 from pusht import wrap_angle  # noqa: E402
 from plan import PlanConfig, WorldModel, check_protocol, evaluate_model  # noqa: E402
 from predictor import rollout  # noqa: E402
@@ -106,6 +106,8 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--plan-name", default="oracle", help="results go to <out>/plan-<name>.json")
     parser.add_argument("--plan-split", default=PlanConfig().split, help="where starts and goals are drawn")
+    parser.add_argument("--plan-data", default="", help="draw them from this dataset folder (same frame size) "
+                        "instead of the run's own: another data's goals for the same model")
     parser.add_argument("--time-align", default=PlanConfig().time_align, help="right | left (ours, earlier)")
     parser.add_argument("--clip-actions", action="store_true", help="clamp CEM candidates to [-1, 1] (ours)")
     parser.add_argument("--init-std", type=float, default=PlanConfig().init_std, help="CEM's first std (the protocol: 1)")
@@ -122,6 +124,8 @@ def main(argv=None):
         check_protocol(plan_cfg)                               # before any data or training
     except ValueError as err:
         sys.exit(f"error: {err}")
+    if args.plan_data and not (Path(args.plan_data) / "meta.json").is_file():
+        sys.exit(f"error: --plan-data {args.plan_data} is not a dataset folder (no meta.json)")
     # true states are each frame's own: frame mode, the value every true-state run was made with
     cfg = dataclasses.replace(config_from_args(TrainConfig, PRESETS, args, default_preset="cpu"),
                               n_slots=2, slot_dim=SLOT_DIM, slot_mode="frame")
@@ -158,6 +162,12 @@ def main(argv=None):
     model = OracleWorldModel(cfg, predictor, data.stats, ctx.device)
     model.checkpoint = {"path": str(out / "predictor.pt"), "step": ckpt["step"], "done": bool(ckpt["done"]),
                         "config_hash": config_hash(cfg)}   # recorded in the results
+    if args.plan_data:   # the model keeps its own data's statistics; only the episodes change
+        data = load_dataset(args.plan_data)
+        if data.config.render_size != cfg.render_size:
+            sys.exit(f"error: --plan-data {args.plan_data} has {data.config.render_size} px frames, the run "
+                     f"{cfg.render_size}")
+        model.checkpoint["goals"] = args.plan_data
     results, path = evaluate_model(plan_cfg, model, data, out / f"plan-{args.plan_name}.json",
                                    progress=not args.no_progress)
     print(json.dumps({"success_mean": results["success_mean"], "success_std": results["success_std"],

@@ -187,6 +187,15 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
     assert json.loads((tmp_path / "runs" / "o" / "config.json").read_text())["config"]["slot_mode"] == "frame"
     rows = json.loads((tmp_path / "runs" / "o" / "rollout-errors.json").read_text())
     assert [r["what"] for r in rows] == ["model", "no motion"]
+    # --plan-data: the same model planned on another dataset's starts and goals, recorded as such
+    before = set(Path("data").iterdir())
+    train.main(["--preset", "tiny", "--data-seed", "1", "--until", "data", "--out", "runs/d1", "--no-progress"])
+    other = (set(Path("data").iterdir()) - before).pop()
+    oracle_plan.main(["--preset", "tiny", "--out", "runs/o", "--plan-seeds", "0", "--plan-episodes", "2",
+                      "--gifs", "0", "--plan-name", "other", "--resume", "--no-progress", "--plan-data", str(other)])
+    moved = json.loads((tmp_path / "runs" / "o" / "plan-other.json").read_text())
+    assert moved["checkpoint"]["goals"] == str(other)
+    assert moved["seeds"]["0"]["start_block_px"] != result["seeds"]["0"]["start_block_px"]
     check_sim_plan(tmp_path / "runs" / "o", capsys)
     import masking_pusht
     masking_pusht.main(["--runs", "runs/o"])
@@ -278,6 +287,9 @@ def test_oracle_plan_refuses_a_planning_protocol_it_cannot_run_before_it_trains(
     import oracle_plan
     with pytest.raises(SystemExit, match="--noise-beta >= 0"):
         oracle_plan.main(["--out", str(tmp_path / "o"), "--noise-beta", "-1"])
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit, match="--plan-data .* is not a dataset folder"):
+        oracle_plan.main(["--out", str(tmp_path / "o"), "--plan-data", str(tmp_path)])
     assert not (tmp_path / "o").exists()
 
 
