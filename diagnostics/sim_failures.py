@@ -23,7 +23,8 @@ ranks by its rollouts' cost; the class ``cost`` then says the predictor scores a
 well as the dataset's, i.e. the model is wrong about it, since the simulator's own cost ranks
 every plan here as the success test does. Each record then also holds the simulator's cost of
 both plans, where the predictor's rollout of CEM's plan ends and how far that is from where the
-plan really ends (block px, angle deg), and CEM's plan's action size (rms, z-scored units).
+plan really ends (block px, angle deg), the same for the dataset's plan, and CEM's plan's action
+size (rms, z-scored units).
 
 The second solve the protocol allows (steps 26-50) is not run: this is about what one solve can
 find. Results: RUN/sim-failures-sS.json (``--model predictor``: RUN/model-failures-sS.json;
@@ -136,12 +137,12 @@ def first_solves(plan_cfg, model, data, seed, sim=None):
     slot_term = model.costs(*args, 0.0).numpy()
     if sim is not None:
         sim_total = sim.costs(*args, plan_cfg.proprio_weight).numpy()
-        predicted = as_state(predicted_ends(model, slots, proprio, plan, plan_cfg.history))
+        predicted = [as_state(predicted_ends(model, slots, proprio, c, plan_cfg.history)) for c in (plan, own)]
     records = []
     for e, (s, g) in enumerate(pairs):
         cem_ok, cem_step, cem_end, cem_state = execute(size, data.state[s], goals[e],
                                                        model.to_env_actions(plan[e:e + 1])[0])
-        own_ok, own_step, own_end, _ = execute(size, data.state[s], goals[e], data.action[s:g])
+        own_ok, own_step, own_end, own_state = execute(size, data.state[s], goals[e], data.action[s:g])
         start_err = goal_errors(starts[e], goals[e])
         record = {
             "start": int(s), "goal": int(g),
@@ -155,8 +156,9 @@ def first_solves(plan_cfg, model, data, seed, sim=None):
             "class": classify(cem_ok, own_ok, total[e, 0], total[e, 1])}
         if sim is not None:
             record["cem"]["sim_cost"], record["own"]["sim_cost"] = float(sim_total[e, 0]), float(sim_total[e, 1])
-            record["cem"]["predicted_end_errors"] = goal_errors(predicted[e], goals[e]).round(2).tolist()
-            record["cem"]["model_error"] = goal_errors(predicted[e], cem_state)[1:].round(2).tolist()
+            for who, real, ends in (("cem", cem_state, predicted[0]), ("own", own_state, predicted[1])):
+                record[who]["predicted_end_errors"] = goal_errors(ends[e], goals[e]).round(2).tolist()
+                record[who]["model_error"] = goal_errors(ends[e], real)[1:].round(2).tolist()
         records.append(record)
     return records
 
@@ -173,7 +175,7 @@ def summary(records):
     head = ["class", "episodes", "need a push", "CEM's plan ends: agent / block px, angle deg", "its cost (slot term)",
             "dataset's plan ends", "its cost (slot term)", "dataset's agent: path / straight px", "its actions, rms z"]
     head += ["CEM's actions, rms z"] * plan_size
-    head += ["model's rollout of CEM's plan: block px, angle deg off its real end",
+    head += ["model's rollout off the real end, block px, angle deg: CEM's plan / dataset's",
              "simulator's cost: CEM's / dataset's"] * trained
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name in CLASSES:
@@ -192,8 +194,8 @@ def summary(records):
         if plan_size:
             cells.append(f"{np.median([r['cem']['action_rms_z'] for r in rows]):.2f}")
         if trained:
-            off = np.median([r["cem"]["model_error"] for r in rows], axis=0)
-            cells.append(f"{off[0]:.0f}, {off[1]:.0f}")
+            cells.append(" / ".join("{:.0f}, {:.0f}".format(*np.median([r[who]["model_error"] for r in rows], axis=0))
+                                    for who in ("cem", "own")))
             cells.append(" / ".join(f"{np.median([r[who]['sim_cost'] for r in rows]):.4f}" for who in ("cem", "own")))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
