@@ -80,6 +80,18 @@ def rollout_errors(predictor, data, slots, cfg, steps=5, max_windows=2000):
     return rows
 
 
+def report_rollouts(predictor, data, slots, cfg, path):
+    """rollout_errors on the CPU, written to ``path`` and printed a row a line."""
+    device = next(predictor.parameters()).device
+    errors = rollout_errors(predictor.cpu(), data, slots, cfg)
+    predictor.to(device)
+    atomic_write_json(path, errors)
+    for row in errors:
+        print(row["what"] + ": " + "; ".join(
+            f"{part} " + " ".join(str(row[f"{part}_{k}"]) for k in range(1, 6))
+            for part in ("agent_px", "block_px", "angle_deg")))
+
+
 class OracleWorldModel(WorldModel):
     """plan.py's world model with the encoder replaced by ``object_slots`` of the env state."""
 
@@ -150,24 +162,20 @@ def main(argv=None):
     predictor = build_predictor(cfg).to(ctx.device)
     ckpt = load_checkpoint(out / "predictor.pt", config_to_dict(cfg))
     predictor.load_state_dict(ckpt["model"])
-    errors = rollout_errors(predictor.cpu(), data, slots, cfg)
-    predictor.to(ctx.device)
-    atomic_write_json(out / "rollout-errors.json", errors)
-    for row in errors:
-        print(row["what"] + ": " + "; ".join(
-            f"{part} " + " ".join(str(row[f"{part}_{k}"]) for k in range(1, 6))
-            for part in ("agent_px", "block_px", "angle_deg")))
-    if args.check_only:
-        return
     model = OracleWorldModel(cfg, predictor, data.stats, ctx.device)
     model.checkpoint = {"path": str(out / "predictor.pt"), "step": ckpt["step"], "done": bool(ckpt["done"]),
                         "config_hash": config_hash(cfg)}   # recorded in the results
-    if args.plan_data:   # the model keeps its own data's statistics; only the episodes change
-        data = load_dataset(args.plan_data)
+    report_rollouts(predictor, data, slots, cfg, out / "rollout-errors.json")
+    if args.plan_data:   # z-scored with the run's own statistics, as the model was trained
+        data = dataclasses.replace(load_dataset(args.plan_data), stats=data.stats)
         if data.config.render_size != cfg.render_size:
             sys.exit(f"error: --plan-data {args.plan_data} has {data.config.render_size} px frames, the run "
                      f"{cfg.render_size}")
         model.checkpoint["goals"] = args.plan_data
+        print(f"on {args.plan_data}:")
+        report_rollouts(predictor, data, object_slots(data.state), cfg, out / f"rollout-errors-{args.plan_name}.json")
+    if args.check_only:
+        return
     results, path = evaluate_model(plan_cfg, model, data, out / f"plan-{args.plan_name}.json",
                                    progress=not args.no_progress)
     print(json.dumps({"success_mean": results["success_mean"], "success_std": results["success_std"],

@@ -195,6 +195,8 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
                       "--gifs", "0", "--plan-name", "other", "--resume", "--no-progress", "--plan-data", str(other)])
     moved = json.loads((tmp_path / "runs" / "o" / "plan-other.json").read_text())
     assert moved["checkpoint"]["goals"] == str(other)
+    assert [r["what"] for r in json.loads((tmp_path / "runs" / "o" / "rollout-errors-other.json").read_text())] == [
+        "model", "no motion"]                                       # its rollouts on the other data's windows
     assert moved["seeds"]["0"]["start_block_px"] != result["seeds"]["0"]["start_block_px"]
     check_sim_plan(tmp_path / "runs" / "o", capsys)
     import masking_pusht
