@@ -80,6 +80,22 @@ def rollout_errors(predictor, data, slots, cfg, steps=5, max_windows=2000):
     return rows
 
 
+def check_plan_data(path):
+    if not (Path(path) / "meta.json").is_file():
+        sys.exit(f"error: --plan-data {path} is not a dataset folder (no meta.json)")
+
+
+def planning_data(path, run_data):
+    """Another dataset folder to plan on, z-scored with the run's own statistics (as its model was
+    trained); SystemExit if it is no dataset or its frames are not the run's size."""
+    check_plan_data(path)
+    data = dataclasses.replace(load_dataset(path), stats=run_data.stats)
+    if data.config.render_size != run_data.config.render_size:
+        sys.exit(f"error: --plan-data {path} has {data.config.render_size} px frames, the run "
+                 f"{run_data.config.render_size}")
+    return data
+
+
 def report_rollouts(predictor, data, slots, cfg, path):
     """rollout_errors on the CPU, written to ``path`` and printed a row a line."""
     device = next(predictor.parameters()).device
@@ -136,8 +152,8 @@ def main(argv=None):
         check_protocol(plan_cfg)                               # before any data or training
     except ValueError as err:
         sys.exit(f"error: {err}")
-    if args.plan_data and not (Path(args.plan_data) / "meta.json").is_file():
-        sys.exit(f"error: --plan-data {args.plan_data} is not a dataset folder (no meta.json)")
+    if args.plan_data:
+        check_plan_data(args.plan_data)
     # true states are each frame's own: frame mode, the value every true-state run was made with
     cfg = dataclasses.replace(config_from_args(TrainConfig, PRESETS, args, default_preset="cpu"),
                               n_slots=2, slot_dim=SLOT_DIM, slot_mode="frame")
@@ -166,11 +182,8 @@ def main(argv=None):
     model.checkpoint = {"path": str(out / "predictor.pt"), "step": ckpt["step"], "done": bool(ckpt["done"]),
                         "config_hash": config_hash(cfg)}   # recorded in the results
     report_rollouts(predictor, data, slots, cfg, out / "rollout-errors.json")
-    if args.plan_data:   # z-scored with the run's own statistics, as the model was trained
-        data = dataclasses.replace(load_dataset(args.plan_data), stats=data.stats)
-        if data.config.render_size != cfg.render_size:
-            sys.exit(f"error: --plan-data {args.plan_data} has {data.config.render_size} px frames, the run "
-                     f"{cfg.render_size}")
+    if args.plan_data:
+        data = planning_data(args.plan_data, data)
         model.checkpoint["goals"] = args.plan_data
         print(f"on {args.plan_data}:")
         report_rollouts(predictor, data, object_slots(data.state), cfg, out / f"rollout-errors-{args.plan_name}.json")

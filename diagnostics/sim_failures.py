@@ -45,7 +45,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data import sample_eval_pairs  # noqa: E402
 from files import atomic_write_json, check_results_path  # noqa: E402
-from oracle_plan import OracleWorldModel, physical  # noqa: E402
+from oracle_plan import OracleWorldModel, physical, planning_data  # noqa: E402
 from plan import PlanConfig, check_protocol, goal_errors, solve_all  # noqa: E402
 from predictor import rollout  # noqa: E402
 from pusht import PushTEnv, SUCCESS_ANGLE, SUCCESS_DIST  # noqa: E402
@@ -210,6 +210,8 @@ def main(argv=None):
     parser.add_argument("--episodes", type=int, default=PlanConfig().episodes)
     parser.add_argument("--model", choices=("simulator", "predictor"), default="simulator",
                         help="what CEM plans with: the simulator (a perfect model) or the run's trained predictor")
+    parser.add_argument("--plan-data", default="", help="draw starts and goals from this dataset folder instead "
+                        "of the run's own (as oracle_plan.py --plan-data)")
     add_search_flags(parser)
     parser.add_argument("--out", default="", help="results JSON (default RUN/sim-failures-sSEED.json, "
                         "with --model predictor RUN/model-failures-sSEED.json)")
@@ -225,6 +227,8 @@ def main(argv=None):
         parser.error("give --run (or --table)")
     cfg, run_dir, data, sim = open_sim_run(args.run)
     model = sim if args.model == "simulator" else trained_model(sim, run_dir)
+    if args.plan_data:
+        data = planning_data(args.plan_data, data)
     prefix = "sim" if args.model == "simulator" else "model"
     out = Path(args.out) if args.out else run_dir / f"{prefix}-failures-s{args.seed}.json"
     try:
@@ -242,6 +246,7 @@ def main(argv=None):
     records = first_solves(plan_cfg, model, data, args.seed, None if model is sim else sim)
     counts = {name: sum(r["class"] == name for r in records) for name in CLASSES}
     atomic_write_json(out, {"run": str(run_dir), "seed": args.seed, "checkpoint": model.checkpoint,
+                            "goals": str(data.path),
                             "solve": search_of(args),
                             "summary": counts, "episodes": records})
     print(f"seed {args.seed}, first solve with the {args.model} as the model: " +

@@ -198,7 +198,7 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
     assert [r["what"] for r in json.loads((tmp_path / "runs" / "o" / "rollout-errors-other.json").read_text())] == [
         "model", "no motion"]                                       # its rollouts on the other data's windows
     assert moved["seeds"]["0"]["start_block_px"] != result["seeds"]["0"]["start_block_px"]
-    check_sim_plan(tmp_path / "runs" / "o", capsys)
+    check_sim_plan(tmp_path / "runs" / "o", capsys, other)
     import masking_pusht
     masking_pusht.main(["--runs", "runs/o"])
     result = json.loads((tmp_path / "runs" / "o" / "masking-pusht.json").read_text())
@@ -220,7 +220,7 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
     assert "| 1 | 2 | 99 / " in summary
 
 
-def check_sim_plan(run, capsys):
+def check_sim_plan(run, capsys, other):
     """sim_plan on a tiny true-state run: the simulator scores the dataset's own plan to its goal
     at zero cost and random plans above it, and the protocol runs end to end with it."""
     import sim_plan
@@ -259,6 +259,13 @@ def check_sim_plan(run, capsys):
         assert record["own"]["agent_path_px"] >= record["start_errors"][0] - 1.0 and record["own"]["action_rms_z"] > 0
         assert record["class"] == sim_failures.classify(record["cem"]["success"], True, record["cem"]["cost"],
                                                         record["own"]["cost"])
+    with pytest.raises(SystemExit, match="--plan-data .* is not a dataset folder"):
+        sim_failures.main(["--run", str(run), "--plan-data", str(run)])
+    sim_failures.main(["--run", str(run), "--episodes", "3", "--samples", "6", "--topk", "2", "--iterations", "2",
+                       "--plan-data", str(other), "--out", str(run / "other.json")])
+    moved = json.loads((run / "other.json").read_text())
+    assert moved["goals"] == str(other)                      # another data's goals, so other start errors
+    assert [r["start_errors"] for r in moved["episodes"]] != [r["start_errors"] for r in result["episodes"]]
     sim_failures.main(["--table", str(run / "sim-failures-s0.json"), str(run / "sim-failures-s0.json")])
     assert "of 6" in capsys.readouterr().out                            # two files' episodes pooled
     assert sim_failures.classify(False, True, 0.5, 0.1) == "search"
