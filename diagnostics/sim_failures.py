@@ -19,9 +19,9 @@ within its 25 steps falls in one of three classes:
              substep after the dataset's state, as plan.py's replay policy runs it).
 
 ``--model predictor`` plans with the run's trained predictor instead (oracle_plan.py's planner) and
-ranks by its rollouts' cost; the class ``cost`` then says the predictor scores a failing plan as
-well as the dataset's, i.e. the model is wrong about it, since the simulator's own cost ranks
-every plan here as the success test does. Each record then also holds the simulator's cost of
+ranks by its rollouts' cost; the class ``cost`` then says the predictor scores a failing plan at
+most as dear as the dataset's plan that succeeds: the model is wrong about it, since the
+simulator's own cost ranked every plan of the perfect-model runs as the success test does. Each record then also holds the simulator's cost of
 both plans, where the predictor's rollout of CEM's plan ends and how far that is from where the
 plan really ends (block px, angle deg), the same for the dataset's plan, and CEM's plan's action
 size (rms, z-scored units).
@@ -112,7 +112,8 @@ def dataset_walk(data, model, start, goal):
 def first_solves(plan_cfg, model, data, seed, sim=None):
     """One record per episode of ``seed``: costs, success and end errors of CEM's first plan and
     of the dataset's own plan, and the class. ``model`` plans and ranks; ``sim``, when it is not
-    the model (a SimWorldModel), adds the simulator's costs and the model's rollout of CEM's plan."""
+    the model (a SimWorldModel), adds the simulator's costs and where the model's rollouts of
+    both plans end."""
     pairs = sample_eval_pairs(data, plan_cfg.split, plan_cfg.episodes, seed, plan_cfg.goal_offset)
     size = data.config.render_size
     starts = []
