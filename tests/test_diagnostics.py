@@ -189,8 +189,9 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
     assert [r["what"] for r in rows] == ["model", "no motion"]
     # --plan-data: the same model planned on another dataset's starts and goals, recorded as such
     before = set(Path("data").iterdir())
-    train.main(["--preset", "tiny", "--data-seed", "1", "--until", "data", "--out", "runs/d1", "--no-progress"])
-    other = (set(Path("data").iterdir()) - before).pop()
+    train.main(["--preset", "tiny", "--encoder-data", "predictor", "--data-seed", "1", "--episodes", "4",
+                "--until", "data", "--out", "runs/d1", "--no-progress"])
+    (other,) = set(Path("data").iterdir()) - before
     oracle_plan.main(["--preset", "tiny", "--out", "runs/o", "--plan-seeds", "0", "--plan-episodes", "2",
                       "--gifs", "0", "--plan-name", "other", "--resume", "--no-progress", "--plan-data", str(other)])
     moved = json.loads((tmp_path / "runs" / "o" / "plan-other.json").read_text())
