@@ -18,20 +18,21 @@ within its 25 steps falls in one of three classes:
     unreached  the dataset's own plan misses as well (from the start as the env resets it, one
              substep after the dataset's state, as plan.py's replay policy runs it).
 
-``--model predictor`` plans with the run's trained predictor instead (oracle_plan.py's planner) and
-ranks by its rollouts' cost; the class ``cost`` then says the predictor scores a failing plan at
-most as dear as the dataset's plan that succeeds: the model is wrong about it, since the
-simulator's own cost ranked every plan of the perfect-model runs as the success test does. Each record then also holds the simulator's cost of
-both plans, where the predictor's rollout of CEM's plan ends and how far that is from where the
-plan really ends (block px, angle deg), the same for the dataset's plan, and CEM's plan's action
-size (rms, z-scored units).
+``--model predictor`` plans with the run's trained predictor instead (oracle_plan.py's planner)
+and ranks by its rollouts' cost; the class ``cost`` then says the predictor scores a failing
+plan at most as dear as the dataset's plan that succeeds: the model is wrong about it, since the
+simulator's own cost ranked every plan of the perfect-model runs as the success test does. Each
+record then also holds the simulator's cost of both plans, where the predictor's rollout of
+CEM's plan ends and how far that is from where the plan really ends (block px, angle deg), the
+same for the dataset's plan, and CEM's plan's action size (rms, z-scored units).
 
 The second solve the protocol allows (steps 26-50) is not run: this is about what one solve can
 find. Results: RUN/sim-failures-sS.json (``--model predictor``: RUN/model-failures-sS.json;
 ``--out``: elsewhere) and a table on stdout; ``--table
 FILE ...`` prints one table of several such files' episodes together.
 ``--proprio-weight``, ``--samples``, ``--topk``, ``--iterations``, ``--init-std``, ``--noise-beta``
-and ``--clip-actions`` change the solve (a probe).
+and ``--clip-actions`` change the solve (a probe); ``--plan-data DIR`` draws the episodes from
+another dataset folder, as oracle_plan.py's flag does.
 """
 
 import argparse
