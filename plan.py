@@ -104,16 +104,10 @@ def matched_slot_cost(pred, goal):
 
 
 def goal_cost(slots, proprio, goal_slots, goal_proprio, proprio_weight, matched=True):
-    """The planning cost (FACTS section 5): matched slot MSE plus the weighted proprio MSE.
-
-    slots (..., S, D) against goal_slots broadcastable to it; proprio (..., P) or None (no
-    proprio term). matched=False (patch tokens, DINO-WM): token k against goal token k, the
-    plain MSE over tokens and features. Returns (...).
-    """
-    if matched:
-        cost = matched_slot_cost(slots, goal_slots)
-    else:
-        cost = (slots - goal_slots).pow(2).mean(dim=(-2, -1))
+    """The planning cost (FACTS section 5, App. G): matched slot MSE plus the weighted proprio MSE.
+    slots (..., S, D) against goal_slots broadcastable to it; proprio (..., P) or None (no proprio
+    term). matched=False (patch tokens, DINO-WM): token k against goal token k, plain MSE. -> (...)"""
+    cost = matched_slot_cost(slots, goal_slots) if matched else (slots - goal_slots).pow(2).mean(dim=(-2, -1))
     if proprio is not None:
         cost = cost + proprio_weight * (proprio - goal_proprio).pow(2).mean(-1)
     return cost
@@ -194,12 +188,11 @@ class WorldModel:
         return torch.from_numpy(normalize_proprio(np.asarray(proprio), self.stats)).to(self.device)
 
     @torch.no_grad()
-    def costs(self, slots, proprio, goal_slots, goal_proprio, candidates, history, proprio_weight,
-              align="right"):
-        """Score candidates (E, N, H, A) from the current slots (E, S, D) / z-scored proprio (E, P)
-        against the goal's; ``history``: the most frames of context (0: the model's n_history). The
-        rollout needs an action per frame: the predicted frame's is hidden (its query token), set to
-        the dataset mean (0). The proprio is compared where the model predicts it (proprio_features)."""
+    def predict(self, slots, proprio, candidates, history, align="right"):
+        """Roll candidates (E, N, H, A) out from the current slots (E, S, D) / z-scored proprio (E, P):
+        the last predicted slots (E, N, S, D) and proprio (E, N, P') or None. ``history``: the most
+        frames of context (0: the model's n_history). The rollout needs an action per frame: the
+        predicted frame's is hidden (its query token), set to the dataset mean (0)."""
         E, N, H, A = candidates.shape
         actions = torch.cat([candidates, candidates.new_zeros(E, N, 1, A)], dim=2)  # (E, N, H+1, A)
         start = slots[:, None, None].expand(E, N, 1, *slots.shape[1:])   # (E, N, 1, S, D)
@@ -207,11 +200,17 @@ class WorldModel:
         with autocast(self.device, self.precision):
             out = rollout(self.predictor, start, actions, start_proprio, n_future=H,
                           history=history or self.predictor.n_history, align=align)
+        return out["slots"][:, :, -1].float(), None if out["proprio"] is None else out["proprio"][:, :, -1].float()
+
+    @torch.no_grad()
+    def costs(self, slots, proprio, goal_slots, goal_proprio, candidates, history, proprio_weight, align="right"):
+        """goal_cost of each candidate's rollout (predict) against the goal's, (E, N); the proprio is
+        compared where the model predicts it (proprio_features)."""
+        final, final_proprio = self.predict(slots, proprio, candidates, history, align)
+        with autocast(self.device, self.precision):
             goal_proprio = self.predictor.proprio_features(goal_proprio)  # (E, P')
-        proprio = None if out["proprio"] is None else out["proprio"][:, :, -1].float()
-        return goal_cost(out["slots"][:, :, -1].float(), proprio, goal_slots[:, None],
-                         goal_proprio[:, None].float(), proprio_weight,
-                         matched=self.cfg.tokens == "slots")  # (E, N)
+        return goal_cost(final, final_proprio, goal_slots[:, None], goal_proprio[:, None].float(), proprio_weight,
+                         matched=self.cfg.tokens == "slots")
 
     def _action_stats(self):
         """Mean and std of one model action: frameskip env actions side by side, (2 * frameskip,)."""

@@ -48,7 +48,6 @@ from data import sample_eval_pairs  # noqa: E402
 from files import atomic_write_json, check_results_path  # noqa: E402
 from oracle_plan import OracleWorldModel, physical, planning_data  # noqa: E402
 from plan import PlanConfig, check_protocol, goal_errors, solve_all  # noqa: E402
-from predictor import rollout  # noqa: E402
 from pusht import PushTEnv, SUCCESS_ANGLE, SUCCESS_DIST  # noqa: E402
 from sim_plan import add_search_flags, open_sim_run, search_of  # noqa: E402
 
@@ -78,14 +77,10 @@ def trained_model(sim, run_dir):
     return model
 
 
-@torch.no_grad()
 def predicted_ends(model, slots, proprio, plans, history):
-    """The predictor's rollout of each plan (E, H, A) from its start, as plan.WorldModel.costs rolls
-    it out: its last slots (E, 2, 6)."""
-    actions = torch.cat([plans, plans.new_zeros(plans.shape[0], 1, plans.shape[2])], dim=1)
-    out = rollout(model.predictor.eval(), slots[:, None], actions, proprio[:, None], n_future=plans.shape[1],
-                  history=history or model.predictor.n_history)
-    return out["slots"][:, -1]
+    """The predictor's rollout of each plan (E, H, A) from its start, the one its cost scores
+    (plan.WorldModel.predict): its last slots (E, 2, 6)."""
+    return model.predict(slots, proprio, plans[:, None], history)[0][:, 0]
 
 
 def as_state(slots):
