@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import shutil
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,10 +168,10 @@ def collect(cfg: PushTDataConfig, out, workers=0, progress=True, overwrite=False
     """Collect a dataset with the policy ``cfg.policy`` into the folder ``out`` and return
     it loaded.
 
-    Episodes are collected in parallel (``workers`` processes, 0 = one per core) and
-    streamed into memory-mapped arrays inside ``out.partial``; only when everything,
-    ``meta.json`` last, is written is that folder renamed to ``out``. An interrupted
-    collection therefore never leaves a folder that loads as a dataset.
+    Episodes are collected in parallel (``workers`` processes, 0 = one per core; 1 collects
+    in this process) and streamed into memory-mapped arrays inside ``out.partial``; only when
+    everything, ``meta.json`` last, is written is that folder renamed to ``out``. An
+    interrupted collection therefore never leaves a folder that loads as a dataset.
     """
     policy_step(cfg.policy)
     out = Path(out)
@@ -197,8 +198,9 @@ def collect(cfg: PushTDataConfig, out, workers=0, progress=True, overwrite=False
             for e in range(cfg.episodes)]
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=cfg.episodes, desc=f"collect {out.name}", unit="ep", disable=not progress)
-    with mp.get_context("spawn").Pool(workers) as pool:
-        for e, episode in pool.imap_unordered(_collect_job, jobs, chunksize=4):
+    with mp.get_context("spawn").Pool(workers) if workers > 1 else nullcontext() as pool:
+        results = pool.imap_unordered(_collect_job, jobs, chunksize=4) if pool else map(_collect_job, jobs)
+        for e, episode in results:
             for name, values in episode.items():
                 arrays[name][starts[e]:starts[e + 1]] = values
             bar.update()

@@ -168,7 +168,7 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
     import oracle_plan
     import train
     monkeypatch.chdir(tmp_path)  # it finds its data under ./data, as train.py made it
-    train.main(["--preset", "tiny", "--encoder-data", "predictor", "--until", "data", "--out", "runs/d",
+    train.main(["--preset", "tiny", "--encoder-data", "predictor", "--until", "data", "--out", "runs/d", "--workers", "1",
                 "--no-progress"])
     oracle_plan.main(["--preset", "tiny", "--out", "runs/o", "--plan-seeds", "0", "--plan-episodes", "2",
                       "--gifs", "0", "--plan-name", "t"])
@@ -190,7 +190,7 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
     # --plan-data: the same model planned on another dataset's starts and goals, recorded as such
     before = set(Path("data").iterdir())
     train.main(["--preset", "tiny", "--encoder-data", "predictor", "--data-seed", "1", "--episodes", "4",
-                "--until", "data", "--out", "runs/d1", "--no-progress"])
+                "--until", "data", "--out", "runs/d1", "--workers", "1", "--no-progress"])
     (other,) = set(Path("data").iterdir()) - before
     oracle_plan.main(["--preset", "tiny", "--out", "runs/o", "--plan-seeds", "0", "--plan-episodes", "2",
                       "--gifs", "0", "--plan-name", "other", "--resume", "--no-progress", "--plan-data", str(other)])

@@ -20,7 +20,7 @@ def tiny_patch_run(tiny_run):
     """The dino-wm model at the tiny preset, beside tiny_run: the same data and encoder."""
     from train import run
     root, slot_run = tiny_run
-    return root, run(PATCHES, root / "runs" / "tiny-patches", progress=False, root=root, workers=2), slot_run
+    return root, run(PATCHES, root / "runs" / "tiny-patches", progress=False, root=root, workers=1), slot_run
 
 
 def test_patch_features_pool_the_frozen_cnn_map_into_the_documented_shape():
@@ -130,7 +130,7 @@ def test_patches_too_large_for_the_disk_stop_before_anything_is_written(tiny_pat
     with pytest.raises(OSError, match=r"the patches of [\d,]+ frames \(4 x 16 float32 numbers each\) need "
                                       r"[\d.]+ MB in .*, where 0\.01 MB are free: free some, train with "
                                       r"--live-patches, or use a coarser --patch-grid"):
-        run(coarser, root / "runs" / "tiny-patches-2", progress=False, root=root, workers=2)
+        run(coarser, root / "runs" / "tiny-patches-2", progress=False, root=root, workers=1)
     assert list(enc_dir.rglob("patches-4.npy")) and not list(enc_dir.rglob("patches-2*"))
 
 

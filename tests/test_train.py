@@ -325,7 +325,7 @@ def test_each_policys_data_gets_its_own_slots_from_the_shared_encoder(tiny_run):
     root, _ = tiny_run
     assert TINY.policy == "expert"   # the presets collect with the scripted expert; weak is the other
     weak = dataclasses.replace(TINY, policy="weak")
-    out = run(weak, root / "runs" / "weak", progress=False, root=root, until="slots", workers=2)
+    out = run(weak, root / "runs" / "weak", progress=False, root=root, until="slots", workers=1)
     info = json.loads((out / "config.json").read_text())
     enc_dir = Path(info["encoder"])
     assert enc_dir.name.endswith(config.encoder_hash(TINY))   # the same encoder folder
