@@ -10,7 +10,9 @@ these slots of the `cpu` dataset (train.train_predictor: the same windows, maski
 ``--masked`` of the 2 slots, loss and schedule), then runs plan.py's protocol with the
 same CEM and cost, the planner reading the env state where it would encode a frame.
 If this plans well, the learned slots are what holds planning back; if not, the
-predictor, its data or the planner are.
+predictor, its data or the planner are. ``--ensemble RUN ...`` (ours, a probe) plans with
+the predictors of runs trained alike but for ``--seed`` beside this one, and
+``--disagreement W`` adds W times their spread to the cost (EnsembleWorldModel).
 """
 
 import dataclasses
@@ -80,6 +82,13 @@ def rollout_errors(predictor, data, slots, cfg, steps=5, max_windows=2000):
     return rows
 
 
+def add_ensemble_flags(parser):
+    parser.add_argument("--ensemble", nargs="+", default=[], metavar="RUN", help="plan with these oracle runs' "
+                        "predictors beside this one's (the same flags but --seed; ours, a probe)")
+    parser.add_argument("--disagreement", type=float, default=0.0,
+                        help="with --ensemble: weight of the members' spread in the cost")
+
+
 def check_plan_data(path):
     if not (Path(path) / "meta.json").is_file():
         sys.exit(f"error: --plan-data {path} is not a dataset folder (no meta.json)")
@@ -120,6 +129,69 @@ class OracleWorldModel(WorldModel):
         return torch.from_numpy(object_slots(states)).to(self.device)
 
 
+class _Member(OracleWorldModel):
+    """One predictor of an ensemble; keeps the last slots its cost scored."""
+
+    def predict(self, *args, **kwargs):
+        ends, proprio = super().predict(*args, **kwargs)
+        self.last = ends
+        return ends, proprio
+
+
+class EnsembleWorldModel(OracleWorldModel):
+    """Ours, a probe (--ensemble, --disagreement): predictors trained alike but for --seed plan
+    together. A candidate costs the members' mean cost plus ``disagreement`` times their spread,
+    each member's last slots' mean squared distance from the members' mean (the cost's slot
+    units): where the members part, the data did not pin the rollout down, as on the plans that
+    fool one predictor (docs/expert.md). 0 is the plain mean cost."""
+
+    def __init__(self, run_cfg, predictors, stats, device, disagreement):
+        super().__init__(run_cfg, predictors[0], stats, device)
+        self.members = [_Member(run_cfg, p, stats, device) for p in predictors]
+        self.disagreement = disagreement
+
+    def predict(self, slots, proprio, candidates, history, align="right"):
+        """The members' mean last slots; no proprio (each member predicts it in its own embedding)."""
+        ends = [m.predict(slots, proprio, candidates, history, align)[0] for m in self.members]
+        return torch.stack(ends).mean(0), None
+
+    def costs(self, slots, proprio, goal_slots, goal_proprio, candidates, history, proprio_weight, align="right"):
+        costs = torch.stack([m.costs(slots, proprio, goal_slots, goal_proprio, candidates, history,
+                                     proprio_weight, align) for m in self.members])      # (K, E, N)
+        ends = torch.stack([m.last for m in self.members])                              # (K, E, N, S, D)
+        spread = (ends - ends.mean(0)).pow(2).mean(dim=(0, -2, -1))
+        return costs.mean(0) + self.disagreement * spread
+
+
+def ensemble_predictors(cfg, runs, disagreement, device):
+    """The finished predictors of the oracle runs ``runs``, each trained with ``cfg`` but for its
+    --seed; SystemExit naming the run and what differs otherwise."""
+    if not disagreement >= 0 or (disagreement and not runs):
+        sys.exit(f"error: --disagreement weighs an --ensemble's spread: at least 0, with --ensemble; got {disagreement}")
+    predictors = []
+    for run in runs:
+        try:
+            ckpt = load_checkpoint(Path(run) / "predictor.pt", config_to_dict(cfg), may_differ=("seed",))
+        except (FileNotFoundError, ValueError) as err:
+            sys.exit(f"error: --ensemble {run}: {err}")
+        if not ckpt["done"]:
+            sys.exit(f"error: --ensemble {run}: its predictor is unfinished (oracle_plan.py --resume)")
+        predictor = build_predictor(cfg).to(device)
+        predictor.load_state_dict(ckpt["model"])
+        predictors.append(predictor)
+    return predictors
+
+
+def with_ensemble(model, runs, disagreement):
+    """``model`` (an OracleWorldModel) planning with the predictors of ``runs`` beside its own."""
+    others = ensemble_predictors(model.cfg, runs, disagreement, model.device)
+    if not others:
+        return model
+    ensemble = EnsembleWorldModel(model.cfg, [model.predictor, *others], model.stats, model.device, disagreement)
+    ensemble.checkpoint = {**model.checkpoint, "ensemble": [str(r) for r in runs], "disagreement": disagreement}
+    return ensemble
+
+
 def main(argv=None):
     parser = build_parser(TrainConfig, PRESETS, __doc__.split("\n")[0] + " Every train.py flag "
                           "applies to the predictor; --n-slots and --slot-dim are the oracle's.")
@@ -143,6 +215,7 @@ def main(argv=None):
                         help="CEM's noise coloured over time, power 1/f^beta (iCEM's; plan.py's probe)")
     parser.add_argument("--plan-history", type=int, default=PlanConfig().history,
                         help="most frames of context while planning (0: the model's n_history)")
+    add_ensemble_flags(parser)
     args = parser.parse_args(argv)
     plan_cfg = PlanConfig(ckpt=args.out, seeds=tuple(args.plan_seeds), episodes=args.plan_episodes,
                           gifs=args.gifs, split=args.plan_split, time_align=args.time_align,
@@ -162,6 +235,7 @@ def main(argv=None):
     if cfg.dataset != "pusht" or not 0 <= cfg.masked <= cfg.n_slots:
         sys.exit(f"error: the oracle is for --dataset pusht with --masked 0, 1 or 2, got {cfg.dataset}, "
                  f"{cfg.masked}")
+    ensemble_predictors(cfg, args.ensemble, args.disagreement, "cpu")      # checked before any training
     folder = data_dir(".", data_config(cfg))
     if not (folder / "meta.json").is_file():
         sys.exit(f"error: no {folder}: make it first with python train.py --until data and the same "
@@ -181,6 +255,7 @@ def main(argv=None):
     model = OracleWorldModel(cfg, predictor, data.stats, ctx.device)
     model.checkpoint = {"path": str(out / "predictor.pt"), "step": ckpt["step"], "done": bool(ckpt["done"]),
                         "config_hash": config_hash(cfg)}   # recorded in the results
+    model = with_ensemble(model, args.ensemble, args.disagreement)
     report_rollouts(predictor, data, slots, cfg, out / "rollout-errors.json")
     if args.plan_data:
         data = planning_data(args.plan_data, data)

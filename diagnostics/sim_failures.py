@@ -32,7 +32,8 @@ find. Results: RUN/sim-failures-sS.json (``--model predictor``: RUN/model-failur
 FILE ...`` prints one table of several such files' episodes together.
 ``--proprio-weight``, ``--samples``, ``--topk``, ``--iterations``, ``--init-std``, ``--noise-beta``
 and ``--clip-actions`` change the solve (a probe); ``--plan-data DIR`` draws the episodes from
-another dataset folder, as oracle_plan.py's flag does.
+another dataset folder, and ``--ensemble RUN ... --disagreement W`` plans with several
+predictors, as oracle_plan.py's flags do.
 """
 
 import argparse
@@ -46,7 +47,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data import sample_eval_pairs  # noqa: E402
 from files import atomic_write_json, check_results_path  # noqa: E402
-from oracle_plan import OracleWorldModel, physical, planning_data  # noqa: E402
+from oracle_plan import OracleWorldModel, add_ensemble_flags, physical, planning_data, with_ensemble  # noqa: E402
 from plan import PlanConfig, check_protocol, goal_errors, solve_all  # noqa: E402
 from pusht import PushTEnv, SUCCESS_ANGLE, SUCCESS_DIST  # noqa: E402
 from sim_plan import add_search_flags, open_sim_run, search_of  # noqa: E402
@@ -68,13 +69,14 @@ def execute(render_size, start, goal, actions):
     return first >= 0, first, goal_errors(info["state"], goal), info["state"]
 
 
-def trained_model(sim, run_dir):
-    """The run's trained predictor as oracle_plan.py plans with it (the cost is the same)."""
+def trained_model(sim, run_dir, ensemble=(), disagreement=0.0):
+    """The run's trained predictor as oracle_plan.py plans with it (the cost is the same), with
+    the predictors of the runs ``ensemble`` beside it as oracle_plan.py's --ensemble."""
     if not sim.checkpoint["done"]:
         raise SystemExit(f"error: {run_dir / 'predictor.pt'} is unfinished: finish it with oracle_plan.py --resume")
     model = OracleWorldModel(sim.cfg, sim.predictor, sim.stats, torch.device("cpu"))
     model.checkpoint = {**sim.checkpoint, "rollouts": "predictor"}
-    return model
+    return with_ensemble(model, ensemble, disagreement)
 
 
 def predicted_ends(model, slots, proprio, plans, history):
@@ -210,6 +212,7 @@ def main(argv=None):
     parser.add_argument("--plan-data", default="", help="draw starts and goals from this dataset folder instead "
                         "of the run's own (as oracle_plan.py --plan-data)")
     add_search_flags(parser)
+    add_ensemble_flags(parser)
     parser.add_argument("--out", default="", help="results JSON (default RUN/sim-failures-sSEED.json, "
                         "with --model predictor RUN/model-failures-sSEED.json)")
     args = parser.parse_args(argv)
@@ -223,7 +226,9 @@ def main(argv=None):
     if not args.run:
         parser.error("give --run (or --table)")
     cfg, run_dir, data, sim = open_sim_run(args.run)
-    model = sim if args.model == "simulator" else trained_model(sim, run_dir)
+    if args.ensemble and args.model == "simulator":
+        parser.error("--ensemble is for --model predictor")
+    model = sim if args.model == "simulator" else trained_model(sim, run_dir, args.ensemble, args.disagreement)
     if args.plan_data:
         data = planning_data(args.plan_data, data)
     prefix = "sim" if args.model == "simulator" else "model"

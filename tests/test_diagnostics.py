@@ -200,6 +200,24 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
         "model", "no motion"]                                       # its rollouts on the other data's windows
     assert moved["seeds"]["0"]["start_block_px"] != result["seeds"]["0"]["start_block_px"]
     check_sim_plan(tmp_path / "runs" / "o", capsys, other)
+    # --ensemble: a second predictor, trained alike but for --seed, plans beside the first
+    oracle_plan.main(["--preset", "tiny", "--out", "runs/o1", "--seed", "1", "--check-only", "--no-progress"])
+    oracle_plan.main(["--preset", "tiny", "--out", "runs/o", "--plan-seeds", "0", "--plan-episodes", "2", "--gifs",
+                      "0", "--plan-name", "ens", "--no-progress", "--ensemble", "runs/o1", "--disagreement", "2"])
+    ens = json.loads((tmp_path / "runs" / "o" / "plan-ens.json").read_text())["checkpoint"]
+    assert ens["ensemble"] == ["runs/o1"] and ens["disagreement"] == 2 and ens["path"] == result["checkpoint"]["path"]
+    with pytest.raises(SystemExit, match=r"--ensemble runs/o: .*differing fields: \['masked'\]"):
+        oracle_plan.main(["--preset", "tiny", "--out", "runs/o2", "--masked", "0", "--ensemble", "runs/o"])
+    assert not Path("runs/o2").exists()                                  # refused before any training
+    with pytest.raises(SystemExit, match="--disagreement weighs an --ensemble's spread"):
+        oracle_plan.main(["--preset", "tiny", "--out", "runs/o2", "--disagreement", "1"])
+    import sim_failures
+    import sim_plan
+    both = sim_failures.trained_model(sim_plan.open_sim_run("runs/o")[3], Path("runs/o"), ["runs/o1"], 1.0)
+    assert isinstance(both, oracle_plan.EnsembleWorldModel) and len(both.members) == 2
+    assert both.checkpoint["rollouts"] == "predictor" and both.checkpoint["ensemble"] == ["runs/o1"]
+    with pytest.raises(SystemExit):                                     # the simulator needs no ensemble
+        sim_failures.main(["--run", "runs/o", "--ensemble", "runs/o1"])
     import masking_pusht
     masking_pusht.main(["--runs", "runs/o"])
     result = json.loads((tmp_path / "runs" / "o" / "masking-pusht.json").read_text())
@@ -674,3 +692,35 @@ def test_cost_check_splits_the_planning_cost_into_its_slot_and_proprio_terms(tin
     assert summaries["0"]["dataset_plan_rank"] == summaries["0"]["dataset_plan_rank_slot_term"]
     for key in ("spearman_slot_term_block", "spearman_encoder_slot_term_block"):  # the slot term's, either weight
         assert -1 <= summaries["1"][key] <= 1 and summaries["0"][key] == pytest.approx(summaries["1"][key])
+
+
+def test_an_ensemble_costs_its_members_mean_cost_plus_their_weighted_spread():
+    import dataclasses
+    import oracle_plan
+    from config import PRESETS, build_predictor
+    cfg = dataclasses.replace(PRESETS["tiny"], n_slots=2, slot_dim=oracle_plan.SLOT_DIM, slot_mode="frame")
+    torch.manual_seed(0)
+    a, b = build_predictor(cfg), build_predictor(cfg)
+    stats = {"action_mean": [0.0, 0.0], "action_std": [1.0, 1.0]}
+    g = torch.Generator().manual_seed(0)
+    states = np.random.default_rng(0).uniform(100, 400, (6, 7))
+    slots = torch.from_numpy(oracle_plan.object_slots(states[:3]))
+    goal = torch.from_numpy(oracle_plan.object_slots(states[3:]))
+    proprio, goal_proprio = torch.randn(3, 4, generator=g), torch.randn(3, 4, generator=g)
+    candidates = torch.randn(3, 5, 4, 2 * cfg.frameskip, generator=g)
+    args = (slots, proprio, goal, goal_proprio, candidates, 0, 1.0)
+
+    def model(*predictors, weight=0.0):
+        return oracle_plan.EnsembleWorldModel(cfg, list(predictors), stats, torch.device("cpu"), weight)
+
+    alone = oracle_plan.OracleWorldModel(cfg, a, stats, torch.device("cpu"))
+    # a member twice: no spread, whatever its weight; the cost is that member's
+    torch.testing.assert_close(model(a, a, weight=3.0).costs(*args), alone.costs(*args))
+    # two members: their mean cost, plus the weight times half their squared difference's mean
+    cost_a, cost_b = alone.costs(*args), oracle_plan.OracleWorldModel(cfg, b, stats, torch.device("cpu")).costs(*args)
+    ends_a, ends_b = (m.predict(slots, proprio, candidates, 0)[0] for m in (alone, model(b)))
+    spread = ((ends_a - ends_b) / 2).pow(2).mean(dim=(-2, -1))
+    assert spread.min() > 0
+    torch.testing.assert_close(model(a, b).costs(*args), (cost_a + cost_b) / 2)
+    torch.testing.assert_close(model(a, b, weight=2.0).costs(*args), (cost_a + cost_b) / 2 + 2 * spread)
+    torch.testing.assert_close(model(a, b).predict(slots, proprio, candidates, 0)[0], (ends_a + ends_b) / 2)
