@@ -167,7 +167,8 @@ def ensemble_predictors(cfg, runs, disagreement, device):
     """The finished predictors of the oracle runs ``runs``, each trained with ``cfg`` but for its
     --seed; SystemExit naming the run and what differs otherwise."""
     if not disagreement >= 0 or (disagreement and not runs):
-        sys.exit(f"error: --disagreement weighs an --ensemble's spread: at least 0, with --ensemble; got {disagreement}")
+        sys.exit("error: --disagreement weighs an --ensemble's spread: at least 0, with --ensemble; "
+                 f"got {disagreement}")
     predictors = []
     for run in runs:
         try:

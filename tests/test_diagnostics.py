@@ -168,8 +168,8 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
     import oracle_plan
     import train
     monkeypatch.chdir(tmp_path)  # it finds its data under ./data, as train.py made it
-    train.main(["--preset", "tiny", "--encoder-data", "predictor", "--until", "data", "--out", "runs/d", "--workers", "1",
-                "--no-progress"])
+    train.main(["--preset", "tiny", "--encoder-data", "predictor", "--until", "data", "--out", "runs/d",
+                "--workers", "1", "--no-progress"])
     oracle_plan.main(["--preset", "tiny", "--out", "runs/o", "--plan-seeds", "0", "--plan-episodes", "2",
                       "--gifs", "0", "--plan-name", "t"])
     result = json.loads((tmp_path / "runs" / "o" / "plan-t.json").read_text())
