@@ -159,8 +159,8 @@ class EnsembleWorldModel(OracleWorldModel):
         costs = torch.stack([m.costs(slots, proprio, goal_slots, goal_proprio, candidates, history,
                                      proprio_weight, align) for m in self.members])      # (K, E, N)
         ends = torch.stack([m.last for m in self.members])                              # (K, E, N, S, D)
-        spread = (ends - ends.mean(0)).pow(2).mean(dim=(0, -2, -1))
-        return costs.mean(0) + self.disagreement * spread
+        self.spread = (ends - ends.mean(0)).pow(2).mean(dim=(0, -2, -1))             # (E, N), kept
+        return costs.mean(0) + self.disagreement * self.spread
 
 
 def ensemble_predictors(cfg, runs, disagreement, device):

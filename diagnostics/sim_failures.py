@@ -134,6 +134,7 @@ def first_solves(plan_cfg, model, data, seed, sim=None):
     args = (slots, proprio, goal_slots, goal_proprio, candidates, plan_cfg.history)
     total = model.costs(*args, plan_cfg.proprio_weight).numpy()
     slot_term = model.costs(*args, 0.0).numpy()
+    spread = getattr(model, "spread", None)                  # an ensemble's: its members' spread
     if sim is not None:
         sim_total = sim.costs(*args, plan_cfg.proprio_weight).numpy()
         predicted = [as_state(predicted_ends(model, slots, proprio, c, plan_cfg.history)) for c in (plan, own)]
@@ -153,6 +154,8 @@ def first_solves(plan_cfg, model, data, seed, sim=None):
             "own": {"success": own_ok, "first_step": own_step, "end_errors": own_end.round(2).tolist(),
                     "cost": float(total[e, 1]), "slot_term": float(slot_term[e, 1]), **dataset_walk(data, model, s, g)},
             "class": classify(cem_ok, own_ok, total[e, 0], total[e, 1])}
+        if spread is not None:
+            record["cem"]["spread"], record["own"]["spread"] = float(spread[e, 0]), float(spread[e, 1])
         if sim is not None:
             record["cem"]["sim_cost"], record["own"]["sim_cost"] = float(sim_total[e, 0]), float(sim_total[e, 1])
             for who, real, ends in (("cem", cem_state, predicted[0]), ("own", own_state, predicted[1])):
@@ -168,14 +171,17 @@ def summary(records):
     dataset's agent walks (its path against the straight line from its start to its goal) with
     how large its actions are (root mean square, in CEM's z-scored units: CEM starts at std 1).
     Files that hold them add CEM's plan's action size, and for a trained predictor how far its
-    rollout of CEM's plan ends from where the plan really ends and the simulator's costs."""
+    rollout of CEM's plan ends from where the plan really ends and the simulator's costs, and for
+    an ensemble its members' spread on both plans."""
     plan_size = all("action_rms_z" in r["cem"] for r in records)
     trained = all("sim_cost" in r["cem"] for r in records)
+    ensemble = all("spread" in r["cem"] for r in records)
     head = ["class", "episodes", "need a push", "CEM's plan ends: agent / block px, angle deg", "its cost (slot term)",
             "dataset's plan ends", "its cost (slot term)", "dataset's agent: path / straight px", "its actions, rms z"]
     head += ["CEM's actions, rms z"] * plan_size
     head += ["model's rollout off the real end, block px, angle deg: CEM's plan / dataset's",
              "simulator's cost: CEM's / dataset's"] * trained
+    head += ["members' spread: CEM's / dataset's"] * ensemble
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name in CLASSES:
         rows = [r for r in records if r["class"] == name]
@@ -196,6 +202,8 @@ def summary(records):
             cells.append(" / ".join("{:.0f}, {:.0f}".format(*np.median([r[who]["model_error"] for r in rows], axis=0))
                                     for who in ("cem", "own")))
             cells.append(" / ".join(f"{np.median([r[who]['sim_cost'] for r in rows]):.4f}" for who in ("cem", "own")))
+        if ensemble:
+            cells.append(" / ".join(f"{np.median([r[who]['spread'] for r in rows]):.4f}" for who in ("cem", "own")))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -218,6 +218,12 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
     assert both.checkpoint["rollouts"] == "predictor" and both.checkpoint["ensemble"] == ["runs/o1"]
     with pytest.raises(SystemExit):                                     # the simulator needs no ensemble
         sim_failures.main(["--run", "runs/o", "--ensemble", "runs/o1"])
+    capsys.readouterr()
+    sim_failures.main(["--run", "runs/o", "--model", "predictor", "--ensemble", "runs/o1", "--episodes", "2",
+                       "--samples", "6", "--topk", "2", "--iterations", "2", "--out", "ens.json"])
+    records = json.loads(Path("ens.json").read_text())["episodes"]
+    assert all(r[who]["spread"] > 0 for r in records for who in ("cem", "own"))   # two predictors differ
+    assert "members' spread" in capsys.readouterr().out
     import masking_pusht
     masking_pusht.main(["--runs", "runs/o"])
     result = json.loads((tmp_path / "runs" / "o" / "masking-pusht.json").read_text())
