@@ -234,8 +234,8 @@ def main(argv=None):
     if not args.run:
         parser.error("give --run (or --table)")
     cfg, run_dir, data, sim = open_sim_run(args.run)
-    if args.ensemble and args.model == "simulator":
-        parser.error("--ensemble is for --model predictor")
+    if (args.ensemble or args.disagreement) and args.model == "simulator":
+        parser.error("--ensemble and --disagreement are for --model predictor")
     model = sim if args.model == "simulator" else trained_model(sim, run_dir, args.ensemble, args.disagreement)
     if args.plan_data:
         data = planning_data(args.plan_data, data)
