@@ -170,6 +170,7 @@ def summary(records):
     px, block px, angle deg) and costs of CEM's plan and of the dataset's, and how far the
     dataset's agent walks (its path against the straight line from its start to its goal) with
     how large its actions are (root mean square, in CEM's z-scored units: CEM starts at std 1).
+    A last row holds every episode, and a line counts those where the dataset's plan is the cheaper.
     Files that hold them add CEM's plan's action size, and for a trained predictor how far its
     rollout of CEM's plan ends from where the plan really ends and the simulator's costs, and for
     an ensemble its members' spread on both plans."""
@@ -183,8 +184,8 @@ def summary(records):
              "simulator's cost: CEM's / dataset's"] * trained
     head += ["members' spread: CEM's / dataset's"] * ensemble
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
-    for name in CLASSES:
-        rows = [r for r in records if r["class"] == name]
+    for name in (*CLASSES, "all"):
+        rows = records if name == "all" else [r for r in records if r["class"] == name]
         if not rows:
             continue
         cells = [name, str(len(rows)), str(sum(r["needs_push"] for r in rows))]
@@ -205,6 +206,10 @@ def summary(records):
         if ensemble:
             cells.append(" / ".join(f"{np.median([r[who]['spread'] for r in rows]):.4f}" for who in ("cem", "own")))
         lines.append("| " + " | ".join(cells) + " |")
+    cheaper = sum(r["own"]["cost"] < r["cem"]["cost"] for r in records)
+    lines.append(f"\nthe dataset's plan costs less than CEM's in {cheaper} of {len(records)} episodes")
+    if ensemble:
+        lines[-1] += f"; the members part more on it in {sum(r['own']['spread'] > r['cem']['spread'] for r in records)}"
     return "\n".join(lines)
 
 

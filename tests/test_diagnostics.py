@@ -223,7 +223,8 @@ def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, caps
                        "--samples", "6", "--topk", "2", "--iterations", "2", "--out", "ens.json"])
     records = json.loads(Path("ens.json").read_text())["episodes"]
     assert all(r[who]["spread"] > 0 for r in records for who in ("cem", "own"))   # two predictors differ
-    assert "members' spread" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "members' spread" in out and "; the members part more on it in " in out
     import masking_pusht
     masking_pusht.main(["--runs", "runs/o"])
     result = json.loads((tmp_path / "runs" / "o" / "masking-pusht.json").read_text())
@@ -292,7 +293,9 @@ def check_sim_plan(run, capsys, other):
     assert moved["goals"] == str(other)                      # another data's goals, so other start errors
     assert [r["start_errors"] for r in moved["episodes"]] != [r["start_errors"] for r in result["episodes"]]
     sim_failures.main(["--table", str(run / "sim-failures-s0.json"), str(run / "sim-failures-s0.json")])
-    assert "of 6" in capsys.readouterr().out                            # two files' episodes pooled
+    out = capsys.readouterr().out
+    assert "of 6" in out and "| all | 6 |" in out                       # two files' episodes pooled
+    assert "the dataset's plan costs less than CEM's in " in out
     assert sim_failures.classify(False, True, 0.5, 0.1) == "search"
     assert sim_failures.classify(False, True, 0.1, 0.5) == "cost"
     assert sim_failures.classify(False, False, 0.1, 0.5) == "unreached"
