@@ -311,7 +311,8 @@ def run_seed(cfg: PlanConfig, model: WorldModel, data, seed, record_frames=0):
             start = time.perf_counter()
             if not cfg.goal_alone:  # the official planner encodes the goal at every solve
                 goal_slots = model.encode(goal_pixels, goal_states, after=pixels)
-            plan = solve_all(cfg, model, pixels, proprio, goal_slots, goal_proprio, seed, solve, final)
+            search = getattr(model, "solve_all", solve_all)  # a probe's own search (diagnostics/window_plan.py)
+            plan = search(cfg, model, pixels, proprio, goal_slots, goal_proprio, seed, solve, final)
             solve_seconds += time.perf_counter() - start
             n_solves += 1
             actions = model.to_env_actions(plan[:, :cfg.receding])

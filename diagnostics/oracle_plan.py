@@ -12,7 +12,9 @@ same CEM and cost, the planner reading the env state where it would encode a fra
 If this plans well, the learned slots are what holds planning back; if not, the
 predictor, its data or the planner are. ``--ensemble RUN ...`` (ours, a probe) plans with
 the predictors of runs trained alike but for ``--seed`` beside this one, and
-``--disagreement W`` adds W times their spread to the cost (EnsembleWorldModel).
+``--disagreement W`` adds W times their spread to the cost (EnsembleWorldModel);
+``--candidates data`` (ours, a probe) plans by ranking the training data's own action windows
+in CEM's place (window_plan.py).
 """
 
 import dataclasses
@@ -33,6 +35,7 @@ from predictor import rollout  # noqa: E402
 from config import (PRESETS, TrainConfig, build_predictor, config_hash, data_config, data_dir,  # noqa: E402
                     load_checkpoint, open_dataset)
 from train import train_predictor  # noqa: E402
+from window_plan import WindowSearch  # noqa: E402
 
 SLOT_DIM = 6
 SCALE, CENTRE = 100.0, 256.0
@@ -217,7 +220,15 @@ def main(argv=None):
     parser.add_argument("--plan-history", type=int, default=PlanConfig().history,
                         help="most frames of context while planning (0: the model's n_history)")
     add_ensemble_flags(parser)
+    parser.add_argument("--candidates", choices=("cem", "data"), default="cem", help="data: no CEM; each solve "
+                        "ranks --draws action windows of the training episodes (ours, a probe; window_plan.py)")
+    parser.add_argument("--draws", type=int, default=0,
+                        help="windows a solve with --candidates data (default: CEM's samples x iterations)")
     args = parser.parse_args(argv)
+    if args.candidates == "data" and (args.clip_actions or args.init_std != 1 or args.noise_beta):
+        sys.exit("error: --clip-actions, --init-std and --noise-beta shape CEM's samples: not for --candidates data")
+    if args.draws < 0 or (args.draws and args.candidates == "cem"):
+        sys.exit("error: --draws is a positive count of windows, for --candidates data")
     plan_cfg = PlanConfig(ckpt=args.out, seeds=tuple(args.plan_seeds), episodes=args.plan_episodes,
                           gifs=args.gifs, split=args.plan_split, time_align=args.time_align,
                           clip_actions=args.clip_actions, history=args.plan_history, noise_beta=args.noise_beta,
@@ -258,6 +269,7 @@ def main(argv=None):
                         "config_hash": config_hash(cfg)}   # recorded in the results
     model = with_ensemble(model, args.ensemble, args.disagreement)
     report_rollouts(predictor, data, slots, cfg, out / "rollout-errors.json")
+    run_data = data
     if args.plan_data:
         data = planning_data(args.plan_data, data)
         model.checkpoint["goals"] = args.plan_data
@@ -265,6 +277,13 @@ def main(argv=None):
         report_rollouts(predictor, data, object_slots(data.state), cfg, out / f"rollout-errors-{args.plan_name}.json")
     if args.check_only:
         return
+    if args.candidates == "data":
+        try:
+            model.solve_all = WindowSearch(model, run_data, data, args.draws or plan_cfg.samples * plan_cfg.iterations,
+                                           plan_cfg.horizon * cfg.frameskip)
+        except ValueError as err:
+            sys.exit(f"error: {err}")
+        model.checkpoint.update(model.solve_all.record())
     results, path = evaluate_model(plan_cfg, model, data, out / f"plan-{args.plan_name}.json",
                                    progress=not args.no_progress)
     print(json.dumps({"success_mean": results["success_mean"], "success_std": results["success_std"],

@@ -33,7 +33,9 @@ FILE ...`` prints one table of several such files' episodes together.
 ``--proprio-weight``, ``--samples``, ``--topk``, ``--iterations``, ``--init-std``, ``--noise-beta``
 and ``--clip-actions`` change the solve (a probe); ``--plan-data DIR`` draws the episodes from
 another dataset folder, and ``--ensemble RUN ... --disagreement W`` plans with several
-predictors, as oracle_plan.py's flags do.
+predictors, as oracle_plan.py's flags do; ``--candidates data`` ranks the training data's own
+action windows instead of running CEM (window_plan.py; the table's "CEM's plan" is then the
+window it chose).
 """
 
 import argparse
@@ -51,6 +53,7 @@ from oracle_plan import OracleWorldModel, add_ensemble_flags, physical, planning
 from plan import PlanConfig, check_protocol, goal_errors, solve_all  # noqa: E402
 from pusht import PushTEnv, SUCCESS_ANGLE, SUCCESS_DIST  # noqa: E402
 from sim_plan import add_search_flags, open_sim_run, search_of  # noqa: E402
+from window_plan import WindowSearch  # noqa: E402
 
 CLASSES = ("solved", "search", "cost", "unreached")
 
@@ -107,11 +110,11 @@ def dataset_walk(data, model, start, goal):
     return {"agent_path_px": round(float(path), 2), "action_rms_z": round(float(np.sqrt(np.mean(z ** 2))), 3)}
 
 
-def first_solves(plan_cfg, model, data, seed, sim=None):
+def first_solves(plan_cfg, model, data, seed, sim=None, search=solve_all):
     """One record per episode of ``seed``: costs, success and end errors of CEM's first plan and
     of the dataset's own plan, and the class. ``model`` plans and ranks; ``sim``, when it is not
     the model (a SimWorldModel), adds the simulator's costs and where the model's rollouts of
-    both plans end."""
+    both plans end. ``search``: what solves (window_plan.WindowSearch: the data's windows, not CEM)."""
     pairs = sample_eval_pairs(data, plan_cfg.split, plan_cfg.episodes, seed, plan_cfg.goal_offset)
     size = data.config.render_size
     starts = []
@@ -126,8 +129,8 @@ def first_solves(plan_cfg, model, data, seed, sim=None):
     goal_proprio = model.proprio(data.proprio[pairs[:, 1]])
     proprio = model.proprio(starts[:, [0, 1, 5, 6]].astype(np.float32))
     no_pixels = np.zeros((len(pairs), 1))                                    # the oracle reads states
-    plan = solve_all(plan_cfg, model, no_pixels, starts[:, [0, 1, 5, 6]].astype(np.float32), goal_slots,
-                     goal_proprio, seed, 0, starts)                            # (E, H, A)
+    plan = search(plan_cfg, model, no_pixels, starts[:, [0, 1, 5, 6]].astype(np.float32), goal_slots,
+                  goal_proprio, seed, 0, starts)                                # (E, H, A)
     own = torch.from_numpy(model.from_env_actions(np.stack([data.action[s:g] for s, g in pairs]))).float()
     candidates = torch.stack([plan, own], dim=1)                              # (E, 2, H, A)
     slots = model.encode(None, starts)
@@ -225,6 +228,11 @@ def main(argv=None):
     parser.add_argument("--plan-data", default="", help="draw starts and goals from this dataset folder instead "
                         "of the run's own (as oracle_plan.py --plan-data)")
     add_search_flags(parser)
+    parser.add_argument("--candidates", choices=("cem", "data"), default="cem",
+                        help="data: no CEM; the plan is the cheapest of --draws action windows of the run's own "
+                        "training episodes, none from the start's episode (a probe, ours)")
+    parser.add_argument("--draws", type=int, default=0,
+                        help="windows scored an episode with --candidates data (default: CEM's samples x iterations)")
     add_ensemble_flags(parser)
     parser.add_argument("--out", default="", help="results JSON (default RUN/sim-failures-sSEED.json, "
                         "with --model predictor RUN/model-failures-sSEED.json)")
@@ -242,8 +250,18 @@ def main(argv=None):
     if (args.ensemble or args.disagreement) and args.model == "simulator":
         parser.error("--ensemble and --disagreement are for --model predictor")
     model = sim if args.model == "simulator" else trained_model(sim, run_dir, args.ensemble, args.disagreement)
+    if args.draws < 0 or (args.draws and args.candidates == "cem"):
+        parser.error("--draws is a positive count of windows, for --candidates data")
+    run_data = data
     if args.plan_data:
         data = planning_data(args.plan_data, data)
+    search = solve_all
+    if args.candidates == "data":
+        try:
+            search = WindowSearch(model, run_data, data, args.draws or args.samples * args.iterations,
+                                  PlanConfig().horizon * cfg.frameskip)
+        except ValueError as err:
+            raise SystemExit(f"error: {err}")
     prefix = "sim" if args.model == "simulator" else "model"
     out = Path(args.out) if args.out else run_dir / f"{prefix}-failures-s{args.seed}.json"
     try:
@@ -258,11 +276,11 @@ def main(argv=None):
         raise SystemExit(f"error: {err}")
     print(f"solving the first 25 steps of {args.episodes} episodes of seed {args.seed} with the {args.model} "
           "(with the protocol's search on one core: the simulator about 15 s an episode)...", flush=True)
-    records = first_solves(plan_cfg, model, data, args.seed, None if model is sim else sim)
+    records = first_solves(plan_cfg, model, data, args.seed, None if model is sim else sim, search)
     counts = {name: sum(r["class"] == name for r in records) for name in CLASSES}
     atomic_write_json(out, {"run": str(run_dir), "seed": args.seed, "checkpoint": model.checkpoint,
                             "goals": str(data.path),
-                            "solve": search_of(args),
+                            "solve": {**search_of(args), **(search.record() if search is not solve_all else {})},
                             "summary": counts, "episodes": records})
     print(f"seed {args.seed}, first solve with the {args.model} as the model: " +
           ", ".join(f"{n} {c}" for n, c in counts.items()) + f" of {len(records)}; {out}")

@@ -319,6 +319,44 @@ def check_sim_plan(run, capsys, other):
     slot_term = trained.costs(slots, proprio, goal_slots, goal_proprio, own[:, None], 0, 0.0)[:, 0]
     assert torch.allclose(matched_slot_cost(ends, goal_slots), slot_term, atol=1e-6)
     assert not torch.allclose(slot_term, torch.zeros(4))                 # the predictor is not the simulator
+    check_data_windows(run, model, data, starts, goals, own, capsys)
+
+
+def check_data_windows(run, model, data, starts, goals, own, capsys):
+    """--candidates data: the windows are the training episodes' own actions; with every window
+    drawn, the simulator retrieves each start's own plan to its goal, and never with its episode
+    held out; the protocol runs with the window search in CEM's place."""
+    import oracle_plan
+    import sim_failures
+    import window_plan
+    from data import window_starts
+    from plan import PlanConfig, episode_generators
+    plans, episode = window_plan.data_windows(data, model, 25)
+    firsts = window_starts(data, "train", 26)
+    assert len(plans) == len(episode) == len(firsts) and set(episode) == set(data.episodes("train"))
+    assert np.allclose(model.to_env_actions(plans[:3]), np.stack([data.action[t:t + 25] for t in firsts[:3]]), atol=1e-5)
+    own_episode = np.searchsorted(data.episode_starts, starts, side="right") - 1
+    args = (PlanConfig(), model, model.encode(None, data.state[starts]), model.proprio(data.proprio[starts]),
+            model.encode(None, data.state[goals]), model.proprio(data.proprio[goals]), plans, episode)
+    found = window_plan.retrieve_all(*args, np.full(4, -1), episode_generators(0, 4, 0), len(plans))
+    assert torch.allclose(found, own, atol=1e-5)
+    held_out = window_plan.retrieve_all(*args, own_episode, episode_generators(0, 4, 0), len(plans))
+    for e in range(4):
+        match = (plans - held_out[e]).abs().amax(dim=(1, 2)) < 1e-6
+        assert match.any() and not np.any(episode[match.numpy()] == own_episode[e])
+    sim_failures.main(["--run", str(run), "--episodes", "3", "--candidates", "data", "--draws", "7",
+                       "--out", str(run / "windows.json")])
+    result = json.loads((run / "windows.json").read_text())
+    assert result["solve"]["candidates"] == "data" and result["solve"]["draws"] == 7
+    assert sum(result["summary"].values()) == 3 and "| all | 3 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        sim_failures.main(["--run", str(run), "--draws", "7"])
+    assert "--draws is a positive count of windows" in capsys.readouterr().err
+    oracle_plan.main(["--preset", "tiny", "--out", str(run), "--plan-seeds", "0", "--plan-episodes", "2", "--gifs",
+                      "0", "--plan-name", "w", "--resume", "--no-progress", "--candidates", "data", "--draws", "5"])
+    result = json.loads((run / "plan-w.json").read_text())
+    assert result["checkpoint"]["candidates"] == "data" and result["checkpoint"]["draws"] == 5
+    assert len(result["seeds"]["0"]["successes"]) == 2
 
 
 def test_oracle_plan_refuses_a_planning_protocol_it_cannot_run_before_it_trains(tmp_path):
@@ -328,6 +366,10 @@ def test_oracle_plan_refuses_a_planning_protocol_it_cannot_run_before_it_trains(
     assert not (tmp_path / "o").exists()
     with pytest.raises(SystemExit, match="--plan-data .* is not a dataset folder"):
         oracle_plan.main(["--out", str(tmp_path / "o"), "--plan-data", str(tmp_path)])
+    with pytest.raises(SystemExit, match="shape CEM's samples: not for --candidates data"):
+        oracle_plan.main(["--out", str(tmp_path / "o"), "--candidates", "data", "--init-std", "2"])
+    with pytest.raises(SystemExit, match="--draws is a positive count of windows"):
+        oracle_plan.main(["--out", str(tmp_path / "o"), "--candidates", "data", "--draws", "-1"])
     assert not (tmp_path / "o").exists()
 
 
