@@ -35,7 +35,7 @@ from predictor import rollout  # noqa: E402
 from config import (PRESETS, TrainConfig, build_predictor, config_hash, data_config, data_dir,  # noqa: E402
                     load_checkpoint, open_dataset)
 from train import train_predictor  # noqa: E402
-from window_plan import WindowSearch  # noqa: E402
+from window_plan import WindowSearch, misused_flags  # noqa: E402
 
 SLOT_DIM = 6
 SCALE, CENTRE = 100.0, 256.0
@@ -225,10 +225,8 @@ def main(argv=None):
     parser.add_argument("--draws", type=int, default=0,
                         help="windows a solve with --candidates data (default: CEM's samples x iterations)")
     args = parser.parse_args(argv)
-    if args.candidates == "data" and (args.clip_actions or args.init_std != 1 or args.noise_beta):
-        sys.exit("error: --clip-actions, --init-std and --noise-beta shape CEM's samples: not for --candidates data")
-    if args.draws < 0 or (args.draws and args.candidates == "cem"):
-        sys.exit("error: --draws is a positive count of windows, for --candidates data")
+    if misused_flags(args):
+        sys.exit(f"error: {misused_flags(args)}")
     plan_cfg = PlanConfig(ckpt=args.out, seeds=tuple(args.plan_seeds), episodes=args.plan_episodes,
                           gifs=args.gifs, split=args.plan_split, time_align=args.time_align,
                           clip_actions=args.clip_actions, history=args.plan_history, noise_beta=args.noise_beta,

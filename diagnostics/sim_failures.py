@@ -53,7 +53,7 @@ from oracle_plan import OracleWorldModel, add_ensemble_flags, physical, planning
 from plan import PlanConfig, check_protocol, goal_errors, solve_all  # noqa: E402
 from pusht import PushTEnv, SUCCESS_ANGLE, SUCCESS_DIST  # noqa: E402
 from sim_plan import add_search_flags, open_sim_run, search_of  # noqa: E402
-from window_plan import WindowSearch  # noqa: E402
+from window_plan import WindowSearch, misused_flags  # noqa: E402
 
 CLASSES = ("solved", "search", "cost", "unreached")
 
@@ -250,8 +250,8 @@ def main(argv=None):
     if (args.ensemble or args.disagreement) and args.model == "simulator":
         parser.error("--ensemble and --disagreement are for --model predictor")
     model = sim if args.model == "simulator" else trained_model(sim, run_dir, args.ensemble, args.disagreement)
-    if args.draws < 0 or (args.draws and args.candidates == "cem"):
-        parser.error("--draws is a positive count of windows, for --candidates data")
+    if misused_flags(args):
+        parser.error(misused_flags(args))
     run_data = data
     if args.plan_data:
         data = planning_data(args.plan_data, data)

@@ -52,6 +52,16 @@ def retrieve_all(cfg, model, slots, proprio, goal_slots, goal_proprio, plans, ep
     return torch.stack(chosen).to(model.device)
 
 
+def misused_flags(args):
+    """The one-line error for --candidates/--draws flags that do not go together ("" if they do);
+    ``args`` holds candidates, draws, clip_actions, init_std and noise_beta."""
+    if args.draws < 0 or (args.draws and args.candidates == "cem"):
+        return "--draws is a positive count of windows, for --candidates data"
+    if args.candidates == "data" and (args.clip_actions or args.init_std != 1 or args.noise_beta):
+        return "--clip-actions, --init-std and --noise-beta shape CEM's samples: not for --candidates data"
+    return ""
+
+
 class WindowSearch:
     """plan.solve_all's stand-in (a model's ``solve_all``, which plan.run_seed calls in its place):
     retrieve_all over the windows of ``run_data`` for the protocol's episodes of ``goal_data``.

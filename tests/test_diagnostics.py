@@ -352,6 +352,9 @@ def check_data_windows(run, model, data, starts, goals, own, capsys):
     with pytest.raises(SystemExit):
         sim_failures.main(["--run", str(run), "--draws", "7"])
     assert "--draws is a positive count of windows" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sim_failures.main(["--run", str(run), "--candidates", "data", "--clip-actions"])
+    assert "shape CEM's samples: not for --candidates data" in capsys.readouterr().err
     oracle_plan.main(["--preset", "tiny", "--out", str(run), "--plan-seeds", "0", "--plan-episodes", "2", "--gifs",
                       "0", "--plan-name", "w", "--resume", "--no-progress", "--candidates", "data", "--draws", "5"])
     result = json.loads((run / "plan-w.json").read_text())
