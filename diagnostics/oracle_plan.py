@@ -276,11 +276,8 @@ def main(argv=None):
     if args.check_only:
         return
     if args.candidates == "data":
-        try:
-            model.solve_all = WindowSearch(model, run_data, data, args.draws or plan_cfg.samples * plan_cfg.iterations,
-                                           plan_cfg.horizon * cfg.frameskip)
-        except ValueError as err:
-            sys.exit(f"error: {err}")
+        model.solve_all = WindowSearch(model, run_data, data, args.draws or plan_cfg.samples * plan_cfg.iterations,
+                                       plan_cfg.horizon * cfg.frameskip)
         model.checkpoint.update(model.solve_all.record())
     results, path = evaluate_model(plan_cfg, model, data, out / f"plan-{args.plan_name}.json",
                                    progress=not args.no_progress)

@@ -257,11 +257,8 @@ def main(argv=None):
         data = planning_data(args.plan_data, data)
     search = solve_all
     if args.candidates == "data":
-        try:
-            search = WindowSearch(model, run_data, data, args.draws or args.samples * args.iterations,
-                                  PlanConfig().horizon * cfg.frameskip)
-        except ValueError as err:
-            raise SystemExit(f"error: {err}")
+        search = WindowSearch(model, run_data, data, args.draws or args.samples * args.iterations,
+                              PlanConfig().horizon * cfg.frameskip)
     prefix = "sim" if args.model == "simulator" else "model"
     out = Path(args.out) if args.out else run_dir / f"{prefix}-failures-s{args.seed}.json"
     try:

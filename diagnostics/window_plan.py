@@ -12,7 +12,9 @@ trained on actions like them, though not from this start. A solve draws ``draws`
 protocol's start and goal (its own plan, a window of that episode, would be a lookup of the
 answer); each episode and solve draws from its own random stream (plan.episode_generators).
 Actions are relative in Push-T (the agent heads for its position plus 100 x the action), so a
-window means the same motion from any start.
+window means the same motion from any start. Everything else is plan.py's protocol and cost
+(FACTS section 5, App. G: episodes, goals, the matched slot cost, MPC with 25 steps a solve);
+only CEM's search is replaced.
 """
 
 import sys
@@ -26,13 +28,17 @@ from data import sample_eval_pairs, window_starts  # noqa: E402
 from plan import CPU_COST_BATCH, episode_generators  # noqa: E402
 
 
+def episode_of(data, frames):
+    """The episode that holds each of the global frame indices ``frames``."""
+    return np.searchsorted(data.episode_starts, frames, side="right") - 1
+
+
 def data_windows(data, model, steps):
     """Every window of ``steps`` env actions inside one training episode of ``data``, as the
     model's z-scored plans (K, H, A), with each window's episode (K,)."""
     starts = window_starts(data, "train", steps + 1)
     actions = data.action[starts[:, None] + np.arange(steps)]                  # (K, steps, 2)
-    episode = np.searchsorted(data.episode_starts, starts, side="right") - 1
-    return torch.from_numpy(model.from_env_actions(actions)).float(), episode
+    return torch.from_numpy(model.from_env_actions(actions)).float(), episode_of(data, starts)
 
 
 def retrieve_all(cfg, model, slots, proprio, goal_slots, goal_proprio, plans, episode, own_episode, generators,
@@ -71,15 +77,10 @@ class WindowSearch:
         self.plans, self.episode = data_windows(run_data, model, steps)
         self.same_data = Path(run_data.path) == Path(goal_data.path)
         self.goal_data, self.draws = goal_data, draws
-        if draws < 1:
-            raise ValueError(f"--draws is a positive count of windows, got {draws}")
 
     def __call__(self, cfg, model, pixels, proprio, goal_slots, goal_proprio, seed, solve, states=None):
-        if cfg.sequential:
-            raise ValueError("the window search solves every episode at once: drop --sequential")
         pairs = sample_eval_pairs(self.goal_data, cfg.split, cfg.episodes, seed, cfg.goal_offset)
-        own = (np.searchsorted(self.goal_data.episode_starts, pairs[:, 0], side="right") - 1 if self.same_data
-               else np.full(len(pairs), -1))
+        own = episode_of(self.goal_data, pairs[:, 0]) if self.same_data else np.full(len(pairs), -1)
         return retrieve_all(cfg, model, model.encode(pixels, states), model.proprio(proprio), goal_slots,
                             goal_proprio, self.plans, self.episode, own, episode_generators(seed, len(pairs), solve),
                             self.draws)
