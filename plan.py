@@ -403,22 +403,23 @@ def check_protocol(cfg: PlanConfig):
 
 
 def protocol_of(config):
-    """A results file's config less its seeds and output, with fields it predates at their defaults."""
-    return {k: v for k, v in {**dataclasses.asdict(PlanConfig()), **config}.items() if k not in ("resume", "out", "seeds")}
+    """A results file's config less what changes no result (seeds, output, gifs); fields it predates at defaults."""
+    config = {**dataclasses.asdict(PlanConfig()), **config}
+    return {k: v for k, v in config.items() if k not in ("resume", "out", "seeds", "gifs")}
 
 
 def finished_seeds(results, out):
-    """The seeds in the results file ``out`` that an earlier run wrote with the same protocol
-    (the config but ``resume``, ``out`` and the seed list) and the same checkpoint; {} if there
-    is none. Each seed's episodes and random streams depend on the seed alone, so a kept seed is
-    the one an uninterrupted run gives, and a run may add seeds to a file; it may not drop any."""
+    """The seeds in the results file ``out`` that an earlier run wrote with the same protocol (``protocol_of``)
+    and checkpoint; {} if there is none. Each seed's episodes and random streams depend on the seed alone, so a
+    kept seed is the one an uninterrupted run gives, and a run may add seeds to a file; it may not drop any."""
     if not out.is_file():
         return {}
     earlier = read_json(out)
-    if (protocol_of(earlier.get("config", {})) != protocol_of(results["config"])
-            or earlier.get("checkpoint") != results["checkpoint"]):
-        raise ValueError(f"{out} holds results of another protocol or checkpoint: --resume keeps only "
-                         "seeds of the same ones (drop --resume to start over, or choose another --out)")
+    ours, theirs = protocol_of(results["config"]), protocol_of(earlier.get("config", {}))
+    differ = [k for k in ours if ours[k] != theirs[k]] + ["checkpoint"] * (earlier.get("checkpoint") != results["checkpoint"])
+    if differ:
+        raise ValueError(f"{out} holds results of another protocol or checkpoint ({', '.join(differ)} differ): "
+                         "--resume keeps only seeds of the same ones (drop --resume to start over, or choose another --out)")
     keep = {str(seed) for seed in results["config"]["seeds"]}
     dropped = sorted(set(earlier["seeds"]) - keep, key=int)
     if dropped:
@@ -431,8 +432,7 @@ def finished_seeds(results, out):
 
 
 def evaluate_model(cfg: PlanConfig, model: WorldModel, data, out: Path, progress=True):
-    """Run the protocol of ``cfg`` on every seed with a loaded model; write and return the
-    results (and ``out``)."""
+    """Run the protocol of ``cfg`` on every seed with a loaded model; write and return the results (and ``out``)."""
     results = {"config": json.loads(json.dumps(dataclasses.asdict(cfg))), "seeds": {},
                "checkpoint": getattr(model, "checkpoint", None)}
     if cfg.resume:

@@ -279,8 +279,11 @@ def main(argv=None):
         model.solve_all = WindowSearch(model, run_data, data, args.draws or plan_cfg.samples * plan_cfg.iterations,
                                        plan_cfg.horizon * cfg.frameskip)
         model.checkpoint.update(model.solve_all.record())
-    results, path = evaluate_model(plan_cfg, model, data, out / f"plan-{args.plan_name}.json",
-                                   progress=not args.no_progress)
+    try:
+        results, path = evaluate_model(plan_cfg, model, data, out / f"plan-{args.plan_name}.json",
+                                       progress=not args.no_progress)
+    except ValueError as err:                                  # e.g. --resume on another protocol's file
+        sys.exit(f"error: {err}")
     print(json.dumps({"success_mean": results["success_mean"], "success_std": results["success_std"],
                       "per_seed": [r["success_rate"] for r in results["seeds"].values()]}))
 

@@ -118,9 +118,9 @@ def main(argv=None):
                           gifs=args.gifs, device="cpu", out=str(out), resume=args.resume, **search_of(args))
     try:
         check_protocol(plan_cfg)
-    except ValueError as err:
+        results, path = evaluate_model(plan_cfg, model, data, out, progress=not args.no_progress)
+    except ValueError as err:                                  # a bad flag, or --resume on another protocol's file
         raise SystemExit(f"error: {err}")
-    results, path = evaluate_model(plan_cfg, model, data, out, progress=not args.no_progress)
     print(f"simulator as the model: success {100 * results['success_mean']:.1f} +/- "
           f"{100 * results['success_std']:.1f} % over seeds {', '.join(results['seeds'])}; {path}")
 

@@ -320,9 +320,14 @@ def test_an_interrupted_evaluation_keeps_the_seeds_it_finished(tiny_run, tmp_pat
                                      out=str(path), resume=True), progress=False)
     assert planned == [1] and list(results["seeds"]) == ["0", "1"]
     assert results["seeds"]["0"] == first["seeds"]["0"]
-    with pytest.raises(ValueError, match="another protocol or checkpoint"):
+    with pytest.raises(ValueError, match=r"another protocol or checkpoint \(episodes differ\)"):
         evaluate(PlanConfig(ckpt=str(out), policy="random", seeds=(0, 1), episodes=3, gifs=0,
                             out=str(path), resume=True), progress=False)
+    # the gif count changes no result: another one resumes, planning nothing
+    planned.clear()
+    evaluate(PlanConfig(ckpt=str(out), policy="random", seeds=(0, 1), episodes=2, gifs=1,
+                        out=str(path), resume=True), progress=False)
+    assert planned == []
     # more seeds into the same file: only the new one is planned; fewer would lose one, and are refused
     planned.clear()
     results, _ = evaluate(PlanConfig(ckpt=str(out), policy="random", seeds=(0, 1, 2), episodes=2, gifs=0,
