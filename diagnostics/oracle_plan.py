@@ -35,7 +35,7 @@ from predictor import rollout  # noqa: E402
 from config import (PRESETS, TrainConfig, build_predictor, config_hash, data_config, data_dir,  # noqa: E402
                     load_checkpoint, open_dataset)
 from train import train_predictor  # noqa: E402
-from window_plan import WindowSearch, misused_flags  # noqa: E402
+from window_plan import WindowSearch, add_window_flags, misused_flags  # noqa: E402
 
 SLOT_DIM = 6
 SCALE, CENTRE = 100.0, 256.0
@@ -220,13 +220,10 @@ def main(argv=None):
     parser.add_argument("--plan-history", type=int, default=PlanConfig().history,
                         help="most frames of context while planning (0: the model's n_history)")
     add_ensemble_flags(parser)
-    parser.add_argument("--candidates", choices=("cem", "data"), default="cem", help="data: no CEM; each solve "
-                        "ranks --draws action windows of the training episodes (ours, a probe; window_plan.py)")
-    parser.add_argument("--draws", type=int, default=0,
-                        help="windows a solve with --candidates data (default: CEM's samples x iterations)")
+    add_window_flags(parser)
     args = parser.parse_args(argv)
-    if misused_flags(args):
-        sys.exit(f"error: {misused_flags(args)}")
+    if misused_flags(args, PlanConfig().iterations):
+        sys.exit(f"error: {misused_flags(args, PlanConfig().iterations)}")
     plan_cfg = PlanConfig(ckpt=args.out, seeds=tuple(args.plan_seeds), episodes=args.plan_episodes,
                           gifs=args.gifs, split=args.plan_split, time_align=args.time_align,
                           clip_actions=args.clip_actions, history=args.plan_history, noise_beta=args.noise_beta,
@@ -276,8 +273,7 @@ def main(argv=None):
     if args.check_only:
         return
     if args.candidates == "data":
-        model.solve_all = WindowSearch(model, run_data, data, args.draws or plan_cfg.samples * plan_cfg.iterations,
-                                       plan_cfg.horizon * cfg.frameskip)
+        model.solve_all = WindowSearch(model, run_data, data, args, plan_cfg)
         model.checkpoint.update(model.solve_all.record())
     try:
         results, path = evaluate_model(plan_cfg, model, data, out / f"plan-{args.plan_name}.json",

@@ -53,7 +53,7 @@ from oracle_plan import OracleWorldModel, add_ensemble_flags, physical, planning
 from plan import PlanConfig, check_protocol, goal_errors, solve_all  # noqa: E402
 from pusht import PushTEnv, SUCCESS_ANGLE, SUCCESS_DIST  # noqa: E402
 from sim_plan import add_search_flags, open_sim_run, search_of  # noqa: E402
-from window_plan import WindowSearch, misused_flags  # noqa: E402
+from window_plan import WindowSearch, add_window_flags, misused_flags  # noqa: E402
 
 CLASSES = ("solved", "search", "cost", "unreached")
 
@@ -228,11 +228,7 @@ def main(argv=None):
     parser.add_argument("--plan-data", default="", help="draw starts and goals from this dataset folder instead "
                         "of the run's own (as oracle_plan.py --plan-data)")
     add_search_flags(parser)
-    parser.add_argument("--candidates", choices=("cem", "data"), default="cem",
-                        help="data: no CEM; the plan is the cheapest of --draws action windows of the run's own "
-                        "training episodes, none from the start's episode (a probe, ours)")
-    parser.add_argument("--draws", type=int, default=0,
-                        help="windows scored an episode with --candidates data (default: CEM's samples x iterations)")
+    add_window_flags(parser)
     add_ensemble_flags(parser)
     parser.add_argument("--out", default="", help="results JSON (default RUN/sim-failures-sSEED.json, "
                         "with --model predictor RUN/model-failures-sSEED.json)")
@@ -250,27 +246,23 @@ def main(argv=None):
     if (args.ensemble or args.disagreement) and args.model == "simulator":
         parser.error("--ensemble and --disagreement are for --model predictor")
     model = sim if args.model == "simulator" else trained_model(sim, run_dir, args.ensemble, args.disagreement)
-    if misused_flags(args):
-        parser.error(misused_flags(args))
+    if misused_flags(args, args.iterations):
+        parser.error(misused_flags(args, args.iterations))
+    prefix = "sim" if args.model == "simulator" else "model"
+    out = Path(args.out) if args.out else run_dir / f"{prefix}-failures-s{args.seed}.json"
+    plan_cfg = PlanConfig(ckpt=str(run_dir), seeds=(args.seed,), episodes=args.episodes, device="cpu",
+                          **search_of(args))
+    try:
+        check_results_path(out, "sim_failures.py", ("episodes", "summary"))
+        check_protocol(plan_cfg)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}")
     run_data = data
     if args.plan_data:
         data = planning_data(args.plan_data, data)
     search = solve_all
     if args.candidates == "data":
-        search = WindowSearch(model, run_data, data, args.draws or args.samples * args.iterations,
-                              PlanConfig().horizon * cfg.frameskip)
-    prefix = "sim" if args.model == "simulator" else "model"
-    out = Path(args.out) if args.out else run_dir / f"{prefix}-failures-s{args.seed}.json"
-    try:
-        check_results_path(out, "sim_failures.py", ("episodes", "summary"))
-    except ValueError as err:
-        raise SystemExit(f"error: {err}")
-    plan_cfg = PlanConfig(ckpt=str(run_dir), seeds=(args.seed,), episodes=args.episodes, device="cpu",
-                          **search_of(args))
-    try:
-        check_protocol(plan_cfg)
-    except ValueError as err:
-        raise SystemExit(f"error: {err}")
+        search = WindowSearch(model, run_data, data, args, plan_cfg)
     print(f"solving the first 25 steps of {args.episodes} episodes of seed {args.seed} with the {args.model} "
           "(with the protocol's search on one core: the simulator about 15 s an episode)...", flush=True)
     records = first_solves(plan_cfg, model, data, args.seed, None if model is sim else sim, search)

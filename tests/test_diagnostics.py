@@ -164,6 +164,7 @@ def test_encoder_clip_tools_run_on_a_collide_run_and_refuse_push_t(tiny_collide_
         collide_probe.main(["--run", str(tiny_run[1])])
 
 
+@pytest.mark.slow
 def test_oracle_plan_trains_on_true_states_and_plans(tmp_path, monkeypatch, capsys):
     import oracle_plan
     import train
@@ -351,7 +352,7 @@ def check_data_windows(run, model, data, starts, goals, own, capsys):
     assert sum(result["summary"].values()) == 3 and "| all | 3 |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         sim_failures.main(["--run", str(run), "--draws", "7"])
-    assert "--draws is a positive count of windows" in capsys.readouterr().err
+    assert "--draws and --refine-iterations are for --candidates data" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         sim_failures.main(["--run", str(run), "--candidates", "data", "--clip-actions"])
     assert "shape CEM's samples: not for --candidates data" in capsys.readouterr().err
@@ -371,9 +372,51 @@ def test_oracle_plan_refuses_a_planning_protocol_it_cannot_run_before_it_trains(
         oracle_plan.main(["--out", str(tmp_path / "o"), "--plan-data", str(tmp_path)])
     with pytest.raises(SystemExit, match="shape CEM's samples: not for --candidates data"):
         oracle_plan.main(["--out", str(tmp_path / "o"), "--candidates", "data", "--init-std", "2"])
-    with pytest.raises(SystemExit, match="--draws is a positive count of windows"):
-        oracle_plan.main(["--out", str(tmp_path / "o"), "--candidates", "data", "--draws", "-1"])
+    for flags in (["--draws", "-1"], ["--refine-iterations", "30"], ["--refine-std", "0"]):
+        with pytest.raises(SystemExit, match="need --draws >= 0 .* 0 <= --refine-iterations < CEM's 30"):
+            oracle_plan.main(["--out", str(tmp_path / "o"), "--candidates", "data", *flags])
     assert not (tmp_path / "o").exists()
+
+
+def test_refine_is_cem_around_each_chosen_window():
+    import window_plan
+    from plan import PlanConfig, episode_generators
+    target = torch.randn(2, 5, 4, generator=torch.Generator().manual_seed(0))
+
+    class Quadratic:  # a plan's cost: its squared distance from its problem's target (slots hold the index)
+        device = torch.device("cpu")
+
+        def costs(self, slots, proprio, goal_slots, goal_proprio, candidates, history, weight, align):
+            return (candidates - target[int(slots[0])]).pow(2).sum(dim=(2, 3))
+
+    index = torch.arange(2)
+    start = target + 0.3 * torch.randn(2, 5, 4, generator=torch.Generator().manual_seed(1))
+    refined = window_plan.refine(PlanConfig(), Quadratic(), index, index, index, index, start,
+                                 episode_generators(0, 2, 0), 0.25, 10)
+    before, after = ((plan - target).pow(2).sum(dim=(1, 2)) for plan in (start, refined))
+    assert (after < 0.2 * before).all()
+    # a window already at its target stays near it: CEM's first mean is the window, scored as candidate 0
+    kept = window_plan.refine(PlanConfig(), Quadratic(), index, index, index, index, target.clone(),
+                              episode_generators(0, 2, 0), 0.25, 3)
+    assert (kept - target).pow(2).sum(dim=(1, 2)).max() < 0.2 * before.min()
+
+
+def test_window_plan_runs_the_protocol_on_a_learned_slot_run(tiny_run, tmp_path):
+    import window_plan
+    _, out = tiny_run
+    path = tmp_path / "windows.json"
+    flags = ["--ckpt", str(out), "--seeds", "0", "--episodes", "2", "--gifs", "0", "--samples", "20", "--topk",
+             "4", "--iterations", "3", "--no-progress", "--out", str(path)]
+    window_plan.main([*flags, "--refine-iterations", "1"])
+    result = json.loads(path.read_text())
+    assert result["checkpoint"] | {"draws": 40, "refine_iterations": 1, "candidates": "data"} == result["checkpoint"]
+    assert len(result["seeds"]["0"]["successes"]) == 2
+    with pytest.raises(SystemExit, match="another protocol or checkpoint .*checkpoint differ"):
+        window_plan.main([*flags, "--resume"])                      # no refinement: another search
+    with pytest.raises(SystemExit, match="shape CEM's samples: not for --candidates data"):
+        window_plan.main([*flags, "--init-std", "2"])
+    with pytest.raises(SystemExit, match="need --ckpt RUN, and --policy cem"):
+        window_plan.main(["--policy", "random", "--ckpt", str(out)])
 
 
 def test_sim_plan_refuses_a_run_of_learned_slots(tiny_run):
