@@ -11,6 +11,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
     torch.set_num_threads(1)
 
+
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first (stable otherwise): with pytest.ini's one-at-a-time scheduling the
+    two processes share them out, and the short ones that follow even out the finish."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(ROOT / "diagnostics"))  # the diagnostics, tested in test_diagnostics.py

@@ -275,6 +275,7 @@ def test_load_official_slots(tmp_path):
         load_official_slots(path)
 
 
+@pytest.mark.slow
 def test_a_few_training_steps_lower_the_loss():
     torch.manual_seed(0)  # parameter initialisation
     model = tiny_encoder()
@@ -326,6 +327,7 @@ def test_weighted_reconstruction_loss_favours_pixels_far_from_the_background():
     assert "background" not in model.state_dict()  # set by the trainer, not saved
 
 
+@pytest.mark.slow
 def test_the_attention_decoder_learns_to_give_each_square_its_own_slot():
     # One colour per slot over slot attention's own masks: the loss is lowest when each
     # square's pixels go to one slot, so training separates them (at random init they do not).
@@ -373,6 +375,7 @@ def test_mask_spread_is_each_slots_weighted_variance_of_place():
                                torch.tensor(2 * 0.5 * (1 + 0.25 + 0 + 0.25 + 1) / 5))
 
 
+@pytest.mark.slow
 def test_the_position_term_splits_two_squares_of_one_colour():
     # Two squares of the same colour: painting both from one slot reconstructs them as well
     # as two slots do, so colour alone leaves them merged; mask_spread pulls them apart.

@@ -232,6 +232,7 @@ def test_resume_with_more_epochs_continues_a_finished_predictor_exactly(tiny_run
                               redo=False, resume=True, ctx=ctx)
 
 
+@pytest.mark.slow
 def test_runs_under_torchrun_ddp_and_a_nan_on_one_process_stops_every_process(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     ddp = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
@@ -432,6 +433,7 @@ def test_an_interrupted_slot_extraction_goes_on_from_its_last_save(tiny_run, tmp
     assert not np.allclose(encoder_stage.load_slots(tmp_path / "cut", video, len(data.state)), whole)
 
 
+@pytest.mark.slow
 def test_bf16_runs_the_stages_under_autocast_and_records_it(tiny_run, tmp_path):
     root, _ = tiny_run
     cfg = dataclasses.replace(TINY, encoder_seed=2)  # a new encoder folder beside the fixture's

@@ -230,6 +230,7 @@ def synthetic_task(n_videos, seed):
     return slots, scenes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_tiny_model_learns_a_function_of_the_slots(precision):
     slots, scenes = synthetic_task(160, seed=0)
