@@ -146,8 +146,9 @@ def main(argv=None):
     flags = SimpleNamespace(candidates="data", **{k: getattr(args, k) for k in (
         "draws", "refine_iterations", "refine_std")}, **{k: getattr(cfg, k) for k in (
             "clip_actions", "init_std", "noise_beta")})
-    if misused_flags(flags, cfg.iterations) or cfg.policy != "cem" or not cfg.ckpt:
-        sys.exit(f"error: {misused_flags(flags, cfg.iterations) or 'need --ckpt RUN, and --policy cem (its search is replaced)'}")
+    misused = misused_flags(flags, cfg.iterations)
+    if misused or cfg.policy != "cem" or not cfg.ckpt:
+        sys.exit(f"error: {misused or 'need --ckpt RUN, and --policy cem (its search is replaced)'}")
     run_dir = Path(cfg.ckpt) if Path(cfg.ckpt).is_dir() else Path(cfg.ckpt).parent
     out = Path(cfg.out) if cfg.out else run_dir / "plan-data.json"
     try:
@@ -158,7 +159,7 @@ def main(argv=None):
         model.solve_all = WindowSearch(model, data, data, flags, cfg)
         model.checkpoint.update(model.solve_all.record())
         results, out = evaluate_model(cfg, model, data, out, progress=not args.no_progress)
-    except (ValueError, OSError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError, FloatingPointError) as err:  # RuntimeError: a bad --device
         sys.exit(f"error: {error_line(err)}")
     print(f"data's windows: success {100 * results['success_mean']:.1f} +/- {100 * results['success_std']:.1f} % "
           f"over {len(results['seeds'])} seeds; {results['seconds_per_solve']:.2f} s per episode solve; wrote {out}")
