@@ -222,8 +222,8 @@ def main(argv=None):
     add_ensemble_flags(parser)
     add_window_flags(parser)
     args = parser.parse_args(argv)
-    if misused_flags(args, PlanConfig().iterations):
-        sys.exit(f"error: {misused_flags(args, PlanConfig().iterations)}")
+    if misused := misused_flags(args, PlanConfig().iterations):
+        sys.exit(f"error: {misused}")
     plan_cfg = PlanConfig(ckpt=args.out, seeds=tuple(args.plan_seeds), episodes=args.plan_episodes,
                           gifs=args.gifs, split=args.plan_split, time_align=args.time_align,
                           clip_actions=args.clip_actions, history=args.plan_history, noise_beta=args.noise_beta,

@@ -246,8 +246,8 @@ def main(argv=None):
     if (args.ensemble or args.disagreement) and args.model == "simulator":
         parser.error("--ensemble and --disagreement are for --model predictor")
     model = sim if args.model == "simulator" else trained_model(sim, run_dir, args.ensemble, args.disagreement)
-    if misused_flags(args, args.iterations):
-        parser.error(misused_flags(args, args.iterations))
+    if misused := misused_flags(args, args.iterations):
+        parser.error(misused)
     prefix = "sim" if args.model == "simulator" else "model"
     out = Path(args.out) if args.out else run_dir / f"{prefix}-failures-s{args.seed}.json"
     plan_cfg = PlanConfig(ckpt=str(run_dir), seeds=(args.seed,), episodes=args.episodes, device="cpu",
